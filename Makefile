@@ -1,0 +1,39 @@
+# stable-verl: the two commands a user needs are `make demo` and `make test`; both set up .venv first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.stable-verl-stack
+
+# Prefect runs in ephemeral mode unless PREFECT_API_URL points at a server; keep its state in the repo.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+
+.PHONY: setup demo test test-fast bench lint lock clean
+
+setup: $(STAMP)
+
+# Re-run the (idempotent) install only when what it installs changed.
+$(STAMP): infra/install_cpu.sh infra/requirements-cpu.lock infra/vllm-dist-alias/pyproject.toml pyproject.toml
+	bash infra/install_cpu.sh $(VENV)
+
+demo: setup            ## the main job (for now: the smoke pipeline as a Prefect flow)
+	$(PY) -m flows.smoke
+
+test: setup            ## every test, the real verl + vLLM + Ray runs included (what CI runs)
+	$(PY) -m pytest -v -rs --durations=15 tests/unit tests/integration
+
+test-fast: setup       ## unit tests only (seconds)
+	$(PY) -m pytest -q tests/unit
+
+bench: setup           ## benchmarks; one `BENCH <name> <value> <op> <target>` line per figure
+	$(PY) tests/benchmarks/run.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lock:                  ## re-resolve infra/requirements-cpu.in into the lock
+	bash infra/install_cpu.sh --resolve $(VENV)
+
+clean:
+	rm -rf artifacts .prefect .pytest_cache

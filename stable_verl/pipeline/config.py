@@ -1,0 +1,136 @@
+"""Typed stage configs, loaded from YAML with OmegaConf and validated before anything starts.
+
+``load_config(path, overrides)`` merges a YAML file and ``key=value`` overrides onto the dataclass
+schema; unknown keys and wrong types fail here, and each dataclass's ``__post_init__`` checks the
+values, so bad input never reaches Ray or vLLM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from stable_verl.models.tiny import TinyModelSpec
+from stable_verl.tasks.datasets import TaskSpec
+
+
+@dataclass
+class SFTStage:
+    """verl SFT (``verl.trainer.sft_trainer``) of the tiny model on one teacher's solutions."""
+
+    teacher: str = "stepwise"
+    """Teacher style of the SFT data (stable_verl.tasks.teachers)."""
+    steps: int = 40
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Global batch size (conversations)."""
+    micro_batch_size: int = 8
+    """Per-device micro batch."""
+    lr: float = 1e-3
+    """AdamW learning rate (tiny models from scratch take large steps)."""
+    max_length: int = 128
+    """Longest conversation in tokens."""
+    timeout_s: int = 600
+    """Wall-clock limit; verl is killed and the stage fails past it."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "timeout_s")
+        if self.batch_size % self.micro_batch_size:
+            raise ValueError(f"sft.batch_size {self.batch_size} must be a multiple of micro_batch_size")
+
+
+@dataclass
+class RLStage:
+    """verl ``main_ppo`` with the vLLM rollout."""
+
+    adv_estimator: str = "grpo"
+    """verl advantage estimator name."""
+    loss_mode: str = "vanilla"
+    """verl policy loss name (``actor.policy_loss.loss_mode``)."""
+    loss_agg_mode: str = "token-mean"
+    """verl loss aggregation."""
+    total_steps: int = 3
+    """Training steps (rollout batches)."""
+    train_batch_size: int = 8
+    """Prompts per rollout batch."""
+    rollout_n: int = 4
+    """Responses per prompt (the group size G)."""
+    ppo_mini_batch_size: int = 8
+    """Prompts per optimizer step; train_batch_size / ppo_mini_batch_size = N updates per rollout batch."""
+    micro_batch_size: int = 16
+    """Responses per forward/backward micro batch."""
+    lr: float = 1e-4
+    """Actor learning rate."""
+    max_prompt_length: int = 48
+    """Prompt budget in tokens."""
+    max_response_length: int = 48
+    """Response budget in tokens."""
+    temperature: float = 1.0
+    """Rollout sampling temperature."""
+    rollout_dtype: str = "float32"
+    """vLLM weights/activations dtype (mu_old's numerics)."""
+    train_dtype: str = "float32"
+    """FSDP compute dtype of the actor (pi_old/pi_theta's numerics); bf16 vs fp32 is a real train-infer gap."""
+    format_bonus: float = 0.0
+    """Partial credit for a well-formed answer (reward shaping; 0 = exact-match 1/0 only)."""
+    save_freq: int = -1
+    """Checkpoint every N steps and at the last step (-1: never)."""
+    timeout_s: int = 900
+    """Wall-clock limit; verl is killed and the stage fails past it."""
+    overrides: list[str] = field(default_factory=list)
+    """Extra raw Hydra overrides for main_ppo, applied last."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "total_steps", "train_batch_size", "rollout_n", "ppo_mini_batch_size", "micro_batch_size")
+        _positive(self, "max_prompt_length", "max_response_length", "timeout_s")
+        if self.train_batch_size % self.ppo_mini_batch_size:
+            raise ValueError(
+                f"rl.train_batch_size {self.train_batch_size} must be a multiple of "
+                f"rl.ppo_mini_batch_size {self.ppo_mini_batch_size}"
+            )
+        for name in ("rollout_dtype", "train_dtype"):
+            if getattr(self, name) not in ("float32", "bfloat16", "float16"):
+                raise ValueError(f"rl.{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")
+
+
+@dataclass
+class SmokeConfig:
+    """Tiny MoE -> verl SFT -> verl GRPO with vLLM rollouts, all on this machine."""
+
+    workdir: str = "artifacts/smoke"
+    """Where models, data, checkpoints and logs go."""
+    seed: int = 0
+    """Seed of the model weights and the task splits."""
+    model: TinyModelSpec = field(default_factory=TinyModelSpec)
+    task: TaskSpec = field(default_factory=TaskSpec)
+    sft: SFTStage = field(default_factory=SFTStage)
+    rl: RLStage = field(default_factory=RLStage)
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ValueError(f"{type(obj).__name__}.{name} must be > 0, got {getattr(obj, name)}")
+
+
+T = TypeVar("T")
+
+
+def load_config(schema: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Merge ``path`` (YAML) and ``overrides`` (``a.b=c``) onto ``schema``; one-line errors on bad input."""
+    try:
+        cfg = OmegaConf.structured(schema)
+        if path is not None:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        where = f" at {key}" if key else ""
+        raise ValueError(f"invalid config{where}: {str(e).splitlines()[0]}") from None
+    except FileNotFoundError:
+        raise ValueError(f"config file not found: {path}") from None

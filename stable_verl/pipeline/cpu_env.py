@@ -1,0 +1,88 @@
+"""What verl + vLLM need to run on a CPU-only machine: environment variables and Hydra overrides.
+
+Every setting here is one the CPU path was measured to need (see README "The CPU path"); the
+pipeline applies them when no CUDA device is present, so users never set them by hand.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+# Environment for every verl process (Ray workers inherit it from the driver).
+CPU_ENV: dict[str, str] = {
+    "VERL_PLATFORM": "cpu",  # select stable_verl's CPU platform (gloo, logical Ray GPUs)
+    "VERL_ENGINE_DEVICE": "cuda",  # verl registers its FSDP engine under "cuda" only; it runs fine on CPU
+    "VLLM_TARGET_DEVICE": "cpu",  # vLLM platform detection
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache for the tiny models
+    "WANDB_MODE": "disabled",
+}
+
+# Environment for every run, CPU or GPU: nothing is downloaded at run time, output is streamed.
+COMMON_ENV: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONUNBUFFERED": "1",
+    "RAY_DEDUP_LOGS": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+
+def on_cpu() -> bool:
+    """True when no CUDA device is visible (this machine, CI)."""
+    return not torch.cuda.is_available()
+
+
+def verl_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a verl subprocess: ``base`` (default: this process's) plus the required settings."""
+    env = dict(os.environ if base is None else base)
+    env.update(COMMON_ENV)
+    if on_cpu():
+        env.update(CPU_ENV)
+        env.pop("RAY_ADDRESS", None)  # a CPU run always starts its own local Ray
+    return env
+
+
+def sft_cpu_overrides() -> list[str]:
+    """Hydra overrides ``verl.trainer.sft_trainer`` needs on CPU."""
+    return [
+        "trainer.device=cpu",
+        "engine.strategy=fsdp2",  # FSDP1 passes device_id=0 (a CUDA index); FSDP2 follows the platform
+        "engine.use_torch_compile=False",
+        "+model.override_config.attn_implementation=sdpa",  # no flash-attn on CPU
+        "model.use_remove_padding=False",  # packed rows need flash-attn varlen; sdpa would attend across them
+        "model.enable_gradient_checkpointing=False",
+        "data.num_workers=0",
+    ]
+
+
+def ppo_cpu_overrides(num_cpus: int = 16) -> list[str]:
+    """Hydra overrides ``verl.trainer.main_ppo`` needs on CPU.
+
+    ``num_cpus`` is a *logical* count: main_ppo starts a TaskRunner, a TransferQueue controller and
+    storage units and several reward workers, which starve (and hang silently) on 2 real CPUs.
+    """
+    return [
+        "trainer.device=cpu",
+        f"ray_kwargs.ray_init.num_cpus={num_cpus}",
+        "+ray_kwargs.ray_init.num_gpus=1",  # one logical GPU, matched by the CPU platform's resource name
+        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+        # verl packs a micro batch into one row (remove-padding) and relies on flash-attn's varlen kernels
+        # to keep sequences apart; with sdpa every sequence would attend to the ones packed before it.
+        "actor_rollout_ref.model.use_remove_padding=False",
+        "actor_rollout_ref.model.enable_gradient_checkpointing=False",
+        "actor_rollout_ref.actor.strategy=fsdp2",
+        "actor_rollout_ref.ref.strategy=fsdp2",
+        "actor_rollout_ref.actor.use_torch_compile=False",
+        "actor_rollout_ref.ref.use_torch_compile=False",
+        "actor_rollout_ref.rollout.enforce_eager=True",  # no CUDA graphs
+        "actor_rollout_ref.rollout.free_cache_engine=False",
+        "+actor_rollout_ref.rollout.enable_sleep_mode=False",  # sleep mode needs CUDA
+        "actor_rollout_ref.rollout.gpu_memory_utilization=0.2",
+        "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+        "actor_rollout_ref.rollout.load_format=auto",
+        "data.dataloader_num_workers=0",
+    ]

@@ -1,0 +1,106 @@
+"""Stage runners on a local work directory: build assets, verl SFT, verl RL, read metrics.
+
+Each function is plain Python (no Prefect), so flows and tests call the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+from stable_verl.models.tokenizer import train_tokenizer
+from stable_verl.pipeline import cpu_env, verl_command
+from stable_verl.pipeline.config import RLStage, SFTStage
+from stable_verl.pipeline.runner import RunResult, run_streaming
+from stable_verl.tasks.datasets import TaskSpec, tokenizer_corpus, write_task_data
+
+# verl's console logger prints "step:N - key:value - ..."; the SFT trainer prints the same shape.
+_STEP_LINE = re.compile(r"\bstep:(\d+)\b")
+# A Python traceback or a raised exception, possibly behind Ray's "(pid=...)" prefix.
+_ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|^(\(\S+ pid=\d+\)\s*)?\w*(Error|Exception): ")
+
+
+@dataclass(frozen=True)
+class Assets:
+    """The locally built starting point: a tiny HF model directory and the task's parquet splits."""
+
+    model_dir: Path
+    data: dict[str, Path]
+
+
+def build_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int) -> Assets:
+    """Train the tokenizer, build the tiny model and write the task splits (all deterministic)."""
+    tokenizer = train_tokenizer(tokenizer_corpus(task))
+    model_dir = save_tiny_model(workdir / "models" / f"tiny-{model.kind}", model, tokenizer, seed=seed)
+    data = write_task_data(workdir / "data", task)
+    return Assets(model_dir=model_dir, data=data)
+
+
+def progress_printer(stage: str, total_steps: int, echo: Callable[[str], None] = print) -> Callable[[str], None]:
+    """An ``on_line`` callback that echoes one short line per training step."""
+
+    def on_line(line: str) -> None:
+        m = _STEP_LINE.search(line)
+        if m and ("loss" in line or "reward" in line):
+            echo(f"[{stage}] step {m.group(1)}/{total_steps}")
+        elif _ERROR_LINE.search(line):
+            echo(f"[{stage}] {line[:200]}")
+
+    return on_line
+
+
+def latest_checkpoint(ckpt_root: Path) -> Path | None:
+    """The highest ``global_step_N`` directory under ``ckpt_root``, if any."""
+    steps = [(int(p.name.rsplit("_", 1)[1]), p) for p in ckpt_root.glob("global_step_*") if p.is_dir()]
+    return max(steps)[1] if steps else None
+
+
+def run_sft(
+    sft: SFTStage, model_dir: Path, data: dict[str, Path], out_dir: Path, seed: int, on_line=None
+) -> tuple[Path, RunResult]:
+    """verl SFT on one teacher's data; returns the HF directory of the final checkpoint."""
+    argv = verl_command.sft_argv(
+        sft, model_dir, data[f"sft_{sft.teacher}_train"], data[f"sft_{sft.teacher}_val"], out_dir / "checkpoints", seed
+    )
+    result = run_streaming(
+        argv, out_dir / "sft.log", cpu_env.verl_env(), sft.timeout_s, cwd=out_dir, on_line=on_line, name="verl SFT"
+    )
+    ckpt = latest_checkpoint(out_dir / "checkpoints")
+    hf_dir = ckpt / "huggingface" if ckpt else None
+    if hf_dir is None or not (hf_dir / "config.json").exists():
+        raise FileNotFoundError(f"verl SFT finished but wrote no HF checkpoint under {out_dir / 'checkpoints'}")
+    return hf_dir, result
+
+
+def run_rl(rl: RLStage, model_dir: Path, data: dict[str, Path], out_dir: Path, on_line=None) -> tuple[Path, RunResult]:
+    """verl ``main_ppo`` with vLLM rollouts; returns the metrics file (one JSON line per step)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = out_dir / "metrics.jsonl"
+    overrides = verl_command.ppo_overrides(rl, model_dir, data["rl_train"], data["rl_val"], out_dir / "checkpoints")
+    (out_dir / "command.json").write_text(json.dumps({"overrides": overrides}, indent=1))
+    env = cpu_env.verl_env()
+    env["VERL_FILE_LOGGER_PATH"] = str(metrics)
+    result = run_streaming(
+        verl_command.ppo_argv(overrides),
+        out_dir / "rl.log",
+        env,
+        rl.timeout_s,
+        cwd=out_dir,
+        on_line=on_line,
+        name="verl main_ppo",
+    )
+    return metrics, result
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """verl's file-logger lines as ``[{"step": n, **metrics}, ...]``."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            rows.append({"step": rec["step"], **rec["data"]})
+    return rows

@@ -1,0 +1,118 @@
+"""Compile stage configs into the exact verl command lines (``torchrun ... sft_trainer``, ``main_ppo``)."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+from stable_verl.pipeline import cpu_env
+from stable_verl.pipeline.config import RLStage, SFTStage
+from stable_verl.tasks import reward
+
+
+def sft_argv(
+    sft: SFTStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path, seed: int = 0
+) -> list[str]:
+    """``torchrun -m verl.trainer.sft_trainer`` on one process, saving HF weights at the end."""
+    overrides = [
+        f"model.path={model_path}",
+        f"data.train_files={train_file}",
+        f"data.val_files={val_file}",
+        f"data.train_batch_size={sft.batch_size}",
+        f"data.micro_batch_size_per_gpu={sft.micro_batch_size}",
+        f"data.max_length={sft.max_length}",
+        f"data.max_token_len_per_gpu={sft.max_length * sft.micro_batch_size}",
+        f"optim.lr={sft.lr}",
+        "optim.lr_warmup_steps_ratio=0.1",
+        "checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+        f"trainer.total_training_steps={sft.steps}",
+        "trainer.total_epochs=1000",
+        f"trainer.default_local_dir={out_dir}",
+        "trainer.logger=[console]",
+        "trainer.n_gpus_per_node=1",
+        "trainer.nnodes=1",
+        f"trainer.seed={seed}",
+        "trainer.save_freq=-1",
+        "trainer.test_freq=-1",
+    ]
+    if cpu_env.on_cpu():
+        overrides += cpu_env.sft_cpu_overrides()
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=1"]
+    return [*launcher, "-m", "verl.trainer.sft_trainer", *overrides]
+
+
+def reward_overrides(format_bonus: float) -> list[str]:
+    """Point verl's custom-reward hook at ``stable_verl.tasks.reward.compute_score``."""
+    return [
+        f"reward.custom_reward_function.path={Path(inspect.getfile(reward)).resolve()}",
+        "reward.custom_reward_function.name=compute_score",
+        f"+reward.custom_reward_function.reward_kwargs.format_bonus={format_bonus}",
+    ]
+
+
+def ppo_overrides(rl: RLStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path) -> list[str]:
+    """Every Hydra override of one RL stage (CPU settings included when there is no GPU)."""
+    overrides = [
+        f"algorithm.adv_estimator={rl.adv_estimator}",
+        "algorithm.use_kl_in_reward=False",
+        f"data.train_files={train_file}",
+        f"data.val_files={val_file}",
+        f"data.train_batch_size={rl.train_batch_size}",
+        f"data.max_prompt_length={rl.max_prompt_length}",
+        f"data.max_response_length={rl.max_response_length}",
+        f"actor_rollout_ref.model.path={model_path}",
+        f"actor_rollout_ref.actor.policy_loss.loss_mode={rl.loss_mode}",
+        f"actor_rollout_ref.actor.loss_agg_mode={rl.loss_agg_mode}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={rl.ppo_mini_batch_size}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={rl.micro_batch_size}",
+        f"actor_rollout_ref.actor.optim.lr={rl.lr}",
+        "actor_rollout_ref.actor.use_kl_loss=False",
+        "actor_rollout_ref.actor.entropy_coeff=0",
+        "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+        "actor_rollout_ref.rollout.name=vllm",
+        f"actor_rollout_ref.rollout.n={rl.rollout_n}",
+        f"actor_rollout_ref.rollout.temperature={rl.temperature}",
+        f"actor_rollout_ref.rollout.dtype={rl.rollout_dtype}",
+        *train_precision_overrides(rl.train_dtype),
+        "actor_rollout_ref.rollout.calculate_log_probs=True",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={rl.micro_batch_size}",
+        f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={rl.micro_batch_size}",
+        *reward_overrides(rl.format_bonus),
+        "reward.num_workers=1",
+        "trainer.logger=[console,file]",
+        "trainer.v1.trainer_mode=stable_sync",  # verl's sync trainer + reward/acc, reward/format per step
+        "trainer.n_gpus_per_node=1",
+        "trainer.nnodes=1",
+        "trainer.total_epochs=1000",
+        f"trainer.total_training_steps={rl.total_steps}",
+        f"trainer.save_freq={rl.save_freq}",
+        "trainer.test_freq=-1",
+        "trainer.val_before_train=False",
+        "trainer.resume_mode=auto",
+        f"trainer.default_local_dir={out_dir}",
+        "trainer.project_name=stable-verl",
+        f"trainer.experiment_name={out_dir.parent.name}",
+    ]
+    if cpu_env.on_cpu():
+        overrides += cpu_env.ppo_cpu_overrides()
+    return overrides + list(rl.overrides)
+
+
+_SHORT_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def train_precision_overrides(dtype: str) -> list[str]:
+    """FSDP compute dtype of actor and ref. Without ``mixed_precision`` verl's FSDP engine autocasts to bf16."""
+    policy = f"{{param_dtype:{_SHORT_DTYPE[dtype]},reduce_dtype:fp32,buffer_dtype:fp32}}"
+    overrides = []
+    for role in ("actor", "ref"):
+        overrides += [
+            f"+actor_rollout_ref.{role}.fsdp_config.mixed_precision={policy}",
+            f"actor_rollout_ref.{role}.fsdp_config.dtype={dtype}",
+        ]
+    return overrides
+
+
+def ppo_argv(overrides: list[str]) -> list[str]:
+    return [sys.executable, "-m", "verl.trainer.main_ppo", *overrides]

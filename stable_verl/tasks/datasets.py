@@ -1,0 +1,109 @@
+"""Datasets in verl's parquet schemas: RL prompts, SFT conversations per teacher, held-out benchmarks.
+
+* RL (``verl.utils.dataset.rl_dataset``): ``prompt`` (chat list), ``data_source``, ``ability``,
+  ``reward_model = {"style": "rule", "ground_truth": str}``, ``extra_info``.
+* SFT (``verl.trainer.sft_trainer``'s multi-turn dataset): ``messages`` (chat list).
+* Benchmarks reuse the RL schema; ``benchmark_id`` is in-distribution, ``benchmark_hard`` is harder.
+All splits are disjoint by expression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from stable_verl.tasks.arithmetic import Problem, sample_problems
+from stable_verl.tasks.teachers import TEACHERS, get_teacher
+
+DATA_SOURCE = "stable_verl/arith"
+
+
+@dataclass
+class TaskSpec:
+    """Sizes and difficulties of the generated splits."""
+
+    difficulty: int = 1
+    """Difficulty of RL/SFT/in-distribution problems (operations per problem)."""
+    hard_difficulty: int = 2
+    """Difficulty of the harder held-out benchmark."""
+    n_rl_train: int = 64
+    """RL prompts (reused across epochs, as in the paper)."""
+    n_rl_val: int = 16
+    """RL validation prompts (verl's val set)."""
+    n_sft: int = 256
+    """SFT conversations per teacher style."""
+    n_bench: int = 32
+    """Problems per held-out benchmark."""
+    seed: int = 0
+    """Seed of every split."""
+
+    def __post_init__(self) -> None:
+        if self.hard_difficulty <= self.difficulty:
+            raise ValueError("hard_difficulty must be greater than difficulty")
+
+
+def rl_rows(problems: list[Problem], split: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "data_source": DATA_SOURCE,
+                "prompt": [{"role": "user", "content": p.prompt}],
+                "ability": "math",
+                "reward_model": {"style": "rule", "ground_truth": str(p.answer)},
+                "extra_info": {"split": split, "index": i, "difficulty": p.difficulty, "expression": p.expression},
+            }
+            for i, p in enumerate(problems)
+        ]
+    )
+
+
+def sft_rows(problems: list[Problem], teacher: str) -> pd.DataFrame:
+    solve = get_teacher(teacher)
+    return pd.DataFrame(
+        [
+            {"messages": [{"role": "user", "content": p.prompt}, {"role": "assistant", "content": solve(p)}]}
+            for p in problems
+        ]
+    )
+
+
+def write_task_data(out_dir: str | Path, spec: TaskSpec) -> dict[str, Path]:
+    """Write every split as parquet under ``out_dir``; returns split name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+
+    def draw(n: int, difficulty: int, salt: int) -> list[Problem]:
+        problems = sample_problems(n, difficulty, seed=spec.seed * 1000 + salt, exclude=seen)
+        seen.update(p.expression for p in problems)
+        return problems
+
+    # Held-out benchmarks are drawn first so that no train/SFT problem can shadow them.
+    frames = {
+        "bench_id": rl_rows(draw(spec.n_bench, spec.difficulty, 1), "bench_id"),
+        "bench_hard": rl_rows(draw(spec.n_bench, spec.hard_difficulty, 2), "bench_hard"),
+        "rl_val": rl_rows(draw(spec.n_rl_val, spec.difficulty, 3), "rl_val"),
+        "rl_train": rl_rows(draw(spec.n_rl_train, spec.difficulty, 4), "rl_train"),
+    }
+    sft_problems = draw(spec.n_sft, spec.difficulty, 5)
+    sft_val = draw(max(8, spec.n_sft // 8), spec.difficulty, 6)
+    for teacher in TEACHERS:
+        frames[f"sft_{teacher}_train"] = sft_rows(sft_problems, teacher)
+        frames[f"sft_{teacher}_val"] = sft_rows(sft_val, teacher)
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = out / f"{name}.parquet"
+        frame.to_parquet(paths[name], index=False)
+    return paths
+
+
+def tokenizer_corpus(spec: TaskSpec, n: int = 1500) -> list[str]:
+    """Text the tokenizer is trained on: prompts and every teacher's solutions, both difficulties."""
+    texts: list[str] = []
+    for difficulty in (spec.difficulty, spec.hard_difficulty, spec.hard_difficulty + 1):
+        for p in sample_problems(n // 3, difficulty, seed=10_000 + spec.seed):
+            texts.append(p.prompt)
+            texts.extend(solve(p) for solve in TEACHERS.values())
+    return texts

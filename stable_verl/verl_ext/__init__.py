@@ -1,0 +1,1 @@
+"""Everything that plugs into verl and vLLM, loaded in every process through entry points."""

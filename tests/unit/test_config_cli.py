@@ -1,0 +1,63 @@
+"""Bad input fails before anything starts: one clear line, a non-zero exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stable_verl.cli import main
+from stable_verl.pipeline.config import RLStage, SmokeConfig, load_config
+from stable_verl.pipeline.verl_command import ppo_overrides
+
+
+def test_yaml_and_overrides_merge_onto_the_schema(tmp_path):
+    cfg = load_config(SmokeConfig, "configs/smoke.yaml", ["rl.total_steps=5", "sft.teacher=verbose"])
+    assert cfg.rl.total_steps == 5 and cfg.sft.teacher == "verbose"
+    assert cfg.model.num_experts == 8  # schema default not in the YAML
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("rl.train_batch_size=6", "multiple of rl.ppo_mini_batch_size"),
+        ("rl.no_such_key=1", "no_such_key"),
+        ("rl.total_steps=abc", "total_steps"),
+        ("rl.rollout_dtype=fp8", "rollout_dtype"),
+        ("sft.batch_size=0", "batch_size must be > 0"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_key_named(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(SmokeConfig, "configs/smoke.yaml", [override])
+
+
+def test_cli_exits_2_with_one_line(capsys):
+    assert main(["plan", "smoke", "rl.train_batch_size=6"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stable-verl: error: ")
+
+
+def test_cli_missing_config_file():
+    out = subprocess.run(
+        [sys.executable, "-m", "stable_verl.cli", "smoke", "--config", "nope.yaml"], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == "stable-verl: error: config file not found: nope.yaml"
+
+
+def test_plan_prints_the_cpu_settings(capsys):
+    assert main(["plan", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "verl.trainer.main_ppo" in out and "verl.trainer.sft_trainer" in out
+    assert "actor_rollout_ref.rollout.name=vllm" in out
+
+
+def test_rl_overrides_carry_the_reward_hook(tmp_path):
+    overrides = ppo_overrides(
+        RLStage(format_bonus=0.25), tmp_path / "m", tmp_path / "t", tmp_path / "v", tmp_path / "c"
+    )
+    hook = [o for o in overrides if o.startswith("reward.custom_reward_function.path=")]
+    assert hook and hook[0].endswith("stable_verl/tasks/reward.py")
+    assert "+reward.custom_reward_function.reward_kwargs.format_bonus=0.25" in overrides

@@ -1,0 +1,91 @@
+"""The arithmetic task, teacher styles, dataset schemas and the reward function."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from stable_verl.tasks.arithmetic import Problem, sample_problems
+from stable_verl.tasks.datasets import DATA_SOURCE, TaskSpec, write_task_data
+from stable_verl.tasks.reward import compute_score, extract_answer
+from stable_verl.tasks.teachers import TEACHERS, get_teacher
+
+
+def test_left_to_right_evaluation_by_hand():
+    # 7 + 5 = 12, 12 - 3 = 9, 9 * 2 = 18 (left to right, no precedence)
+    p = Problem(operands=(7, 5, 3, 2), ops=("+", "-", "*"), difficulty=3)
+    assert p.expression == "7 + 5 - 3 * 2"
+    assert p.partial_results() == [12, 9, 18]
+    assert p.answer == 18
+
+
+def test_sampling_is_deterministic_and_distinct():
+    a = sample_problems(50, difficulty=2, seed=3)
+    b = sample_problems(50, difficulty=2, seed=3)
+    assert a == b
+    assert len({p.expression for p in a}) == 50
+    assert all(len(p.ops) == 2 for p in a)
+
+
+def test_difficulty_must_be_positive():
+    with pytest.raises(ValueError, match="difficulty"):
+        sample_problems(1, difficulty=0, seed=0)
+
+
+@pytest.mark.parametrize("teacher", sorted(TEACHERS))
+def test_every_teacher_solution_scores_one(teacher):
+    for p in sample_problems(20, difficulty=3, seed=1):
+        solution = get_teacher(teacher)(p)
+        assert compute_score(DATA_SOURCE, solution, str(p.answer)) == {"score": 1.0, "acc": 1.0, "format": 1.0}
+
+
+def test_teacher_styles_differ():
+    p = Problem(operands=(3, 4, 1), ops=("+", "-"), difficulty=2)
+    assert TEACHERS["terse"](p) == "#### 6"
+    assert TEACHERS["stepwise"](p) == "3 + 4 = 7\n7 - 1 = 6\n#### 6"
+    assert TEACHERS["verbose"](p).startswith("Let us work left to right. 3 plus 4 gives 7.")
+    with pytest.raises(ValueError, match="unknown teacher"):
+        get_teacher("oracle")
+
+
+def test_reward_exact_match_and_format():
+    assert extract_answer("x\n#### -12") == -12
+    assert extract_answer("#### 3 then #### 4") == 4  # the last answer counts
+    assert extract_answer("the answer is 4") is None
+    assert compute_score(DATA_SOURCE, "#### 5", "6") == {"score": 0.0, "acc": 0.0, "format": 1.0}
+    assert compute_score(DATA_SOURCE, "five", "5") == {"score": 0.0, "acc": 0.0, "format": 0.0}
+    # shaping: a well-formed wrong answer earns the bonus only, a right one earns 1 + bonus
+    assert compute_score(DATA_SOURCE, "#### 5", "6", format_bonus=0.1)["score"] == pytest.approx(0.1)
+    assert compute_score(DATA_SOURCE, "#### 6", "6", format_bonus=0.1)["score"] == pytest.approx(1.1)
+
+
+def test_written_splits_follow_verl_schema_and_are_disjoint(tmp_path):
+    spec = TaskSpec(n_rl_train=40, n_rl_val=8, n_sft=64, n_bench=16)
+    paths = write_task_data(tmp_path, spec)
+    rl = pd.read_parquet(paths["rl_train"])
+    assert list(rl.columns) == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+    row = rl.iloc[0]
+    assert row.data_source == DATA_SOURCE
+    assert row.prompt[0]["role"] == "user"
+    assert row.reward_model["style"] == "rule"
+    assert int(row.reward_model["ground_truth"]) == eval_left_to_right(row.extra_info["expression"])
+    sft = pd.read_parquet(paths["sft_verbose_train"])
+    assert [m["role"] for m in sft.iloc[0].messages] == ["user", "assistant"]
+    expressions = {
+        name: set(pd.read_parquet(paths[name]).extra_info.map(lambda e: e["expression"]))
+        for name in ("bench_id", "bench_hard", "rl_val", "rl_train")
+    }
+    names = list(expressions)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not expressions[a] & expressions[b], (a, b)
+    hard = pd.read_parquet(paths["bench_hard"])
+    assert all(e["difficulty"] == spec.hard_difficulty for e in hard.extra_info)
+
+
+def eval_left_to_right(expression: str) -> int:
+    tokens = expression.split()
+    value = int(tokens[0])
+    for op, x in zip(tokens[1::2], tokens[2::2], strict=True):
+        value = {"+": value + int(x), "-": value - int(x), "*": value * int(x)}[op]
+    return value
