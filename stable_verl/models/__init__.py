@@ -1,0 +1,1 @@
+"""Tiny model and tokenizer factories, built locally (nothing is downloaded)."""

@@ -1,0 +1,1 @@
+"""Stage runners: verl command lines, the subprocess runner, CPU settings and pipelines."""

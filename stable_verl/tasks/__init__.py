@@ -1,0 +1,1 @@
+"""Verifiable tasks: generated problems, verl-schema datasets, teacher styles and rewards."""
