@@ -69,7 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def print_report(report: dict) -> None:
     table = Table(title="smoke run")
     table.add_column("metric")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     for key, value in report.items():
         if isinstance(value, list):
             value = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)

@@ -43,10 +43,14 @@ def build_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int)
 def progress_printer(stage: str, total_steps: int, echo: Callable[[str], None] = print) -> Callable[[str], None]:
     """An ``on_line`` callback that echoes one short line per training step."""
 
+    last_step = 0
+
     def on_line(line: str) -> None:
+        nonlocal last_step
         m = _STEP_LINE.search(line)
-        if m and ("loss" in line or "reward" in line):
-            echo(f"[{stage}] step {m.group(1)}/{total_steps}")
+        if m and ("loss" in line or "reward" in line) and int(m.group(1)) > last_step:
+            last_step = int(m.group(1))
+            echo(f"[{stage}] step {last_step}/{total_steps}")
         elif _ERROR_LINE.search(line):
             echo(f"[{stage}] {line[:200]}")
 
