@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from stable_verl.models.tiny import TinyModelSpec
+from stable_verl.pipeline.recipes import Recipe, load_recipe
 from stable_verl.tasks.datasets import TaskSpec
 
 
@@ -47,20 +48,16 @@ class SFTStage:
 class RLStage:
     """verl ``main_ppo`` with the vLLM rollout."""
 
-    adv_estimator: str = "grpo"
-    """verl advantage estimator name."""
-    loss_mode: str = "vanilla"
-    """verl policy loss name (``actor.policy_loss.loss_mode``)."""
-    loss_agg_mode: str = "token-mean"
-    """verl loss aggregation."""
+    recipe: str = "grpo"
+    """RL objective: a file stem of configs/recipes/ (minirl, minirl_no_is, grpo, cispo, ...)."""
+    recipe_overrides: list[str] = field(default_factory=list)
+    """``key=value`` overrides of the recipe, e.g. ``[minibatches=4, minirl.truncation=decoupled]``."""
     total_steps: int = 3
     """Training steps (rollout batches)."""
     train_batch_size: int = 8
-    """Prompts per rollout batch."""
+    """Prompts per rollout batch; split into the recipe's N mini-batches (one optimizer step each)."""
     rollout_n: int = 4
     """Responses per prompt (the group size G)."""
-    ppo_mini_batch_size: int = 8
-    """Prompts per optimizer step; train_batch_size / ppo_mini_batch_size = N updates per rollout batch."""
     micro_batch_size: int = 16
     """Responses per forward/backward micro batch."""
     lr: float = 1e-4
@@ -85,16 +82,25 @@ class RLStage:
     """Extra raw Hydra overrides for main_ppo, applied last."""
 
     def __post_init__(self) -> None:
-        _positive(self, "total_steps", "train_batch_size", "rollout_n", "ppo_mini_batch_size", "micro_batch_size")
+        _positive(self, "total_steps", "train_batch_size", "rollout_n", "micro_batch_size")
         _positive(self, "max_prompt_length", "max_response_length", "timeout_s")
-        if self.train_batch_size % self.ppo_mini_batch_size:
+        n = self.load_recipe().minibatches
+        if self.train_batch_size % n:
             raise ValueError(
-                f"rl.train_batch_size {self.train_batch_size} must be a multiple of "
-                f"rl.ppo_mini_batch_size {self.ppo_mini_batch_size}"
+                f"rl.train_batch_size {self.train_batch_size} must be a multiple of the recipe's "
+                f"minibatches ({n}, recipe {self.recipe!r})"
             )
         for name in ("rollout_dtype", "train_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"rl.{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")
+
+    def load_recipe(self) -> Recipe:
+        return load_recipe(self.recipe, self.recipe_overrides)
+
+    @property
+    def ppo_mini_batch_size(self) -> int:
+        """Prompts per optimizer step: train_batch_size / N."""
+        return self.train_batch_size // self.load_recipe().minibatches
 
 
 @dataclass

@@ -71,7 +71,7 @@ def run_smoke(cfg: SmokeConfig, echo: Callable[[str], None] = print) -> SmokeRep
         cfg.seed,
         on_line=stages.progress_printer("sft", cfg.sft.steps, echo),
     )
-    echo(f"[smoke] verl main_ppo {cfg.rl.adv_estimator} with vLLM rollouts ({cfg.rl.total_steps} steps)")
+    echo(f"[smoke] verl main_ppo, recipe {cfg.rl.recipe}, vLLM rollouts ({cfg.rl.total_steps} steps)")
     metrics, rl_run = stages.run_rl(
         cfg.rl, sft_model, assets.data, workdir / "rl", on_line=stages.progress_printer("rl", cfg.rl.total_steps, echo)
     )

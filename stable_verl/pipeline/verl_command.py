@@ -53,8 +53,10 @@ def reward_overrides(format_bonus: float) -> list[str]:
 
 def ppo_overrides(rl: RLStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU)."""
+    recipe = rl.load_recipe()
+    recipe.check_registered()
     overrides = [
-        f"algorithm.adv_estimator={rl.adv_estimator}",
+        *recipe.overrides(),
         "algorithm.use_kl_in_reward=False",
         f"data.train_files={train_file}",
         f"data.val_files={val_file}",
@@ -62,8 +64,6 @@ def ppo_overrides(rl: RLStage, model_path: Path, train_file: Path, val_file: Pat
         f"data.max_prompt_length={rl.max_prompt_length}",
         f"data.max_response_length={rl.max_response_length}",
         f"actor_rollout_ref.model.path={model_path}",
-        f"actor_rollout_ref.actor.policy_loss.loss_mode={rl.loss_mode}",
-        f"actor_rollout_ref.actor.loss_agg_mode={rl.loss_agg_mode}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={rl.ppo_mini_batch_size}",
         f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={rl.micro_batch_size}",
         f"actor_rollout_ref.actor.optim.lr={rl.lr}",

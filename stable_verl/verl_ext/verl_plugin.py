@@ -1,8 +1,8 @@
 """The ``verl.plugins`` entry point: imported by ``import verl`` in every verl process.
 
 Order matters: the CPU platform is registered before anything that asks verl for its platform
-(verl caches the answer), so the trainer module is imported only afterwards. verl swallows plugin
-import errors at debug level; this module logs them at ERROR before re-raising.
+(verl caches the answer), so the trainer and loss modules are imported only afterwards. verl swallows
+plugin import errors at debug level; this module logs them at ERROR before re-raising.
 """
 
 import logging
@@ -12,7 +12,8 @@ try:
 
     cpu_platform.register()
 
-    from stable_verl.verl_ext import trainer  # imports verl modules that query the platform
+    # Imported for their registrations (verl's trainer, policy-loss and advantage registries).
+    from stable_verl.verl_ext import minirl_advantage, minirl_loss, trainer  # noqa: F401
 
     trainer.register()
 except Exception:

@@ -11,18 +11,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from stable_verl.pipeline.config import SmokeConfig, load_config
-from stable_verl.pipeline.smoke import SmokeReport, run_smoke
 from stable_verl.pipeline.stages import read_metrics
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> SmokeReport:
-    workdir = tmp_path_factory.mktemp("smoke")
-    cfg = load_config(SmokeConfig, "configs/smoke.yaml", [f"workdir={workdir}"])
-    return run_smoke(cfg)
+def report(smoke_report):
+    return smoke_report
 
 
 def test_all_steps_completed(report):

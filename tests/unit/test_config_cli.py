@@ -21,20 +21,22 @@ def test_yaml_and_overrides_merge_onto_the_schema(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("rl.train_batch_size=6", "multiple of rl.ppo_mini_batch_size"),
-        ("rl.no_such_key=1", "no_such_key"),
-        ("rl.total_steps=abc", "total_steps"),
-        ("rl.rollout_dtype=fp8", "rollout_dtype"),
-        ("sft.batch_size=0", "batch_size must be > 0"),
+        (["rl.recipe=minirl_offpolicy", "rl.train_batch_size=7"], "multiple of the recipe's minibatches"),
+        (["rl.recipe=minirl_typo"], "unknown recipe 'minirl_typo'; available: cispo, grpo, minirl"),
+        (["rl.recipe_overrides=[minirl.tis_cap=0]"], "tis_cap"),
+        (["rl.no_such_key=1"], "no_such_key"),
+        (["rl.total_steps=abc"], "total_steps"),
+        (["rl.rollout_dtype=fp8"], "rollout_dtype"),
+        (["sft.batch_size=0"], "batch_size must be > 0"),
     ],
 )
 def test_bad_values_are_rejected_with_the_key_named(override, message):
     with pytest.raises(ValueError, match=message):
-        load_config(SmokeConfig, "configs/smoke.yaml", [override])
+        load_config(SmokeConfig, "configs/smoke.yaml", override)
 
 
 def test_cli_exits_2_with_one_line(capsys):
-    assert main(["plan", "smoke", "rl.train_batch_size=6"]) == 2
+    assert main(["plan", "smoke", "rl.recipe=minirl_offpolicy", "rl.train_batch_size=7"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("stable-verl: error: ")
 

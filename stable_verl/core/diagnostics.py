@@ -1,0 +1,44 @@
+"""Training-inference mismatch and entropy diagnostics (pure torch)."""
+
+from __future__ import annotations
+
+import torch
+
+from stable_verl.core.stats import masked_mean
+
+
+def train_infer_kl(
+    old_log_prob: torch.Tensor, rollout_log_prob: torch.Tensor, response_mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Estimates of KL(mu_old || pi_old) from tokens sampled by mu_old (the inference engine).
+
+    With rho_t = pi_old(y_t) / mu_old(y_t):
+
+        k1 = mean_t(log mu_old - log pi_old) = mean_t(-log rho_t)        (unbiased, can be negative)
+        k3 = mean_t(rho_t - 1 - log rho_t)                                (unbiased, >= 0 per token)
+
+    Args:
+        old_log_prob: (B, T) log pi_old(y_t), training engine.
+        rollout_log_prob: (B, T) log mu_old(y_t), inference engine.
+        response_mask: (B, T) bool or 0/1; padding is ignored.
+
+    Returns:
+        {"k1": 0-dim tensor, "k3": 0-dim tensor}, masked means over the response tokens.
+    """
+    mask = response_mask.bool()  # (B, T)
+    log_rho = torch.where(mask, old_log_prob - rollout_log_prob, torch.zeros_like(old_log_prob))  # (B, T)
+    return {
+        "k1": masked_mean(-log_rho, mask),
+        "k3": masked_mean(log_rho.exp() - 1 - log_rho, mask),
+    }
+
+
+def entropy_from_logits(logits: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean of the full-vocabulary entropy H_t = -sum_v p_t(v) log p_t(v).
+
+    logits: (B, T, V); response_mask: (B, T). Returns a 0-dim tensor. -inf logits (banned tokens) contribute 0.
+    """
+    log_p = torch.log_softmax(logits, dim=-1)  # (B, T, V)
+    finite_log_p = torch.where(log_p > -torch.inf, log_p, torch.zeros_like(log_p))  # (B, T, V) keeps grads finite
+    entropy = -(log_p.exp() * finite_log_p).sum(dim=-1)  # (B, T)
+    return masked_mean(entropy, response_mask)

@@ -1,0 +1,135 @@
+"""RL recipes: an objective (advantage estimator, policy loss, aggregation, off-policiness) as YAML.
+
+``configs/recipes/<name>.yaml`` holds the paper's arms (minirl, its ablations, grpo, cispo). A recipe
+is validated when loaded and compiles to the verl Hydra overrides that select it; ``stable-verl plan``
+prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stable_verl.core.minirl import MiniRLConfig
+
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
+
+# verl's aggregation modes (verl.trainer.ppo.core_algos.agg_loss)
+AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+MINIRL_LOSS_CONFIG = "stable_verl.verl_ext.minirl_loss.MiniRLLossConfig"
+UNTRUNCATED = 1.0e9  # = stable_verl.verl_ext.minirl_loss.UNTRUNCATED (kept free of verl imports here)
+
+
+@dataclass
+class MiniRLOptions:
+    """MiniRL switches (paper §4.1-4.2 and the ablations of §5)."""
+
+    tis_cap: float = 5.0
+    """Truncation C of the token IS weight (paper: 5)."""
+    truncation: str = "full"
+    """'full': min(pi_theta/mu_old, C) (Eq. 7 as written); 'decoupled': min(pi_old/mu_old, C) * r_t."""
+    train_infer_is: bool = True
+    """False = ablation 'w/o train-infer-IS'."""
+    clipping: bool = True
+    """False = ablation 'no clipping' (M_t = 1)."""
+
+
+@dataclass
+class Recipe:
+    """One RL objective, compiled to verl overrides."""
+
+    name: str = "grpo"
+    """Recipe name (the file stem)."""
+    description: str = ""
+    """One line: what the recipe is and where it comes from."""
+    adv_estimator: str = "grpo"
+    """verl advantage estimator ('minirl' = group mean, no std)."""
+    norm_adv_by_std: bool = False
+    """verl's norm_adv_by_std_in_grpo, used by its 'grpo' estimator (GRPO/CISPO recipes: true)."""
+    loss_mode: str = "vanilla"
+    """verl policy loss ('minirl', 'vanilla' = PPO clip, 'cispo', ...)."""
+    loss_agg_mode: str = "token-mean"
+    """verl aggregation; MiniRL: seq-mean-token-sum (token sum / #responses); length-norm: seq-mean-token-mean."""
+    eps_low: float = 0.2
+    """Lower clip (paper: 0.2)."""
+    eps_high: float = 0.27
+    """Upper clip (paper: 0.27)."""
+    dual_clip: float = 3.0
+    """verl's clip_ratio_c for A<0 (vanilla only); 1e9 disables it (Appendix A GRPO has none)."""
+    minibatches: int = 1
+    """N optimizer steps per rollout batch (1 = on-policy; the paper uses 2, 4, 8)."""
+    minirl: MiniRLOptions = field(default_factory=MiniRLOptions)
+
+    def __post_init__(self) -> None:
+        if self.minibatches < 1:
+            raise ValueError(f"recipe {self.name}: minibatches must be >= 1, got {self.minibatches}")
+        if self.loss_agg_mode not in AGG_MODES:
+            raise ValueError(
+                f"recipe {self.name}: loss_agg_mode must be one of {AGG_MODES}, got {self.loss_agg_mode!r}"
+            )
+        if self.dual_clip <= 1:
+            raise ValueError(f"recipe {self.name}: dual_clip must be > 1, got {self.dual_clip}")
+        # eps ranges and MiniRL options, validated by the core config (raises ValueError)
+        MiniRLConfig(
+            self.minirl.tis_cap,
+            self.eps_low,
+            self.eps_high,
+            self.minirl.truncation,
+            self.minirl.train_infer_is,
+            self.minirl.clipping,
+        )
+
+    @property
+    def uses_minirl_loss(self) -> bool:
+        return self.loss_mode == "minirl"
+
+    def overrides(self) -> list[str]:
+        """The verl Hydra overrides that select this objective."""
+        actor = "actor_rollout_ref.actor"
+        out = [
+            f"algorithm.adv_estimator={self.adv_estimator}",
+            f"algorithm.norm_adv_by_std_in_grpo={self.norm_adv_by_std}",
+            f"{actor}.policy_loss.loss_mode={self.loss_mode}",
+            f"{actor}.loss_agg_mode={self.loss_agg_mode}",
+            f"{actor}.clip_ratio_low={self.eps_low}",
+            f"{actor}.clip_ratio_high={self.eps_high}",
+            f"{actor}.clip_ratio_c={self.dual_clip:g}",
+        ]
+        if self.uses_minirl_loss:
+            m = self.minirl
+            out += [
+                f"{actor}.policy_loss._target_={MINIRL_LOSS_CONFIG}",
+                f"+{actor}.policy_loss.tis_cap={m.tis_cap}",
+                f"+{actor}.policy_loss.truncation={m.truncation}",
+                f"+{actor}.policy_loss.train_infer_is={m.train_infer_is}",
+                f"+{actor}.policy_loss.clipping={m.clipping}",
+            ]
+            if m.train_infer_is:  # verl hands the loss pi_old/mu_old, untruncated (see verl_ext.minirl_loss)
+                out += [
+                    "algorithm.rollout_correction.rollout_is=token",
+                    f"algorithm.rollout_correction.rollout_is_threshold={UNTRUNCATED:g}",
+                ]
+        return out
+
+    def check_registered(self) -> None:
+        """Fail before launch if verl (with stable-verl's plugin) does not know the estimator or loss."""
+        import verl  # noqa: F401  (loads stable-verl's verl plugin, which registers minirl)
+
+        from stable_verl.verl_ext.registry import check_adv_estimator, check_policy_loss
+
+        check_adv_estimator(self.adv_estimator)
+        check_policy_loss(self.loss_mode)
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
+    """Load ``configs/recipes/<name>.yaml`` plus ``key=value`` overrides; ValueError on bad input."""
+    from stable_verl.pipeline.config import load_config
+
+    path = RECIPE_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise ValueError(f"unknown recipe {name!r}; available: {', '.join(available_recipes())}")
+    return load_config(Recipe, path, [f"name={name}", *(overrides or [])])

@@ -1,0 +1,114 @@
+"""MiniRL as a verl policy loss: ``actor.policy_loss.loss_mode=minirl``.
+
+    J = E_{y~mu_old}[ sum_t M_t * sg(min(w_t, C)) * A(x, y) * log pi_theta(y_t) ]       (paper Eq. 7, §4)
+
+**How mu_old reaches the loss.** verl 0.9.1 passes a policy loss ``rollout_is_weights`` but not the
+rollout log-probs. The MiniRL recipes therefore turn on verl's own rollout correction at token level
+with a threshold above verl's safety clamp (``algorithm.rollout_correction.rollout_is=token``,
+``rollout_is_threshold=UNTRUNCATED``): verl computes ``exp(old_log_prob - rollout_log_probs)`` on the
+driver, i.e. exactly pi_old/mu_old per token, detached and *not* truncated, and hands it to this loss.
+The loss then applies MiniRL's own cap in either reading (``truncation=full``: min(pi_theta/mu_old, C);
+``decoupled``: min(pi_old/mu_old, C) * r_t). No trainer or worker code is replaced.
+
+The MiniRL knobs live in ``MiniRLLossConfig`` (a ``PolicyLossConfig`` subclass selected with
+``actor.policy_loss._target_``); eps_low/eps_high are verl's ``clip_ratio_low``/``clip_ratio_high``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from verl.trainer.ppo.core_algos import agg_loss
+from verl.workers.config import PolicyLossConfig
+
+from stable_verl.core.diagnostics import train_infer_kl
+from stable_verl.core.minirl import MiniRLConfig, minirl_token_loss
+from stable_verl.verl_ext.registry import register_policy_loss
+
+# Metric keys. verl's reduce_metrics picks the reduction across mini-batches from the key's *name*: a key
+# containing "max" is maxed, one containing "min" is minimised (so "actor/minirl/..." would report the
+# minimum over mini-batches). These names avoid both substrings except where that reduction is meant.
+METRIC_KEYS = {
+    "is_weight_mean": "actor/tis/weight_mean",
+    "is_weight_max": "actor/tis/weight_max",
+    "is_truncated_frac": "actor/tis/truncated_frac",
+    "clip_frac": "actor/clip/frac",
+    "clip_frac_pos_adv": "actor/clip/frac_pos_adv",
+    "clip_frac_neg_adv": "actor/clip/frac_neg_adv",
+    "staleness_log_ratio_abs_mean": "actor/staleness/abs_log_ratio_mean",
+    "staleness_log_ratio_abs_max": "actor/staleness/abs_log_ratio_max",
+    "staleness_kl_k3": "actor/staleness/kl_k3",
+}
+
+# Above verl's SAFETY_BOUND (exp(20) ~ 4.9e8): verl's token TIS then never binds and passes pi_old/mu_old as is.
+UNTRUNCATED = 1.0e9
+
+
+@dataclass
+class MiniRLLossConfig(PolicyLossConfig):
+    """MiniRL options on top of verl's policy-loss config (``actor_rollout_ref.actor.policy_loss``)."""
+
+    tis_cap: float = 5.0
+    """C, the truncation of the token IS weight (paper §4.2: 5)."""
+    truncation: str = "full"
+    """'full': min(pi_theta/mu_old, C) as written in Eq. 7; 'decoupled': min(pi_old/mu_old, C) * r_t."""
+    train_infer_is: bool = True
+    """False is the paper's 'w/o train-infer-IS' ablation (the pi_old/mu_old factor is dropped)."""
+    clipping: bool = True
+    """False is the paper's 'no clipping' ablation (M_t = 1)."""
+
+    def __post_init__(self) -> None:
+        self.minirl(eps_low=0.2, eps_high=0.27)  # fails fast on a bad tis_cap / truncation
+
+    def minirl(self, eps_low: float, eps_high: float) -> MiniRLConfig:
+        return MiniRLConfig(
+            tis_cap=self.tis_cap,
+            eps_low=eps_low,
+            eps_high=eps_high,
+            truncation=self.truncation,
+            train_infer_is=self.train_infer_is,
+            clipping=self.clipping,
+        )
+
+
+def _minirl_config(config: Any) -> MiniRLConfig:
+    if not isinstance(config.policy_loss, MiniRLLossConfig):
+        raise ValueError(
+            "loss_mode=minirl needs actor_rollout_ref.actor.policy_loss._target_="
+            f"{MiniRLLossConfig.__module__}.{MiniRLLossConfig.__name__} (use a stable-verl recipe)"
+        )
+    return config.policy_loss.minirl(eps_low=config.clip_ratio_low, eps_high=config.clip_ratio_high)
+
+
+@register_policy_loss("minirl")
+def minirl_policy_loss(
+    old_log_prob: torch.Tensor,  # (bs, T) pi_old, training engine, before this step's updates
+    log_prob: torch.Tensor,  # (bs, T) pi_theta, live forward with grad
+    advantages: torch.Tensor,  # (bs, T) A(x, y) broadcast over tokens
+    response_mask: torch.Tensor,  # (bs, T) bool
+    loss_agg_mode: str = "seq-mean-token-sum",
+    config: Any = None,
+    rollout_is_weights: torch.Tensor | None = None,  # (bs, T) pi_old/mu_old, untruncated (see module doc)
+) -> tuple[torch.Tensor, dict[str, float]]:
+    cfg = _minirl_config(config)
+    if cfg.train_infer_is and rollout_is_weights is None:
+        raise ValueError(
+            "MiniRL needs pi_old/mu_old: set algorithm.rollout_correction.rollout_is=token and "
+            f"rollout_is_threshold={UNTRUNCATED:g} (stable-verl's MiniRL recipes do), or train_infer_is=False"
+        )
+    loss_mat, stats = minirl_token_loss(log_prob, old_log_prob, advantages, response_mask, cfg, rollout_is_weights)
+    pg_loss = agg_loss(
+        loss_mat=loss_mat, loss_mask=response_mask, loss_agg_mode=loss_agg_mode, **config.global_batch_info
+    )
+
+    metrics = {METRIC_KEYS[key]: float(value) for key, value in stats.items()}
+    if rollout_is_weights is not None:
+        with torch.no_grad():
+            mask = response_mask.bool()
+            log_is = torch.where(mask, rollout_is_weights.clamp_min(1e-30).log(), torch.zeros_like(old_log_prob))
+            kl = train_infer_kl(old_log_prob, old_log_prob - log_is, mask)  # mu_old = pi_old / w
+        metrics["actor/train_infer_kl_k1"] = float(kl["k1"])
+        metrics["actor/train_infer_kl_k3"] = float(kl["k3"])
+    return pg_loss, metrics

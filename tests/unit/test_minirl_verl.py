@@ -1,0 +1,244 @@
+"""MiniRL inside verl: registry contract, config building, and equivalence with verl's built-ins.
+
+Everything here runs verl's real code (registries, Hydra config composition, agg_loss, built-in losses);
+only the Ray/vLLM runtime is left to the integration tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import verl  # noqa: F401  (loads stable-verl's verl plugin)
+from verl.trainer.ppo import core_algos
+from verl.workers.config import FSDPActorConfig
+
+from stable_verl.core.baselines import cispo_token_loss, grpo_token_loss, token_mean
+from stable_verl.core.minirl import aggregate_sequences
+from stable_verl.pipeline.recipes import Recipe, available_recipes, load_recipe
+from stable_verl.verl_ext.minirl_loss import MiniRLLossConfig, minirl_policy_loss
+from stable_verl.verl_ext.registry import check_adv_estimator, check_policy_loss, register_policy_loss
+
+B, T = 4, 5
+
+
+def actor_config(loss_agg_mode: str, policy_loss=None, **kw) -> FSDPActorConfig:
+    cfg = FSDPActorConfig(
+        strategy="fsdp",
+        rollout_n=1,
+        ppo_micro_batch_size_per_gpu=1,
+        loss_agg_mode=loss_agg_mode,
+        clip_ratio_low=0.2,
+        clip_ratio_high=0.27,
+        **({"policy_loss": policy_loss} if policy_loss is not None else {}),
+        **kw,
+    )
+    cfg.global_batch_info.update(dp_size=1, batch_num_tokens=None, global_batch_size=None, loss_scale_factor=None)
+    return cfg
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    old = -torch.rand(B, T, generator=g, dtype=torch.float64) * 2  # (B, T) pi_old log-probs
+    new = (old + 0.3 * torch.randn(B, T, generator=g, dtype=torch.float64)).requires_grad_()  # pi_theta
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5], dtype=torch.float64)[:, None].expand(B, T)  # (B, T)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 3:] = False  # a shorter response
+    is_ratio = torch.exp(0.5 * torch.randn(B, T, generator=g, dtype=torch.float64)) * mask  # pi_old/mu_old
+    return old, new, adv, mask, is_ratio
+
+
+def test_registry_lookups_and_strictness():
+    assert core_algos.get_policy_loss_fn("minirl") is minirl_policy_loss
+    check_adv_estimator("minirl")
+    with pytest.raises(ValueError, match="already registered"):
+        register_policy_loss("minirl")(lambda **kw: None)
+    with pytest.raises(ValueError, match="registered: .*minirl"):
+        check_policy_loss("minrl")
+
+
+def test_minirl_estimator_equals_grpo_without_std():
+    rewards = torch.zeros(6, T)
+    rewards[:, -1] = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])  # outcome reward on the last token
+    mask = torch.ones(6, T)
+    index = np.array(["a", "a", "b", "b", "c", "c"])
+    ours, _ = core_algos.get_adv_estimator_fn("minirl")(token_level_rewards=rewards, response_mask=mask, index=index)
+    theirs, _ = core_algos.compute_grpo_outcome_advantage(rewards, mask, index, norm_adv_by_std_in_grpo=False)
+    torch.testing.assert_close(ours, theirs)
+    # by hand: group a = {1, 0} -> +0.5, -0.5; b = {0, 1} -> -0.5, +0.5; c = {1, 1} -> 0, 0
+    assert ours[:, 0].tolist() == [0.5, -0.5, -0.5, 0.5, 0.0, 0.0]
+
+
+def test_decoupled_minirl_on_policy_equals_vanilla_ppo_with_tis(batch):
+    """On-policy (pi_theta == pi_old), decoupled MiniRL == verl's vanilla PPO given min(pi_old/mu_old, 5) weights.
+
+    Both gradients are -A * min(w, 5) * r * grad log pi / #responses with r = 1 and no token clipped.
+    """
+    old, _, adv, mask, is_ratio = batch
+    new = old.clone().requires_grad_()
+    ours_cfg = actor_config("seq-mean-token-sum", MiniRLLossConfig(loss_mode="minirl", truncation="decoupled"))
+    ours, _ = minirl_policy_loss(old, new, adv, mask, "seq-mean-token-sum", ours_cfg, is_ratio)
+    (g_ours,) = torch.autograd.grad(ours, new)
+
+    new2 = old.clone().requires_grad_()
+    theirs, _ = core_algos.get_policy_loss_fn("vanilla")(
+        old_log_prob=old,
+        log_prob=new2,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode="seq-mean-token-sum",
+        config=actor_config("seq-mean-token-sum"),
+        rollout_is_weights=is_ratio.clamp(max=5.0),
+    )
+    (g_theirs,) = torch.autograd.grad(theirs, new2)
+    torch.testing.assert_close(g_ours, g_theirs)
+
+
+def test_full_and_decoupled_truncation_differ_off_policy(batch):
+    old, new, adv, mask, is_ratio = batch
+    grads = {}
+    for mode in ("full", "decoupled"):
+        cfg = actor_config("seq-mean-token-sum", MiniRLLossConfig(loss_mode="minirl", truncation=mode))
+        loss, _ = minirl_policy_loss(old, new, adv, mask, "seq-mean-token-sum", cfg, is_ratio * 4)
+        (grads[mode],) = torch.autograd.grad(loss, new)
+    assert not torch.allclose(grads["full"], grads["decoupled"])
+
+
+def test_minirl_metrics_are_namespaced_floats(batch):
+    old, new, adv, mask, is_ratio = batch
+    cfg = actor_config("seq-mean-token-sum", MiniRLLossConfig(loss_mode="minirl"))
+    _, metrics = minirl_policy_loss(old, new, adv, mask, "seq-mean-token-sum", cfg, is_ratio)
+    for key in (
+        "actor/train_infer_kl_k1",
+        "actor/train_infer_kl_k3",
+        "actor/tis/weight_mean",
+        "actor/tis/weight_max",
+        "actor/tis/truncated_frac",
+        "actor/clip/frac",
+        "actor/clip/frac_pos_adv",
+        "actor/clip/frac_neg_adv",
+        "actor/staleness/kl_k3",
+        "actor/staleness/abs_log_ratio_mean",
+        "actor/staleness/abs_log_ratio_max",
+    ):
+        assert isinstance(metrics[key], float), key
+    assert metrics["actor/train_infer_kl_k3"] >= 0
+
+
+def test_metric_names_survive_verls_name_based_reduction(batch):
+    """verl reduces per-mini-batch values by key name ('max' -> max, 'min' -> min, else mean)."""
+    from verl.utils.metric.utils import reduce_metrics
+
+    old, new, adv, mask, is_ratio = batch
+    cfg = actor_config("seq-mean-token-sum", MiniRLLossConfig(loss_mode="minirl"))
+    _, metrics = minirl_policy_loss(old, new, adv, mask, "seq-mean-token-sum", cfg, is_ratio)
+    # two mini-batches: the first on-policy-like (all zeros), the second with these values
+    per_minibatch = {k: [0.0, v] for k, v in metrics.items()}
+    reduced = reduce_metrics(per_minibatch)
+    for key, value in metrics.items():
+        expected = value if key.endswith("_max") else value / 2  # max over mini-batches, else the mean
+        assert reduced[key] == pytest.approx(expected), key
+
+
+def test_minirl_without_mu_old_fails_with_the_fix(batch):
+    old, new, adv, mask, _ = batch
+    cfg = actor_config("seq-mean-token-sum", MiniRLLossConfig(loss_mode="minirl"))
+    with pytest.raises(ValueError, match="rollout_is=token"):
+        minirl_policy_loss(old, new, adv, mask, "seq-mean-token-sum", cfg, None)
+
+
+def test_grpo_recipe_is_appendix_a_grpo(batch):
+    old, new, adv, mask, _ = batch
+    recipe = load_recipe("grpo")
+    cfg = actor_config(recipe.loss_agg_mode, clip_ratio_c=recipe.dual_clip)
+    theirs, _ = core_algos.get_policy_loss_fn(recipe.loss_mode)(
+        old_log_prob=old,
+        log_prob=new,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode=recipe.loss_agg_mode,
+        config=cfg,
+        rollout_is_weights=None,
+    )
+    ours = aggregate_sequences(grpo_token_loss(new, old, adv, mask, 0.2, 0.27), mask, length_norm=True)
+    torch.testing.assert_close(theirs, ours)
+
+
+def test_cispo_recipe_is_appendix_a_cispo(batch):
+    old, new, adv, mask, _ = batch
+    recipe = load_recipe("cispo")
+    theirs, _ = core_algos.get_policy_loss_fn(recipe.loss_mode)(
+        old_log_prob=old,
+        log_prob=new,
+        advantages=adv,
+        response_mask=mask,
+        loss_agg_mode=recipe.loss_agg_mode,
+        config=actor_config(recipe.loss_agg_mode),
+        rollout_is_weights=None,
+    )
+    ours = token_mean(cispo_token_loss(new, old, adv, mask, 0.2, 0.27), mask)
+    (g_theirs,) = torch.autograd.grad(theirs, new, retain_graph=True)
+    (g_ours,) = torch.autograd.grad(ours, new)
+    torch.testing.assert_close(g_theirs, g_ours)
+
+
+@pytest.mark.parametrize("name", available_recipes())
+def test_every_recipe_builds_verls_config(name):
+    """Compose verl's own ppo_trainer config with the recipe's overrides and build the actor dataclass."""
+    from hydra import compose, initialize_config_module
+    from verl.utils.config import omega_conf_to_dataclass
+
+    recipe = load_recipe(name)
+    recipe.check_registered()
+    with initialize_config_module("verl.trainer.config", version_base=None):
+        base = [
+            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+        ]
+        cfg = compose("ppo_trainer", overrides=base + recipe.overrides())
+    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    assert actor.policy_loss.loss_mode == recipe.loss_mode
+    assert actor.loss_agg_mode == recipe.loss_agg_mode
+    if recipe.uses_minirl_loss:
+        assert isinstance(actor.policy_loss, MiniRLLossConfig)
+        assert actor.policy_loss.tis_cap == recipe.minirl.tis_cap
+        assert actor.policy_loss.train_infer_is == recipe.minirl.train_infer_is
+        assert (cfg.algorithm.rollout_correction.rollout_is == "token") == recipe.minirl.train_infer_is
+
+
+def test_paper_grid_recipes_exist():
+    assert {
+        "minirl",
+        "minirl_lennorm",
+        "minirl_no_is",
+        "minirl_offpolicy",
+        "minirl_offpolicy_noclip",
+        "grpo",
+        "cispo",
+    } <= set(available_recipes())
+    assert load_recipe("minirl_offpolicy").minibatches == 2
+    assert load_recipe("minirl_lennorm").loss_agg_mode == "seq-mean-token-mean"
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        ("nope", [], "unknown recipe 'nope'; available: "),
+        ("minirl", ["eps_low=1.5"], "eps_low"),
+        ("minirl", ["minirl.tis_cap=0"], "tis_cap"),
+        ("minirl", ["minirl.truncation=sometimes"], "truncation"),
+        ("minirl", ["minibatches=0"], "minibatches"),
+        ("minirl", ["loss_agg_mode=mean"], "loss_agg_mode"),
+    ],
+)
+def test_bad_recipes_fail_when_loaded(name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_recipe(name, overrides)
+
+
+def test_unknown_loss_or_estimator_fails_before_launch():
+    with pytest.raises(ValueError, match="unknown policy loss 'minirll'"):
+        Recipe(name="x", loss_mode="minirll").check_registered()
+    with pytest.raises(ValueError, match="unknown advantage estimator 'grp'"):
+        Recipe(name="x", adv_estimator="grp").check_registered()
