@@ -1,0 +1,138 @@
+"""Manifested directories: upload with ``_MANIFEST.json`` written last, verified download, completeness.
+
+Mixed into :class:`~stable_verl.artifacts.store.ArtifactStore`; relies on its path helpers (``_full``,
+``_op``, ``uri``), small-object I/O (``read_bytes``, ``write_bytes``, ``delete``, ``glob``) and ``fs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from stable_verl.artifacts.errors import ArtifactIntegrityError, ArtifactStoreError, IncompleteArtifactError
+from stable_verl.artifacts.manifest import MANIFEST_NAME, Manifest, ManifestError, build_manifest, sha256_file
+from stable_verl.artifacts.redact import redact
+
+log = logging.getLogger(__name__)
+
+
+class ManifestedDirsMixin:
+    """``put_dir`` / ``get_dir`` / ``is_complete`` / ``list_complete`` for :class:`ArtifactStore`."""
+
+    fs: Any
+    is_local: bool
+
+    def _sizes(self, prefix: str) -> dict[str, int]:
+        """``{path relative to prefix: size}`` for every object below ``prefix``."""
+        full = self._full(prefix)
+        with self._op("list", prefix):
+            self.fs.invalidate_cache()
+            try:
+                found = self.fs.find(full, detail=True)
+            except FileNotFoundError:
+                return {}
+        return {p[len(full) + 1 :]: int(i.get("size") or 0) for p, i in found.items() if p.startswith(full + "/")}
+
+    # -------------------------------------------------------------------------------------- directories
+    def read_manifest(self, prefix: str) -> Manifest | None:
+        """The directory's manifest, or ``None`` when it is missing or invalid (= incomplete)."""
+        try:
+            return Manifest.from_json(self.read_bytes(f"{prefix}/{MANIFEST_NAME}"))
+        except FileNotFoundError:
+            return None
+        except ManifestError as exc:
+            log.warning("ignoring invalid manifest under %s: %s", self.uri(prefix), exc)
+            return None
+
+    def is_complete(self, prefix: str, *, check_sizes: bool = True) -> bool:
+        """A valid manifest exists and (by default) every listed file is present with the recorded size."""
+        manifest = self.read_manifest(prefix)
+        if manifest is None:
+            return False
+        sizes = self._sizes(prefix) if check_sizes else {}
+        return not check_sizes or all(sizes.get(f.path) == f.size for f in manifest.files)
+
+    def list_complete(self, prefix_glob: str) -> list[str]:
+        """Relative prefixes matching ``prefix_glob`` (e.g. ``runs/*/checkpoints/global_step_*``) that are complete."""
+        candidates = {p.rsplit("/", 1)[0] for p in self.glob(f"{prefix_glob.strip('/')}/{MANIFEST_NAME}")}
+        return [c for c in sorted(candidates) if self.is_complete(c)]
+
+    def _put_files(self, lpaths: list[str], rpaths: list[str]) -> None:
+        if self.is_local:
+            for lpath, rpath in zip(lpaths, rpaths, strict=True):
+                os.makedirs(os.path.dirname(rpath), exist_ok=True)
+                shutil.copyfile(lpath, rpath)
+        elif lpaths:
+            self.fs.put(lpaths, rpaths)
+
+    def _write_manifest(self, prefix: str, manifest: Manifest) -> None:
+        self.write_bytes(f"{prefix}/{MANIFEST_NAME}", manifest.to_json().encode())
+
+    def put_dir(
+        self, local_dir: str | os.PathLike[str], remote_prefix: str, metadata: Mapping[str, Any] | None = None
+    ) -> Manifest:
+        """Upload every file of ``local_dir`` to ``remote_prefix``, then write ``_MANIFEST.json`` last.
+
+        An existing manifest is deleted first, so a re-upload into the same prefix is incomplete until it
+        finishes. Uploaded sizes are checked before the manifest is written.
+        """
+        manifest = build_manifest(local_dir, metadata=redact(dict(metadata or {}), secrets=self._secrets()))
+        with self._op("upload", remote_prefix):
+            self.delete(f"{remote_prefix}/{MANIFEST_NAME}")
+            rpaths = [self._full(f"{remote_prefix}/{f.path}") for f in manifest.files]
+            self._put_files([str(Path(local_dir) / f.path) for f in manifest.files], rpaths)
+            sizes = self._sizes(remote_prefix)
+            bad = [f.path for f in manifest.files if sizes.get(f.path) != f.size]
+            if bad:
+                raise ArtifactStoreError(f"upload to {self.uri(remote_prefix)} incomplete: size mismatch for {bad}")
+        self._write_manifest(remote_prefix, manifest)
+        log.info(
+            "uploaded %d files (%d bytes) to %s", len(manifest.files), manifest.total_size, self.uri(remote_prefix)
+        )
+        return manifest
+
+    def get_dir(self, remote_prefix: str, local_dir: str | os.PathLike[str]) -> Manifest:
+        """Download a complete directory and verify size + sha256 of every file against its manifest.
+
+        Raises :class:`IncompleteArtifactError` without a valid manifest or when a listed file is missing,
+        and :class:`ArtifactIntegrityError` on a mismatch (the bad file is not left in ``local_dir``).
+        """
+        manifest = self.read_manifest(remote_prefix)
+        if manifest is None:
+            raise IncompleteArtifactError(f"{self.uri(remote_prefix)} has no valid {MANIFEST_NAME} (incomplete)")
+        dest = Path(local_dir)
+        tmps = [dest / f"{f.path}.part-{uuid.uuid4().hex[:8]}" for f in manifest.files]
+        for tmp in tmps:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+        rpaths = [self._full(f"{remote_prefix}/{f.path}") for f in manifest.files]
+        try:
+            with self._op("download", remote_prefix):
+                if self.is_local:
+                    for rpath, tmp in zip(rpaths, tmps, strict=True):
+                        shutil.copyfile(rpath, tmp)
+                elif rpaths:
+                    self.fs.get(rpaths, [str(t) for t in tmps])
+            for entry, tmp in zip(manifest.files, tmps, strict=True):
+                size, digest = tmp.stat().st_size, sha256_file(tmp)
+                if size != entry.size or digest != entry.sha256:
+                    raise ArtifactIntegrityError(
+                        f"{self.uri(remote_prefix, entry.path)}: expected {entry.size} bytes sha256 "
+                        f"{entry.sha256[:12]}..., got {size} bytes sha256 {digest[:12]}..."
+                    )
+        except BaseException as exc:
+            for tmp in tmps:
+                tmp.unlink(missing_ok=True)
+            if isinstance(exc, FileNotFoundError):
+                msg = f"{self.uri(remote_prefix)}: a manifested file is missing: {exc}"
+                raise IncompleteArtifactError(msg) from None
+            raise
+        for entry, tmp in zip(manifest.files, tmps, strict=True):
+            os.replace(tmp, dest / entry.path)
+        (dest / MANIFEST_NAME).write_text(manifest.to_json())
+        log.info("downloaded %d verified files from %s to %s", len(manifest.files), self.uri(remote_prefix), dest)
+        return manifest

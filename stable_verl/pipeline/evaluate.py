@@ -1,0 +1,145 @@
+"""Checkpoint evaluation: sample k responses per held-out prompt with vLLM, score them, report avg@k.
+
+    python -m stable_verl.pipeline.evaluate --model DIR --bench bench_id=FILE.parquet [...] --k 4 --out DIR
+
+avg@k (paper: avg@32) = mean over prompts of the mean exact-match accuracy of k samples. Writes, per
+benchmark, ``<out>/<benchmark>/results.json`` and ``samples.jsonl``. Run as its own process (vLLM owns
+its engine processes and memory); ``ensure_hf_model`` first merges a verl FSDP checkpoint into HF
+format with ``verl.model_merger`` when the checkpoint has no HF weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from stable_verl.pipeline import cpu_env
+from stable_verl.pipeline.runner import python_module, run_streaming
+from stable_verl.tasks.reward import compute_score
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Sampling settings of an evaluation."""
+
+    k: int = 4
+    """Samples per prompt (avg@k)."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    max_tokens: int = 48
+    """Response budget in tokens."""
+    seed: int = 0
+    """vLLM sampling seed."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.max_tokens < 1 or self.temperature < 0:
+            raise ValueError(f"eval settings must have k >= 1, max_tokens >= 1, temperature >= 0: {self}")
+
+
+def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
+    """The HF directory of a verl checkpoint (``global_step_N``), merging FSDP shards if needed."""
+    for candidate in (checkpoint_dir / "actor" / "huggingface", checkpoint_dir / "huggingface", checkpoint_dir):
+        if (candidate / "config.json").exists() and any(candidate.glob("*.safetensors")):
+            return candidate
+    actor = checkpoint_dir / "actor" if (checkpoint_dir / "actor").exists() else checkpoint_dir
+    target = checkpoint_dir / "merged_hf"
+    argv = python_module(
+        "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir", str(actor), "--target_dir", str(target)
+    )
+    run_streaming(argv, checkpoint_dir / "merge.log", cpu_env.verl_env(), timeout_s, name="verl model_merger")
+    return target
+
+
+def score_samples(rows: pd.DataFrame, outputs: list[list[str]]) -> tuple[dict, list[dict]]:
+    """avg@k and format rate over prompts; ``outputs[i]`` are the k responses to ``rows.iloc[i]``."""
+    samples, per_prompt_acc, formatted = [], [], []
+    for (_, row), responses in zip(rows.iterrows(), outputs, strict=True):
+        truth = row["reward_model"]["ground_truth"]
+        scores = [compute_score(row["data_source"], r, truth) for r in responses]
+        per_prompt_acc.append(statistics.fmean(s["acc"] for s in scores))
+        formatted.extend(s["format"] for s in scores)
+        for r, s in zip(responses, scores, strict=True):
+            samples.append({"prompt": row["prompt"][0]["content"], "ground_truth": truth, "response": r, **s})
+    k = len(outputs[0]) if outputs else 0
+    results = {
+        f"avg@{k}": statistics.fmean(per_prompt_acc),
+        "format_rate": statistics.fmean(formatted),
+        "num_prompts": len(per_prompt_acc),
+        "k": k,
+    }
+    return results, samples
+
+
+def evaluate(model_dir: Path, benchmarks: dict[str, Path], settings: EvalSettings, out_dir: Path) -> dict[str, dict]:
+    """Generate with vLLM and score every benchmark; returns benchmark -> results."""
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    llm = LLM(str(model_dir), dtype="float32", enforce_eager=True, gpu_memory_utilization=0.2, seed=settings.seed)
+    params = SamplingParams(
+        n=settings.k, temperature=settings.temperature, max_tokens=settings.max_tokens, seed=settings.seed
+    )
+    all_results = {}
+    for name, path in benchmarks.items():
+        rows = pd.read_parquet(path)
+        prompts = [
+            tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in rows["prompt"]
+        ]
+        generations = llm.generate(prompts, params, use_tqdm=False)
+        results, samples = score_samples(rows, [[c.text for c in g.outputs] for g in generations])
+        results.update(benchmark=name, model=str(model_dir), settings=asdict(settings))
+        bench_dir = out_dir / name
+        bench_dir.mkdir(parents=True, exist_ok=True)
+        (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+        (bench_dir / "results.json").write_text(json.dumps(results, indent=1))  # last: marks completion
+        all_results[name] = results
+        print(f"[eval] {name}: avg@{settings.k}={results[f'avg@{settings.k}']:.3f}", flush=True)
+    return all_results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="HF model directory")
+    parser.add_argument("--bench", action="append", required=True, help="name=path.parquet (repeatable)")
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    benchmarks = dict(b.split("=", 1) for b in args.bench)
+    settings = EvalSettings(args.k, args.temperature, args.max_tokens, args.seed)
+    evaluate(args.model, {k: Path(v) for k, v in benchmarks.items()}, settings, args.out)
+    return 0
+
+
+def eval_argv(model_dir: Path, benchmarks: dict[str, Path], settings: EvalSettings, out_dir: Path) -> list[str]:
+    """argv that runs :func:`main` in a fresh interpreter (used by the pipeline)."""
+    bench = [a for name, path in benchmarks.items() for a in ("--bench", f"{name}={path}")]
+    return python_module(
+        "stable_verl.pipeline.evaluate",
+        "--model",
+        str(model_dir),
+        *bench,
+        "--k",
+        str(settings.k),
+        "--temperature",
+        str(settings.temperature),
+        "--max-tokens",
+        str(settings.max_tokens),
+        "--seed",
+        str(settings.seed),
+        "--out",
+        str(out_dir),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

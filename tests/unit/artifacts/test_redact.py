@@ -1,0 +1,119 @@
+"""Credentials never reach artifacts, repr, logs or error messages; from_env reads the AWS environment."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from stable_verl.artifacts import REDACTED, ArtifactStore, RunLayout, is_sensitive_key, redact, redact_url, scrub
+
+SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
+KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
+
+
+def test_redact_nested_case_insensitive() -> None:
+    obj = {
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "aws_access_key_id": KEY_ID,
+        "storage_options": {"key": KEY_ID, "Secret": SECRET, "client_kwargs": {"endpoint_url": "http://x:9000"}},
+        "Credentials": {"AccessKeyId": KEY_ID},
+        "nested": [{"SessionToken": TOKEN}, {"session-token": TOKEN}, {"password": "hunter22"}],
+        "hf_token": "hf_abc",
+        "api_key": None,
+        "model": {"max_tokens": 512, "pad_token": "<pad>", "tokenizer": "bpe", "key_path": "a.b", "keys": [1]},
+    }
+    out = redact(obj)
+    assert out["AWS_SECRET_ACCESS_KEY"] == out["aws_access_key_id"] == out["hf_token"] == REDACTED
+    assert out["storage_options"] == {
+        "key": REDACTED,
+        "Secret": REDACTED,
+        "client_kwargs": {"endpoint_url": "http://x:9000"},
+    }
+    assert out["Credentials"] == REDACTED
+    assert out["nested"] == [{"SessionToken": REDACTED}, {"session-token": REDACTED}, {"password": REDACTED}]
+    assert out["api_key"] is None  # "not configured" stays visible
+    assert out["model"] == obj["model"]  # ML config that merely looks similar is untouched
+    assert obj["aws_access_key_id"] == KEY_ID  # the input is not modified
+    assert all(is_sensitive_key(k) for k in ("TOKEN", "aws-secret-access-key", "SecretAccessKey", "db.password"))
+    assert not any(is_sensitive_key(k) for k in ("max_new_tokens", "eos_token", "monkey", "PWD", "sort_key"))
+
+
+def test_scrub_values_and_url_passwords() -> None:
+    text = f"--key {KEY_ID} --secret={SECRET} endpoint https://minio:{SECRET}@host:9000/x s3://bucket/a tiny"
+    out = scrub(text, [KEY_ID, SECRET, "tiny"])
+    assert KEY_ID not in out and SECRET not in out
+    assert out.endswith("s3://bucket/a tiny")  # secrets shorter than 8 chars are not scrubbed
+    assert redact_url("http://user:pw@host/x") == f"http://user:{REDACTED}@host/x"
+    assert redact({"cmd": [f"x={SECRET}"]}, secrets=[SECRET]) == {"cmd": [f"x={REDACTED}"]}
+
+
+@pytest.fixture(params=["local", "s3"])
+def secret_store(request, tmp_path, monkeypatch) -> ArtifactStore:
+    """Local: the secret lives in the environment. S3: it is passed explicitly via storage_options."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
+    if request.param == "local":
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        return ArtifactStore(tmp_path / "artifacts")
+    moto = request.getfixturevalue("moto_s3")
+    return moto.store(key=KEY_ID, secret=SECRET)
+
+
+def test_credentials_never_reach_artifacts_repr_or_logs(secret_store, tmp_path, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="stable_verl")
+    store = secret_store
+    run = RunLayout(store, "train-leak-12345678")
+    options = {"key": KEY_ID, "secret": SECRET, "token": TOKEN, "client_kwargs": {"endpoint_url": "http://e"}}
+    run.write_run({"kind": "train", "status": "running", "storage_options": options, "note": f"used {SECRET}"})
+    run.write_config({"storage": options, "trainer": {"lr": 1e-6}, "cmd": f"aws --secret {SECRET}"})
+    run.write_command([f"+storage.secret={SECRET}", f"+storage.key={KEY_ID}", "trainer.total_epochs=1"])
+    run.write_metrics([{"step": 1, "AWS_SECRET_ACCESS_KEY": SECRET}])
+    store.write_text("notes.md", f"key={KEY_ID} token={TOKEN}\n")
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    (src / "w.bin").write_bytes(b"w")
+    run.upload_checkpoint(src, 1, metadata={"storage_options": options, "cmd": f"--secret {SECRET}"})
+    store.check()
+    list_ = store.glob("**")
+    blobs = store.cat_many([p for p in list_ if not store.fs.isdir(store._full(p))])
+    assert len(blobs) >= 7
+    for path, blob in blobs.items():
+        for value in (SECRET, KEY_ID, TOKEN):
+            assert value.encode() not in blob, f"{value[:4]}... leaked into {path}"
+    assert store.read_json(run.run_json)["storage_options"]["client_kwargs"] == {"endpoint_url": "http://e"}
+    assert store.read_json(run.command_json)["overrides"][2] == "trainer.total_epochs=1"
+    for text in (repr(store), str(store), caplog.text):
+        assert SECRET not in text and KEY_ID not in text and TOKEN not in text
+    assert "uploaded 1 files" in caplog.text
+
+
+def test_from_env_uses_endpoint_env_without_copying_the_secret(moto_s3, monkeypatch, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="stable_verl")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint_url)
+    store = ArtifactStore.from_env(f"s3://{moto_s3.bucket}/from-env")
+    assert store.endpoint_url == moto_s3.endpoint_url
+    assert SECRET not in repr(store._options) and KEY_ID not in repr(store._options)
+    store.check()  # botocore found the credentials and the moto endpoint on its own
+    store.write_json("runs/x/run.json", {"env": {"AWS_SECRET_ACCESS_KEY": SECRET}, "cmd": f"--s {SECRET}"})
+    assert SECRET not in store.read_text("runs/x/run.json")
+    assert moto_s3.endpoint_url in repr(store)
+    for text in (repr(store), caplog.text):
+        assert SECRET not in text and KEY_ID not in text
+
+    monkeypatch.setenv("STABLE_VERL_S3_ENDPOINT", "http://127.0.0.1:1")  # the project's own variable wins
+    assert ArtifactStore.from_env("s3://b/x").endpoint_url == "http://127.0.0.1:1"
+    assert ArtifactStore.from_env("s3://b/x", endpoint_url="http://minio:9000").endpoint_url == "http://minio:9000"
+
+
+def test_from_env_local_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STABLE_VERL_ARTIFACT_ROOT", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    store = ArtifactStore.from_env()
+    assert store.is_local and store.uri() == str(Path("artifacts").resolve()) and store.endpoint_url is None
+    monkeypatch.setenv("STABLE_VERL_ARTIFACT_ROOT", str(tmp_path / "art"))
+    assert ArtifactStore.from_env().uri("runs") == str(tmp_path / "art" / "runs")
