@@ -5,7 +5,9 @@
 avg@k (paper: avg@32) = mean over prompts of the mean exact-match accuracy of k samples. Writes, per
 benchmark, ``<out>/<benchmark>/results.json`` and ``samples.jsonl``. Run as its own process (vLLM owns
 its engine processes and memory); ``ensure_hf_model`` first merges a verl FSDP checkpoint into HF
-format with ``verl.model_merger`` when the checkpoint has no HF weights.
+format with ``verl.model_merger`` when the checkpoint has no HF weights. verl's merger always writes
+bf16, so stable-verl's RL stages save HF weights with the checkpoint (``save_contents`` has
+``hf_model``) and the merge is only the fallback for checkpoints made without them.
 """
 
 from __future__ import annotations
