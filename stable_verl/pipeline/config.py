@@ -14,6 +14,7 @@ from typing import TypeVar
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from stable_verl.core.precision import PRECISIONS
 from stable_verl.models.tiny import TinyModelSpec
 from stable_verl.pipeline.recipes import Recipe, load_recipe
 from stable_verl.tasks.datasets import TaskSpec
@@ -72,6 +73,9 @@ class RLStage:
     """vLLM weights/activations dtype (mu_old's numerics)."""
     train_dtype: str = "float32"
     """FSDP compute dtype of the actor (pi_old/pi_theta's numerics); bf16 vs fp32 is a real train-infer gap."""
+    rollout_precision: str = "native"
+    """Stress knob: round the weights vLLM samples with through 'bf16' or 'fp8' (e4m3, per channel) on every
+    load and sync, a real and adjustable train-inference gap (paper: FP8 inference vs BF16 training)."""
     format_bonus: float = 0.0
     """Partial credit for a well-formed answer (reward shaping; 0 = exact-match 1/0 only)."""
     save_freq: int = -1
@@ -90,6 +94,8 @@ class RLStage:
                 f"rl.train_batch_size {self.train_batch_size} must be a multiple of the recipe's "
                 f"minibatches ({n}, recipe {self.recipe!r})"
             )
+        if self.rollout_precision not in PRECISIONS:
+            raise ValueError(f"rl.rollout_precision must be one of {PRECISIONS}, got {self.rollout_precision!r}")
         for name in ("rollout_dtype", "train_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"rl.{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")

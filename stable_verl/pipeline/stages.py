@@ -17,6 +17,7 @@ from stable_verl.pipeline import cpu_env, verl_command
 from stable_verl.pipeline.config import RLStage, SFTStage
 from stable_verl.pipeline.runner import RunResult, run_streaming
 from stable_verl.tasks.datasets import TaskSpec, tokenizer_corpus, write_task_data
+from stable_verl.verl_ext import rollout_precision
 
 # verl's console logger prints "step:N - key:value - ..."; the SFT trainer prints the same shape.
 _STEP_LINE = re.compile(r"\bstep:(\d+)\b")
@@ -88,6 +89,7 @@ def run_rl(rl: RLStage, model_dir: Path, data: dict[str, Path], out_dir: Path, o
     (out_dir / "command.json").write_text(json.dumps({"overrides": overrides}, indent=1))
     env = cpu_env.verl_env()
     env["VERL_FILE_LOGGER_PATH"] = str(metrics)
+    env[rollout_precision.ENV] = rl.rollout_precision  # read by the vLLM plugin in the rollout workers
     result = run_streaming(
         verl_command.ppo_argv(overrides),
         out_dir / "rl.log",
