@@ -14,11 +14,3 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.bool()
     total = torch.where(mask, values, torch.zeros_like(values)).sum()
     return total / mask.sum().clamp_min(1).to(total.dtype)
-
-
-def masked_max(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Max of ``values`` over positions where ``mask`` is true; 0 when the mask is empty. Returns a 0-dim tensor."""
-    mask = mask.bool()
-    if not bool(mask.any()):
-        return torch.zeros((), dtype=values.dtype, device=values.device)
-    return values[mask].max()

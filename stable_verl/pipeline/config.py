@@ -7,6 +7,7 @@ values, so bad input never reaches Ray or vLLM.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -88,7 +89,7 @@ class RLStage:
     def __post_init__(self) -> None:
         _positive(self, "total_steps", "train_batch_size", "rollout_n", "micro_batch_size")
         _positive(self, "max_prompt_length", "max_response_length", "timeout_s")
-        n = self.load_recipe().minibatches
+        n = self.recipe_config.minibatches
         if self.train_batch_size % n:
             raise ValueError(
                 f"rl.train_batch_size {self.train_batch_size} must be a multiple of the recipe's "
@@ -100,13 +101,15 @@ class RLStage:
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"rl.{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")
 
-    def load_recipe(self) -> Recipe:
+    @functools.cached_property
+    def recipe_config(self) -> Recipe:
+        """The named recipe with its overrides, loaded and validated once per stage config."""
         return load_recipe(self.recipe, self.recipe_overrides)
 
     @property
     def ppo_mini_batch_size(self) -> int:
         """Prompts per optimizer step: train_batch_size / N."""
-        return self.train_batch_size // self.load_recipe().minibatches
+        return self.train_batch_size // self.recipe_config.minibatches
 
 
 @dataclass

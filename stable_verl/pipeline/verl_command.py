@@ -53,7 +53,7 @@ def reward_overrides(format_bonus: float) -> list[str]:
 
 def ppo_overrides(rl: RLStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU)."""
-    recipe = rl.load_recipe()
+    recipe = rl.recipe_config
     recipe.check_registered()
     overrides = [
         *recipe.overrides(),
