@@ -18,6 +18,8 @@ RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
 AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 MINIRL_LOSS_CONFIG = "stable_verl.verl_ext.minirl_loss.MiniRLLossConfig"
 UNTRUNCATED = 1.0e9  # = stable_verl.verl_ext.minirl_loss.UNTRUNCATED (kept free of verl imports here)
+ROUTING_REPLAY_MODES = ("disabled", "R2", "R3")  # verl's router_replay.mode values
+ROUTER_REPLAY_CONFIG = "verl.workers.config.EngineRouterReplayConfig"
 
 
 @dataclass
@@ -59,8 +61,20 @@ class Recipe:
     minibatches: int = 1
     """N optimizer steps per rollout batch (1 = on-policy; the paper uses 2, 4, 8)."""
     minirl: MiniRLOptions = field(default_factory=MiniRLOptions)
+    routing_replay: str = "disabled"
+    """MoE Routing Replay (paper §5): 'R2' replays the training engine's old-policy routes in the updates,
+    'R3' replays vLLM's routes in the old-log-prob pass and the updates (stable_verl.verl_ext.routing_engine)."""
+    rollout_routes: bool = False
+    """Ask vLLM for the experts it routed each token to. R3 needs it; with R2 or no replay it adds the
+    routing-mismatch metrics (vLLM vs training engine)."""
 
     def __post_init__(self) -> None:
+        if self.routing_replay not in ROUTING_REPLAY_MODES:
+            raise ValueError(
+                f"recipe {self.name}: routing_replay must be one of {ROUTING_REPLAY_MODES}, got {self.routing_replay!r}"
+            )
+        if self.routing_replay == "R3" and not self.rollout_routes:
+            raise ValueError(f"recipe {self.name}: routing_replay R3 replays vLLM's routes; set rollout_routes: true")
         if self.minibatches < 1:
             raise ValueError(f"recipe {self.name}: minibatches must be >= 1, got {self.minibatches}")
         if self.loss_agg_mode not in AGG_MODES:
@@ -109,6 +123,12 @@ class Recipe:
                     "algorithm.rollout_correction.rollout_is=token",
                     f"algorithm.rollout_correction.rollout_is_threshold={UNTRUNCATED:g}",
                 ]
+        if self.routing_replay != "disabled":  # verl's fsdp.yaml has no router_replay block: add verl's dataclass
+            out.append(
+                f"+{actor}.fsdp_config.router_replay={{_target_:{ROUTER_REPLAY_CONFIG},mode:{self.routing_replay}}}"
+            )
+        if self.rollout_routes:
+            out.append("actor_rollout_ref.rollout.enable_rollout_routing_replay=True")
         return out
 
     def check_registered(self) -> None:

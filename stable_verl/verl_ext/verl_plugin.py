@@ -6,16 +6,21 @@ plugin import errors at debug level; this module logs them at ERROR before re-ra
 """
 
 import logging
+import warnings
+
+# verl's engine package warns once per optional backend it cannot import (megatron, veomni, ...): noise here.
+warnings.filterwarnings("ignore", message=r".* engine is not available", category=UserWarning)
 
 try:
     from stable_verl.verl_ext import cpu_platform
 
     cpu_platform.register()
 
-    # Imported for their registrations (verl's trainer, policy-loss and advantage registries).
-    from stable_verl.verl_ext import minirl_advantage, minirl_loss, trainer  # noqa: F401
+    # Imported for their registrations (verl's trainer, policy-loss, advantage and engine registries).
+    from stable_verl.verl_ext import minirl_advantage, minirl_loss, routing_engine, trainer  # noqa: F401
 
     trainer.register()
+    routing_engine.register()
 except Exception:
     logging.getLogger("stable_verl").exception("stable-verl: the verl plugin failed to load")
     raise

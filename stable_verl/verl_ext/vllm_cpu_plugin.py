@@ -111,6 +111,9 @@ def register() -> None:
     from vllm.model_executor.layers import utils
     from vllm.model_executor.layers.fused_moe.experts import cpu_moe
 
+    from stable_verl.verl_ext import vllm_cpu_routes
+
     utils.dispatch_cpu_unquantized_gemm = keep_plain_linear
     cpu_moe.CPUUnquantizedExperts.process_weights_after_loading = _experts_keep_layout
     cpu_moe.CPUUnquantizedExperts.apply = _experts_apply
+    vllm_cpu_routes.register()  # R3: return the routed experts on CPU as vLLM does on GPU

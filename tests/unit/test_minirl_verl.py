@@ -205,6 +205,8 @@ def test_every_recipe_builds_verls_config(name):
         assert actor.policy_loss.tis_cap == recipe.minirl.tis_cap
         assert actor.policy_loss.train_infer_is == recipe.minirl.train_infer_is
         assert (cfg.algorithm.rollout_correction.rollout_is == "token") == recipe.minirl.train_infer_is
+    assert actor.fsdp_config.router_replay.mode == recipe.routing_replay  # verl's own EngineRouterReplayConfig
+    assert cfg.actor_rollout_ref.rollout.enable_rollout_routing_replay == recipe.rollout_routes
 
 
 def test_paper_grid_recipes_exist():
@@ -230,6 +232,8 @@ def test_paper_grid_recipes_exist():
         ("minirl", ["minirl.truncation=sometimes"], "truncation"),
         ("minirl", ["minibatches=0"], "minibatches"),
         ("minirl", ["loss_agg_mode=mean"], "loss_agg_mode"),
+        ("minirl_r3", ["rollout_routes=false"], "R3 replays vLLM's routes; set rollout_routes: true"),
+        ("minirl", ["routing_replay=R4"], "routing_replay must be one of"),
     ],
 )
 def test_bad_recipes_fail_when_loaded(name, overrides, message):

@@ -10,6 +10,8 @@ Public API:
 * ``RoutingReplay.attach(model) -> RoutingReplay``: patch every router instance; modes "off" / "record" / "replay";
   ``record()`` context + ``routes()`` -> ``(tokens, layers, k)`` uint8/int16; ``set_replay(routes)`` /
   ``replay(routes)`` context; ``detach()``.
+* ``native_routes()`` / ``used_routes()`` after any forward; ``route_set_mismatch`` / ``valid_route_rows`` for
+  the mismatch (inference vs training) and drift (old vs current policy) metrics.
 * ``routes_from_padded`` / ``routes_to_padded``: ``(B, S, L, k)`` <-> ``(nnz, L, k)`` given an attention mask.
 * ``route_bytes_per_token``, ``compact_dtype``, ``validate_routes``.
 * ``SUPPORTED_MODEL_TYPES``: the ``config.model_type`` values with a known router.
@@ -20,8 +22,10 @@ from stable_verl.core.routing.families import FAMILIES, SUPPORTED_MODEL_TYPES, R
 from stable_verl.core.routing.routes import (
     compact_dtype,
     route_bytes_per_token,
+    route_set_mismatch,
     routes_from_padded,
     routes_to_padded,
+    valid_route_rows,
     validate_routes,
 )
 
@@ -33,7 +37,9 @@ __all__ = [
     "RoutingReplay",
     "compact_dtype",
     "route_bytes_per_token",
+    "route_set_mismatch",
     "routes_from_padded",
     "routes_to_padded",
+    "valid_route_rows",
     "validate_routes",
 ]

@@ -14,6 +14,12 @@ Usage (R2: the training engine's own routes; R3 would pass the inference engine'
 Tokens are the flattened token dimension the routers see, in order: ``B * S`` (row-major) for a padded batch,
 ``nnz`` for a packed one; see ``routes_from_padded`` / ``routes_to_padded`` to convert.
 
+Diagnostics: after any forward, ``native_routes()`` gives the experts each router would have picked by itself
+(in replay mode computed alongside, without gradient, when ``track_native`` is set) and ``used_routes()`` the
+experts it actually used. A replayed row holding a repeated expert id (an all-zero row: a token the inference
+engine never routed, such as the last sampled token, or padding) is not a valid top-k; that token keeps its native
+routing, as verl's VeOmni replay does.
+
 Activation checkpointing: a recompute (a router forward run inside ``backward()``) serves exactly the indices the
 original forward of that layer used, whatever the mode is by then, and never records. So replay survives recompute,
 even if ``backward()`` runs after leaving ``replay()``, and record mode never double-records. With several
@@ -43,6 +49,14 @@ def _in_backward() -> bool:
     return _graph_task_id is not None and _graph_task_id() != -1
 
 
+def _invalid_rows(indices: torch.Tensor) -> torch.Tensor:
+    """``(tokens,)`` True where a ``(tokens, k)`` row repeats an expert id (no valid top-k; k == 1 is always valid)."""
+    if indices.shape[-1] < 2:
+        return indices.new_zeros(indices.shape[0], dtype=torch.bool)
+    ordered = indices.sort(dim=-1).values
+    return (ordered[:, 1:] == ordered[:, :-1]).any(dim=-1)
+
+
 class RoutingReplay:
     """Controller over every router of one MoE model (or bare MoE block). Build it with ``RoutingReplay.attach``."""
 
@@ -66,6 +80,9 @@ class RoutingReplay:
         self._recorded: list[torch.Tensor | None] = [None] * n  # (tokens, k) int64 per layer
         self._replay: list[torch.Tensor] | None = None  # (tokens, k) int64 contiguous per layer
         self._fwd_indices: list[torch.Tensor | None] = [None] * n  # what each layer's last forward replayed
+        self._native: list[torch.Tensor | None] = [None] * n  # native top-k of each layer's last forward
+        self._used: list[torch.Tensor | None] = [None] * n  # indices each layer's last forward routed by
+        self.track_native = False  # in replay mode, also compute the native top-k (for mismatch / drift metrics)
         self._saved_forwards: list[object | None] = []
         self._attached = False
 
@@ -124,11 +141,18 @@ class RoutingReplay:
                 return native(hidden_states)
             if mode == "record":
                 out = native(hidden_states)  # (logits, weights, indices (tokens, k))
-                recorded[slot] = out[2]
+                recorded[slot] = self._native[slot] = self._used[slot] = out[2]
                 fwd_indices[slot] = None
                 return out
             indices = self._replay_indices(slot, hidden_states)  # (tokens, k)
-            fwd_indices[slot] = indices
+            invalid = _invalid_rows(indices)  # (tokens,) rows with a repeated expert id
+            native_ids = None
+            if self.track_native or bool(invalid.any()):
+                with torch.no_grad():
+                    native_ids = native(hidden_states)[2]  # (tokens, k)
+                indices = torch.where(invalid.unsqueeze(-1), native_ids, indices)
+            self._native[slot] = native_ids
+            self._used[slot] = fwd_indices[slot] = indices
             return replay_gate(router, hidden_states, indices)
 
         return forward
@@ -166,6 +190,8 @@ class RoutingReplay:
         n = self.num_layers
         self._recorded[:] = [None] * n
         self._fwd_indices[:] = [None] * n
+        self._native[:] = [None] * n
+        self._used[:] = [None] * n
         self._replay = None
         if self._mode == "replay":
             self._mode = "off"
@@ -196,17 +222,28 @@ class RoutingReplay:
 
     def routes(self) -> torch.Tensor:
         """The routes of the last forward in record mode: ``(tokens, layers, k)`` in ``route_dtype``."""
-        missing = [self.layer_indices[i] for i, r in enumerate(self._recorded) if r is None]
+        return self._stack(self._recorded, "recorded", "run a forward inside record() first")
+
+    def native_routes(self) -> torch.Tensor:
+        """What every router picked by itself in the last forward (record mode, or replay with ``track_native``)."""
+        return self._stack(self._native, "native", "record, or replay with track_native=True")
+
+    def used_routes(self) -> torch.Tensor:
+        """The experts every router actually routed by in the last forward (recorded or replayed)."""
+        return self._stack(self._used, "used", "run a forward in record or replay mode first")
+
+    def _stack(self, per_layer: list[torch.Tensor | None], what: str, hint: str) -> torch.Tensor:
+        missing = [self.layer_indices[i] for i, r in enumerate(per_layer) if r is None]
         if missing:
-            raise RuntimeError(f"no routes recorded for decoder layers {missing}: run a forward inside record() first")
-        recorded: list[torch.Tensor] = self._recorded  # type: ignore[assignment]
-        tokens = {r.shape[0] for r in recorded}
+            raise RuntimeError(f"no {what} routes for decoder layers {missing}: {hint}")
+        layers: list[torch.Tensor] = per_layer  # type: ignore[assignment]
+        tokens = {r.shape[0] for r in layers}
         if len(tokens) != 1:
-            raise RuntimeError(f"recorded layers saw different token counts {sorted(tokens)}; record one forward")
+            raise RuntimeError(f"{what} routes of different layers saw different token counts {sorted(tokens)}")
         out = torch.empty(  # (tokens, L, k)
-            (recorded[0].shape[0], self.num_layers, self.top_k), dtype=self.route_dtype, device=recorded[0].device
+            (layers[0].shape[0], self.num_layers, self.top_k), dtype=self.route_dtype, device=layers[0].device
         )
-        for slot, indices in enumerate(recorded):
+        for slot, indices in enumerate(layers):
             out[:, slot].copy_(indices)  # (tokens, k) int64 -> compact
         return out
 

@@ -89,3 +89,29 @@ def routes_to_padded(routes_nnz: torch.Tensor, attention_mask: torch.Tensor) -> 
     out = routes_nnz.new_zeros(*mask.shape, *routes_nnz.shape[1:])  # (B, S, L, k)
     out[mask] = routes_nnz
     return out
+
+
+def valid_route_rows(routes: torch.Tensor) -> torch.Tensor:
+    """``(tokens,)`` True where a ``(tokens, L, k)`` row is a real top-k in every layer (no repeated expert id).
+
+    Rows the inference engine never routed (the last sampled token, padding) are all zeros, i.e. invalid for
+    ``k >= 2``; with ``k == 1`` every row counts as valid.
+    """
+    if routes.dim() != 3:
+        raise ValueError(f"routes must be shaped (tokens, layers, k), got {tuple(routes.shape)}")
+    if routes.shape[-1] < 2:
+        return torch.ones(routes.shape[0], dtype=torch.bool, device=routes.device)
+    ordered = routes.sort(dim=-1).values  # (tokens, L, k)
+    return ~(ordered[..., 1:] == ordered[..., :-1]).any(dim=-1).any(dim=-1)
+
+
+def route_set_mismatch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(tokens, L)`` True where two ``(tokens, L, k)`` route tensors pick a different *set* of experts.
+
+    The order inside a top-k does not matter (engines sort differently); the dtypes may differ.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"route tensors differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    a_sorted = a.to(torch.int64).sort(dim=-1).values
+    b_sorted = b.to(torch.int64).sort(dim=-1).values
+    return (a_sorted != b_sorted).any(dim=-1)

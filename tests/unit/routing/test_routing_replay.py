@@ -348,3 +348,39 @@ def test_attach_to_bare_block():
     assert routes.shape == (10, 1, 2)
     with torch.no_grad(), rr.replay(routes):
         torch.testing.assert_close(block(x), y, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["qwen3_moe", "mixtral"])
+def test_native_and_used_routes_and_invalid_rows(family, ids):
+    """Replay exposes what each router used and (track_native) would have picked; zero rows keep native routing."""
+    model = build(family)
+    rr = RoutingReplay.attach(model)
+    routes, _ = record(rr, model, ids)
+    torch.testing.assert_close(rr.native_routes(), routes, atol=0, rtol=0)
+    torch.testing.assert_close(rr.used_routes(), routes, atol=0, rtol=0)
+    perturb_routers(model)
+    natural, _ = record(rr, model, ids)
+    holes = routes.clone()
+    holes[-1] = 0  # the last token: never routed by the inference engine
+    rr.track_native = True
+    with torch.no_grad(), rr.replay(holes), experts_inputs(model) as seen:
+        model(ids)
+    native = rr.native_routes()
+    # Layer 0 sees the same input as a natural forward; deeper layers see the replayed layers' outputs.
+    torch.testing.assert_close(native[:, 0], natural[:, 0], atol=0, rtol=0)
+    expected = torch.cat([routes[:-1], native[-1:]])  # replayed rows, native routing for the invalid one
+    torch.testing.assert_close(rr.used_routes(), expected, atol=0, rtol=0)
+    for layer, (indices, _) in enumerate(seen):
+        torch.testing.assert_close(indices, expected[:, layer].long(), atol=0, rtol=0)
+
+
+def test_route_set_mismatch_and_valid_rows():
+    from stable_verl.core.routing import route_set_mismatch, valid_route_rows
+
+    a = torch.tensor([[[0, 1], [2, 3]], [[4, 5], [6, 7]], [[0, 0], [0, 0]]], dtype=torch.uint8)  # (3, L=2, k=2)
+    b = torch.tensor([[[1, 0], [2, 4]], [[4, 5], [6, 7]], [[0, 0], [1, 2]]], dtype=torch.int16)
+    assert route_set_mismatch(a, b).tolist() == [[False, True], [False, False], [False, True]]  # order ignored
+    assert valid_route_rows(a).tolist() == [True, True, False]
+    assert valid_route_rows(a[:, :, :1]).tolist() == [True, True, True]  # k == 1: every row is a top-1
+    with pytest.raises(ValueError, match="differ in shape"):
+        route_set_mismatch(a, b[:2])
