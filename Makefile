@@ -16,8 +16,8 @@ setup: $(STAMP)
 $(STAMP): infra/install_cpu.sh infra/requirements-cpu.lock infra/vllm-dist-alias/pyproject.toml pyproject.toml
 	bash infra/install_cpu.sh $(VENV)
 
-demo: setup            ## the main job (for now: the smoke pipeline as a Prefect flow)
-	$(PY) -m flows.smoke
+demo: setup            ## the main job: cold-start comparison (3 teacher-style inits -> MiniRL -> avg@k -> report)
+	$(PY) -m flows.coldstart --config configs/coldstart.yaml
 
 test: setup            ## every test, the real verl + vLLM + Ray runs included (what CI runs)
 	$(PY) -m pytest -v -rs --durations=15 tests/unit tests/integration

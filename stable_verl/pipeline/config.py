@@ -19,6 +19,7 @@ from stable_verl.core.precision import PRECISIONS
 from stable_verl.models.tiny import TinyModelSpec
 from stable_verl.pipeline.recipes import Recipe, load_recipe
 from stable_verl.tasks.datasets import TaskSpec
+from stable_verl.tasks.teachers import get_teacher
 
 
 @dataclass
@@ -41,6 +42,7 @@ class SFTStage:
     """Wall-clock limit; verl is killed and the stage fails past it."""
 
     def __post_init__(self) -> None:
+        get_teacher(self.teacher)  # ValueError naming the available styles (= SFT datasets)
         _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "timeout_s")
         if self.batch_size % self.micro_batch_size:
             raise ValueError(f"sft.batch_size {self.batch_size} must be a multiple of micro_batch_size")

@@ -1,18 +1,24 @@
 """Checkpoint evaluation: sample k responses per held-out prompt with vLLM, score them, report avg@k.
 
-    python -m stable_verl.pipeline.evaluate --model DIR --bench bench_id=FILE.parquet [...] --k 4 --out DIR
+    python -m stable_verl.pipeline.evaluate --model DIR --out DIR [--model DIR --out DIR ...] \
+        --bench bench_id=FILE.parquet [...] --k 4
 
 avg@k (paper: avg@32) = mean over prompts of the mean exact-match accuracy of k samples. Writes, per
-benchmark, ``<out>/<benchmark>/results.json`` and ``samples.jsonl``. Run as its own process (vLLM owns
-its engine processes and memory); ``ensure_hf_model`` first merges a verl FSDP checkpoint into HF
-format with ``verl.model_merger`` when the checkpoint has no HF weights. verl's merger always writes
-bf16, so stable-verl's RL stages save HF weights with the checkpoint (``save_contents`` has
-``hf_model``) and the merge is only the fallback for checkpoints made without them.
+model and benchmark, ``<out>/<benchmark>/results.json`` and ``samples.jsonl``. Run as its own process
+(vLLM owns its engine and memory). All models go through one in-process vLLM engine: a model with the
+same config and tokenizer as the loaded one only has its weights reloaded in place (vLLM's
+``reload_weights``, milliseconds), so evaluating many checkpoints costs one engine start-up.
+``ensure_hf_model`` first merges a verl FSDP checkpoint into HF format with ``verl.model_merger``
+when the checkpoint has no HF weights. verl's merger always writes bf16, so stable-verl's RL stages
+save HF weights with the checkpoint (``save_contents`` has ``hf_model``) and the merge is only the
+fallback for checkpoints made without them.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import hashlib
 import json
 import statistics
 import sys
@@ -78,57 +84,90 @@ def score_samples(rows: pd.DataFrame, outputs: list[list[str]]) -> tuple[dict, l
     return results, samples
 
 
-def evaluate(model_dir: Path, benchmarks: dict[str, Path], settings: EvalSettings, out_dir: Path) -> dict[str, dict]:
-    """Generate with vLLM and score every benchmark; returns benchmark -> results."""
+def _signature(model_dir: Path) -> str:
+    """Models with equal signatures (config minus its path, tokenizer) can share one vLLM engine."""
+    config = json.loads((model_dir / "config.json").read_text())
+    config.pop("_name_or_path", None)
+    tokenizer = model_dir / "tokenizer.json"
+    blob = json.dumps(config, sort_keys=True).encode() + (tokenizer.read_bytes() if tokenizer.exists() else b"")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def evaluate(
+    jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings
+) -> dict[Path, dict[str, dict]]:
+    """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)``; out_dir -> bench -> results."""
+    import torch
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    llm = LLM(str(model_dir), dtype="float32", enforce_eager=True, gpu_memory_utilization=0.2, seed=settings.seed)
-    params = SamplingParams(
-        n=settings.k, temperature=settings.temperature, max_tokens=settings.max_tokens, seed=settings.seed
-    )
-    all_results = {}
-    for name, path in benchmarks.items():
-        rows = pd.read_parquet(path)
-        prompts = [
-            tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in rows["prompt"]
-        ]
-        generations = llm.generate(prompts, params, use_tqdm=False)
-        results, samples = score_samples(rows, [[c.text for c in g.outputs] for g in generations])
-        results.update(benchmark=name, model=str(model_dir), settings=asdict(settings))
-        bench_dir = out_dir / name
-        bench_dir.mkdir(parents=True, exist_ok=True)
-        (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
-        (bench_dir / "results.json").write_text(json.dumps(results, indent=1))  # last: marks completion
-        all_results[name] = results
-        print(f"[eval] {name}: avg@{settings.k}={results[f'avg@{settings.k}']:.3f}", flush=True)
+    # No per-request seed: vLLM rewinds a seeded request's generator when a chunked prefill discards a
+    # token, which CPU generators cannot do (k * prompts beyond ~4k tokens crashed). The engine runs in
+    # this process, so re-seeding torch before each model makes its samples independent of the order.
+    params = SamplingParams(n=settings.k, temperature=settings.temperature, max_tokens=settings.max_tokens)
+    rows = {name: pd.read_parquet(path) for name, path in benchmarks.items()}
+    llm, loaded, all_results = None, None, {}
+    for model_dir, out_dir in jobs:
+        signature = _signature(model_dir)
+        if signature == loaded:
+            llm.collective_rpc("reload_weights", kwargs={"weights_path": str(model_dir)})
+        else:
+            llm = None
+            gc.collect()
+            llm = LLM(
+                str(model_dir),
+                dtype="float32",
+                enforce_eager=True,
+                gpu_memory_utilization=0.2,
+                seed=settings.seed,
+                enable_prefix_caching=False,  # cached KV would outlive a weight reload
+            )
+            loaded = signature
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        all_results[out_dir] = {}
+        for name, bench in rows.items():
+            torch.manual_seed(settings.seed)
+            prompts = [
+                tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
+                for p in bench["prompt"]
+            ]
+            generations = llm.generate(prompts, params, use_tqdm=False)
+            results, samples = score_samples(bench, [[c.text for c in g.outputs] for g in generations])
+            results.update(benchmark=name, model=str(model_dir), settings=asdict(settings))
+            bench_dir = out_dir / name
+            bench_dir.mkdir(parents=True, exist_ok=True)
+            (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+            (bench_dir / "results.json").write_text(json.dumps(results, indent=1))  # last: marks completion
+            all_results[out_dir][name] = results
+            print(f"[eval] {model_dir} {name}: avg@{settings.k}={results[f'avg@{settings.k}']:.3f}", flush=True)
     return all_results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="HF model directory")
+    parser.add_argument("--model", type=Path, action="append", required=True, help="HF model directory (repeatable)")
+    parser.add_argument("--out", type=Path, action="append", required=True, help="output directory, one per --model")
     parser.add_argument("--bench", action="append", required=True, help="name=path.parquet (repeatable)")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    benchmarks = dict(b.split("=", 1) for b in args.bench)
+    if len(args.model) != len(args.out):
+        parser.error("give one --out per --model")
+    benchmarks = {name: Path(path) for name, path in (b.split("=", 1) for b in args.bench)}
     settings = EvalSettings(args.k, args.temperature, args.max_tokens, args.seed)
-    evaluate(args.model, {k: Path(v) for k, v in benchmarks.items()}, settings, args.out)
+    evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings)
     return 0
 
 
-def eval_argv(model_dir: Path, benchmarks: dict[str, Path], settings: EvalSettings, out_dir: Path) -> list[str]:
-    """argv that runs :func:`main` in a fresh interpreter (used by the pipeline)."""
+def eval_argv(jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings) -> list[str]:
+    """argv that runs :func:`main` in a fresh interpreter over ``(model_dir, out_dir)`` jobs."""
+    models = [a for model, out in jobs for a in ("--model", str(model), "--out", str(out))]
     bench = [a for name, path in benchmarks.items() for a in ("--bench", f"{name}={path}")]
     return python_module(
         "stable_verl.pipeline.evaluate",
-        "--model",
-        str(model_dir),
+        *models,
         *bench,
         "--k",
         str(settings.k),
@@ -138,9 +177,12 @@ def eval_argv(model_dir: Path, benchmarks: dict[str, Path], settings: EvalSettin
         str(settings.max_tokens),
         "--seed",
         str(settings.seed),
-        "--out",
-        str(out_dir),
     )
+
+
+def eval_env() -> dict[str, str]:
+    """Environment of the evaluation process: verl's, with vLLM's engine in-process (seconds, not ~20 s, to start)."""
+    return {**cpu_env.verl_env(), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ prints them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,20 @@ class Recipe:
 
         check_adv_estimator(self.adv_estimator)
         check_policy_loss(self.loss_mode)
+
+    def check_model(self, model_path: str | Path) -> None:
+        """Fail before launch if the recipe replays MoE routes but the model has no supported MoE router."""
+        if self.routing_replay == "disabled" and not self.rollout_routes:
+            return
+        from stable_verl.core.routing import SUPPORTED_MODEL_TYPES
+
+        config = Path(model_path) / "config.json"
+        model_type = json.loads(config.read_text()).get("model_type") if config.exists() else None
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"recipe {self.name} uses MoE routing replay, but the model at {model_path} is "
+                f"{model_type!r}, not a supported MoE ({', '.join(SUPPORTED_MODEL_TYPES)})"
+            )
 
 
 def available_recipes() -> list[str]:

@@ -1,16 +1,14 @@
-"""Run a verl entry point as a subprocess: own process group, streamed log, hard timeout, loud failure.
+"""Run a verl entry point as a subprocess: own session, streamed log, hard timeout, loud failure.
 
 Two CPU failure modes make verl hang instead of exiting (Ray resource starvation, a dead vLLM
 engine), so every run has a wall-clock limit. On timeout, error or interrupt the whole process
-group (torchrun children, the Ray driver and the daemons it started) is terminated, then killed.
+tree (torchrun children, the Ray driver, its daemons and workers) is terminated, then killed; while
+it runs, the leader is registered in :mod:`stable_verl.pipeline.procs` for cancellation hooks.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from stable_verl.pipeline import procs
 
 
 class VerlRunError(RuntimeError):
@@ -32,21 +32,16 @@ class RunResult:
 
 
 def kill_process_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM every process in ``proc``'s group, then SIGKILL what is left after ``grace_s``.
+    """SIGTERM ``proc``'s whole tree (its session and descendants), then SIGKILL what is left after ``grace_s``.
 
-    Also called after a normal exit, to reap stragglers (e.g. Ray daemons) left in the group.
+    Also called after a normal exit, to reap stragglers (e.g. Ray daemons) left behind.
     """
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return  # the group is empty
+    procs.kill_tree(proc.pid, grace_s)
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        procs.kill_tree(proc.pid, 0)
+        proc.wait()
 
 
 def run_streaming(
@@ -57,10 +52,12 @@ def run_streaming(
     cwd: str | Path | None = None,
     on_line: Callable[[str], None] | None = None,
     name: str = "verl",
+    on_start: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Run ``argv`` to completion, appending its output to ``log_path``; raise ``VerlRunError`` on failure.
 
-    ``on_line`` receives every output line (e.g. to print progress); it must be cheap.
+    ``on_line`` receives every output line (e.g. to print progress); it must be cheap. ``on_start``
+    receives the pid of the started leader (= its session and process-group id).
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +75,11 @@ def run_streaming(
             text=True,
             bufsize=1,
             errors="replace",
-            start_new_session=True,  # own process group: we can kill everything it spawns
+            start_new_session=True,  # own session: we can find and kill everything it spawns
         )
+        procs.register(proc.pid, name)
+        if on_start is not None:
+            on_start(proc.pid)
         timed_out = threading.Event()
 
         def _watchdog() -> None:
@@ -104,6 +104,7 @@ def run_streaming(
         finally:
             timer.cancel()
             kill_process_group(proc)  # stragglers that outlived the leader
+            procs.unregister(proc.pid)
     seconds = time.monotonic() - start
     if timed_out.is_set():
         raise VerlRunError(_failure(name, f"timed out after {timeout_s:.0f} s (killed)", log_path, tail))

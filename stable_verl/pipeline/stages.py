@@ -41,8 +41,13 @@ def build_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int)
     return Assets(model_dir=model_dir, data=data)
 
 
-def progress_printer(stage: str, total_steps: int, echo: Callable[[str], None] = print) -> Callable[[str], None]:
-    """An ``on_line`` callback that echoes one short line per training step."""
+def progress_printer(
+    stage: str,
+    total_steps: int,
+    echo: Callable[[str], None] = print,
+    on_step: Callable[[int], None] | None = None,
+) -> Callable[[str], None]:
+    """An ``on_line`` callback that echoes one short line per training step (and calls ``on_step(step)``)."""
 
     last_step = 0
 
@@ -52,6 +57,8 @@ def progress_printer(stage: str, total_steps: int, echo: Callable[[str], None] =
         if m and ("loss" in line or "reward" in line) and int(m.group(1)) > last_step:
             last_step = int(m.group(1))
             echo(f"[{stage}] step {last_step}/{total_steps}")
+            if on_step is not None:
+                on_step(last_step)
         elif _ERROR_LINE.search(line):
             echo(f"[{stage}] {line[:200]}")
 

@@ -29,7 +29,9 @@ def sft_argv(
         f"trainer.total_training_steps={sft.steps}",
         "trainer.total_epochs=1000",
         f"trainer.default_local_dir={out_dir}",
-        "trainer.logger=[console]",
+        "trainer.logger=[console,file]",  # file: $VERL_FILE_LOGGER_PATH, else ./stable-verl/<experiment>.jsonl
+        "trainer.project_name=stable-verl",
+        f"trainer.experiment_name={out_dir.parent.name}",
         "trainer.n_gpus_per_node=1",
         "trainer.nnodes=1",
         f"trainer.seed={seed}",
@@ -51,10 +53,16 @@ def reward_overrides(format_bonus: float) -> list[str]:
     ]
 
 
-def ppo_overrides(rl: RLStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path) -> list[str]:
-    """Every Hydra override of one RL stage (CPU settings included when there is no GPU)."""
+def ppo_overrides(
+    rl: RLStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path, seed: int | None = None
+) -> list[str]:
+    """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
+
+    ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last.
+    """
     recipe = rl.recipe_config
     recipe.check_registered()
+    recipe.check_model(model_path)
     overrides = [
         *recipe.overrides(),
         "algorithm.use_kl_in_reward=False",
@@ -94,6 +102,8 @@ def ppo_overrides(rl: RLStage, model_path: Path, train_file: Path, val_file: Pat
         "trainer.project_name=stable-verl",
         f"trainer.experiment_name={out_dir.parent.name}",
     ]
+    if seed is not None:
+        overrides += [f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}"]
     if cpu_env.on_cpu():
         overrides += cpu_env.ppo_cpu_overrides()
     return overrides + list(rl.overrides)

@@ -11,8 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stable_verl.pipeline import cpu_env
-from stable_verl.pipeline.evaluate import EvalSettings, ensure_hf_model, eval_argv
+from stable_verl.pipeline.evaluate import EvalSettings, ensure_hf_model, eval_argv, eval_env
 from stable_verl.pipeline.runner import run_streaming
 
 pytestmark = pytest.mark.slow
@@ -24,7 +23,7 @@ def test_avg_at_k_on_the_held_out_benchmarks(smoke_config, smoke_report, tmp_pat
     model = ensure_hf_model(Path(smoke_report.checkpoint))
     assert model.name == "huggingface"  # the RL checkpoint carries HF weights (save_contents has hf_model)
     settings = EvalSettings(k=2, max_tokens=24)
-    run_streaming(eval_argv(model, benches, settings, tmp_path), tmp_path / "eval.log", cpu_env.verl_env(), 600)
+    run_streaming(eval_argv([(model, tmp_path)], benches, settings), tmp_path / "eval.log", eval_env(), 600)
     for name in benches:
         results = json.loads((tmp_path / name / "results.json").read_text())
         samples = (tmp_path / name / "samples.jsonl").read_text().splitlines()

@@ -1,17 +1,14 @@
 """MiniRL in a real verl run on CPU: our loss and estimator inside verl's workers, metrics in the file.
 
 Off-policy recipe (N=2 mini-batches per rollout batch), so the second update sees r_t != 1 and the
-staleness mask and diagnostics are exercised, not just defined.
+staleness mask and diagnostics are exercised, not just defined. vLLM's weights are rounded through fp8 (the
+rollout-precision knob), so the train-inference IS weights are not all 1 either (``minirl_rows`` in conftest).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import pytest
 
-from stable_verl.pipeline import stages
 from stable_verl.verl_ext.minirl_loss import METRIC_KEYS
 
 pytestmark = pytest.mark.slow
@@ -26,15 +23,6 @@ MINIRL_METRICS = (
     "actor/entropy",
     "response_length/mean",
 )
-
-
-@pytest.fixture(scope="module")
-def minirl_rows(smoke_config, smoke_report, tmp_path_factory):
-    rl = dataclasses.replace(smoke_config.rl, recipe="minirl_offpolicy")
-    data = {p.stem: p for p in (Path(smoke_config.workdir) / "data").glob("*.parquet")}
-    out = tmp_path_factory.mktemp("minirl")
-    metrics, _ = stages.run_rl(rl, Path(smoke_report.sft_model), data, out)
-    return stages.read_metrics(metrics), (out / "command.json").read_text()
 
 
 def test_three_steps_with_our_loss(minirl_rows):

@@ -246,3 +246,15 @@ def test_unknown_loss_or_estimator_fails_before_launch():
         Recipe(name="x", loss_mode="minirll").check_registered()
     with pytest.raises(ValueError, match="unknown advantage estimator 'grp'"):
         Recipe(name="x", adv_estimator="grp").check_registered()
+
+
+def test_routing_replay_refuses_a_dense_model_before_launch(tmp_path, tokenizer):
+    from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+
+    dense = save_tiny_model(tmp_path / "dense", TinyModelSpec(kind="dense"), tokenizer, seed=0)
+    moe = save_tiny_model(tmp_path / "moe", TinyModelSpec(), tokenizer, seed=0)
+    for name in ("minirl_r2", "minirl_r3"):
+        load_recipe(name).check_model(moe)
+        with pytest.raises(ValueError, match=r"uses MoE routing replay, but the model at .* is 'qwen3', not a"):
+            load_recipe(name).check_model(dense)
+    load_recipe("minirl").check_model(dense)  # no replay: any model

@@ -1,0 +1,44 @@
+"""``python -m flows.<name> [--config path.yaml] [key=value ...]``: parameters from YAML + overrides, run, report.
+
+Bad input exits 2 with one line on stderr; a failed stage exits 1 with its (one-line) error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stable_verl.artifacts import ArtifactStoreError
+from stable_verl.pipeline.runner import VerlRunError
+
+
+def run_flow_main(
+    flow_fn: Callable[[Any], dict],
+    params_cls: Any,
+    default_config: Path | None = None,
+    argv: list[str] | None = None,
+    summary: Callable[[dict], str] | None = None,
+) -> int:
+    """Parse ``argv``, build ``params_cls`` with ``from_config``, run the flow, print its result (or ``summary``)."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)  # "flows.sft" under python -m flows.sft
+    prog = f"python -m {spec.name if spec else flow_fn.__module__}"
+    parser = argparse.ArgumentParser(prog=prog, description=(flow_fn.__doc__ or "").split("\n")[0])
+    parser.add_argument("--config", default=str(default_config) if default_config else None, help="YAML config")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. rl.total_steps=5")
+    args = parser.parse_args(argv)
+    try:
+        params = params_cls.from_config(args.config, args.overrides)
+    except ValueError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = flow_fn(params)
+    except (VerlRunError, ArtifactStoreError, ValueError, RuntimeError) as e:
+        print(f"{prog}: failed: {e}", file=sys.stderr)
+        return 1
+    print(summary(result) if summary else json.dumps(result, indent=1, default=str))
+    return 0

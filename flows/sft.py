@@ -1,0 +1,26 @@
+"""SFT flow: verl SFT of the base model on one teacher's solutions, tracked in the artifact store.
+
+python -m flows.sft [--config path.yaml] sft.teacher=terse sft_seed=1 [key=value ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from prefect import flow
+
+from flows.tasks import kill_verl, preflight, sft_stage
+from stable_verl.pipeline.params import SFTFlowParams
+
+
+@flow(name="sft", on_cancellation=[kill_verl], on_crashed=[kill_verl])
+def sft_flow(params: SFTFlowParams) -> dict:
+    """verl SFT (cold start): skipped if complete in the store, resumed from its last checkpoint if killed."""
+    preflight(params.store)
+    return sft_stage(params)
+
+
+if __name__ == "__main__":
+    from flows._main import run_flow_main
+
+    sys.exit(run_flow_main(sft_flow, SFTFlowParams))

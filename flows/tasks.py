@@ -1,0 +1,154 @@
+"""Prefect tasks and hooks shared by the flows: thin wrappers over stable_verl.pipeline plus UI artifacts.
+
+Stage tasks retry transient failures only (network / S3 trouble; :func:`is_transient`); a retried
+stage resumes from its last checkpoint in the store. Tasks are called directly (not submitted), so they
+run on the flow's main thread, where a SIGTERM reaches them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+
+from stable_verl.artifacts import ArtifactStore
+from stable_verl.pipeline import checkpoint_eval, coldstart, procs, stages, training
+from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams, StoreParams
+from stable_verl.pipeline.transient import is_transient
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry only what :func:`is_transient` calls transient."""
+    try:
+        state.result()
+    except BaseException as exc:
+        return is_transient(exc)
+    return False
+
+
+STAGE = {"retries": 2, "retry_delay_seconds": [10, 60], "retry_condition_fn": retry_if_transient}
+
+
+def kill_verl(flow, flow_run, state) -> None:
+    """Flow ``on_cancellation`` / ``on_crashed`` hook: no verl process may outlive its flow."""
+    killed = procs.kill_active(grace_s=5.0)
+    if killed:
+        get_run_logger().warning(f"killed verl process tree(s) {killed} ({state.name})")
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:100]
+
+
+def _link(uri: str) -> str:
+    return uri if "://" in uri else Path(uri).resolve().as_uri()
+
+
+@task(name="preflight", cache_policy=NO_CACHE)
+def preflight(store: StoreParams) -> str:
+    """Every flow's first step: verl trees die with the flow on SIGTERM; an unusable store fails fast (no retry)."""
+    procs.install_sigterm_handler()  # main thread: kill registered verl trees, then Prefect's own handler
+    opened = store.open()
+    opened.check()
+    return opened.uri()
+
+
+class _Progress:
+    """A Prefect progress artifact that follows verl's step lines, plus about ten step lines in the log."""
+
+    def __init__(self, kind: str, total: int, key: str) -> None:
+        self.kind, self.total = kind, total
+        self.id = create_progress_artifact(0.0, key=artifact_key("progress", key), description=f"{kind}: 0/{total}")
+        log, every = get_run_logger(), max(1, total // 10)  # about ten step lines per stage in the log
+
+        def echo(line: str) -> None:
+            step = re.search(r"step (\d+)/", line)
+            if step is None or int(step.group(1)) % every == 0 or int(step.group(1)) == total:
+                log.info(line)
+
+        self.on_line = stages.progress_printer(kind, total, echo, on_step=self.update)
+
+    def update(self, step: int) -> None:
+        update_progress_artifact(
+            self.id, 100.0 * step / self.total, description=f"{self.kind}: step {step}/{self.total}"
+        )
+
+
+def _publish_run(kind: str, result: dict) -> None:
+    create_link_artifact(
+        _link(result["run_uri"]),
+        link_text=result["run_id"],
+        key=artifact_key(kind, "run"),
+        description=f"{kind} run folder (run.json, metrics.jsonl, checkpoints/, logs/)",
+    )
+
+
+@task(name="verl-sft", task_run_name="sft-{params.sft.teacher}-seed{params.sft_seed}", cache_policy=NO_CACHE, **STAGE)
+def sft_stage(params: SFTFlowParams) -> dict:
+    progress = _Progress("sft", params.sft.steps, f"sft-{params.sft.teacher}-seed{params.sft_seed}")
+    store = params.store.open()
+    result = training.run_sft_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
+    progress.update(params.sft.steps)
+    _publish_run("sft", result)
+    return result
+
+
+@task(name="verl-rl", task_run_name="rl-{params.rl.recipe}-seed{params.rl_seed}", cache_policy=NO_CACHE, **STAGE)
+def rl_stage(params: RLFlowParams) -> dict:
+    progress = _Progress("rl", params.rl.total_steps, f"rl-{params.init_run or 'base'}-seed{params.rl_seed}")
+    store = params.store.open()
+    result = training.run_rl_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
+    progress.update(params.rl.total_steps)
+    _publish_run("rl", result)
+    return result
+
+
+@task(name="evaluate-checkpoints", cache_policy=NO_CACHE, **STAGE)
+def evaluate_runs(params: EvaluateFlowParams) -> dict:
+    """Evaluate the selected checkpoints (one vLLM process), publish a score table; returns flat score rows."""
+    log = get_run_logger()
+    store = params.store.open()
+    workdir = Path(params.workdir).resolve()
+    targets = checkpoint_eval.select_targets(store, params.runs, params.eval.steps)
+    benchmarks = checkpoint_eval.benchmark_files(workdir, params.task, params.eval.benchmarks, params.eval.n_prompts)
+    settings = params.eval.settings()
+    outcome = checkpoint_eval.evaluate_checkpoints(
+        store, targets, benchmarks, settings, workdir, params.eval.timeout_s, echo=log.info
+    )
+    metric = f"avg@{settings.k}"
+    rows = outcome.rows(metric)
+    create_table_artifact(rows, key=artifact_key("eval-scores"), description=f"{metric} per checkpoint and benchmark")
+    return {
+        "metric": metric,
+        "rows": rows,
+        "evaluated": len(outcome.evaluated),
+        "eval_s": outcome.eval_s,
+        "download_s": outcome.download_s,
+        "upload_s": outcome.upload_s,
+    }
+
+
+@task(name="comparison-report", cache_policy=NO_CACHE, **STAGE)
+def comparison_report(params: ColdstartParams, inits: list[coldstart.InitRuns], scores: dict) -> dict:
+    """Write the report to comparisons/<id>/ and show it (markdown) and its folder (link) in Prefect."""
+    store: ArtifactStore = params.store.open()
+    comparison = coldstart.comparison_id(params.name, inits)
+    series = coldstart.build_series(store, inits, scores["rows"], scores["metric"])
+    title = f"Cold-start comparison: {params.rl.recipe}, {params.rl.total_steps} RL steps"
+    layout = coldstart.publish_report(store, comparison, series, title, Path(params.workdir).resolve())
+    report = store.read_text(layout.report_md)
+    create_markdown_artifact(
+        f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("coldstart-report"), description=title
+    )
+    create_link_artifact(_link(layout.uri()), link_text=comparison, key=artifact_key("coldstart-report-folder"))
+    return {"comparison_id": comparison, "report": layout.uri(layout.report_md), "folder": layout.uri()}

@@ -1,0 +1,154 @@
+"""Evaluate checkpoints of runs in the store; results and samples go under each run's ``eval/``.
+
+    runs/<run_id>/eval/global_step_N/<benchmark>/{results.json, samples.jsonl, _MANIFEST.json}
+
+Every pending checkpoint goes through one evaluation process (one vLLM engine, weights reloaded per
+checkpoint, see :mod:`.evaluate`). A result already in the store with the same sampling settings and
+prompt count is reused, so reruns only evaluate what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
+from stable_verl.pipeline.evaluate import EvalSettings, ensure_hf_model, eval_argv, eval_env
+from stable_verl.pipeline.runner import run_streaming
+from stable_verl.pipeline.training import fetch_checkpoint
+from stable_verl.tasks.datasets import TaskSpec, write_task_data
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    run_id: str
+    step: int
+
+
+@dataclass
+class EvalOutcome:
+    """Scores per target and benchmark, and where the time went."""
+
+    results: dict[EvalTarget, dict[str, dict]]
+    """target -> benchmark -> results.json contents."""
+    evaluated: list[EvalTarget]
+    """Targets evaluated now (the others were already in the store)."""
+    eval_s: float = 0.0
+    """The evaluation process (vLLM start-up, generation, scoring)."""
+    download_s: float = 0.0
+    upload_s: float = 0.0
+
+    def rows(self, metric: str) -> list[dict]:
+        """One flat row per (run, step, benchmark), for tables."""
+        return [
+            {"run_id": t.run_id, "step": t.step, "benchmark": b, metric: r[metric], "format_rate": r["format_rate"]}
+            for t, by_bench in self.results.items()
+            for b, r in by_bench.items()
+        ]
+
+
+def select_targets(
+    store: ArtifactStore, runs: list[str], steps: Literal["last", "all"] | list[int]
+) -> list[EvalTarget]:
+    """Checkpoints to evaluate: per run 'last', 'all' or the listed steps (SFT runs: always their last)."""
+    targets = []
+    for rid in runs:
+        run = RunLayout(store, rid)
+        available = run.checkpoint_steps()
+        if not available:
+            raise ValueError(f"run {rid} has no complete checkpoint in {store.uri()}")
+        if steps == "last" or (run.read_run() or {}).get("kind") == "sft":
+            chosen = available[-1:]
+        elif steps == "all":
+            chosen = available
+        else:
+            missing = sorted(set(steps) - set(available))
+            if missing:
+                raise ValueError(f"run {rid} has no complete checkpoint(s) {missing}; it has {available}")
+            chosen = sorted(set(steps))
+        targets += [EvalTarget(rid, s) for s in chosen]
+    return targets
+
+
+def benchmark_files(workdir: Path, task: TaskSpec, names: list[str], n_prompts: int | None) -> dict[str, Path]:
+    """The held-out splits (built from ``task``), cut to their first ``n_prompts`` rows if given."""
+    root = workdir / "benchmarks" / config_hash(dataclasses.asdict(task))
+    marker = root / "data.json"
+    if not marker.exists():
+        data = write_task_data(root / "data", task)
+        marker.write_text(json.dumps({k: str(v) for k, v in data.items()}))
+    data = {k: Path(v) for k, v in json.loads(marker.read_text()).items()}
+    if n_prompts is None:
+        return {name: data[name] for name in names}
+    files = {}
+    for name in names:
+        files[name] = root / f"{name}-first{n_prompts}.parquet"
+        if not files[name].exists():
+            pd.read_parquet(data[name]).head(n_prompts).to_parquet(files[name], index=False)
+    return files
+
+
+def _stored_result(run: RunLayout, step: int, bench: str, settings: EvalSettings, n: int) -> dict | None:
+    """The store's results.json for this checkpoint and benchmark if complete and made with these settings."""
+    prefix = run.eval_dir(step, bench)
+    if not run.store.is_complete(prefix):
+        return None
+    results = run.store.read_json(run.eval_results(step, bench))
+    same = results.get("settings") == dataclasses.asdict(settings) and results.get("num_prompts") == n
+    return results if same else None
+
+
+def evaluate_checkpoints(
+    store: ArtifactStore,
+    targets: list[EvalTarget],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    workdir: Path,
+    timeout_s: float,
+    echo: Callable[[str], None] = print,
+) -> EvalOutcome:
+    """Evaluate the targets missing from the store in one process, upload them, return every target's scores."""
+    sizes = {name: len(pd.read_parquet(path)) for name, path in benchmarks.items()}
+    results: dict[EvalTarget, dict[str, dict]] = {}
+    pending = []
+    for t in targets:
+        run = RunLayout(store, t.run_id)
+        stored = {b: _stored_result(run, t.step, b, settings, n) for b, n in sizes.items()}
+        if all(r is not None for r in stored.values()):
+            results[t] = stored  # type: ignore[assignment]
+        else:
+            pending.append(t)
+    outcome = EvalOutcome(results, evaluated=pending)
+    if not pending:
+        echo(f"[eval] all {len(targets)} checkpoint(s) already evaluated with these settings")
+        return outcome
+
+    out_root = workdir / "eval" / config_hash({"settings": dataclasses.asdict(settings), "sizes": sizes})
+    t0 = time.monotonic()
+    jobs = []
+    for t in pending:
+        ckpt = fetch_checkpoint(RunLayout(store, t.run_id), t.step, workdir)
+        jobs.append((ensure_hf_model(ckpt), out_root / t.run_id / f"global_step_{t.step}"))
+    outcome.download_s = time.monotonic() - t0
+    echo(f"[eval] {len(pending)} checkpoint(s) x {len(benchmarks)} benchmark(s), avg@{settings.k}, one vLLM engine")
+    run_result = run_streaming(
+        eval_argv(jobs, benchmarks, settings), out_root / "eval.log", eval_env(), timeout_s, name="evaluation"
+    )
+    outcome.eval_s = run_result.seconds
+    t0 = time.monotonic()
+    for t, (_, out_dir) in zip(pending, jobs, strict=True):
+        run = RunLayout(store, t.run_id)
+        results[t] = {}
+        for bench in benchmarks:
+            store.put_dir(out_dir / bench, run.eval_dir(t.step, bench), metadata={"run_id": t.run_id, "step": t.step})
+            results[t][bench] = json.loads((out_dir / bench / "results.json").read_text())
+    outcome.upload_s = time.monotonic() - t0
+    outcome.results = {t: results[t] for t in targets}
+    return outcome

@@ -1,0 +1,191 @@
+"""Flow parameters: pydantic models over the stage dataclasses, loaded from OmegaConf YAML + overrides.
+
+Every flow takes one of these (Prefect validates it and renders it as a form in the UI)::
+
+    params = RLFlowParams.from_config("configs/coldstart.yaml", ["rl.total_steps=5"])
+
+Bad input fails here, before anything starts, with a one-line ``ValueError`` naming the key: unknown
+keys, wrong types, an unknown recipe or teacher or benchmark, batch sizes that do not divide.
+Credentials are never parameters: S3 access comes from the AWS environment (see ``StoreParams``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Literal, Self
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from stable_verl.artifacts import ArtifactStore
+from stable_verl.models.tiny import TinyModelSpec
+from stable_verl.pipeline.config import RLStage, SFTStage
+from stable_verl.pipeline.evaluate import EvalSettings
+from stable_verl.tasks.datasets import TaskSpec
+from stable_verl.tasks.teachers import TEACHERS, get_teacher
+
+BENCHMARKS = ("bench_id", "bench_hard")  # held-out splits written by stable_verl.tasks.datasets
+
+
+class _Model(BaseModel):
+    """Unknown keys are errors; ``from_config`` is the one way in from YAML and the command line."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def from_config(cls, path: str | None, overrides: list[str]) -> Self:
+        """``path`` (YAML, optional) merged with ``a.b=c`` overrides, validated; one-line ValueError on bad input."""
+        try:
+            cfg = OmegaConf.load(path) if path else OmegaConf.create({})
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            raw = OmegaConf.to_container(cfg, resolve=True)
+        except FileNotFoundError:
+            raise ValueError(f"config file not found: {path}") from None
+        except OmegaConfBaseException as e:
+            raise ValueError(f"invalid config: {str(e).splitlines()[0]}") from None
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "config"
+            raise ValueError(f"invalid config at {where}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+class StoreParams(_Model):
+    """Where artifacts go. Credentials come from the AWS environment (AWS_ACCESS_KEY_ID, ...), never from here."""
+
+    root: str | None = None
+    """A folder or ``s3://bucket/prefix``; default ``$STABLE_VERL_ARTIFACT_ROOT``, else ``./artifacts``."""
+    endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, moto); default ``$STABLE_VERL_S3_ENDPOINT`` / ``$AWS_ENDPOINT_URL[_S3]``."""
+
+    def open(self) -> ArtifactStore:
+        return ArtifactStore.from_env(self.root, endpoint_url=self.endpoint_url)
+
+
+class EvalParams(_Model):
+    """Checkpoint evaluation: avg@k on held-out benchmarks, sampled with vLLM."""
+
+    k: int = Field(32, ge=1)
+    """Samples per prompt (the paper reports avg@32)."""
+    temperature: float = Field(1.0, ge=0)
+    """Sampling temperature."""
+    max_tokens: int = Field(48, ge=1)
+    """Response budget in tokens."""
+    seed: int = 0
+    """vLLM sampling seed."""
+    benchmarks: list[str] = Field(default_factory=lambda: list(BENCHMARKS))
+    """Held-out splits to score."""
+    n_prompts: int | None = Field(None, ge=1)
+    """Score only the first n prompts of each benchmark (None: all)."""
+    steps: Literal["last", "all"] | list[int] = "last"
+    """Checkpoints of each RL run to evaluate ('last', 'all' or a list of steps); SFT runs: their last."""
+    timeout_s: int = Field(1200, ge=1)
+    """Wall-clock limit of the evaluation process."""
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [b for b in value if b not in BENCHMARKS]
+        if unknown or not value:
+            raise ValueError(f"no such benchmark dataset {unknown or value}; available: {', '.join(BENCHMARKS)}")
+        return value
+
+    def settings(self) -> EvalSettings:
+        return EvalSettings(k=self.k, temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed)
+
+
+class _StageParams(_Model):
+    """What every stage needs: the store, a local scratch folder, and the inputs it builds locally."""
+
+    store: StoreParams = Field(default_factory=StoreParams)
+    workdir: str = "artifacts/work"
+    """Local scratch: built assets, checkpoints being written or read, logs. Not the system of record."""
+    seed: int = 0
+    """Seed of the base model's weights and the task splits."""
+    model: TinyModelSpec = Field(default_factory=TinyModelSpec)
+    task: TaskSpec = Field(default_factory=TaskSpec)
+
+
+def _check_saves(rl: RLStage) -> RLStage:
+    if rl.save_freq <= 0:
+        raise ValueError("rl.save_freq must be > 0: checkpoints are the stage's output and its resume points")
+    return rl
+
+
+def _save_every_step_by_default(value: object) -> object:
+    return {**value, "save_freq": value.get("save_freq", 1)} if isinstance(value, dict) else value
+
+
+CheckpointedRL = Annotated[RLStage, BeforeValidator(_save_every_step_by_default), AfterValidator(_check_saves)]
+"""An RL stage that saves checkpoints (every step unless set): what later stages evaluate and resumes start from."""
+
+
+class SFTFlowParams(_StageParams):
+    """verl SFT of the base model on one teacher's solutions."""
+
+    sft: SFTStage = Field(default_factory=SFTStage)
+    sft_seed: int = 0
+    """Seed of verl's SFT trainer (data order)."""
+
+
+class RLFlowParams(_StageParams):
+    """verl RL (main_ppo, vLLM rollouts) from an SFT run's checkpoint (or the base model)."""
+
+    rl: CheckpointedRL = Field(default_factory=lambda: RLStage(save_freq=1))
+    init_run: str | None = None
+    """SFT run id whose latest complete checkpoint initialises the policy (None: the base model)."""
+    rl_seed: int = 0
+    """Seed of the data order and of vLLM sampling."""
+
+
+class EvaluateFlowParams(_Model):
+    """Evaluate checkpoints of runs already in the store."""
+
+    store: StoreParams = Field(default_factory=StoreParams)
+    workdir: str = "artifacts/work"
+    """Local scratch (downloaded checkpoints, benchmark files, eval outputs)."""
+    task: TaskSpec = Field(default_factory=TaskSpec)
+    """Task spec the benchmark splits are generated from."""
+    runs: list[str] = Field(min_length=1)
+    """Run ids (``sft-...``/``rl-...``) to evaluate."""
+    eval: EvalParams = Field(default_factory=EvalParams)
+
+
+class ColdstartParams(_StageParams):
+    """Cold-start comparison: SFT on each teacher style (x seeds) -> the same RL recipe -> eval -> report."""
+
+    name: str = "coldstart"
+    """Comparison name; the report goes to comparisons/<name>-<hash of its runs>/."""
+    teachers: list[str] = Field(default_factory=lambda: list(TEACHERS))
+    """Cold-start initialisations: teacher styles of the SFT data."""
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    """SFT + RL seeds per teacher; several give the spread across seeds."""
+    sft: SFTStage = Field(default_factory=SFTStage)
+    """SFT settings shared by every init (``sft.teacher`` is set per init)."""
+    rl: CheckpointedRL = Field(default_factory=lambda: RLStage(save_freq=1))
+    """The RL recipe every init is trained with."""
+    eval: EvalParams = Field(default_factory=EvalParams)
+
+    @field_validator("teachers", "seeds")
+    @classmethod
+    def _distinct(cls, value: list) -> list:
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"must be distinct and non-empty, got {value}")
+        for teacher in value:
+            if isinstance(teacher, str):
+                get_teacher(teacher)  # ValueError naming the available styles
+        return value
+
+    def sft_params(self, teacher: str, seed: int) -> SFTFlowParams:
+        return SFTFlowParams(**self._common(), sft=dataclasses.replace(self.sft, teacher=teacher), sft_seed=seed)
+
+    def rl_params(self, init_run: str, seed: int) -> RLFlowParams:
+        return RLFlowParams(**self._common(), rl=self.rl, init_run=init_run, rl_seed=seed)
+
+    def evaluate_params(self, runs: list[str]) -> EvaluateFlowParams:
+        return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)
+
+    def _common(self) -> dict:
+        return {"store": self.store, "workdir": self.workdir, "seed": self.seed, "model": self.model, "task": self.task}

@@ -1,0 +1,128 @@
+"""Process-tree bookkeeping for verl subprocesses: nothing verl started may outlive its stage.
+
+verl runs in its own session (``start_new_session=True``), but not everything it starts stays in that
+process group: Ray puts every worker in a group of its own (same session), and torchrun puts its
+trainer in a new session (a child of torchrun). :func:`kill_tree` therefore signals the leader's
+session *and* every descendant of it.
+
+Running leaders are registered here, so that a Prefect ``on_cancellation``/``on_crashed`` hook and the
+SIGTERM handler of :func:`install_sigterm_handler` can kill whatever is still running, even when the
+code that started it never reaches its ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+_lock = threading.Lock()
+_active: dict[int, str] = {}  # leader pid (= its session and process group id) -> what it runs
+
+
+def register(pid: int, name: str) -> None:
+    """Record a running leader (started with ``start_new_session=True``)."""
+    with _lock:
+        _active[pid] = name
+
+
+def unregister(pid: int) -> None:
+    with _lock:
+        _active.pop(pid, None)
+
+
+def active() -> dict[int, str]:
+    """Running leaders: pid -> name."""
+    with _lock:
+        return dict(_active)
+
+
+def _stat(pid: int) -> tuple[str, int, int, int] | None:
+    """(state, ppid, pgid, sid) of a live process, from /proc (None if gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def _processes() -> Iterator[tuple[int, tuple[str, int, int, int]]]:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            yield int(entry), st
+
+
+def tree(leader: int) -> set[int]:
+    """Live (non-zombie) processes of ``leader``'s session or process group, plus all their descendants."""
+    procs = {pid: st for pid, st in _processes() if st[0] not in ("Z", "X")}
+    members = {pid for pid, (_, _, pgid, sid) in procs.items() if leader in (pgid, sid)}
+    if leader in procs:
+        members.add(leader)
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    todo = list(members)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in members:
+                members.add(child)
+                todo.append(child)
+    return members
+
+
+def _signal_all(pids: set[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def kill_tree(leader: int, grace_s: float = 10.0) -> None:
+    """SIGTERM ``leader``'s tree (:func:`tree`), wait up to ``grace_s``, then SIGKILL what is left."""
+    pids = tree(leader)
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        pids = {p for p in pids | tree(leader) if (st := _stat(p)) is not None and st[0] not in ("Z", "X")}
+        if not pids:
+            return
+        time.sleep(0.1)
+    _signal_all(pids | tree(leader), signal.SIGKILL)
+
+
+def kill_active(grace_s: float = 10.0) -> list[int]:
+    """Kill the trees of every registered leader; returns their pids."""
+    leaders = list(active())
+    for pid in leaders:
+        kill_tree(pid, grace_s)
+        unregister(pid)
+    return leaders
+
+
+def install_sigterm_handler() -> None:
+    """On SIGTERM, kill every registered tree first, then run the previous handler (e.g. Prefect's).
+
+    Call it at the start of a flow (Prefect restores its own handler when the flow ends). Installing
+    twice does not chain twice; outside the main thread (where Python cannot set handlers) it does nothing.
+    """
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+        if getattr(previous, "_kills_verl", False):
+            return
+
+        def _on_sigterm(signum: int, frame) -> None:
+            kill_active(grace_s=5.0)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        _on_sigterm._kills_verl = True  # type: ignore[attr-defined]
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass

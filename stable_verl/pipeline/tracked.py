@@ -1,0 +1,209 @@
+"""One verl training stage (SFT or RL) tracked in the artifact store: skip, resume, sync, finalize.
+
+:func:`run_tracked` is the lifecycle every training stage shares:
+
+1. a run whose ``run.json`` says ``status: complete`` is skipped (that status is written last);
+2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
+3. the latest complete checkpoint in the store is restored into an empty local checkpoint root, so verl's
+   ``resume_mode=auto`` continues from it (a killed stage resumes when rerun);
+4. verl runs as a subprocess (:func:`~stable_verl.pipeline.runner.run_streaming`) writing its metrics to
+   ``metrics-attempt-<k>.jsonl`` while :class:`~.checkpoint_sync.CheckpointSyncer` uploads checkpoints
+   as they are saved;
+5. the merged metrics (each step exactly once), the attempt's log and ``run.json`` (status ``complete``,
+   last) are written. On failure ``run.json`` says ``failed`` and the error; nothing is marked complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stable_verl.artifacts import RunLayout
+from stable_verl.pipeline.checkpoint_sync import CheckpointSyncer, MetricsLog, check_steps, restore_latest
+from stable_verl.pipeline.runner import run_streaming
+
+COMPLETE = "complete"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a tracked stage produced; small and JSON-able (flows pass this around, not files)."""
+
+    run_id: str
+    run_uri: str
+    kind: str
+    skipped: bool
+    """The run was already complete in the store; nothing ran."""
+    resumed_from: int
+    """Checkpoint step this attempt started from (0: from scratch)."""
+    checkpoints: list[int]
+    """Complete checkpoints in the store, ascending."""
+    steps: int
+    """Steps in the final metrics (1..steps)."""
+    wall_s: float = 0.0
+    """Wall time of this call."""
+    verl_s: float = 0.0
+    """Time the verl subprocess ran."""
+    upload_s: float = 0.0
+    """Checkpoint + metrics uploads while verl ran (overlapped with it, except the final one)."""
+    download_s: float = 0.0
+    """Restoring the checkpoint to resume from."""
+
+    @property
+    def overhead_s(self) -> float:
+        """Orchestration cost of the stage: wall time not spent in verl."""
+        return self.wall_s - self.verl_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "overhead_s": self.overhead_s}
+
+
+@dataclass(frozen=True)
+class VerlJob:
+    """How to launch one verl stage; ``argv(ckpt_root, metrics_file)`` builds the exact command."""
+
+    kind: str
+    """'sft' or 'rl' (run.json ``kind``)."""
+    name: str
+    """Human name of the run (teacher style, recipe)."""
+    total_steps: int
+    argv: Callable[[Path], list[str]]
+    """Command line, given the local checkpoint root verl saves into and resumes from."""
+    env: Mapping[str, str]
+    timeout_s: float
+    config: Mapping[str, Any]
+    """Resolved config, written to config.yaml."""
+    parent_checkpoint: str | None = None
+    """Store path of the checkpoint the stage starts from (RL: the SFT checkpoint)."""
+
+
+def run_tracked(
+    run: RunLayout,
+    job: VerlJob,
+    local_dir: Path,
+    echo: Callable[[str], None] = print,
+    on_line: Callable[[str], None] | None = None,
+) -> StageResult:
+    """Run ``job`` for ``run`` unless complete; resume from the store's latest checkpoint. See the module doc."""
+    start = time.monotonic()
+    record = run.read_run() or {}
+    if record.get("status") == COMPLETE:
+        echo(f"[{job.kind}] {run.run_id} is complete in the store: skipped")
+        return _result(run, job, record, skipped=True, wall_s=time.monotonic() - start)
+
+    attempt = int(record.get("attempts", 0)) + 1
+    ckpt_root = local_dir / "checkpoints"
+    argv = job.argv(ckpt_root)
+    run.write_config(dict(job.config))
+    run.write_command(argv)
+    record = run.write_run(
+        {
+            **record,
+            "kind": job.kind,
+            "name": job.name,
+            "status": "running",
+            "attempts": attempt,
+            "total_steps": job.total_steps,
+            "parent_checkpoint": job.parent_checkpoint,
+        }
+    )
+    try:
+        t0 = time.monotonic()
+        resumed = restore_latest(run, ckpt_root)
+        download_s = time.monotonic() - t0 if resumed else 0.0
+        metrics = MetricsLog(run.read_metrics(), resumed, local_dir / f"metrics-attempt-{attempt}.jsonl")
+        verl_s = upload_s = 0.0
+        if resumed >= job.total_steps:
+            echo(f"[{job.kind}] {run.run_id}: last checkpoint {resumed} already in the store, verl not needed")
+        else:
+            if resumed:
+                echo(f"[{job.kind}] {run.run_id}: resuming from checkpoint {resumed} ({download_s:.1f} s download)")
+            verl_s, upload_s = _run_verl(run, job, argv, local_dir, attempt, metrics, echo, on_line)
+        rows = metrics.rows()
+        check_steps([r["step"] for r in rows], job.total_steps)
+        t0 = time.monotonic()
+        run.write_metrics(rows)
+        upload_s += time.monotonic() - t0
+        checkpoints = run.checkpoint_steps()
+        if not checkpoints or checkpoints[-1] != job.total_steps:
+            raise RuntimeError(f"{run.run_id}: no complete checkpoint of the last step {job.total_steps} in the store")
+        timings = {"verl_s": verl_s, "upload_s": upload_s, "download_s": download_s}
+        record = run.update_run(
+            status=COMPLETE, checkpoints=checkpoints, latest_step=checkpoints[-1], resumed_from=resumed, **timings
+        )
+    except BaseException as exc:
+        _mark_failed(run, exc)
+        raise
+    return _result(run, job, record, skipped=False, wall_s=time.monotonic() - start)
+
+
+def _run_verl(
+    run: RunLayout,
+    job: VerlJob,
+    argv: list[str],
+    local_dir: Path,
+    attempt: int,
+    metrics: MetricsLog,
+    echo: Callable[[str], None],
+    on_line: Callable[[str], None] | None,
+) -> tuple[float, float]:
+    """verl with the checkpoint syncer alongside; returns (verl seconds, upload seconds). Log goes to the store."""
+    env = {**job.env, "VERL_FILE_LOGGER_PATH": str(metrics.attempt_file)}
+    log_path = local_dir / "logs" / f"attempt-{attempt}.log"
+    syncer = CheckpointSyncer(run, local_dir / "checkpoints", metrics, metrics.resumed_step, echo=echo).start()
+
+    def started(pid: int) -> None:
+        echo(f"[{job.kind}] verl started: pid {pid} (its own session and process group)")
+
+    try:
+        result = run_streaming(
+            argv,
+            log_path,
+            env,
+            job.timeout_s,
+            cwd=local_dir,
+            on_line=on_line,
+            name=f"verl {job.kind}",
+            on_start=started,
+        )
+    except Exception:
+        with contextlib.suppress(Exception):  # keep what verl completed before failing; its error comes first
+            syncer.stop(final_sync=True)
+        raise
+    except BaseException:  # cancellation, Ctrl-C: stop at once
+        syncer.stop(final_sync=False)
+        raise
+    else:
+        syncer.stop(final_sync=True)
+    finally:
+        with contextlib.suppress(Exception):
+            run.store.write_text(f"{run.prefix}/logs/attempt-{attempt}.log", log_path.read_text(errors="replace"))
+    return result.seconds, syncer.upload_seconds
+
+
+def _mark_failed(run: RunLayout, exc: BaseException) -> None:
+    """Best effort: record why the stage stopped (never ``complete``); never masks the original error."""
+    status = "failed" if isinstance(exc, Exception) else "interrupted"
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    with contextlib.suppress(Exception):  # the store itself may be what failed
+        run.update_run(status=status, error=f"{type(exc).__name__}: {first_line}"[:500])  # the store scrubs secrets
+
+
+def _result(run: RunLayout, job: VerlJob, record: dict, skipped: bool, wall_s: float) -> StageResult:
+    return StageResult(
+        run_id=run.run_id,
+        run_uri=run.uri(),
+        kind=job.kind,
+        skipped=skipped,
+        resumed_from=int(record.get("resumed_from", 0)),
+        checkpoints=list(record.get("checkpoints", [])),
+        steps=job.total_steps,
+        wall_s=wall_s,
+        verl_s=0.0 if skipped else float(record.get("verl_s", 0.0)),
+        upload_s=0.0 if skipped else float(record.get("upload_s", 0.0)),
+        download_s=0.0 if skipped else float(record.get("download_s", 0.0)),
+    )

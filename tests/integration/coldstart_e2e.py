@@ -1,0 +1,95 @@
+"""The cold-start comparison end to end: real verl, real Prefect (test harness), real s3fs over HTTP to moto.
+
+One session-scoped run, shared by the tests in test_coldstart_flow.py and, in the smoke report's shape, by the
+other integration tests (tests/integration/conftest.py):
+
+1. attempt 1: the flow runs until the first RL checkpoint is in S3, then the RL verl process tree is killed
+   (SIGKILL, as an OOM killer would) and the flow fails;
+2. attempt 2: the same flow again: the finished SFT is skipped, the killed RL resumes from its last
+   checkpoint in S3, the second init trains, every checkpoint is evaluated, the report is written;
+3. attempt 3: the same flow again: everything is complete, nothing runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.coldstart import coldstart_comparison_flow
+from stable_verl.artifacts import ArtifactStore, list_runs
+from stable_verl.pipeline import procs
+from stable_verl.pipeline.params import ColdstartParams
+
+OVERRIDES = [
+    "teachers=[terse,stepwise]",  # 2 inits; terse's RL is killed, stepwise's runs clean (the smoke report's)
+    "rl.total_steps=3",
+    "rl.save_freq=1",
+    "eval.k=2",
+    "eval.n_prompts=8",
+    "eval.steps=all",
+]
+
+
+@dataclass
+class E2E:
+    params: ColdstartParams
+    store: ArtifactStore
+    secret: str
+    """The AWS secret in the environment while the flows ran (must appear in no artifact or log)."""
+    first_error: BaseException | None = None
+    killed: list[str] = field(default_factory=list)
+    """Store paths of the checkpoint manifests found when the RL process tree was killed."""
+    status_after_kill: dict[str, str] = field(default_factory=dict)
+    comparisons_after_kill: list[str] = field(default_factory=list)
+    result: dict = field(default_factory=dict)
+    rerun: dict = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _kill_rl_at_first_checkpoint(store: ArtifactStore, e2e: E2E, stop: threading.Event) -> None:
+    """Once an RL checkpoint is complete in the store, SIGKILL the running RL verl tree."""
+    while not stop.wait(0.5):
+        manifests = store.glob("runs/rl-*/checkpoints/global_step_*/_MANIFEST.json")
+        leaders = [pid for pid, name in procs.active().items() if name == "verl rl"]
+        if manifests and leaders:
+            for pid in leaders:
+                procs.kill_tree(pid, grace_s=0)
+            e2e.killed = manifests
+            return
+
+
+def run_e2e(workdir: Path, endpoint_url: str, bucket: str, secret: str) -> E2E:
+    """The three attempts; ``secret`` is the AWS secret the caller put in the environment (moto accepts any)."""
+    root = f"s3://{bucket}/e2e-{uuid.uuid4().hex[:8]}"
+    params = ColdstartParams.from_config(
+        "configs/coldstart.yaml",
+        [f"workdir={workdir}", f"store.root={root}", f"store.endpoint_url={endpoint_url}", *OVERRIDES],
+    )
+    store = params.store.open()
+    e2e = E2E(params, store, secret)
+
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_rl_at_first_checkpoint, args=(store, e2e, stop), daemon=True)
+    killer.start()
+    t0 = time.monotonic()
+    try:
+        coldstart_comparison_flow(params)
+    except Exception as exc:  # expected: the RL stage's verl was killed
+        e2e.first_error = exc
+    finally:
+        stop.set()
+        killer.join()
+    e2e.seconds["attempt1"] = time.monotonic() - t0
+    e2e.status_after_kill = {r["run_id"]: r["status"] for r in list_runs(store)}
+    e2e.comparisons_after_kill = store.ls("comparisons")
+
+    t0 = time.monotonic()
+    e2e.result = coldstart_comparison_flow(params)
+    e2e.seconds["attempt2"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    e2e.rerun = coldstart_comparison_flow(params)
+    e2e.seconds["attempt3"] = time.monotonic() - t0
+    return e2e

@@ -1,0 +1,172 @@
+"""The cold-start comparison flow end to end (see coldstart_e2e.py): kill + resume, sync, eval, report, reruns.
+
+Also holds the smoke run's checks on verl's own outputs (formerly test_smoke_pipeline.py), now made on the
+e2e run's RL stage through the ``smoke_report`` fixture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from stable_verl.artifacts import ComparisonLayout, RunLayout
+from stable_verl.pipeline.runner import VerlRunError
+from stable_verl.pipeline.stages import read_metrics
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(e2e, kind: str) -> list[dict]:
+    return [s for s in e2e.result["stages"] if s["kind"] == kind]
+
+
+# ------------------------------------------------------------------------------------- kill and resume
+def test_killed_rl_fails_the_flow_and_nothing_is_marked_complete(coldstart_e2e):
+    e2e = coldstart_e2e
+    assert e2e.killed, "the RL verl tree was never killed"
+    assert isinstance(e2e.first_error, VerlRunError) and "exited with code -9" in str(e2e.first_error)
+    statuses = e2e.status_after_kill
+    assert [s for rid, s in statuses.items() if rid.startswith("rl-")] == ["failed"]
+    assert [s for rid, s in statuses.items() if rid.startswith("sft-")] == ["complete"]
+    assert e2e.comparisons_after_kill == []
+
+
+def test_rerun_resumes_the_killed_rl_from_its_checkpoint_in_s3(coldstart_e2e):
+    e2e = coldstart_e2e
+    killed_run = e2e.killed[0].split("/")[1]
+    sft, rl = _runs(e2e, "sft"), _runs(e2e, "rl")
+    assert sft[0]["skipped"] and not sft[1]["skipped"]  # the first SFT finished before the kill
+    resumed = next(s for s in rl if s["run_id"] == killed_run)
+    record = RunLayout(e2e.store, killed_run).read_run()
+    assert record["attempts"] == 2 and record["status"] == "complete"
+    assert 1 <= resumed["resumed_from"] < e2e.params.rl.total_steps
+    assert resumed["download_s"] > 0  # the checkpoint came from S3 (the local checkpoint root is emptied first)
+    log = e2e.store.read_text(f"runs/{killed_run}/logs/attempt-2.log")
+    assert f"global_step_{resumed['resumed_from']}, setting global step to {resumed['resumed_from']}" in log
+    assert e2e.store.exists(f"runs/{killed_run}/logs/attempt-1.log")
+
+
+def test_metrics_have_every_step_exactly_once(coldstart_e2e):
+    e2e = coldstart_e2e
+    for stage in e2e.result["stages"]:
+        total = e2e.params.rl.total_steps if stage["kind"] == "rl" else e2e.params.sft.steps
+        steps = [r["step"] for r in RunLayout(e2e.store, stage["run_id"]).read_metrics()]
+        assert steps == list(range(1, total + 1)), (stage["run_id"], steps)
+
+
+def test_every_rl_checkpoint_is_in_s3_with_its_manifest(coldstart_e2e):
+    e2e = coldstart_e2e
+    for stage in _runs(e2e, "rl"):
+        run = RunLayout(e2e.store, stage["run_id"])
+        assert run.checkpoint_steps() == [1, 2, 3] == stage["checkpoints"]
+        manifest = e2e.store.read_manifest(run.checkpoint(3))
+        paths = {f.path for f in manifest.files}
+        assert "actor/huggingface/model.safetensors" in paths and "data.pt" in paths
+        assert manifest.metadata["global_step"] == 3
+    for stage in _runs(e2e, "sft"):
+        assert RunLayout(e2e.store, stage["run_id"]).checkpoint_steps()[-1] == e2e.params.sft.steps
+
+
+def test_third_run_skips_everything(coldstart_e2e):
+    e2e = coldstart_e2e
+    assert all(s["skipped"] for s in e2e.rerun["stages"])
+    assert e2e.rerun["eval"]["evaluated"] == 0
+    assert e2e.rerun["report"] == e2e.result["report"]
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def test_each_checkpoint_is_evaluated_into_the_runs_eval_folder(coldstart_e2e):
+    e2e = coldstart_e2e
+    k, n = e2e.params.eval.k, e2e.params.eval.n_prompts
+    expected = [(s["run_id"], step) for s in _runs(e2e, "rl") for step in (1, 2, 3)]
+    expected += [(s["run_id"], e2e.params.sft.steps) for s in _runs(e2e, "sft")]
+    assert e2e.result["eval"]["evaluated"] == len(expected)
+    for run_id, step in expected:
+        run = RunLayout(e2e.store, run_id)
+        for bench in e2e.params.eval.benchmarks:
+            assert e2e.store.is_complete(run.eval_dir(step, bench))
+            results = e2e.store.read_json(run.eval_results(step, bench))
+            samples = e2e.store.read_jsonl(run.eval_samples(step, bench))
+            assert results["num_prompts"] == n and results["k"] == k and len(samples) == k * n
+            # avg@k is the mean over prompts of per-prompt accuracy: recompute it from the samples
+            assert results[f"avg@{k}"] == pytest.approx(sum(s["acc"] for s in samples) / len(samples))
+
+
+# ---------------------------------------------------------------------------------------------- report
+def test_comparison_report_is_in_s3(coldstart_e2e):
+    e2e = coldstart_e2e
+    layout = ComparisonLayout(e2e.store, e2e.result["comparison_id"])
+    assert e2e.result["report"] == layout.uri(layout.report_md)
+    assert e2e.store.is_complete(layout.prefix)
+    report = e2e.store.read_text(layout.report_md)
+    table = pd.read_csv(io.BytesIO(e2e.store.read_bytes(layout.table_csv)))
+    assert set(table["init"]) == {"terse", "stepwise"} and set(table["benchmark"]) == {"bench_id", "bench_hard"}
+    assert e2e.store.read_bytes(layout.plot("curves"))[:4] == b"\x89PNG"
+    for stage in _runs(e2e, "rl"):
+        assert RunLayout(e2e.store, stage["run_id"]).uri() in report
+
+
+def test_prefect_artifacts_show_progress_scores_links_and_report(coldstart_e2e):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        latest = {a.key: a for a in client.read_latest_artifacts()}  # one per key: its newest version
+    progress = [a for key, a in latest.items() if key.startswith("progress-rl-")]
+    assert len(progress) == 2 and all(a.type == "progress" and float(a.data) == 100.0 for a in progress)
+    scores = latest["eval-scores"]
+    rows = json.loads(scores.data) if isinstance(scores.data, str) else scores.data
+    assert scores.type == "table" and {r["benchmark"] for r in rows} == {"bench_id", "bench_hard"}
+    assert "s3://" in latest["rl-run"].data and "s3://" in latest["coldstart-report-folder"].data  # links
+    assert latest["coldstart-report"].type == "markdown" and "| init | benchmark |" in latest["coldstart-report"].data
+
+
+def test_no_credential_reaches_the_store_or_prefect_logs(coldstart_e2e):
+    from prefect.client.orchestration import get_client
+
+    e2e = coldstart_e2e
+    for path in e2e.store.glob("**"):
+        if path.endswith((".json", ".jsonl", ".yaml", ".log", ".md", ".csv")):
+            assert e2e.secret not in e2e.store.read_text(path), path
+    with get_client(sync_client=True) as client:
+        assert not [log.message for log in client.read_logs() if e2e.secret in log.message]
+
+
+# ------------------------------------------- verl's own outputs (formerly test_smoke_pipeline.py)
+def test_all_steps_completed(smoke_report):
+    assert smoke_report.steps == [1, 2, 3]
+
+
+def test_policy_gradient_is_nonzero(smoke_report):
+    assert max(smoke_report.grad_norm) > 0
+
+
+def test_vllm_and_fsdp_agree_after_every_weight_sync(smoke_report):
+    # Step 1 compares vLLM (loaded from disk) with FSDP; steps 2-3 follow verl's weight sync into vLLM.
+    assert max(smoke_report.rollout_probs_diff_max) < 1e-2, smoke_report.rollout_probs_diff_max
+
+
+def test_reward_function_metrics_are_logged_every_step(smoke_report):
+    rows = read_metrics(Path(smoke_report.metrics_file))
+    for row in rows:
+        assert 0.0 <= row["reward/acc"] <= 1.0
+        assert 0.0 <= row["reward/format"] <= 1.0
+
+
+def test_checkpoint_was_saved_and_loads(smoke_report):
+    assert smoke_report.checkpoint is not None and smoke_report.checkpoint.endswith("global_step_3")
+    hf_dir = Path(smoke_report.checkpoint) / "actor" / "huggingface"
+    trained = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
+    start = AutoModelForCausalLM.from_pretrained(smoke_report.sft_model, dtype=torch.float32)
+    assert trained.config.model_type == "qwen3_moe"
+    changed = [
+        n for (n, p), q in zip(trained.named_parameters(), start.parameters(), strict=True) if not torch.equal(p, q)
+    ]
+    assert changed, "RL checkpoint equals its SFT init: no update reached the saved weights"
+    ids = torch.tensor([[1, 5, 9, 2]])
+    assert torch.isfinite(trained(ids).logits).all()

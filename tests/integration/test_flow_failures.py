@@ -1,0 +1,127 @@
+"""Flows under Prefect's test harness: fail fast on a bad store or init, retry only transient failures, and
+leave no verl process behind when cancelled (SIGTERM to a flow running in a child process)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from prefect import flow, task
+
+from flows.rl import rl_flow
+from flows.sft import sft_flow
+from flows.tasks import retry_if_transient
+from stable_verl.artifacts import ArtifactStoreError, RunLayout, list_runs
+from stable_verl.pipeline import procs
+from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams, StoreParams
+from stable_verl.pipeline.runner import VerlRunError
+from tests.conftest import _free_port
+
+
+def _store(moto_s3, name: str) -> StoreParams:
+    return StoreParams(root=f"s3://{moto_s3.bucket}/{name}-{uuid.uuid4().hex[:8]}", endpoint_url=moto_s3.endpoint_url)
+
+
+def test_unreachable_store_fails_fast_before_any_verl(prefect_harness, moto_s3, tmp_path):
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    params = SFTFlowParams(store=StoreParams(root="s3://bucket/x", endpoint_url=endpoint), workdir=str(tmp_path))
+    start = time.monotonic()
+    with pytest.raises(ArtifactStoreError) as err:
+        sft_flow(params)
+    assert time.monotonic() - start < 60
+    message = str(err.value)
+    assert "\n" not in message and "not reachable" in message and endpoint in message
+    assert not (tmp_path / "runs").exists()  # no stage started
+
+
+def test_missing_init_run_fails_fast_and_marks_nothing_complete(prefect_harness, moto_s3, tmp_path):
+    params = RLFlowParams(store=_store(moto_s3, "noinit"), workdir=str(tmp_path), init_run="sft-stepwise-00000000")
+    with pytest.raises(ValueError, match="init run sft-stepwise-00000000 does not exist"):
+        rl_flow(params)
+    assert list_runs(params.store.open()) == []
+
+
+def test_only_transient_failures_are_retried(prefect_harness):
+    calls = {"flaky": 0, "crash": 0}
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_if_transient)
+    def flaky() -> str:
+        calls["flaky"] += 1
+        if calls["flaky"] == 1:
+            raise ConnectionResetError("connection reset by peer")  # an S3 hiccup
+        return "ok"
+
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=retry_if_transient)
+    def crash() -> None:
+        calls["crash"] += 1
+        raise VerlRunError("verl main_ppo exited with code 1")
+
+    @flow
+    def stages() -> str:
+        return flaky()
+
+    @flow
+    def crashing() -> None:
+        crash()
+
+    assert stages() == "ok" and calls["flaky"] == 2
+    with pytest.raises(VerlRunError):
+        crashing()
+    assert calls["crash"] == 1
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_flow_kills_the_verl_process_tree(prefect_harness, moto_s3, tmp_path):
+    """``python -m flows.rl`` in a child process, SIGTERM mid-verl (Ray up): verl's whole tree must be gone."""
+    from prefect.settings import PREFECT_API_URL
+
+    store = _store(moto_s3, "cancel")
+    argv = [sys.executable, "-m", "flows.rl", f"workdir={tmp_path}", f"store.root={store.root}"]
+    argv += [f"store.endpoint_url={store.endpoint_url}", "rl.total_steps=2"]
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the harness's server
+    child = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        verl, seen = None, []
+        for line in child.stdout:  # Prefect's logger prints to the console
+            seen.append(line)
+            if m := re.search(r"verl started: pid (\d+)", line):
+                verl = int(m.group(1))
+                break
+        assert verl is not None, "the flow never started verl:\n" + "".join(seen[-30:])
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not _ray_workers(verl):
+            time.sleep(1)
+        assert _ray_workers(verl), "verl never started its Ray workers"
+        child.send_signal(signal.SIGTERM)
+        child.stdout.close()
+        assert child.wait(timeout=120) != 0
+        deadline = time.monotonic() + 30
+        while procs.tree(verl) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert procs.tree(verl) == set(), "verl processes outlived the cancelled flow"
+        runs = list_runs(store.open())
+        assert [r["status"] for r in runs] == ["interrupted"]
+        assert RunLayout(store.open(), runs[0]["run_id"]).read_run()["status"] != "complete"
+    finally:
+        procs.kill_tree(child.pid, grace_s=0)  # whatever the child itself left (nothing, normally)
+        child.wait()
+
+
+def _ray_workers(leader: int) -> list[int]:
+    found = []
+    for pid in procs.tree(leader):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(b"ray::"):
+                    found.append(pid)
+        except OSError:
+            pass
+    return found

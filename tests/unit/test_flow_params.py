@@ -1,0 +1,85 @@
+"""Flow parameters fail fast with one line; only transient failures are retried."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stable_verl.artifacts import ArtifactStore
+from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams
+from stable_verl.pipeline.runner import VerlRunError
+from stable_verl.pipeline.transient import is_transient
+from tests.conftest import _free_port
+
+
+def test_demo_config_loads_with_overrides():
+    p = ColdstartParams.from_config("configs/coldstart.yaml", ["seeds=[0,1]", "eval.k=32"])
+    assert p.teachers == ["terse", "stepwise", "verbose"] and p.rl.recipe == "minirl" and p.rl.save_freq == 1
+    assert p.eval.k == 32 and p.seeds == [0, 1]
+    sft = p.sft_params("verbose", 1)
+    assert isinstance(sft, SFTFlowParams) and sft.sft.teacher == "verbose" and sft.sft_seed == 1
+    assert p.rl_params("sft-verbose-00000000", 1).init_run == "sft-verbose-00000000"
+    assert EvaluateFlowParams.model_fields["eval"].default_factory().k == 32  # the paper's avg@32 by default
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["rl.recipe=nope"], "unknown recipe 'nope'; available: "),
+        (["eval.benchmarks=[bench_nope]"], "no such benchmark dataset ['bench_nope']"),
+        (["teachers=[terse,nope]"], "unknown teacher style 'nope'"),
+        (["rl.recipe=minirl_offpolicy", "rl.train_batch_size=7"], "multiple of the recipe's minibatches"),
+        (["rl.save_freq=-1"], "rl.save_freq must be > 0"),
+        (["seeds=[0,0]"], "must be distinct"),
+        (["rl.total_steps=abc"], "invalid config at rl.total_steps"),
+        (["no_such_key=1"], "invalid config at no_such_key"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_problem(overrides, message):
+    with pytest.raises(ValueError) as err:
+        ColdstartParams.from_config("configs/coldstart.yaml", overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_rl_stages_checkpoint_every_step_unless_told_otherwise():
+    assert RLFlowParams.from_config(None, ["rl.total_steps=2"]).rl.save_freq == 1
+    assert RLFlowParams.from_config(None, ["rl.save_freq=2"]).rl.save_freq == 2
+
+
+def test_missing_config_file_and_required_runs():
+    with pytest.raises(ValueError, match="config file not found: nope.yaml"):
+        RLFlowParams.from_config("nope.yaml", [])
+    with pytest.raises(ValueError, match="invalid config at runs"):
+        EvaluateFlowParams.from_config(None, [])
+
+
+def test_flow_module_exits_2_with_one_line_on_bad_input():
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.coldstart", "rl.recipe=nope"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "python -m flows.coldstart: error: invalid config at rl: unknown recipe"
+    )
+
+
+def test_network_and_s3_hiccups_are_transient_bad_input_and_verl_failures_are_not(moto_s3):
+    unreachable = ArtifactStore(
+        f"s3://{moto_s3.bucket}/x",
+        moto_s3.options() | {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{_free_port()}"}},
+    )
+    with pytest.raises(Exception) as err:
+        unreachable.write_text("probe", "x")
+    assert is_transient(err.value)  # ArtifactStoreError <- EndpointConnectionError <- ConnectionRefusedError
+
+    from botocore.exceptions import ClientError
+
+    slow_down = ClientError({"Error": {"Code": "SlowDown", "Message": "reduce your request rate"}}, "PutObject")
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+    assert is_transient(slow_down) and not is_transient(denied)
+    assert not is_transient(VerlRunError("verl main_ppo exited with code 1"))
+    assert not is_transient(ValueError("unknown recipe"))
+    assert not is_transient(None)
