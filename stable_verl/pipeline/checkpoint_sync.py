@@ -59,9 +59,13 @@ class MetricsLog:
         self.attempt_file = attempt_file
 
     def rows(self) -> list[dict]:
-        """One row per step, ascending: the last row verl wrote for a step wins within the attempt."""
-        latest = {r["step"]: r for r in read_verl_metrics(self.attempt_file) if r["step"] > self.resumed_step}
-        return self.previous + [latest[s] for s in sorted(latest)]
+        """One row per step, ascending. Rows verl wrote for the same step (e.g. training, then validation) are
+        merged; for a key written twice the later value wins."""
+        merged: dict[int, dict] = {}
+        for row in read_verl_metrics(self.attempt_file):
+            if row["step"] > self.resumed_step:
+                merged.setdefault(row["step"], {}).update(row)
+        return self.previous + [merged[s] for s in sorted(merged)]
 
     def steps(self) -> list[int]:
         return [r["step"] for r in self.rows()]

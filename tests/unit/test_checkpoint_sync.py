@@ -106,3 +106,18 @@ def test_restore_latest_skips_an_incomplete_upload(run, tmp_path):
 def test_restore_latest_without_checkpoints_starts_from_scratch(run, tmp_path):
     assert restore_latest(run, tmp_path / "ckpt") == 0
     assert list((tmp_path / "ckpt").iterdir()) == []
+
+
+def test_rows_of_one_step_are_merged(tmp_path):
+    """verl's SFT trainer logs validation as a second row at the last step: neither row may be lost."""
+    attempt = tmp_path / "attempt.jsonl"
+    attempt.write_text(
+        json.dumps({"step": 1, "data": {"train/loss": 2.0}})
+        + "\n"
+        + json.dumps({"step": 2, "data": {"train/loss": 1.5}})
+        + "\n"
+        + json.dumps({"step": 2, "data": {"val/loss": 1.7}})
+        + "\n"
+    )
+    rows = MetricsLog([], 0, attempt).rows()
+    assert rows == [{"step": 1, "train/loss": 2.0}, {"step": 2, "train/loss": 1.5, "val/loss": 1.7}]
