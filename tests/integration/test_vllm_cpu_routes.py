@@ -9,13 +9,11 @@ test_vllm_cpu_weight_sync.py for why), with chunked prefill and several requests
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+from tests.integration.vllm_subprocess import run_vllm_script
 
 pytestmark = pytest.mark.slow
 
@@ -56,17 +54,7 @@ def tiny_moe(tmp_path_factory, tokenizer):
 
 
 def test_vllm_cpu_returns_the_routes_its_routers_pick(tiny_moe):
-    env = {
-        **os.environ,
-        "VLLM_TARGET_DEVICE": "cpu",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_moe)], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.split("RESULT")[1])
+    result = json.loads(run_vllm_script(SCRIPT, tiny_moe))
     assert result["prefix_caching"] is False  # turned off: cached prefixes would come back without routes
     spec = TinyModelSpec()
     for req in result["requests"]:

@@ -9,13 +9,10 @@ every imported module, which the pytest process fills with unrelated ones (e.g. 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+from tests.integration.vllm_subprocess import run_vllm_script
 
 pytestmark = pytest.mark.slow
 
@@ -72,18 +69,7 @@ print("RESULT", (v - hf_lp()).abs().max().item(), (v - native).abs().max().item(
 
 
 def _run(script: str, model_path, **env: str) -> tuple[float, float]:
-    full_env = {
-        **os.environ,
-        "VLLM_TARGET_DEVICE": "cpu",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        **env,
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(model_path)], env=full_env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    first, second = map(float, out.stdout.split("RESULT")[1].split())
+    first, second = map(float, run_vllm_script(script, model_path, **env).split())
     return first, second
 
 
