@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,18 +42,42 @@ def build_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int)
     return Assets(model_dir=model_dir, data=data)
 
 
+# What verl is doing before its first step (Ray, workers, vLLM, weight sync take ~80 s on 2 CPU cores): the first
+# log line matching each pattern is echoed once, as "[rl] starting: <phase> (<seconds> s)".
+STARTUP_PHASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), phase)
+    for pattern, phase in (
+        (r"Started a local Ray instance|Connected to Ray cluster", "Ray is up"),
+        (r"TaskRunner", "verl task runner started"),
+        (r"contains [\d.]+[KMB]? parameters", "model built, wrapping it in FSDP"),
+        (r"vLLMHttpServer", "vLLM rollout server starting"),
+        (r"Loading safetensors checkpoint shards", "vLLM loading weights"),
+        (r"update_weights done", "actor weights synced into vLLM"),
+        (r"AgentLoopWorker", "agent-loop workers starting, then step 1"),
+    )
+)
+
+
 def progress_printer(
     stage: str,
     total_steps: int,
     echo: Callable[[str], None] = print,
     on_step: Callable[[int], None] | None = None,
 ) -> Callable[[str], None]:
-    """An ``on_line`` callback that echoes one short line per training step (and calls ``on_step(step)``)."""
+    """An ``on_line`` callback that echoes verl's start-up phases once each, then one short line per training
+    step (and calls ``on_step(step)``)."""
 
     last_step = 0
+    start = time.monotonic()
+    seen: set[str] = set()
 
     def on_line(line: str) -> None:
         nonlocal last_step
+        if last_step == 0:
+            for pattern, phase in STARTUP_PHASES:
+                if phase not in seen and pattern.search(line):
+                    seen.add(phase)
+                    echo(f"[{stage}] starting: {phase} ({time.monotonic() - start:.0f} s)")
         m = _STEP_LINE.search(line)
         if m and ("loss" in line or "reward" in line) and int(m.group(1)) > last_step:
             last_step = int(m.group(1))

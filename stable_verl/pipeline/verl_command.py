@@ -25,6 +25,7 @@ def sft_argv(
         f"data.max_token_len_per_gpu={sft.max_length * sft.micro_batch_size}",
         f"optim.lr={sft.lr}",
         "optim.lr_warmup_steps_ratio=0.1",
+        f"optim.lr_scheduler_type={sft.lr_schedule}",
         "checkpoint.save_contents=[model,optimizer,extra,hf_model]",
         f"trainer.total_training_steps={sft.steps}",
         "trainer.total_epochs=1000",

@@ -53,11 +53,18 @@ def _apply(a: int, op: str, b: int) -> int:
     return a * b
 
 
-def sample_problem(rng: random.Random, difficulty: int) -> Problem:
-    """Draw one problem: operands in 0..10d+9; multiplication (by 0..5) only from difficulty 3 on."""
+def default_max_operand(difficulty: int) -> int:
+    """Largest operand of a difficulty when none is given: 10d + 9."""
+    return 10 * difficulty + 9
+
+
+def sample_problem(rng: random.Random, difficulty: int, max_operand: int | None = None) -> Problem:
+    """Draw one problem: operands in 0..max_operand (default 10d+9); multiplication (by 0..5) from difficulty 3 on."""
     if difficulty < 1:
         raise ValueError(f"difficulty must be >= 1, got {difficulty}")
-    hi = 10 * difficulty + 9
+    hi = default_max_operand(difficulty) if max_operand is None else max_operand
+    if hi < 1:
+        raise ValueError(f"max_operand must be >= 1, got {hi}")
     ops = tuple(rng.choice(OPS if difficulty >= 3 else OPS[:2]) for _ in range(difficulty))
     operands = [rng.randint(0, hi)]
     for op in ops:
@@ -65,9 +72,11 @@ def sample_problem(rng: random.Random, difficulty: int) -> Problem:
     return Problem(tuple(operands), ops, difficulty)
 
 
-def sample_problems(n: int, difficulty: int, seed: int, exclude: set[str] | None = None) -> list[Problem]:
+def sample_problems(
+    n: int, difficulty: int, seed: int, exclude: set[str] | None = None, max_operand: int | None = None
+) -> list[Problem]:
     """``n`` distinct problems (by expression), none of them in ``exclude``."""
-    rng = random.Random(f"arith-{difficulty}-{seed}")
+    rng = random.Random(f"arith-{difficulty}-{seed}" + ("" if max_operand is None else f"-{max_operand}"))
     seen = set(exclude or ())
     out: list[Problem] = []
     attempts = 0
@@ -75,7 +84,7 @@ def sample_problems(n: int, difficulty: int, seed: int, exclude: set[str] | None
         attempts += 1
         if attempts > 100 * n + 1000:
             raise ValueError(f"cannot draw {n} distinct problems of difficulty {difficulty}; lower n")
-        p = sample_problem(rng, difficulty)
+        p = sample_problem(rng, difficulty, max_operand)
         if p.expression not in seen:
             seen.add(p.expression)
             out.append(p)

@@ -26,6 +26,9 @@ class TaskSpec:
 
     difficulty: int = 1
     """Difficulty of RL/SFT/in-distribution problems (operations per problem)."""
+    max_operand: int | None = None
+    """Largest operand of the in-distribution problems (None: 10 * difficulty + 9). It sets the size of the task
+    space: one operation over 0..29 has 1,800 distinct problems, enough for large disjoint SFT/RL/benchmark splits."""
     hard_difficulty: int = 2
     """Difficulty of the harder held-out benchmark."""
     n_rl_train: int = 64
@@ -42,6 +45,8 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if self.hard_difficulty <= self.difficulty:
             raise ValueError("hard_difficulty must be greater than difficulty")
+        if self.max_operand is not None and self.max_operand < 1:
+            raise ValueError(f"task.max_operand must be >= 1, got {self.max_operand}")
 
 
 def rl_rows(problems: list[Problem], split: str) -> pd.DataFrame:
@@ -76,7 +81,8 @@ def write_task_data(out_dir: str | Path, spec: TaskSpec) -> dict[str, Path]:
     seen: set[str] = set()
 
     def draw(n: int, difficulty: int, salt: int) -> list[Problem]:
-        problems = sample_problems(n, difficulty, seed=spec.seed * 1000 + salt, exclude=seen)
+        max_operand = spec.max_operand if difficulty == spec.difficulty else None
+        problems = sample_problems(n, difficulty, seed=spec.seed * 1000 + salt, exclude=seen, max_operand=max_operand)
         seen.update(p.expression for p in problems)
         return problems
 
@@ -103,7 +109,8 @@ def tokenizer_corpus(spec: TaskSpec, n: int = 1500) -> list[str]:
     """Text the tokenizer is trained on: prompts and every teacher's solutions, both difficulties."""
     texts: list[str] = []
     for difficulty in (spec.difficulty, spec.hard_difficulty, spec.hard_difficulty + 1):
-        for p in sample_problems(n // 3, difficulty, seed=10_000 + spec.seed):
+        max_operand = spec.max_operand if difficulty == spec.difficulty else None
+        for p in sample_problems(n // 3, difficulty, seed=10_000 + spec.seed, max_operand=max_operand):
             texts.append(p.prompt)
             texts.extend(solve(p) for solve in TEACHERS.values())
     return texts

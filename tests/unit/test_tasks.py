@@ -89,3 +89,23 @@ def eval_left_to_right(expression: str) -> int:
     for op, x in zip(tokens[1::2], tokens[2::2], strict=True):
         value = {"+": value + int(x), "-": value - int(x), "*": value * int(x)}[op]
     return value
+
+
+def test_max_operand_sets_the_operand_range_and_the_task_space(tmp_path):
+    problems = sample_problems(1500, difficulty=1, seed=0, max_operand=29)
+    assert max(x for p in problems for x in p.operands) == 29
+    assert len({p.expression for p in problems}) == 1500  # > the 800 problems of the default range 0..19
+    with pytest.raises(ValueError, match="cannot draw"):
+        sample_problems(801, difficulty=1, seed=0)
+    paths = write_task_data(tmp_path, TaskSpec(max_operand=29, n_sft=800, n_rl_train=512, n_bench=128))
+    bench_id = pd.read_parquet(paths["bench_id"])
+    hard = pd.read_parquet(paths["bench_hard"])
+    id_operands = [int(x) for e in bench_id.extra_info for x in e["expression"].split() if x.isdigit()]
+    hard_operands = [int(x) for e in hard.extra_info for x in e["expression"].split() if x.isdigit()]
+    assert max(id_operands) <= 29 and max(id_operands) > 19  # the in-distribution splits use max_operand
+    assert max(hard_operands) <= 29  # bench_hard keeps its difficulty's default range (10 * 2 + 9)
+
+
+def test_max_operand_must_be_positive():
+    with pytest.raises(ValueError, match="max_operand"):
+        TaskSpec(max_operand=0)
