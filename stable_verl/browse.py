@@ -40,7 +40,9 @@ EVAL_COLUMNS = ["step", "benchmark", "metric", "value", "format_rate", "num_prom
 
 #: Metrics shown by ``runs show`` (fnmatch patterns, in display order): reward and accuracy, the
 #: train-inference mismatch (verl's rollout-vs-train prob diff, rollout-correction KL, our MiniRL
-#: diagnostics), truncated-IS weights, entropy, clipping, response length and losses (SFT runs).
+#: diagnostics), truncated-IS weights, per-token entropy (the stable_sync trainer's; verl's actor/entropy is
+#: aggregated with the loss_agg_mode, e.g. x length under MiniRL, so it is not shown), the collapse flag,
+#: clipping, response length and losses (SFT runs).
 KEY_METRIC_PATTERNS = (
     "reward/*",
     "critic/score/mean",
@@ -52,7 +54,8 @@ KEY_METRIC_PATTERNS = (
     "actor/tis/*",
     "actor/ppo_kl",
     "actor/pg_clipfrac*",
-    "actor/entropy",
+    "actor/entropy_per_token",
+    "stability/collapse",
     "response_length/mean",
     "response_length/clip_ratio",
     "actor/pg_loss",

@@ -6,16 +6,22 @@ GRPO (Appendix A, length-normalized PPO surrogate with group-normalized advantag
 
     -> ``aggregate_sequences(grpo_token_loss(...), mask, length_norm=True)``
 
-CISPO (Appendix A, clipped IS weight as a stop-gradient coefficient, token-mean over the batch):
+CISPO (Appendix A, clipped IS weight as a stop-gradient coefficient). The expectation is over a prompt x and
+its group of G responses {y_i}; each group's token sum is divided by that group's own token count:
 
-    J_CISPO = (1 / sum_i |y_i|) sum_i sum_t sg(clip(r_t, 1 - eps_low, 1 + eps_high)) A_i log pi_theta(y_t)
+    J_CISPO = E_x[ (1 / sum_i |y_i|) sum_i sum_t sg(clip(r_t, 1 - eps_low, 1 + eps_high)) A_i log pi_theta(y_t) ]
 
-    -> ``token_mean(cispo_token_loss(...), mask)``
+    -> ``group_token_mean(cispo_token_loss(...), mask, group_token_totals(uids, mask), num_groups)``
+
+    (verl's "token-mean", ``token_mean`` below, divides by the token count of the whole batch instead: the two
+    agree only when every group has the same total length.)
 
 Here r_t = pi_theta(y_t) / pi_old(y_t). All tensors are (B, T); padding positions contribute nothing.
 """
 
 from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -59,3 +65,34 @@ def cispo_token_loss(
 def token_mean(loss_mat: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """Scalar: sum of loss_mat over response tokens / number of response tokens (verl's "token-mean")."""
     return masked_mean(loss_mat, response_mask)
+
+
+def group_token_totals(group_ids: Sequence[Hashable], response_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) for each response i, the response tokens of its whole group: sum_{j: group_j = group_i} |y_j|.
+
+    group_ids: B hashable ids (verl's ``uid``: one per prompt, shared by its G responses); response_mask: (B, T).
+    """
+    if len(group_ids) != response_mask.shape[0]:
+        raise ValueError(f"{len(group_ids)} group ids for {response_mask.shape[0]} responses")
+    lengths = response_mask.bool().sum(dim=-1)  # (B,) |y_i|
+    totals: dict[Hashable, int] = {}
+    for gid, n in zip(group_ids, lengths.tolist(), strict=True):
+        totals[gid] = totals.get(gid, 0) + n
+    return torch.tensor([totals[gid] for gid in group_ids], dtype=torch.float64)  # (B,)
+
+
+def group_token_mean(
+    loss_mat: torch.Tensor, response_mask: torch.Tensor, group_tokens: torch.Tensor, num_groups: float
+) -> torch.Tensor:
+    """Scalar: (1 / num_groups) sum_i sum_t loss_mat[i, t] / group_tokens[i], over response tokens.
+
+    With ``group_tokens`` from ``group_token_totals`` this is the mean over groups of each group's token mean
+    (Appendix A CISPO). group_tokens: (B,) or (B, T) (the per-row value broadcast over tokens, as verl stores
+    per-token fields); loss_mat, response_mask: (B, T).
+    """
+    mask = response_mask.bool()  # (B, T)
+    if group_tokens.dim() == 1:
+        group_tokens = group_tokens[:, None].expand_as(loss_mat)  # (B, T)
+    denom = group_tokens.to(loss_mat.dtype).clamp_min(1.0)  # (B, T) padding rows/positions may hold 0
+    per_token = torch.where(mask, loss_mat / denom, torch.zeros_like(loss_mat))  # (B, T)
+    return per_token.sum() / num_groups

@@ -17,11 +17,15 @@ class CollapseDetector:
     At a step after the first ``warmup_steps`` updates, collapse is flagged when both
 
         entropy < (1 - entropy_drop) * (max entropy over all steps so far)
-        kl      > kl_spike * (min KL over the steps after warmup so far)
+        kl      > kl_spike * max(min KL over the steps after warmup so far, kl_floor)
 
     The entropy reference includes the warmup steps (the start of training is the reference for a drop); the KL
     reference only uses post-warmup steps, so the first post-warmup step sets it and cannot itself flag a spike.
-    Non-finite values are ignored (they update no reference and flag nothing).
+    The floor keeps a reference of (exactly) 0, which an on-policy fp32 run can log, from turning any later
+    positive KL into a "spike". Non-finite values are ignored (they update no reference and flag nothing).
+
+    The state (``state_dict``) is small and JSON-safe: the trainer saves it beside each checkpoint and loads it
+    on resume, so neither the latch nor the references reset when a run is restarted.
     """
 
     entropy_drop: float = 0.5
@@ -30,6 +34,8 @@ class CollapseDetector:
     """Flag when the train-inference KL exceeds kl_spike times its post-warmup minimum; > 1."""
     warmup_steps: int = 3
     """Updates before anything can be flagged; >= 0."""
+    kl_floor: float = 1e-6
+    """Lower bound of the KL reference; a KL below it is float noise (fp32 engines agree to ~1e-12); > 0."""
 
     _step: int = field(default=0, init=False, repr=False)
     _max_entropy: float = field(default=-math.inf, init=False, repr=False)
@@ -43,6 +49,8 @@ class CollapseDetector:
             raise ValueError(f"kl_spike must be > 1 (default 10), got {self.kl_spike}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int >= 0 (default 3), got {self.warmup_steps!r}")
+        if not self.kl_floor > 0:
+            raise ValueError(f"kl_floor must be > 0 (default 1e-6), got {self.kl_floor}")
 
     @property
     def collapsed(self) -> bool:
@@ -58,8 +66,28 @@ class CollapseDetector:
             self._max_entropy = max(self._max_entropy, entropy)
             entropy_dropped = entropy < (1 - self.entropy_drop) * self._max_entropy
         if math.isfinite(kl) and after_warmup:
-            kl_spiked = kl > self.kl_spike * self._min_kl  # inf reference on the first post-warmup step -> False
+            # inf reference on the first post-warmup step -> False
+            kl_spiked = kl > self.kl_spike * max(self._min_kl, self.kl_floor)
             self._min_kl = min(self._min_kl, kl)
         if after_warmup and entropy_dropped and kl_spiked:
             self._collapsed = True
         return self._collapsed
+
+    def state_dict(self) -> dict[str, int | float | bool | None]:
+        """The running state (steps seen, references, latch) as JSON-safe values (an unset reference is None)."""
+        return {
+            "step": self._step,
+            "max_entropy": self._max_entropy if math.isfinite(self._max_entropy) else None,
+            "min_kl": self._min_kl if math.isfinite(self._min_kl) else None,
+            "collapsed": self._collapsed,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned (e.g. on resume from a checkpoint)."""
+        missing = {"step", "max_entropy", "min_kl", "collapsed"} - set(state)
+        if missing:
+            raise ValueError(f"collapse detector state lacks {sorted(missing)}; got {sorted(state)}")
+        self._step = int(state["step"])
+        self._max_entropy = -math.inf if state["max_entropy"] is None else float(state["max_entropy"])
+        self._min_kl = math.inf if state["min_kl"] is None else float(state["min_kl"])
+        self._collapsed = bool(state["collapsed"])

@@ -7,6 +7,7 @@ Input per run: verl's metrics rows (``metrics.jsonl``) and checkpoint evaluation
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,11 @@ import pandas as pd
 # First key present wins: our MiniRL diagnostic, else verl's rollout-correction estimators.
 KL_KEYS = ("actor/train_infer_kl_k3", "rollout_corr/k3_kl", "rollout_corr/kl")
 REWARD_KEYS = ("reward/acc", "critic/score/mean")
-ENTROPY_KEYS = ("actor/entropy",)
+# The stable_sync trainer's per-token entropy. Never verl's actor/entropy: it is aggregated with the loss's
+# loss_agg_mode (per-token entropy x length under MiniRL's seq-mean-token-sum), so not comparable across recipes.
+ENTROPY_KEYS = ("actor/entropy_per_token",)
 LENGTH_KEYS = ("response_length/mean",)
+NO_DATA = "no data"  # the text of a panel none of whose runs logged any of its keys
 
 
 @dataclass
@@ -39,10 +43,15 @@ class RunSeries:
     run_uri: str = ""
     """Where the run's artifacts live."""
 
+    def metric_key(self, keys: Sequence[str]) -> str | None:
+        """The first of ``keys`` that some metrics row has; None when the run logged none of them."""
+        return next((k for k in keys if any(k in row for row in self.metrics)), None)
+
     def series(self, keys: Sequence[str]) -> tuple[list[int], list[float]]:
-        key = next((k for k in keys if any(k in row for row in self.metrics)), None)
+        """(steps, values) of the first of ``keys`` the run logged; KeyError naming them when it logged none."""
+        key = self.metric_key(keys)
         if key is None:
-            return [], []
+            raise KeyError(f"run {self.init} (seed {self.seed}) logged none of {list(keys)}")
         rows = [r for r in self.metrics if key in r]
         return [r["step"] for r in rows], [float(r[key]) for r in rows]
 
@@ -83,19 +92,31 @@ def comparison_table(runs: Sequence[RunSeries]) -> pd.DataFrame:
     return table.fillna({"final_std": 0.0, "peak_std": 0.0})
 
 
-def plot_curves(runs: Sequence[RunSeries], path: Path, title: str) -> Path:
-    """Benchmark score, train-infer KL (log), training reward, entropy and response length against steps."""
+def curves_figure(runs: Sequence[RunSeries], title: str) -> plt.Figure:
+    """Benchmark score, train-infer KL (log), training reward, per-token entropy and response length against steps.
+
+    A run that logged none of a panel's keys (or has no evaluations, for the score panel) gets no line there and a
+    ``UserWarning`` naming the keys; a panel no run has data for says ``NO_DATA`` and which keys it looked for.
+    """
     panels = [
         ("benchmark score (avg@k)", None, False),
         ("train-inference KL", KL_KEYS, True),
         ("training reward", REWARD_KEYS, False),
-        ("entropy", ENTROPY_KEYS, False),
+        ("per-token entropy", ENTROPY_KEYS, False),
         ("response length", LENGTH_KEYS, False),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     colors = {init: f"C{i}" for i, init in enumerate(dict.fromkeys(r.init for r in runs))}
     for ax, (label, keys, log) in zip(axes, panels, strict=True):
+        looked_for = "checkpoint evaluations" if keys is None else " or ".join(keys)
+        missing = [run for run in runs if (not run.evals if keys is None else run.metric_key(keys) is None)]
+        for run in missing:
+            warnings.warn(f"{label}: run {run.init} (seed {run.seed}) has no {looked_for}; not plotted", stacklevel=2)
+        if len(missing) == len(runs):
+            ax.text(0.5, 0.5, f"{NO_DATA}\n(no {looked_for})", transform=ax.transAxes, ha="center", va="center")
         for run in runs:
+            if any(run is m for m in missing):
+                continue
             steps, values = run.score_curve() if keys is None else run.series(keys)
             if log:
                 values = [max(v, 1e-12) for v in values]  # KL estimates can be exactly 0 in fp32 on-policy
@@ -113,9 +134,17 @@ def plot_curves(runs: Sequence[RunSeries], path: Path, title: str) -> Path:
         if log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    legend_ax = next((ax for ax in axes if ax.lines), None)  # the score panel, unless no run was evaluated
+    if legend_ax is not None:
+        legend_ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(runs: Sequence[RunSeries], path: Path, title: str) -> Path:
+    """``curves_figure`` saved as a PNG at ``path``."""
+    fig = curves_figure(runs, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -7,7 +7,8 @@ way verl's VeOmni engine does, through verl's own seams:
   ``EngineRegistry`` (``language_model`` / ``fsdp``, ``fsdp2``). With replay off and no routes in the batch it is
   the parent class, call for call.
 * ``RoutingActorRolloutRefWorker`` turns verl's ``enable_routing_replay`` flag on for ``strategy=fsdp*`` (verl
-  hard-codes it to Megatron / VeOmni); the ``stable_sync`` trainer (``trainer.py``) builds this worker.
+  hard-codes it to Megatron / VeOmni); the ``stable_sync`` trainer (``trainer.py``) builds this worker. Under
+  ``loss_mode=cispo_group`` it also hands the policy loss each response's group token count (``cispo_loss``).
 
 Selected by verl's own config key ``actor_rollout_ref.actor.fsdp_config.router_replay.mode``:
 
@@ -30,15 +31,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 
 import torch
 from tensordict import TensorDict
+from verl.single_controller.base.decorator import Dispatch, register
 from verl.utils import tensordict_utils as tu
 from verl.workers.engine import EngineRegistry
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from stable_verl.core.routing import RoutingReplay, route_set_mismatch, valid_route_rows
+from stable_verl.verl_ext import cispo_loss
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +254,13 @@ class RoutingActorRolloutRefWorker(ActorRolloutRefWorker):
             check_replay_config(mode, rollout_routes, actor.strategy, sp)
             # Replay, or (vLLM routes present) diagnostics only: the engine then records and compares.
             self.enable_routing_replay = mode != "disabled" or rollout_routes
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def init_model(self):
+        super().init_model()
+        if "actor" in self.role and self.config.actor.policy_loss.get("loss_mode") == cispo_loss.LOSS_MODE:
+            self.loss_fn = partial(cispo_loss.with_group_tokens, inner=self.loss_fn)  # verl's ppo_loss, wrapped
+            self.actor.set_loss_fn(self.loss_fn)
 
 
 def register() -> None:

@@ -3,18 +3,28 @@
 Registered through verl's own ``register_trainer`` and selected with ``trainer.v1.trainer_mode=stable_sync``:
 * ``reward/<key>``: the reward function's extra keys (``acc``, ``format``), which verl 0.9.1 logs only
   for validation;
-* ``stability/collapse``: 1.0 from the first step at which entropy has dropped and the train-inference
-  KL has spiked together (``stable_verl.core.collapse``), else 0.0. It latches, so a plot or a query
-  over ``metrics.jsonl`` shows when a run collapsed;
+* ``actor/entropy_per_token``: the old policy's full-vocabulary entropy averaged over every valid response
+  token of the step's batch. verl's own ``actor/entropy`` (kept) aggregates the same per-token entropies with
+  the actor's ``loss_agg_mode``: under ``seq-mean-token-sum`` (MiniRL) it is per-token entropy x length, so it
+  is neither comparable across recipes nor a measure of collapse;
+* ``stability/collapse``: 1.0 from the first step at which the per-token entropy has dropped and the
+  train-inference KL has spiked together (``stable_verl.core.collapse``), else 0.0. It latches, so a plot or a
+  query over ``metrics.jsonl`` shows when a run collapsed. The detector's state is saved beside each checkpoint
+  (``COLLAPSE_STATE``) and loaded on resume, so a restarted run keeps its latch and references;
 * ``routing/*`` when the batch carries routes (``routing_engine``): ``mismatch_rate`` (vLLM vs the training
   router, old policy), ``mismatch_rate_replayed`` (vLLM vs the experts training used; 0 under R3),
   ``bytes_per_token`` (compact routes) and ``replay_r2`` / ``replay_r3``.
 
 It also builds stable-verl's actor worker (``RoutingActorRolloutRefWorker``), which is verl's with routing replay
-honoured for the FSDP engine.
+honoured for the FSDP engine, and, under ``loss_mode=cispo_group``, writes each response's group token count into
+the batch (``cispo_loss``).
 """
 
 from __future__ import annotations
+
+import json
+import logging
+import os
 
 import numpy as np
 import ray
@@ -25,11 +35,16 @@ from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from stable_verl.core.collapse import CollapseDetector
+from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext import routing_engine as re_
 
+logger = logging.getLogger(__name__)
+
 TRAINER_NAME = "stable_sync"
+ENTROPY_KEY = "actor/entropy_per_token"
 # Train-inference KL, first key present: MiniRL's own estimator, else verl's rollout-correction one.
 KL_KEYS = ("actor/train_infer_kl_k3", "rollout_corr/k3_kl")
+COLLAPSE_STATE = "stable_verl_collapse.json"  # in verl's global_step_N folder, beside data.pt
 
 
 def reward_extra_metrics(extra_fields: list, padding: np.ndarray) -> dict[str, float]:
@@ -43,13 +58,59 @@ def reward_extra_metrics(extra_fields: list, padding: np.ndarray) -> dict[str, f
     return {f"reward/{key}": float(np.mean(v)) for key, v in values.items()}
 
 
-def collapse_metric(detector: CollapseDetector, metrics: dict) -> dict[str, float]:
-    """Feed one step's entropy and train-inference KL to the detector; empty if either is missing."""
-    kl = next((metrics[k] for k in KL_KEYS if k in metrics), None)
-    if "actor/entropy" not in metrics or kl is None:
+def _padded(values: torch.Tensor) -> torch.Tensor:
+    return torch.nested.to_padded_tensor(values, 0.0) if values.is_nested else values
+
+
+def entropy_per_token(entropy: torch.Tensor, response_mask: torch.Tensor, padding: np.ndarray) -> dict[str, float]:
+    """``{ENTROPY_KEY: mean of H_t over the valid response tokens of the non-padding rows}`` (empty if none).
+
+    entropy: (B, T) per-token full-vocabulary entropy of the old policy, padded or nested (as verl stores it);
+    response_mask: (B, T) the same layout; padding: (B,) bool, verl's ``is_padding`` rows (synthetic, excluded).
+    """
+    ent, mask = _padded(entropy).double(), _padded(response_mask).bool()  # (B, T)
+    mask = mask & torch.as_tensor(~np.asarray(padding, dtype=bool))[:, None]  # (B, T) real rows only
+    count = int(mask.sum())
+    if count == 0:
         return {}
-    detector.update(float(metrics["actor/entropy"]), float(kl))
+    return {ENTROPY_KEY: float(torch.where(mask, ent, torch.zeros_like(ent)).sum() / count)}
+
+
+def collapse_metric(detector: CollapseDetector, metrics: dict) -> dict[str, float]:
+    """Feed one step's per-token entropy and train-inference KL to the detector; empty if either is missing."""
+    kl = next((metrics[k] for k in KL_KEYS if k in metrics), None)
+    if ENTROPY_KEY not in metrics or kl is None:
+        return {}
+    detector.update(float(metrics[ENTROPY_KEY]), float(kl))
     return {"stability/collapse": float(detector.collapsed)}
+
+
+def save_collapse_state(detector: CollapseDetector, step_folder: str) -> str:
+    """Write the detector's state into verl's ``global_step_N`` folder; returns the file's path."""
+    os.makedirs(step_folder, exist_ok=True)
+    path = os.path.join(step_folder, COLLAPSE_STATE)
+    with open(path, "w") as f:
+        json.dump(detector.state_dict(), f)
+    return path
+
+
+def load_collapse_state(detector: CollapseDetector, step_folder: str) -> bool:
+    """Restore the detector from ``step_folder`` if that checkpoint has a state file; True when restored."""
+    path = os.path.join(step_folder, COLLAPSE_STATE)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        detector.load_state_dict(json.load(f))
+    return True
+
+
+def resumed_step_folder(trainer_config, global_steps: int) -> str:
+    """The ``global_step_N`` folder verl's ``_load_checkpoint`` resumed from (same resolution as verl's)."""
+    if trainer_config.resume_mode == "resume_path":
+        folder = trainer_config.resume_from_path
+    else:  # "auto": verl's find_latest_ckpt_path -> default_local_dir/global_step_<latest>
+        folder = os.path.join(trainer_config.default_local_dir, f"global_step_{global_steps}")
+    return folder if os.path.isabs(folder) else os.path.join(os.getcwd(), folder)
 
 
 def routing_metrics(fields: dict, replay: str) -> dict[str, float]:
@@ -73,7 +134,7 @@ def routing_metrics(fields: dict, replay: str) -> dict[str, float]:
 
 
 class StableTrainerSync(PPOTrainerSync):
-    """verl's sync trainer with reward-function, collapse and routing metrics on every step."""
+    """verl's sync trainer with reward-function, per-token entropy, collapse and routing metrics on every step."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,12 +167,48 @@ class StableTrainerSync(PPOTrainerSync):
                 metrics.update(routing_metrics(dict(fields.items()), replay))
         return batch
 
+    def _compute_advantage(self, batch, metrics: dict):
+        batch = super()._compute_advantage(batch, metrics)
+        if self.config.actor_rollout_ref.actor.policy_loss.get("loss_mode") == cispo_loss.LOSS_MODE:
+            data = tq.kv_batch_get(
+                keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "response_mask"]
+            )
+            fields = cispo_loss.group_tokens_batch(data)
+            batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+        return batch
+
+    def step(self, metrics: dict, timing_raw: dict):
+        # Per-token entropy and the collapse flag here, not in _compute_metrics: verl saves the step's checkpoint
+        # between the two, and the detector state saved with it must include this step.
+        batch = super().step(metrics, timing_raw)
+        rollout_corr = self.config.algorithm.get("rollout_correction", None)
+        if not (rollout_corr and rollout_corr.get("bypass_mode", False)):  # bypass: verl computes no entropy
+            data = tq.kv_batch_get(
+                keys=batch.keys, partition_id=batch.partition_id, select_fields=["entropy", "response_mask"]
+            )
+            padding = np.array([tag.get("is_padding", False) for tag in batch.tags], dtype=bool)
+            metrics.update(entropy_per_token(data["entropy"], data["response_mask"], padding))
+        metrics.update(collapse_metric(self._collapse, metrics))
+        return batch
+
+    def _save_checkpoint(self):
+        # Written before verl's own files, so it is in the folder before verl marks the checkpoint complete.
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        save_collapse_state(self._collapse, folder)
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if self.global_steps > 0:  # resumed from a checkpoint
+            folder = resumed_step_folder(self.config.trainer, self.global_steps)
+            if not load_collapse_state(self._collapse, folder):
+                logger.warning("no %s in %s: the collapse detector starts afresh", COLLAPSE_STATE, folder)
+
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
         padding = np.array([tag.get("is_padding", False) for tag in batch.tags], dtype=bool)
         metrics.update(reward_extra_metrics(data.pop("extra_fields").tolist(), padding))
-        metrics.update(collapse_metric(self._collapse, metrics))
 
 
 def register() -> None:

@@ -17,7 +17,7 @@ try:
     cpu_platform.register()
 
     # Imported for their registrations (verl's trainer, policy-loss, advantage and engine registries).
-    from stable_verl.verl_ext import minirl_advantage, minirl_loss, routing_engine, trainer  # noqa: F401
+    from stable_verl.verl_ext import cispo_loss, minirl_advantage, minirl_loss, routing_engine, trainer  # noqa: F401
 
     trainer.register()
     routing_engine.register()

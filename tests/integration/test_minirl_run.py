@@ -21,6 +21,7 @@ MINIRL_METRICS = (
     "stability/collapse",
     "reward/acc",
     "actor/entropy",
+    "actor/entropy_per_token",
     "response_length/mean",
 )
 
@@ -46,3 +47,12 @@ def test_second_minibatch_is_stale(minirl_rows):
     assert max(r["actor/staleness/abs_log_ratio_mean"] for r in rows) > 0
     assert max(r["actor/staleness/kl_k3"] for r in rows) > 0
     assert any(r["actor/grad_norm"] > 0 for r in rows)
+
+
+def test_entropy_per_token_is_verls_token_sum_entropy_over_the_mean_length(minirl_rows):
+    # MiniRL aggregates with seq-mean-token-sum, so verl's actor/entropy = (1/B) sum_i sum_t H = per-token
+    # entropy x mean response length (single-turn: every response token is valid); ours is sum_i sum_t H / sum_i |y_i|.
+    rows, _ = minirl_rows
+    for row in rows:
+        expected = row["actor/entropy"] / row["response_length/mean"]
+        assert row["actor/entropy_per_token"] == pytest.approx(expected, rel=1e-3), row["step"]

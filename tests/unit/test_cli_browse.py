@@ -72,6 +72,8 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
             "training/rollout_probs_diff_max": 0.125,
             "actor/tis/weight_mean": 0.75,
             "actor/grad_norm": 9.5,
+            "actor/entropy_per_token": 1.5,
+            "actor/entropy": 31.5,  # verl's: 1.5 x 21 tokens under MiniRL's seq-mean-token-sum
             "response_length/mean": 21.0,
         }
         for s in range(1, 7)
@@ -209,6 +211,9 @@ def test_runs_show_summarises_one_run(browse_store, capsys):
     assert table_row(out, "response_length/mean")[1] == "21"
     assert table_row(out, "val-core/arith/acc/mean@4")[1] == "0.375"  # merged from the validation row
     assert "actor/grad_norm" not in out  # not a key metric
+    assert table_row(out, "actor/entropy_per_token")[1] == "1.5"
+    with pytest.raises(AssertionError, match="no row 'actor/entropy'"):  # verl's length-scaled entropy: not shown
+        table_row(out, "actor/entropy")
     assert "evaluations (1 incomplete, not shown)" in out  # step 5: results.json but no manifest yet
     evals = [line for line in out.splitlines() if "arith" in line and "avg@4" in line]
     assert len(evals) == 1 and "0.25" in evals[0] and "0.875" in evals[0]

@@ -5,21 +5,34 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stable_verl.pipeline.compare import RunSeries, comparison_table, write_report
+from stable_verl.pipeline.compare import NO_DATA, RunSeries, comparison_table, curves_figure, write_report
 
 
 def _run(init: str, seed: int, scores: dict[int, float]) -> RunSeries:
+    # The keys a stable_sync MiniRL run logs (see tests/integration/test_minirl_run.py), with verl's own entropy
+    # (per-token entropy x length under seq-mean-token-sum) beside ours.
     metrics = [
         {
             "step": s,
-            "rollout_corr/kl": 1e-3 * s,
-            "critic/score/mean": 0.1 * s,
-            "actor/entropy": 1.0 / s,
+            "reward/acc": 0.1 * s,
+            "critic/score/mean": 0.1 * s + 0.05,  # a fallback key: must not be plotted while reward/acc exists
+            "actor/train_infer_kl_k3": 1e-3 * s,
+            "rollout_corr/kl": 5.0,  # a fallback key as well
+            "actor/entropy_per_token": 1.0 / s,
+            "actor/entropy": 40.0 / s,
             "response_length/mean": 10 + s,
         }
         for s in (1, 2, 3)
     ]
     return RunSeries(init, seed, metrics, {s: {"bench_id": v} for s, v in scores.items()}, f"runs/{init}-{seed}")
+
+
+def _panels(fig) -> dict:
+    """Panel title -> [(label, steps, values)] of its lines, read back from matplotlib."""
+    return {
+        ax.get_title(): [(ln.get_label(), list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.lines]
+        for ax in fig.axes
+    }
 
 
 @pytest.fixture
@@ -50,3 +63,49 @@ def test_report_files(tmp_path, runs):
     report = paths["report"].read_text()
     assert "![curves](plots/curves.png)" in report
     assert "| terse | bench_id | 0.300 ± 0.141 | 0.350 ± 0.071 | 2 |" in report
+
+
+def test_figure_plots_the_keys_runs_log(runs):
+    panels = _panels(curves_figure(runs, "cold-start comparison"))
+    assert list(panels) == [
+        "benchmark score (avg@k)",
+        "train-inference KL",
+        "training reward",
+        "per-token entropy",
+        "response length",
+    ]
+    terse0 = "terse (seed 0)"
+    # one line per run, from the primary keys: reward/acc (not critic/score/mean), actor/train_infer_kl_k3,
+    # actor/entropy_per_token (never verl's actor/entropy = 40 / s), response_length/mean; the score is avg@k
+    assert panels["benchmark score (avg@k)"][0] == (terse0, [1, 3], [0.2, 0.4])
+    assert panels["train-inference KL"][0] == (terse0, [1, 2, 3], pytest.approx([1e-3, 2e-3, 3e-3]))
+    assert panels["training reward"][0] == (terse0, [1, 2, 3], pytest.approx([0.1, 0.2, 0.3]))
+    assert panels["per-token entropy"][0] == (terse0, [1, 2, 3], pytest.approx([1.0, 0.5, 1 / 3]))
+    assert panels["response length"][0] == (terse0, [1, 2, 3], [11.0, 12.0, 13.0])
+    assert all(len(lines) == 3 for lines in panels.values())
+
+
+def test_a_metric_no_run_logged_is_a_labelled_no_data_panel_and_a_warning(runs):
+    for run in runs:
+        for row in run.metrics:  # an old run: verl's entropy only, no per-token entropy
+            del row["actor/entropy_per_token"]
+    with pytest.warns(UserWarning) as record:
+        fig = curves_figure(runs, "old runs")
+    assert [str(w.message) for w in record] == [
+        f"per-token entropy: run {name} has no actor/entropy_per_token; not plotted"
+        for name in ("terse (seed 0)", "terse (seed 1)", "verbose (seed 0)")
+    ]
+    entropy_ax = next(ax for ax in fig.axes if ax.get_title() == "per-token entropy")
+    assert len(entropy_ax.lines) == 0  # verl's actor/entropy is not a stand-in
+    assert [t.get_text() for t in entropy_ax.texts] == [f"{NO_DATA}\n(no actor/entropy_per_token)"]
+    assert all(len(ax.lines) == 3 for ax in fig.axes if ax is not entropy_ax)
+
+
+def test_a_run_missing_a_metric_is_left_out_with_a_warning(runs):
+    for row in runs[2].metrics:
+        del row["actor/train_infer_kl_k3"], row["rollout_corr/kl"]
+    with pytest.warns(UserWarning, match=r"train-inference KL: run verbose \(seed 0\) has no actor/train_infer_kl_k3"):
+        panels = _panels(curves_figure(runs, "partial"))
+    assert [label for label, _, _ in panels["train-inference KL"]] == ["terse (seed 0)", "terse (seed 1)"]
+    with pytest.raises(KeyError, match="verbose .seed 0. logged none of"):
+        runs[2].series(("actor/train_infer_kl_k3", "rollout_corr/kl"))

@@ -6,26 +6,32 @@ only the Ray/vLLM runtime is left to the integration tests.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 import verl  # noqa: F401  (loads stable-verl's verl plugin)
+from tensordict import NonTensorData, NonTensorStack, TensorDict
 from verl.trainer.ppo import core_algos
-from verl.workers.config import FSDPActorConfig
+from verl.utils import tensordict_utils as tu
+from verl.workers.config import FSDPActorConfig, PolicyLossConfig
+from verl.workers.utils.losses import ppo_loss
 
-from stable_verl.core.baselines import cispo_token_loss, grpo_token_loss, token_mean
+from stable_verl.core.baselines import cispo_token_loss, group_token_mean, group_token_totals, grpo_token_loss
 from stable_verl.core.minirl import aggregate_sequences
 from stable_verl.pipeline.recipes import Recipe, available_recipes, load_recipe
+from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext.minirl_loss import MiniRLLossConfig, minirl_policy_loss
 from stable_verl.verl_ext.registry import check_adv_estimator, check_policy_loss, register_policy_loss
 
 B, T = 4, 5
 
 
-def actor_config(loss_agg_mode: str, policy_loss=None, **kw) -> FSDPActorConfig:
+def actor_config(loss_agg_mode: str, policy_loss=None, rollout_n: int = 1, **kw) -> FSDPActorConfig:
     cfg = FSDPActorConfig(
         strategy="fsdp",
-        rollout_n=1,
+        rollout_n=rollout_n,
         ppo_micro_batch_size_per_gpu=1,
         loss_agg_mode=loss_agg_mode,
         clip_ratio_low=0.2,
@@ -165,22 +171,95 @@ def test_grpo_recipe_is_appendix_a_grpo(batch):
     torch.testing.assert_close(theirs, ours)
 
 
+UIDS = ["p0", "p0", "p1", "p1"]  # the fixture's 4 responses as 2 prompt groups of G = 2 (rollout_n)
+
+
 def test_cispo_recipe_is_appendix_a_cispo(batch):
+    """The recipe's loss, looked up in verl's registry, against Appendix A: each group / its own token count."""
     old, new, adv, mask, _ = batch
     recipe = load_recipe("cispo")
-    theirs, _ = core_algos.get_policy_loss_fn(recipe.loss_mode)(
-        old_log_prob=old,
-        log_prob=new,
-        advantages=adv,
-        response_mask=mask,
-        loss_agg_mode=recipe.loss_agg_mode,
-        config=actor_config(recipe.loss_agg_mode),
-        rollout_is_weights=None,
-    )
-    ours = token_mean(cispo_token_loss(new, old, adv, mask, 0.2, 0.27), mask)
+    cfg = actor_config(recipe.loss_agg_mode, PolicyLossConfig(loss_mode=recipe.loss_mode), rollout_n=2)
+    totals = group_token_totals(UIDS, mask)
+    assert totals.tolist() == [8.0, 8.0, 10.0, 10.0]  # group p0: 5 + 3 tokens (row 1 is short), p1: 5 + 5
+    with cispo_loss.group_tokens(totals[:, None].expand(B, T)):
+        theirs, metrics = core_algos.get_policy_loss_fn(recipe.loss_mode)(
+            old_log_prob=old,
+            log_prob=new,
+            advantages=adv,
+            response_mask=mask,
+            loss_agg_mode=recipe.loss_agg_mode,
+            config=cfg,
+            rollout_is_weights=None,
+        )
+    ours = group_token_mean(cispo_token_loss(new, old, adv, mask, 0.2, 0.27), mask, totals, num_groups=2)
+    torch.testing.assert_close(theirs, ours)
     (g_theirs,) = torch.autograd.grad(theirs, new, retain_graph=True)
-    (g_ours,) = torch.autograd.grad(ours, new)
+    (g_ours,) = torch.autograd.grad(ours, new, retain_graph=True)
     torch.testing.assert_close(g_theirs, g_ours)
+    assert 0 < metrics["actor/pg_clipfrac"] <= 1 and isinstance(metrics["actor/ppo_kl"], float)
+
+    # verl's own cispo + token-mean divides by all 18 tokens: a different gradient when group lengths differ
+    verls, _ = core_algos.get_policy_loss_fn("cispo")(
+        old_log_prob=old, log_prob=new, advantages=adv, response_mask=mask, config=actor_config("token-mean")
+    )
+    (g_verl,) = torch.autograd.grad(verls, new)
+    assert not torch.allclose(g_verl, g_ours)
+
+
+def test_cispo_group_refuses_to_run_without_group_counts_or_with_another_aggregation(batch):
+    old, new, adv, mask, _ = batch
+    cfg = actor_config("token-mean", PolicyLossConfig(loss_mode="cispo_group"), rollout_n=2)
+    loss = core_algos.get_policy_loss_fn("cispo_group")
+    with pytest.raises(ValueError, match="no group token counts: .*stable_sync"):
+        loss(old_log_prob=old, log_prob=new, advantages=adv, response_mask=mask, config=cfg)
+    with cispo_loss.group_tokens(torch.ones(B, T)), pytest.raises(ValueError, match="set loss_agg_mode=token-mean"):
+        loss(old, new, adv, mask, loss_agg_mode="seq-mean-token-sum", config=cfg)
+
+
+def _nested(rows) -> torch.Tensor:
+    return torch.nested.as_nested_tensor([torch.as_tensor(r) for r in rows], layout=torch.jagged)
+
+
+def test_cispo_group_through_verls_ppo_loss_by_hand():
+    """The path of a real update: the trainer's batch field -> the worker's wrapper -> verl's ppo_loss -> our loss.
+
+    Two prompts, G = 2: group a = responses of 2 and 1 tokens (3 tokens), group b = 1 and 1 (2 tokens).
+    On-policy (r = 1, no clipping), so each token's loss is -A log pi:
+      a: A = [+1, -1], log pi = [[-1, -2], [-3]]   -> token sum (1 + 2) - 3 = 0, / 3 tokens = 0
+      b: A = [+1, +1], log pi = [[-0.5], [-1.5]]   -> token sum 0.5 + 1.5 = 2,  / 2 tokens = 1
+    Appendix A: (0 + 1) / 2 groups = 0.5; verl's token-mean would give 2 / 5 = 0.4.
+    """
+    resp_logp = [[-1.0, -2.0], [-3.0], [-0.5], [-1.5]]
+    adv = [[1.0, 1.0], [-1.0], [1.0], [1.0]]
+    mask = _nested([[1, 1], [1], [1], [1]])
+    # what the trainer reads from TransferQueue: verl's uid (non-tensor strings) and the nested response mask
+    from_tq = TensorDict({"response_mask": mask}, batch_size=[4])
+    from_tq["uid"] = NonTensorStack(*(NonTensorData(u) for u in ["a", "a", "b", "b"]))
+    data = TensorDict(
+        {
+            "prompts": _nested([[7, 8]] * 4),  # 2 prompt tokens per response
+            "responses": _nested([[1, 2], [3], [4], [5]]),
+            "response_mask": mask,
+            "old_log_probs": _nested(resp_logp),
+            "advantages": _nested(adv),
+            **cispo_loss.group_tokens_batch(from_tq),
+        },
+        batch_size=[4],
+    )
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=5, global_batch_size=4)
+    # the model's log-probs over prompt + response, left-shifted by one: the response's sit at [1, 1 + |y|)
+    full = [[0.0, *r, 0.0] for r in resp_logp]
+    log_probs = torch.nested.as_nested_tensor([torch.tensor(r, requires_grad=True) for r in full], layout=torch.jagged)
+    cfg = actor_config("token-mean", PolicyLossConfig(loss_mode="cispo_group"), rollout_n=2)
+    assert torch.nested.to_padded_tensor(data[cispo_loss.GROUP_TOKENS], 0).tolist() == [[3, 3], [3, 0], [2, 0], [2, 0]]
+
+    loss, metrics = cispo_loss.with_group_tokens({"log_probs": log_probs}, data, inner=partial(ppo_loss, config=cfg))
+    assert loss.item() == pytest.approx(0.5)
+    assert metrics["actor/pg_clipfrac"].aggregate() == 0.0  # on-policy: r = 1, nothing clipped
+
+    del data[cispo_loss.GROUP_TOKENS]  # a batch the stable_sync trainer did not fill
+    with pytest.raises(ValueError, match="needs the batch field 'group_response_tokens'"):
+        cispo_loss.with_group_tokens({"log_probs": log_probs}, data, inner=partial(ppo_loss, config=cfg))
 
 
 @pytest.mark.parametrize("name", available_recipes())

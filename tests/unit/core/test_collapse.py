@@ -61,6 +61,40 @@ def test_non_finite_values_are_ignored():
     assert d.update(0.5, 1.0)  # references are still 2.0 / 0.01
 
 
+def test_a_zero_kl_reference_is_floored():
+    # On-policy fp32 can log a KL of exactly 0: without the floor the reference 0 makes 10 * 0 = 0 the spike
+    # threshold, so any later KL > 0 would be a "spike". Floor 1e-6 -> threshold 10 * 1e-6 = 1e-5.
+    d = CollapseDetector()
+    assert not any(feed(d, [(2.0, 0.0)] * 4 + [(0.5, 1e-9), (0.5, 9e-6)]))  # noise, then just below the threshold
+    assert d.update(0.5, 2e-5)  # a real spike above the floored reference still flags
+
+
+def test_state_round_trips_through_json_and_keeps_the_latch():
+    import json
+
+    d = CollapseDetector()
+    feed(d, [HEALTHY] * 4 + [(0.9, 0.2)])  # flags at step 5 (see test_both_flag_and_latch)
+    state = json.loads(json.dumps(d.state_dict()))
+    assert state == {"step": 5, "max_entropy": 2.0, "min_kl": 0.01, "collapsed": True}
+    resumed = CollapseDetector()
+    resumed.load_state_dict(state)
+    assert resumed.collapsed and resumed.update(*HEALTHY)
+    assert CollapseDetector().state_dict() == {"step": 0, "max_entropy": None, "min_kl": None, "collapsed": False}
+    with pytest.raises(ValueError, match=r"lacks \['collapsed'\]"):
+        resumed.load_state_dict({"step": 1, "max_entropy": 1.0, "min_kl": None})
+
+
+def test_restored_references_carry_over_a_restart():
+    # Steps 1-4 before the restart set the references (entropy max 2.0, KL min 0.01). After the restart a
+    # detector given that state flags step 5, as an uninterrupted one does; a fresh one is still in warmup.
+    before = CollapseDetector()
+    feed(before, [HEALTHY] * 4)
+    resumed, fresh = CollapseDetector(), CollapseDetector()
+    resumed.load_state_dict(before.state_dict())
+    assert resumed.update(0.9, 0.2) and before.update(0.9, 0.2)
+    assert not fresh.update(0.9, 0.2)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -69,6 +103,7 @@ def test_non_finite_values_are_ignored():
         ({"kl_spike": 1.0}, "kl_spike"),
         ({"warmup_steps": -1}, "warmup_steps"),
         ({"warmup_steps": 2.5}, "warmup_steps"),
+        ({"kl_floor": 0.0}, "kl_floor"),
     ],
 )
 def test_bad_fields_raise(kwargs, field):
