@@ -61,7 +61,7 @@ def sft_cpu_overrides() -> list[str]:
         "engine.strategy=fsdp2",  # FSDP1 passes device_id=0 (a CUDA index); FSDP2 follows the platform
         "engine.use_torch_compile=False",
         "+model.override_config.attn_implementation=sdpa",  # no flash-attn on CPU
-        "model.use_remove_padding=False",  # packed rows need flash-attn varlen; sdpa would attend across them
+        "model.use_remove_padding=False",  # padded batches (packed is exact too: tests/unit/test_cpu_attention.py)
         "model.enable_gradient_checkpointing=False",
         "data.num_workers=0",
     ]
@@ -82,8 +82,8 @@ def ppo_cpu_overrides(num_cpus: int = 16) -> list[str]:
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
         "+ray_kwargs.ray_init.num_gpus=1",  # one logical GPU, matched by the CPU platform's resource name
         "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
-        # verl packs a micro batch into one row (remove-padding) and relies on flash-attn's varlen kernels
-        # to keep sequences apart; with sdpa every sequence would attend to the ones packed before it.
+        # Padded micro batches. verl's packed call (remove-padding: no mask, packed position ids, no KV cache) is
+        # exact with sdpa as well (tests/unit/test_cpu_attention.py); the R3 run test turns it on.
         "actor_rollout_ref.model.use_remove_padding=False",
         "actor_rollout_ref.model.enable_gradient_checkpointing=False",
         "actor_rollout_ref.actor.strategy=fsdp2",

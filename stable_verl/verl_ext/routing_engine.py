@@ -43,6 +43,7 @@ from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from stable_verl.core.routing import RoutingReplay, route_set_mismatch, valid_route_rows
 from stable_verl.verl_ext import cispo_loss
+from stable_verl.verl_ext.expert_audit import ExpertAudit
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class RoutingReplayFSDPEngine(FSDPEngineWithLMHead):
     _rr: RoutingReplay | None = None
     _rr_action: str | None = None  # this call: "record" | "replay" | "observe" | None
     _rr_layout: dict | None = None  # this micro-batch: how router tokens map to nested tokens
+    _audit: ExpertAudit | None | bool = False  # False: not looked up yet (expert_audit, off unless its env is set)
 
     # -- setup -------------------------------------------------------------------------------------------------
 
@@ -141,6 +143,8 @@ class RoutingReplayFSDPEngine(FSDPEngineWithLMHead):
 
     def _arm(self, micro_batch: TensorDict, model_inputs: dict, output_args: dict) -> None:
         rr = self._routing()
+        if self._audit is False:
+            self._audit = ExpertAudit.from_env(self.module, rr.router_names)
         offsets = micro_batch["input_ids"].offsets()
         packed = tu.get_non_tensor_data(micro_batch, "use_remove_padding", default=True)
         if packed:
@@ -211,6 +215,8 @@ class RoutingReplayFSDPEngine(FSDPEngineWithLMHead):
             return model_output
         rr = self._routing()
         native = self._to_nested_order(rr.native_routes())  # (nnz, L, k) compact
+        if self._audit:
+            self._save_audit(micro_batch)
         if self._rr_action in ("record", "replay") and not torch.is_grad_enabled():  # the old-log-prob pass
             model_output[TRAIN_ROUTES] = self._jagged(native)
             vllm = self._nested_routes(micro_batch, VLLM_ROUTES)
@@ -233,6 +239,21 @@ class RoutingReplayFSDPEngine(FSDPEngineWithLMHead):
                 miss = route_set_mismatch(used, target)[valid]
                 self._metrics[REPLAY_MISS_METRIC] = miss.float().mean().item() if miss.numel() else 0.0
         return model_output
+
+    def _save_audit(self, micro_batch: TensorDict) -> None:
+        """What the experts modules received (nested order) beside the batch's sequences and route fields."""
+        ids = micro_batch["input_ids"]
+        record = {
+            "pass": "update" if torch.is_grad_enabled() else "old_log_prob",
+            "input_ids": ids.values().cpu(),
+            "offsets": ids.offsets().cpu(),
+            "experts": self._to_nested_order(self._audit.received()),  # (nnz, L, k)
+        }
+        for key in (VLLM_ROUTES, TRAIN_ROUTES):
+            routes = self._nested_routes(micro_batch, key)
+            if routes is not None:
+                record[key] = routes.cpu()
+        self._audit.save(record)
 
     def forward_step(self, micro_batch: TensorDict, loss_function, forward_only):
         self._metrics: dict[str, float] = {}

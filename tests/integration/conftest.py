@@ -1,21 +1,109 @@
-"""Session fixtures: one cold-start comparison run end to end (coldstart_e2e.py), and, in the shape the smoke run
-used to give them, its clean init's SFT model, data and RL outputs for the other integration tests."""
+"""Session fixtures for the integration tests.
+
+* ``coldstart_e2e``: one cold-start comparison run end to end (coldstart_e2e.py), used by test_coldstart_flow.py
+  only, with ``e2e_report`` (its clean init's RL stage in the smoke report's shape).
+* ``smoke_config`` / ``sft_model``: the verl run tests' own small SFT model (configs/smoke.yaml's regime, pinned here
+  so no YAML edit moves it), built once without Prefect or S3, so a failure of the e2e flow does not turn the MiniRL,
+  routing and evaluation tests into errors.
+* ``minirl_run``: the MiniRL off-policy run on that model (``minirl_rows``, ``rl_checkpoint``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from stable_verl.artifacts import RunLayout
+from stable_verl.pipeline import stages
 from stable_verl.pipeline.config import SmokeConfig, load_config
 from stable_verl.pipeline.evaluate import ensure_hf_model
 from stable_verl.pipeline.smoke import SmokeReport, summarize
-from stable_verl.pipeline.training import fetch_checkpoint, prepare_assets
+from stable_verl.pipeline.training import fetch_checkpoint
 from tests.integration.coldstart_e2e import E2E, run_e2e
 
-SMOKE_TEACHER = "stepwise"  # the e2e init whose runs stand in for the smoke run (configs/smoke.yaml's teacher)
+E2E_TEACHER = "stepwise"  # the e2e init whose clean RL stage ``e2e_report`` summarises
+
+# configs/smoke.yaml's small regime, every value the verl run tests rely on written out.
+SMOKE_SETTINGS = [
+    "seed=0",
+    "model.kind=moe",  # tiny Qwen3-MoE, 8 experts top-2: the routing tests need the routers
+    "model.num_layers=2",
+    "task.difficulty=1",
+    "task.max_operand=null",  # 0..19
+    "task.n_rl_train=64",
+    "task.n_sft=256",
+    "task.n_bench=32",
+    "sft.teacher=stepwise",
+    "sft.steps=40",  # enough for well-formed answers, so RL has reward variance (about 1 min of verl SFT)
+    "sft.batch_size=16",
+    "sft.micro_batch_size=8",
+    "sft.lr=1e-3",
+    "sft.lr_schedule=cosine",
+    "rl.total_steps=3",
+    "rl.train_batch_size=8",
+    "rl.rollout_n=4",
+    "rl.micro_batch_size=16",
+    "rl.lr=1e-4",
+    "rl.rollout_dtype=float32",
+    "rl.train_dtype=float32",
+    "rl.format_bonus=0.1",
+    "rl.save_freq=-1",
+]
+
+
+@pytest.fixture(scope="session")
+def smoke_config(tmp_path_factory) -> SmokeConfig:
+    return load_config(SmokeConfig, None, [f"workdir={tmp_path_factory.mktemp('smoke')}", *SMOKE_SETTINGS])
+
+
+@pytest.fixture(scope="session")
+def sft_model(smoke_config) -> Path:
+    """verl SFT of the tiny MoE on ``smoke_config``: the HF directory of its last checkpoint (data in workdir/data)."""
+    cfg, workdir = smoke_config, Path(smoke_config.workdir)
+    assets = stages.build_assets(workdir, cfg.model, cfg.task, cfg.seed)
+    model, _ = stages.run_sft(cfg.sft, assets.model_dir, assets.data, workdir / "sft", cfg.seed)
+    return model
+
+
+def rl_data(smoke_config) -> dict[str, Path]:
+    return {p.stem: p for p in (Path(smoke_config.workdir) / "data").glob("*.parquet")}
+
+
+# Below the largest pi_theta/mu_old of every step: with fp8 rollouts and the stale second mini-batch the uncapped
+# weight reached 1.15-1.25 per step (max over tokens) in this run, so a cap of 1.05 binds on some tokens each step.
+MINIRL_TIS_CAP = 1.05
+
+
+@pytest.fixture(scope="session")
+def minirl_run(smoke_config, sft_model, tmp_path_factory) -> Path:
+    """MiniRL off-policy (N=2), no routing replay, vLLM weights rounded through fp8, vLLM's routes fetched for
+    the routing-mismatch metric, the TIS cap lowered so that it binds; checkpoint at step 3. The
+    no-replay arm of the R3 comparison. Returns the run's folder."""
+    rl = dataclasses.replace(
+        smoke_config.rl,
+        recipe="minirl_offpolicy",
+        recipe_overrides=["rollout_routes=true", f"minirl.tis_cap={MINIRL_TIS_CAP}"],
+        rollout_precision="fp8",
+        save_freq=smoke_config.rl.total_steps,
+    )
+    out = tmp_path_factory.mktemp("minirl")
+    stages.run_rl(rl, sft_model, rl_data(smoke_config), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def minirl_rows(minirl_run) -> tuple[list[dict], str]:
+    """(metrics rows, command.json text) of ``minirl_run``."""
+    return stages.read_metrics(minirl_run / "metrics.jsonl"), (minirl_run / "command.json").read_text()
+
+
+@pytest.fixture(scope="session")
+def rl_checkpoint(minirl_run) -> Path:
+    """``minirl_run``'s last checkpoint (``global_step_3``: FSDP shards + ``actor/huggingface``)."""
+    return stages.latest_checkpoint(minirl_run / "checkpoints")
 
 
 @pytest.fixture(scope="session")
@@ -27,19 +115,10 @@ def coldstart_e2e(prefect_harness, moto_s3, tmp_path_factory) -> E2E:
 
 
 @pytest.fixture(scope="session")
-def smoke_config(coldstart_e2e) -> SmokeConfig:
-    """configs/smoke.yaml over the e2e run's locally built tiny model and task data (``workdir/{models,data}``)."""
-    params = coldstart_e2e.params.sft_params(SMOKE_TEACHER, coldstart_e2e.params.seeds[0])
-    assets = prepare_assets(Path(params.workdir), params)
-    workdir = next(iter(assets.data.values())).parent.parent
-    return load_config(SmokeConfig, "configs/smoke.yaml", [f"workdir={workdir}", f"sft.teacher={SMOKE_TEACHER}"])
-
-
-@pytest.fixture(scope="session")
-def smoke_report(coldstart_e2e) -> SmokeReport:
+def e2e_report(coldstart_e2e) -> SmokeReport:
     """The e2e run's clean init: its SFT model (local), RL metrics (from S3) and last RL checkpoint (local)."""
     e2e, workdir = coldstart_e2e, Path(coldstart_e2e.params.workdir)
-    init = next(i for i in e2e.result["inits"] if i["teacher"] == SMOKE_TEACHER)
+    init = next(i for i in e2e.result["inits"] if i["teacher"] == E2E_TEACHER)
     sft, rl = (next(s for s in e2e.result["stages"] if s["run_id"] == init[k]) for k in ("sft_run", "rl_run"))
     sft_run, rl_run = RunLayout(e2e.store, sft["run_id"]), RunLayout(e2e.store, rl["run_id"])
     sft_model = ensure_hf_model(fetch_checkpoint(sft_run, sft_run.latest_checkpoint(), workdir))
@@ -48,21 +127,3 @@ def smoke_report(coldstart_e2e) -> SmokeReport:
     rows = rl_run.read_metrics()
     metrics.write_text("".join(json.dumps({"step": r["step"], "data": r}) + "\n" for r in rows))
     return summarize(metrics, last.parent, sft_model, sft["verl_s"], rl["verl_s"])
-
-
-@pytest.fixture(scope="session")
-def minirl_rows(smoke_config, smoke_report, tmp_path_factory):
-    """MiniRL off-policy (N=2), no routing replay, vLLM weights rounded through fp8, vLLM's routes fetched for
-    the routing-mismatch metric: (metrics rows, command.json text). The no-replay arm of the R3 comparison."""
-    import dataclasses
-    from pathlib import Path
-
-    from stable_verl.pipeline import stages
-
-    rl = dataclasses.replace(
-        smoke_config.rl, recipe="minirl_offpolicy", recipe_overrides=["rollout_routes=true"], rollout_precision="fp8"
-    )
-    data = {p.stem: p for p in (Path(smoke_config.workdir) / "data").glob("*.parquet")}
-    out = tmp_path_factory.mktemp("minirl")
-    metrics, _ = stages.run_rl(rl, Path(smoke_report.sft_model), data, out)
-    return stages.read_metrics(metrics), (out / "command.json").read_text()

@@ -16,13 +16,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cispo_rows(smoke_config, smoke_report, tmp_path_factory):
+def cispo_rows(smoke_config, sft_model, tmp_path_factory):
     from stable_verl.pipeline import stages
 
     rl = dataclasses.replace(smoke_config.rl, recipe="cispo", recipe_overrides=[])
     data = {p.stem: p for p in (Path(smoke_config.workdir) / "data").glob("*.parquet")}
     out = tmp_path_factory.mktemp("cispo")
-    metrics, _ = stages.run_rl(rl, Path(smoke_report.sft_model), data, out)
+    metrics, _ = stages.run_rl(rl, sft_model, data, out)
     return stages.read_metrics(metrics), (out / "command.json").read_text()
 
 

@@ -17,10 +17,10 @@ from stable_verl.pipeline.runner import run_streaming
 pytestmark = pytest.mark.slow
 
 
-def test_avg_at_k_on_the_held_out_benchmarks(smoke_config, smoke_report, tmp_path):
+def test_avg_at_k_on_the_held_out_benchmarks(smoke_config, rl_checkpoint, tmp_path):
     data = Path(smoke_config.workdir) / "data"
     benches = {"bench_id": data / "bench_id.parquet", "bench_hard": data / "bench_hard.parquet"}
-    model = ensure_hf_model(Path(smoke_report.checkpoint))
+    model = ensure_hf_model(rl_checkpoint)
     assert model.name == "huggingface"  # the RL checkpoint carries HF weights (save_contents has hf_model)
     settings = EvalSettings(k=2, max_tokens=24)
     run_streaming(eval_argv([(model, tmp_path)], benches, settings), tmp_path / "eval.log", eval_env(), 600)
@@ -35,16 +35,16 @@ def test_avg_at_k_on_the_held_out_benchmarks(smoke_config, smoke_report, tmp_pat
         assert results["avg@2"] == pytest.approx(sum(accs) / len(accs))
 
 
-def test_fsdp_only_checkpoint_is_merged_with_verls_model_merger(smoke_report, tmp_path):
+def test_fsdp_only_checkpoint_is_merged_with_verls_model_merger(rl_checkpoint, tmp_path):
     ckpt = tmp_path / "global_step_3"
-    shutil.copytree(smoke_report.checkpoint, ckpt)
+    shutil.copytree(rl_checkpoint, ckpt)
     hf = ckpt / "actor" / "huggingface"
     for weights in hf.glob("*.safetensors"):
         weights.unlink()  # as saved without hf_model in save_contents: config/tokenizer only
     merged = ensure_hf_model(ckpt)
     assert merged == ckpt / "merged_hf"
     # the merged weights are the ones verl saved alongside the shards, in bf16 (verl's merger always casts)
-    saved = load_file(Path(smoke_report.checkpoint) / "actor" / "huggingface" / "model.safetensors")
+    saved = load_file(rl_checkpoint / "actor" / "huggingface" / "model.safetensors")
     rebuilt = load_file(merged / "model.safetensors")
     assert saved.keys() == rebuilt.keys()
     assert all(torch.equal(saved[k].to(torch.bfloat16), rebuilt[k]) for k in saved)

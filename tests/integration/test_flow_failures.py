@@ -100,12 +100,18 @@ def test_sigterm_to_a_flow_kills_the_verl_process_tree(prefect_harness, moto_s3,
         while time.monotonic() < deadline and not _ray_workers(verl):
             time.sleep(1)
         assert _ray_workers(verl), "verl never started its Ray workers"
+        # The tree as it is now: once the leader is dead, a descendant that left its session (or was re-parented)
+        # can no longer be found from the leader, so every process seen here is checked by its own pid.
+        before = {pid: _start_time(pid) for pid in procs.tree(verl)}
+        assert verl in before and len(before) > len(_ray_workers(verl))
         child.send_signal(signal.SIGTERM)
         child.stdout.close()
         assert child.wait(timeout=120) != 0
         deadline = time.monotonic() + 30
-        while procs.tree(verl) and time.monotonic() < deadline:
+        while (_survivors(before) or procs.tree(verl)) and time.monotonic() < deadline:
             time.sleep(0.5)
+        survivors = _survivors(before)
+        assert not survivors, f"verl processes outlived the cancelled flow: {survivors}"
         assert procs.tree(verl) == set(), "verl processes outlived the cancelled flow"
         runs = list_runs(store.open())
         assert [r["status"] for r in runs] == ["interrupted"]
@@ -113,6 +119,29 @@ def test_sigterm_to_a_flow_kills_the_verl_process_tree(prefect_harness, moto_s3,
     finally:
         procs.kill_tree(child.pid, grace_s=0)  # whatever the child itself left (nothing, normally)
         child.wait()
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (/proc/<pid>/stat field 22), None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0]
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _survivors(before: dict[int, int | None]) -> dict[int, str]:
+    """pid -> cmdline of every process in ``before`` still running (same pid and start time: not a reused pid)."""
+    alive = {}
+    for pid, start in before.items():
+        if start is not None and _start_time(pid) == start:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    alive[pid] = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+            except OSError:
+                pass
+    return alive
 
 
 def _ray_workers(leader: int) -> list[int]:

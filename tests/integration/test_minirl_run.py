@@ -2,7 +2,8 @@
 
 Off-policy recipe (N=2 mini-batches per rollout batch), so the second update sees r_t != 1 and the
 staleness mask and diagnostics are exercised, not just defined. vLLM's weights are rounded through fp8 (the
-rollout-precision knob), so the train-inference IS weights are not all 1 either (``minirl_rows`` in conftest).
+rollout-precision knob), so the train-inference IS weights are not all 1 either, and the TIS cap is lowered to
+``MINIRL_TIS_CAP`` so that it binds (``minirl_run`` in conftest).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from stable_verl.verl_ext.minirl_loss import METRIC_KEYS
+from tests.integration.conftest import MINIRL_TIS_CAP
 
 pytestmark = pytest.mark.slow
 
@@ -37,15 +39,35 @@ def test_minirl_diagnostics_are_logged_every_step(minirl_rows):
     for row in rows:
         missing = [k for k in MINIRL_METRICS if k not in row]
         assert not missing, f"step {row['step']}: missing {missing}"
-        assert row["actor/tis/weight_max"] <= 5.0 + 1e-6  # the TIS cap holds inside verl
-        assert row["actor/train_infer_kl_k3"] >= 0
 
 
-def test_second_minibatch_is_stale(minirl_rows):
-    # With N=2 the second update runs on weights already moved by the first: |log r_t| > 0 somewhere.
+def test_the_tis_cap_binds_and_holds_inside_verl(minirl_rows):
+    # fp8 rollouts and the stale second mini-batch put pi_theta/mu_old above the cap on some tokens: those are
+    # counted as truncated, and their weight is the cap (verl reduces weight_max by max over mini-batches).
     rows, _ = minirl_rows
-    assert max(r["actor/staleness/abs_log_ratio_mean"] for r in rows) > 0
-    assert max(r["actor/staleness/kl_k3"] for r in rows) > 0
+    truncated = [r["actor/tis/truncated_frac"] for r in rows]
+    assert max(truncated) > 0, truncated
+    for row in rows:
+        assert row["actor/tis/weight_max"] <= MINIRL_TIS_CAP + 1e-6, row["step"]
+        if row["actor/tis/truncated_frac"] > 0:
+            assert row["actor/tis/weight_max"] == pytest.approx(MINIRL_TIS_CAP), row["step"]
+
+
+# Recompute noise: the first mini-batch's pi_theta is pi_old recomputed at the same weights, in fp32 (log-prob
+# differences of recomputes and of padded vs packed calls measure ~5e-7). The second mini-batch's pi_theta has taken
+# one Adam step at lr 1e-4: max |log r_t| 0.29-0.34 per step, mean 0.013-0.018 (both mini-batches) in this run.
+STALE_LOG_RATIO = 1e-3
+
+
+def test_second_minibatch_is_stale_in_every_step(minirl_rows):
+    # With N=2 the second update runs on weights already moved by the first: in every step some token's |log r_t|
+    # is far above recompute noise (with N=1 every |log r_t| would be noise, under 1e-5).
+    rows, _ = minirl_rows
+    stale = [r["actor/staleness/abs_log_ratio_max"] for r in rows]
+    assert min(stale) > STALE_LOG_RATIO, stale
+    # and on average over tokens too (recompute noise: ~1e-7; verl averages the two mini-batches)
+    assert min(r["actor/staleness/abs_log_ratio_mean"] for r in rows) > 1e-5
+    assert min(r["actor/staleness/kl_k3"] for r in rows) > 1e-10  # k3 ~ (log r)^2 / 2: noise ~1e-14
     assert any(r["actor/grad_norm"] > 0 for r in rows)
 
 
