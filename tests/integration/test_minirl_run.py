@@ -53,21 +53,23 @@ def test_the_tis_cap_binds_and_holds_inside_verl(minirl_rows):
             assert row["actor/tis/weight_max"] == pytest.approx(MINIRL_TIS_CAP), row["step"]
 
 
-# Recompute noise: the first mini-batch's pi_theta is pi_old recomputed at the same weights, in fp32 (log-prob
-# differences of recomputes and of padded vs packed calls measure ~5e-7). The second mini-batch's pi_theta has taken
-# one Adam step at lr 1e-4: max |log r_t| 0.29-0.34 per step, mean 0.013-0.018 (both mini-batches) in this run.
+# Recompute noise: the first mini-batch's pi_theta is pi_old recomputed at the same weights, in fp32. The same run
+# with N=1 (recipe override minibatches=1) measured |log r_t| = 0.0 exactly in every step; padded vs packed calls
+# differ by ~5e-7 (tests/unit/test_cpu_attention.py). The second mini-batch's pi_theta has taken one Adam step at
+# lr 1e-4: with N=2, max |log r_t| 0.086-0.69 per step, mean 0.007-0.035 (over both mini-batches), k3 1e-4 to 3e-3
+# (two runs).
 STALE_LOG_RATIO = 1e-3
 
 
 def test_second_minibatch_is_stale_in_every_step(minirl_rows):
     # With N=2 the second update runs on weights already moved by the first: in every step some token's |log r_t|
-    # is far above recompute noise (with N=1 every |log r_t| would be noise, under 1e-5).
+    # is far above recompute noise (with N=1 every |log r_t| is noise: 0.0 measured).
     rows, _ = minirl_rows
     stale = [r["actor/staleness/abs_log_ratio_max"] for r in rows]
     assert min(stale) > STALE_LOG_RATIO, stale
-    # and on average over tokens too (recompute noise: ~1e-7; verl averages the two mini-batches)
-    assert min(r["actor/staleness/abs_log_ratio_mean"] for r in rows) > 1e-5
-    assert min(r["actor/staleness/kl_k3"] for r in rows) > 1e-10  # k3 ~ (log r)^2 / 2: noise ~1e-14
+    # and on average over tokens too (verl averages the two mini-batches' means)
+    assert min(r["actor/staleness/abs_log_ratio_mean"] for r in rows) > 1e-4
+    assert min(r["actor/staleness/kl_k3"] for r in rows) > 1e-6  # k3 ~ (log r)^2 / 2
     assert any(r["actor/grad_norm"] > 0 for r in rows)
 
 
