@@ -36,7 +36,7 @@ RUN_KINDS = ("sft", "rl", "eval")
 RUN_COLUMNS = ["run_id", "kind", "status", "step", "checkpoint", "created_at", "upstream"]
 COMPARISON_COLUMNS = ["comparison_id", "status", "created_at", "runs", "plots", "uri"]
 CHECKPOINT_COLUMNS = ["step", "complete", "files", "size", "uri"]
-EVAL_COLUMNS = ["step", "benchmark", "metric", "value", "format_rate", "num_prompts"]
+EVAL_COLUMNS = ["step", "benchmark", "metric", "value", "stderr", "format_rate", "num_prompts"]
 
 #: Metrics shown by ``runs show`` (fnmatch patterns, in display order): reward and accuracy, the
 #: train-inference mismatch (verl's rollout-vs-train prob diff, rollout-correction KL, our MiniRL
@@ -220,7 +220,7 @@ def _checkpoints(store: ArtifactStore, layout: RunLayout) -> pd.DataFrame:
 
 def _score(results: dict[str, Any]) -> tuple[str, Any]:
     for key in sorted(results):
-        if key.startswith("avg@") or key.startswith("pass@"):
+        if (key.startswith("avg@") or key.startswith("pass@")) and not key.endswith("_stderr"):
             return key, results[key]
     for key in ("acc", "accuracy", "score", "reward"):
         if key in results:
@@ -245,6 +245,7 @@ def _evals(store: ArtifactStore, layout: RunLayout) -> tuple[pd.DataFrame, int]:
                 "benchmark": benchmark,
                 "metric": metric,
                 "value": value,
+                "stderr": results.get(f"{metric}_stderr"),  # across prompts; absent in older results
                 "format_rate": results.get("format_rate"),
                 "num_prompts": results.get("num_prompts"),
             }

@@ -46,9 +46,17 @@ class EvalOutcome:
     upload_s: float = 0.0
 
     def rows(self, metric: str) -> list[dict]:
-        """One flat row per (run, step, benchmark), for tables."""
+        """One flat row per (run, step, benchmark), for tables: the score, its standard error, the format rate."""
+        stderr = f"{metric}_stderr"
         return [
-            {"run_id": t.run_id, "step": t.step, "benchmark": b, metric: r[metric], "format_rate": r["format_rate"]}
+            {
+                "run_id": t.run_id,
+                "step": t.step,
+                "benchmark": b,
+                metric: r[metric],
+                stderr: r[stderr],
+                "format_rate": r["format_rate"],
+            }
             for t, by_bench in self.results.items()
             for b, r in by_bench.items()
         ]
@@ -96,13 +104,17 @@ def benchmark_files(workdir: Path, task: TaskSpec, names: list[str], n_prompts: 
 
 
 def _stored_result(run: RunLayout, step: int, bench: str, settings: EvalSettings, n: int) -> dict | None:
-    """The store's results.json for this checkpoint and benchmark if complete and made with these settings."""
+    """The store's results.json for this checkpoint and benchmark if complete and made with these settings.
+
+    Results without ``avg@k_stderr`` predate per-sample seeds (their samples came from the global generator
+    and depended on the batch), so they are evaluated again.
+    """
     prefix = run.eval_dir(step, bench)
     if not run.store.is_complete(prefix):
         return None
     results = run.store.read_json(run.eval_results(step, bench))
     same = results.get("settings") == dataclasses.asdict(settings) and results.get("num_prompts") == n
-    return results if same else None
+    return results if same and f"avg@{settings.k}_stderr" in results else None
 
 
 def evaluate_checkpoints(

@@ -32,17 +32,20 @@ def comparison_id(name: str, inits: list[InitRuns]) -> str:
 def build_series(store: ArtifactStore, inits: list[InitRuns], scores: list[dict], metric: str) -> list[RunSeries]:
     """RunSeries per init: RL metrics from the store; evals {0: SFT checkpoint, N: RL checkpoint N}.
 
-    ``scores`` are flat rows ``{"run_id", "step", "benchmark", metric, ...}`` (:meth:`EvalOutcome.rows`).
+    ``scores`` are flat rows ``{"run_id", "step", "benchmark", metric, f"{metric}_stderr", ...}``
+    (:meth:`EvalOutcome.rows`); the standard errors go to ``RunSeries.eval_stderr``.
     """
     series = []
     for init in inits:
         evals: dict[int, dict[str, float]] = {}
+        stderr: dict[int, dict[str, float | None]] = {}
         for row in scores:
             if row["run_id"] in (init.sft_run, init.rl_run):
                 step = 0 if row["run_id"] == init.sft_run else row["step"]
                 evals.setdefault(step, {})[row["benchmark"]] = row[metric]
+                stderr.setdefault(step, {})[row["benchmark"]] = row[f"{metric}_stderr"]
         rl = RunLayout(store, init.rl_run)
-        series.append(RunSeries(init.teacher, init.seed, rl.read_metrics(), evals, rl.uri()))
+        series.append(RunSeries(init.teacher, init.seed, rl.read_metrics(), evals, rl.uri(), stderr))
     return series
 
 

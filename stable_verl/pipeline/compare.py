@@ -1,7 +1,13 @@
 """Cross-initialisation comparison: the paper's 4-panel figure, a score table and a markdown report.
 
 Input per run: verl's metrics rows (``metrics.jsonl``) and checkpoint evaluations
-(``{step: {benchmark: avg@k}}``). Output in one folder: ``plots/curves.png``, ``table.csv``, ``report.md``.
+(``{step: {benchmark: avg@k}}``, with their standard errors across prompts, ``avg@k_stderr``). Output in one
+folder: ``plots/curves.png``, ``table.csv``, ``report.md``.
+
+Two errors are reported apart: ``±`` is the spread across RL seeds; ``SE`` (``*_stderr``) is the evaluation's own
+standard error, the noise of scoring a fixed checkpoint on n prompts x k samples. The mean of m independent
+estimates has ``SE = sqrt(sum_i SE_i^2) / m`` (:func:`combined_stderr`): over seeds in the table, over
+benchmarks in the score panel's band.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ class RunSeries:
     """Checkpoint step -> benchmark -> avg@k."""
     run_uri: str = ""
     """Where the run's artifacts live."""
+    eval_stderr: dict[int, dict[str, float | None]] = field(default_factory=dict)
+    """Checkpoint step -> benchmark -> standard error of its avg@k across prompts (None: unknown)."""
 
     def metric_key(self, keys: Sequence[str]) -> str | None:
         """The first of ``keys`` that some metrics row has; None when the run logged none of them."""
@@ -60,9 +68,24 @@ class RunSeries:
         steps = sorted(self.evals)
         return steps, [sum(self.evals[s].values()) / len(self.evals[s]) for s in steps]
 
+    def score_stderr(self) -> list[float]:
+        """Standard error of each :meth:`score_curve` point (NaN where a benchmark's is unknown)."""
+        return [combined_stderr([self.stderr(s, b) for b in self.evals[s]]) for s in sorted(self.evals)]
+
+    def stderr(self, step: int, bench: str) -> float:
+        """Standard error of ``evals[step][bench]``; NaN when unknown."""
+        value = self.eval_stderr.get(step, {}).get(bench)
+        return math.nan if value is None else value
+
+
+def combined_stderr(errors: Sequence[float]) -> float:
+    """Standard error of the mean of independent estimates with these standard errors: sqrt(sum SE^2) / m."""
+    return math.sqrt(sum(e * e for e in errors)) / len(errors)  # NaN if any is NaN
+
 
 def comparison_table(runs: Sequence[RunSeries]) -> pd.DataFrame:
-    """Final and peak score per benchmark and init: mean over seeds, with the std across seeds."""
+    """Final and peak score per benchmark and init: mean over seeds, the std across seeds, and the evaluation's
+    standard error of that mean (``*_stderr``: the seeds' avg@k_stderr combined; NaN if one is unknown)."""
     records = []
     for run in runs:
         for bench in sorted({b for scores in run.evals.values() for b in scores}):
@@ -74,8 +97,10 @@ def comparison_table(runs: Sequence[RunSeries]) -> pd.DataFrame:
                     "seed": run.seed,
                     "benchmark": bench,
                     "final": values[-1],
+                    "final_stderr": run.stderr(steps[-1], bench),
                     "peak": max(values),
                     "peak_step": steps[values.index(max(values))],
+                    "peak_stderr": run.stderr(steps[values.index(max(values))], bench),
                 }
             )
     per_seed = pd.DataFrame.from_records(records)
@@ -85,8 +110,10 @@ def comparison_table(runs: Sequence[RunSeries]) -> pd.DataFrame:
     table = grouped.agg(
         final_mean=("final", "mean"),
         final_std=("final", "std"),
+        final_stderr=("final_stderr", lambda e: combined_stderr(list(e))),
         peak_mean=("peak", "mean"),
         peak_std=("peak", "std"),
+        peak_stderr=("peak_stderr", lambda e: combined_stderr(list(e))),
         seeds=("seed", "nunique"),
     ).reset_index()
     return table.fillna({"final_std": 0.0, "peak_std": 0.0})
@@ -94,6 +121,8 @@ def comparison_table(runs: Sequence[RunSeries]) -> pd.DataFrame:
 
 def curves_figure(runs: Sequence[RunSeries], title: str) -> plt.Figure:
     """Benchmark score, train-infer KL (log), training reward, per-token entropy and response length against steps.
+
+    The score panel shades +-1 standard error of each evaluation (:meth:`RunSeries.score_stderr`) around its line.
 
     A run that logged none of a panel's keys (or has no evaluations, for the score panel) gets no line there and a
     ``UserWarning`` naming the keys; a panel no run has data for says ``NO_DATA`` and which keys it looked for.
@@ -129,6 +158,10 @@ def curves_figure(runs: Sequence[RunSeries], title: str) -> plt.Figure:
                 alpha=0.85,
                 label=f"{run.init} (seed {run.seed})",
             )
+            if keys is None:  # the evaluation's standard error as a band (a gap where it is unknown)
+                pairs = list(zip(values, run.score_stderr(), strict=True))
+                lo, hi = [v - e for v, e in pairs], [v + e for v, e in pairs]
+                ax.fill_between(steps, lo, hi, color=colors[run.init], alpha=0.15, linewidth=0)
         ax.set_title(label)
         ax.set_xlabel("step")
         if log:
@@ -155,6 +188,10 @@ def _fmt(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.3f}" if seeds < 2 or math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
 
 
+def _fmt_se(stderr: float) -> str:
+    return "n/a" if math.isnan(stderr) else f"{stderr:.3f}"
+
+
 def write_report(runs: Sequence[RunSeries], out_dir: Path, title: str) -> dict[str, Path]:
     """Write plots/curves.png, table.csv and report.md (last) into ``out_dir``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,14 +203,21 @@ def write_report(runs: Sequence[RunSeries], out_dir: Path, title: str) -> dict[s
         "",
         "![curves](plots/curves.png)",
         "",
-        "| init | benchmark | final | peak | seeds |",
-        "|---|---|---|---|---|",
+        "| init | benchmark | final | final SE | peak | peak SE | seeds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in table.itertuples():
         lines.append(
             f"| {row.init} | {row.benchmark} | {_fmt(row.final_mean, row.final_std, row.seeds)} | "
-            f"{_fmt(row.peak_mean, row.peak_std, row.seeds)} | {row.seeds} |"
+            f"{_fmt_se(row.final_stderr)} | {_fmt(row.peak_mean, row.peak_std, row.seeds)} | "
+            f"{_fmt_se(row.peak_stderr)} | {row.seeds} |"
         )
+    lines += [
+        "",
+        "± : std across seeds. SE: the evaluation's standard error of the seed mean (each checkpoint's avg@k_stderr "
+        "across prompts, combined as sqrt(sum SE^2) / seeds); two scores closer than about 2.8 SE (2 sqrt(2) SE) are "
+        "within evaluation noise.",
+    ]
     lines += ["", "Runs:", *[f"- {r.init} (seed {r.seed}): {r.run_uri}" for r in runs]]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")

@@ -3,11 +3,16 @@
     python -m stable_verl.pipeline.evaluate --model DIR --out DIR [--model DIR --out DIR ...] \
         --bench bench_id=FILE.parquet [...] --k 4
 
-avg@k (paper: avg@32) = mean over prompts of the mean exact-match accuracy of k samples. Writes, per
+avg@k (paper: avg@32) = mean over prompts of the mean exact-match accuracy of k samples, reported with
+its standard error across prompts (``avg@k_stderr``, :func:`score_samples`). Writes, per
 model and benchmark, ``<out>/<benchmark>/results.json`` and ``samples.jsonl``. Run as its own process
 (vLLM owns its engine and memory). All models go through one in-process vLLM engine: a model with the
 same config and tokenizer as the loaded one only has its weights reloaded in place (vLLM's
 ``reload_weights``, milliseconds), so evaluating many checkpoints costs one engine start-up.
+Sampling is reproducible per sample: response j to prompt i of a benchmark is drawn with its own vLLM
+generator, seeded from ``(seed, benchmark, i, j)`` (:func:`sample_seed`), so it depends only on those and on
+the model's logits: not on the other prompts in the batch, the other checkpoints, or the process (measured
+identical across fresh processes and prompt subsets on CPU; GPU kernels may let logits vary with the batch).
 ``ensure_hf_model`` first merges a verl FSDP checkpoint into HF format with ``verl.model_merger``
 when the checkpoint has no HF weights. verl's merger always writes bf16, so stable-verl's RL stages
 save HF weights with the checkpoint (``save_contents`` has ``hf_model``) and the merge is only the
@@ -20,6 +25,7 @@ import argparse
 import gc
 import hashlib
 import json
+import math
 import statistics
 import sys
 from dataclasses import asdict, dataclass
@@ -43,7 +49,7 @@ class EvalSettings:
     max_tokens: int = 48
     """Response budget in tokens."""
     seed: int = 0
-    """vLLM sampling seed."""
+    """Evaluation seed; each sample's own vLLM seed is derived from it (:func:`sample_seed`)."""
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.max_tokens < 1 or self.temperature < 0:
@@ -65,7 +71,12 @@ def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
 
 
 def score_samples(rows: pd.DataFrame, outputs: list[list[str]]) -> tuple[dict, list[dict]]:
-    """avg@k and format rate over prompts; ``outputs[i]`` are the k responses to ``rows.iloc[i]``."""
+    """avg@k, its standard error across prompts, and format rate; ``outputs[i]`` are the k responses to row i.
+
+    With a_i the mean exact-match accuracy of prompt i's k samples over n prompts:
+    ``avg@k = mean_i a_i`` and ``avg@k_stderr = std_i(a_i) / sqrt(n)`` (sample std, n - 1; None when n < 2).
+    The standard error covers both the k-sample noise per prompt and the spread across prompts.
+    """
     samples, per_prompt_acc, formatted = [], [], []
     for (_, row), responses in zip(rows.iterrows(), outputs, strict=True):
         truth = row["reward_model"]["ground_truth"]
@@ -75,13 +86,21 @@ def score_samples(rows: pd.DataFrame, outputs: list[list[str]]) -> tuple[dict, l
         for r, s in zip(responses, scores, strict=True):
             samples.append({"prompt": row["prompt"][0]["content"], "ground_truth": truth, "response": r, **s})
     k = len(outputs[0]) if outputs else 0
+    n = len(per_prompt_acc)
     results = {
         f"avg@{k}": statistics.fmean(per_prompt_acc),
+        f"avg@{k}_stderr": statistics.stdev(per_prompt_acc) / math.sqrt(n) if n > 1 else None,
         "format_rate": statistics.fmean(formatted),
-        "num_prompts": len(per_prompt_acc),
+        "num_prompts": n,
         "k": k,
     }
     return results, samples
+
+
+def sample_seed(seed: int, benchmark: str, prompt: int, sample: int) -> int:
+    """vLLM seed of response ``sample`` to row ``prompt`` of ``benchmark`` (63 bits of a SHA-256)."""
+    digest = hashlib.sha256(f"{seed}/{benchmark}/{prompt}/{sample}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _signature(model_dir: Path) -> str:
@@ -97,20 +116,23 @@ def evaluate(
     jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings
 ) -> dict[Path, dict[str, dict]]:
     """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)``; out_dir -> bench -> results."""
-    import torch
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
-    # No per-request seed: vLLM rewinds a seeded request's generator when a chunked prefill discards a
-    # token, which CPU generators cannot do (k * prompts beyond ~4k tokens crashed). The engine runs in
-    # this process, so re-seeding torch before each model makes its samples independent of the order.
-    params = SamplingParams(n=settings.k, temperature=settings.temperature, max_tokens=settings.max_tokens)
+    # One request per sample, each with its own seeded generator (vLLM's per-request seed), instead of
+    # n=k requests drawing from the global torch generator: there, a sample's noise depends on its row in
+    # every batch, hence on the other prompts. See sample_seed.
+    def params(name: str, prompt: int, sample: int) -> SamplingParams:
+        seed = sample_seed(settings.seed, name, prompt, sample)
+        return SamplingParams(temperature=settings.temperature, max_tokens=settings.max_tokens, seed=seed)
+
     rows = {name: pd.read_parquet(path) for name, path in benchmarks.items()}
     llm, loaded, all_results = None, None, {}
     for model_dir, out_dir in jobs:
         signature = _signature(model_dir)
         if signature == loaded:
             llm.collective_rpc("reload_weights", kwargs={"weights_path": str(model_dir)})
+            print(f"[eval] {model_dir}: weights reloaded into the running engine", flush=True)
         else:
             llm = None
             gc.collect()
@@ -121,25 +143,36 @@ def evaluate(
                 gpu_memory_utilization=0.2,
                 seed=settings.seed,
                 enable_prefix_caching=False,  # cached KV would outlive a weight reload
+                # A chunked prefill discards its sampled token and rewinds the request's seeded generator,
+                # which CPU generators cannot do: prompts * k over one step's token budget (4096 on CPU)
+                # crashed ("CPU Generator does not use offset"). Unchunked, a prompt that does not fit waits
+                # for the next step. CUDA generators can rewind.
+                enable_chunked_prefill=not cpu_env.on_cpu(),
             )
             loaded = signature
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         all_results[out_dir] = {}
         for name, bench in rows.items():
-            torch.manual_seed(settings.seed)
             prompts = [
                 tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
                 for p in bench["prompt"]
             ]
-            generations = llm.generate(prompts, params, use_tqdm=False)
-            results, samples = score_samples(bench, [[c.text for c in g.outputs] for g in generations])
+            k = settings.k
+            requests = [(i, j) for i in range(len(prompts)) for j in range(k)]  # prompt-major: i * k + j
+            generations = llm.generate(
+                [prompts[i] for i, _ in requests], [params(name, i, j) for i, j in requests], use_tqdm=False
+            )
+            texts = [g.outputs[0].text for g in generations]  # (prompts * k,), in request order
+            results, samples = score_samples(bench, [texts[i * k : (i + 1) * k] for i in range(len(prompts))])
             results.update(benchmark=name, model=str(model_dir), settings=asdict(settings))
             bench_dir = out_dir / name
             bench_dir.mkdir(parents=True, exist_ok=True)
             (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
             (bench_dir / "results.json").write_text(json.dumps(results, indent=1))  # last: marks completion
             all_results[out_dir][name] = results
-            print(f"[eval] {model_dir} {name}: avg@{settings.k}={results[f'avg@{settings.k}']:.3f}", flush=True)
+            score, stderr = results[f"avg@{k}"], results[f"avg@{k}_stderr"]
+            stderr_text = "n/a" if stderr is None else f"{stderr:.3f}"
+            print(f"[eval] {model_dir} {name}: avg@{k}={score:.3f} (stderr {stderr_text})", flush=True)
     return all_results
 
 

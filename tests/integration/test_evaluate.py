@@ -1,4 +1,5 @@
-"""Checkpoint evaluation with real vLLM: avg@k on both held-out benchmarks, and verl's model merger
+"""Checkpoint evaluation with real vLLM: each checkpoint scored with its own weights in a shared engine,
+sampled evaluations reproducible sample by sample, avg@k on both held-out benchmarks, and verl's model merger
 for a checkpoint that holds only FSDP shards."""
 
 from __future__ import annotations
@@ -11,10 +12,66 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+from stable_verl.pipeline.checkpoint_eval import benchmark_files
 from stable_verl.pipeline.evaluate import EvalSettings, ensure_hf_model, eval_argv, eval_env
 from stable_verl.pipeline.runner import run_streaming
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tokenizer, tmp_path_factory) -> tuple[Path, Path]:
+    """Two tiny MoE checkpoints with the same config and tokenizer (so they share one engine), different weights."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    return tuple(save_tiny_model(root / f"seed{s}", TinyModelSpec(), tokenizer, seed=s) for s in (0, 1))
+
+
+def _evaluate(jobs, benchmarks, settings, log: Path) -> str:
+    """Run one evaluation process (one engine) over ``jobs``; returns its log."""
+    run_streaming(eval_argv(jobs, benchmarks, settings), log, eval_env(), 600)
+    return log.read_text()
+
+
+def _responses(out_dir: Path, bench: str = "bench_id") -> list[str]:
+    return [json.loads(line)["response"] for line in (out_dir / bench / "samples.jsonl").read_text().splitlines()]
+
+
+def test_each_checkpoint_is_scored_with_its_own_weights(two_checkpoints, task_spec, tmp_path):
+    # Greedy, so a checkpoint's responses are a function of its weights: evaluated after another checkpoint in a
+    # shared engine (weights reloaded in place), each must answer exactly as when it is evaluated alone.
+    a, b = two_checkpoints
+    bench = benchmark_files(tmp_path, task_spec, ["bench_id"], n_prompts=8)
+    greedy = EvalSettings(k=1, temperature=0.0, max_tokens=16)
+    shared = [(a, tmp_path / "shared-a"), (b, tmp_path / "shared-b"), (a, tmp_path / "shared-a-again")]
+    log = _evaluate(shared, bench, greedy, tmp_path / "shared.log")
+    assert log.count("weights reloaded into the running engine") == 2  # one engine: b and a again were reloads
+    _evaluate([(a, tmp_path / "solo-a")], bench, greedy, tmp_path / "solo-a.log")
+    _evaluate([(b, tmp_path / "solo-b")], bench, greedy, tmp_path / "solo-b.log")
+    solo_a, solo_b = _responses(tmp_path / "solo-a"), _responses(tmp_path / "solo-b")
+    assert len(solo_a) == 8 and all(solo_a) and all(solo_b)
+    assert _responses(tmp_path / "shared-b") == solo_b  # b's weights, not a's left in the engine
+    assert _responses(tmp_path / "shared-a-again") == _responses(tmp_path / "shared-a") == solo_a
+    assert sum(x != y for x, y in zip(solo_a, solo_b, strict=True)) >= 6  # the checkpoints do answer differently
+
+
+def test_sampled_evaluation_reproduces_every_sample(two_checkpoints, task_spec, tmp_path):
+    # Each sample has its own seeded generator, so a checkpoint's sample (prompt i, sample j) is the same in a fresh
+    # process that scores it after another checkpoint on all prompts and in one that scores it alone on a subset:
+    # other batches, other engine histories. With one shared generator both would differ (rows shift in the batch).
+    a, b = two_checkpoints
+    settings = EvalSettings(k=4, temperature=1.0, max_tokens=16, seed=0)
+    full = benchmark_files(tmp_path, task_spec, ["bench_id"], n_prompts=None)
+    first8 = benchmark_files(tmp_path, task_spec, ["bench_id"], n_prompts=8)
+    _evaluate([(b, tmp_path / "full-b"), (a, tmp_path / "full-a")], full, settings, tmp_path / "full.log")
+    _evaluate([(a, tmp_path / "first8-a")], first8, settings, tmp_path / "first8.log")
+    full_a, first8_a = _responses(tmp_path / "full-a"), _responses(tmp_path / "first8-a")
+    assert len(full_a) == 4 * task_spec.n_bench and len(first8_a) == 4 * 8
+    assert first8_a == full_a[: 4 * 8]
+    # sampled, not greedy, and every sample drew its own noise: a prompt's 4 samples differ
+    assert all(len(set(first8_a[4 * i : 4 * i + 4])) == 4 for i in range(8))
+    results = json.loads((tmp_path / "full-a" / "bench_id" / "results.json").read_text())
+    assert results["avg@4_stderr"] is not None and results["num_prompts"] == task_spec.n_bench
 
 
 def test_avg_at_k_on_the_held_out_benchmarks(smoke_config, rl_checkpoint, tmp_path):

@@ -80,7 +80,7 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
     ]
     rows.append({"step": 6, "val-core/arith/acc/mean@4": 0.375})  # verl logs validation separately
     rl.write_metrics(rows)
-    results = {"avg@4": 0.25, "format_rate": 0.875, "num_prompts": 32, "k": 4}
+    results = {"avg@4": 0.25, "avg@4_stderr": 0.0625, "format_rate": 0.875, "num_prompts": 32, "k": 4}
     evaluated = _folder(tmp / "eval3", {"results.json": json.dumps(results), "samples.jsonl": "{}\n"})
     store.put_dir(evaluated, rl.eval_dir(3, "arith"))
     store.write_json(rl.eval_results(5, "arith"), results | {"avg@4": 0.5})  # evaluation still uploading
@@ -216,7 +216,9 @@ def test_runs_show_summarises_one_run(browse_store, capsys):
         table_row(out, "actor/entropy")
     assert "evaluations (1 incomplete, not shown)" in out  # step 5: results.json but no manifest yet
     evals = [line for line in out.splitlines() if "arith" in line and "avg@4" in line]
-    assert len(evals) == 1 and "0.25" in evals[0] and "0.875" in evals[0]
+    assert len(evals) == 1
+    cells = [c.strip() for c in re.split("[│┃]", evals[0].strip().strip("│┃"))]
+    assert cells == ["3", "arith", "avg@4", "0.25", "0.0625", "0.875", "32"]  # avg@4, its stderr, format rate
 
 
 def test_runs_show_a_bare_run(browse_store, capsys):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 
 from stable_verl.pipeline.compare import NO_DATA, RunSeries, comparison_table, curves_figure, write_report
 
+SCORE_PANEL = "benchmark score (avg@k)"
 
-def _run(init: str, seed: int, scores: dict[int, float]) -> RunSeries:
+
+def _run(init: str, seed: int, scores: dict[int, float], stderr: dict[int, float] | None = None) -> RunSeries:
     # The keys a stable_sync MiniRL run logs (see tests/integration/test_minirl_run.py), with verl's own entropy
     # (per-token entropy x length under seq-mean-token-sum) beside ours.
     metrics = [
@@ -24,7 +28,9 @@ def _run(init: str, seed: int, scores: dict[int, float]) -> RunSeries:
         }
         for s in (1, 2, 3)
     ]
-    return RunSeries(init, seed, metrics, {s: {"bench_id": v} for s, v in scores.items()}, f"runs/{init}-{seed}")
+    evals = {s: {"bench_id": v} for s, v in scores.items()}
+    eval_stderr = {s: {"bench_id": e} for s, e in (stderr or {}).items()}
+    return RunSeries(init, seed, metrics, evals, f"runs/{init}-{seed}", eval_stderr)
 
 
 def _panels(fig) -> dict:
@@ -38,9 +44,9 @@ def _panels(fig) -> dict:
 @pytest.fixture
 def runs():
     return [
-        _run("terse", 0, {1: 0.2, 3: 0.4}),
-        _run("terse", 1, {1: 0.3, 3: 0.2}),
-        _run("verbose", 0, {1: 0.1, 3: 0.5}),
+        _run("terse", 0, {1: 0.2, 3: 0.4}, stderr={1: 0.03, 3: 0.04}),
+        _run("terse", 1, {1: 0.3, 3: 0.2}, stderr={1: 0.05, 3: 0.03}),
+        _run("verbose", 0, {1: 0.1, 3: 0.5}),  # evaluated before avg@k_stderr existed: standard errors unknown
     ]
 
 
@@ -52,17 +58,41 @@ def test_table_final_peak_and_spread(runs):
     assert terse.final_std == pytest.approx(0.141421, abs=1e-5)
     # peak: max per seed = 0.4 and 0.3 -> mean 0.35
     assert terse.peak_mean == pytest.approx(0.35)
+    # evaluation SE of a mean of 2 seeds = sqrt(SE_0^2 + SE_1^2) / 2. final (step 3 of both): sqrt(.04^2 + .03^2) / 2
+    # = .05 / 2 = .025; peak (seed 0 at step 3, seed 1 at step 1): sqrt(.04^2 + .05^2) / 2 = .0640312 / 2 = .0320156
+    assert terse.final_stderr == pytest.approx(0.025)
+    assert terse.peak_stderr == pytest.approx(0.0320156, abs=1e-6)
     verbose = table.loc[("verbose", "bench_id")]
     assert (verbose.final_mean, verbose.peak_mean, verbose.final_std, verbose.seeds) == (0.5, 0.5, 0.0, 1)
+    assert math.isnan(verbose.final_stderr) and math.isnan(verbose.peak_stderr)  # unknown, not 0
 
 
 def test_report_files(tmp_path, runs):
     paths = write_report(runs, tmp_path / "cmp", "cold-start comparison")
     assert paths["plot"].stat().st_size > 10_000  # a rendered 5-panel PNG, not an empty canvas
-    assert pd.read_csv(paths["table"]).shape == (2, 7)
+    table = pd.read_csv(paths["table"])
+    assert table.shape == (2, 9) and {"final_stderr", "peak_stderr"} <= set(table.columns)
     report = paths["report"].read_text()
     assert "![curves](plots/curves.png)" in report
-    assert "| terse | bench_id | 0.300 ± 0.141 | 0.350 ± 0.071 | 2 |" in report
+    assert "| init | benchmark | final | final SE | peak | peak SE | seeds |" in report
+    assert "| terse | bench_id | 0.300 ± 0.141 | 0.025 | 0.350 ± 0.071 | 0.032 | 2 |" in report
+    assert "| verbose | bench_id | 0.500 | n/a | 0.500 | n/a | 1 |" in report
+
+
+def test_score_panel_shades_one_standard_error(runs):
+    two_benchmarks = RunSeries(
+        "mixed", 0, runs[0].metrics, {2: {"a": 0.2, "b": 0.4}}, eval_stderr={2: {"a": 0.03, "b": 0.04}}
+    )
+    # the score is the mean over benchmarks, 0.3, with SE sqrt(.03^2 + .04^2) / 2 = .025
+    assert two_benchmarks.score_curve() == ([2], [pytest.approx(0.3)])
+    assert two_benchmarks.score_stderr() == [pytest.approx(0.025)]
+    ax = next(ax for ax in curves_figure(runs, "bands").axes if ax.get_title() == SCORE_PANEL)
+    bands = [c.get_paths() for c in ax.collections]
+    assert len(bands) == 3  # one fill_between per run
+    # terse seed 0: 0.2 +- 0.03 at step 1, 0.4 +- 0.04 at step 3 -> the band spans [0.17, 0.44]
+    (terse0,) = bands[0]
+    assert (terse0.vertices[:, 1].min(), terse0.vertices[:, 1].max()) == pytest.approx((0.17, 0.44))
+    assert bands[2] == []  # verbose: standard errors unknown, no band (not a zero-width one)
 
 
 def test_figure_plots_the_keys_runs_log(runs):
