@@ -21,8 +21,16 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline import checkpoint_eval, coldstart, procs, stages, training
-from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams, StoreParams
+from stable_verl.pipeline import checkpoint_eval, coldstart, grid, procs, stages, training
+from stable_verl.pipeline.params import (
+    ColdstartParams,
+    EvaluateFlowParams,
+    GridCell,
+    RLFlowParams,
+    SFTFlowParams,
+    StabilityGridParams,
+    StoreParams,
+)
 from stable_verl.pipeline.transient import is_transient
 
 
@@ -151,4 +159,35 @@ def comparison_report(params: ColdstartParams, inits: list[coldstart.InitRuns], 
         f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("coldstart-report"), description=title
     )
     create_link_artifact(_link(layout.uri()), link_text=comparison, key=artifact_key("coldstart-report-folder"))
+    return {"comparison_id": comparison, "report": layout.uri(layout.report_md), "folder": layout.uri()}
+
+
+class GridProgressArtifact:
+    """Cells done / to do with the estimated time left: a Prefect progress artifact plus one log line per cell."""
+
+    def __init__(self, name: str, total: int) -> None:
+        self.state = grid.GridProgress(total)
+        self.id = create_progress_artifact(0.0, key=artifact_key("progress", name), description=f"grid: 0/{total}")
+
+    def finish(self, cell: GridCell, stage: dict) -> None:
+        self.state.finish(stage["flow_s"], stage["skipped"])
+        line = self.state.line(cell.label + (" (skipped: complete)" if stage["skipped"] else ""))
+        get_run_logger().info(line)
+        update_progress_artifact(self.id, 100.0 * self.state.done / self.state.total, description=line)
+
+
+@task(name="stability-grid-report", cache_policy=NO_CACHE, **STAGE)
+def grid_report(
+    params: StabilityGridParams, init_run: str, cells: list[tuple[GridCell, dict]], scores: dict, timings: dict
+) -> dict:
+    """Figures per N, crossover, collapse steps and the claims table to comparisons/<id>/; shown in Prefect."""
+    store: ArtifactStore = params.store.open()
+    runs = grid.build_runs(store, cells, init_run, scores["rows"], scores["metric"])
+    comparison = grid.comparison_id(params.name, [r.run_id for r in runs])
+    title = f"Stability grid: {params.rl.total_steps} RL steps, rollouts {params.rl.rollout_precision}"
+    settings = {"params": params.model_dump(mode="json"), "init_run": init_run, "timings": timings}
+    layout = grid.publish_report(store, comparison, runs, title, settings, Path(params.workdir).resolve())
+    report = store.read_text(layout.report_md)
+    create_markdown_artifact(f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("grid-report"))
+    create_link_artifact(_link(layout.uri()), link_text=comparison, key=artifact_key("grid-report-folder"))
     return {"comparison_id": comparison, "report": layout.uri(layout.report_md), "folder": layout.uri()}

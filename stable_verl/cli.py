@@ -4,10 +4,13 @@
     stable-verl smoke --no-prefect ...          the same stages without Prefect
     stable-verl plan smoke [key=value ...]      print the verl command lines, run nothing
     stable-verl run FLOW [--config PATH] [key=value ...]
-                                                run one Prefect flow: sft | rl | evaluate | coldstart
+                                                run one Prefect flow: sft | rl | evaluate | coldstart |
+                                                stability-grid
     stable-verl runs list [--kind sft|rl|eval]  runs in the store (status, step, latest complete checkpoint)
     stable-verl runs show RUN_ID                run.json, config, checkpoints, last metrics, evals, folder
     stable-verl comparisons list|show ID        cross-run comparison reports
+    stable-verl comparisons publish ID [--out docs/results]
+                                                a finished stability grid as docs/results/stability-grid.md
 
 The store is ``$STABLE_VERL_ARTIFACT_ROOT`` (``./artifacts`` when unset; S3 endpoint from
 ``$STABLE_VERL_S3_ENDPOINT`` / ``$AWS_ENDPOINT_URL``, credentials from the usual AWS chain); ``--store URI``
@@ -63,6 +66,7 @@ FLOWS: dict[str, FlowSpec] = {
     "rl": FlowSpec("flows.rl", "rl_flow", "RLFlowParams"),
     "evaluate": FlowSpec("flows.evaluate", "evaluate_flow", "EvaluateFlowParams"),
     "coldstart": FlowSpec("flows.coldstart", "coldstart_comparison_flow", "ColdstartParams"),
+    "stability-grid": FlowSpec("flows.stability_grid", "stability_grid_flow", "StabilityGridParams"),
 }
 PARAMS_MODULE = "stable_verl.pipeline.params"
 
@@ -321,6 +325,14 @@ def cmd_comparisons_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_comparisons_publish(args: argparse.Namespace) -> int:
+    from stable_verl.pipeline.grid_page import write_page
+
+    page = write_page(_store(args), args.comparison_id, args.out)
+    console.print(Text(f"wrote {page} (+ {page.with_suffix('')}/: plots, table.csv, claims.csv, grid.json)"))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- argparse
 def _add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -380,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_show.add_argument("comparison_id")
     _add_store(cmp_show)
     cmp_show.set_defaults(func=cmd_comparisons_show)
+    cmp_pub = cmp_sub.add_parser("publish", help="a finished stability grid as a results page in the repository")
+    cmp_pub.add_argument("comparison_id")
+    cmp_pub.add_argument("--out", type=Path, default=Path("docs/results"), help="folder of the page")
+    _add_store(cmp_pub)
+    cmp_pub.set_defaults(func=cmd_comparisons_publish)
     return parser
 
 

@@ -16,7 +16,16 @@ from typing import Annotated, Literal, Self
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec
@@ -183,6 +192,113 @@ class ColdstartParams(_StageParams):
 
     def rl_params(self, init_run: str, seed: int) -> RLFlowParams:
         return RLFlowParams(**self._common(), rl=self.rl, init_run=init_run, rl_seed=seed)
+
+    def evaluate_params(self, runs: list[str]) -> EvaluateFlowParams:
+        return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)
+
+    def _common(self) -> dict:
+        return {"store": self.store, "workdir": self.workdir, "seed": self.seed, "model": self.model, "task": self.task}
+
+
+GRID_MINIBATCHES = (1, 2, 4, 8)  # the paper's N: mini-batches per rollout batch at the same global batch
+
+
+@dataclasses.dataclass(frozen=True)
+class GridCell:
+    """One run of the stability grid: an arm (recipe) at N mini-batches with one seed."""
+
+    arm: str
+    n: int
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm}@N={self.n}/seed{self.seed}"
+
+
+class StabilityGridParams(_StageParams):
+    """The stability grid (paper §5, notes §6.2): arms x N x seeds of RL from one SFT init, eval, claims report."""
+
+    name: str = "stability-grid"
+    """Comparison name; the report goes to comparisons/<name>-<hash of its runs>/."""
+    init_run: str | None = None
+    """SFT run id every cell starts from; None: the flow builds it with the ``sft`` settings (skipped if done)."""
+    sft: SFTStage = Field(default_factory=SFTStage)
+    """SFT of the init when ``init_run`` is None."""
+    arms: list[str] = Field(default_factory=lambda: ["minirl"])
+    """Recipes (configs/recipes/) run at every N of ``minibatches``; the grid sets each cell's N."""
+    arms_by_n: dict[int, list[str]] = Field(default_factory=dict)
+    """Per-N arm lists replacing ``arms`` at that N (the paper runs other arms on- and off-policy)."""
+    minibatches: list[int] = Field(default_factory=lambda: [1, 2])
+    """N values (1, 2, 4, 8): passed to each arm as the recipe override ``minibatches=N``."""
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    """RL seeds per (arm, N); the claims need >= 2."""
+    rl: CheckpointedRL = Field(default_factory=lambda: RLStage(save_freq=1, rollout_precision="fp8"))
+    """The one regime every arm shares (``rl.recipe`` is set per cell; ``rollout_precision`` fp8: the paper's
+    stress). ``total_steps`` is the grid's step count."""
+    eval: EvalParams = Field(default_factory=lambda: EvalParams(steps="all"))
+    """Checkpoint evaluation; ``eval.steps`` is the list of steps to score (every k steps), or all / last."""
+
+    @field_validator("rl", mode="before")
+    @classmethod
+    def _fp8_by_default(cls, value: object) -> object:
+        """The grid's stress is fp8 rollouts unless the config names another precision."""
+        return {"rollout_precision": "fp8", **value} if isinstance(value, dict) else value
+
+    @field_validator("minibatches", "seeds")
+    @classmethod
+    def _distinct_ints(cls, value: list[int]) -> list[int]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"must be distinct and non-empty, got {value}")
+        return value
+
+    @field_validator("minibatches")
+    @classmethod
+    def _paper_n(cls, value: list[int]) -> list[int]:
+        bad = [n for n in value if n not in GRID_MINIBATCHES]
+        if bad:
+            raise ValueError(f"N must be one of {list(GRID_MINIBATCHES)}, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _cells_compile(self) -> Self:
+        """Every cell's recipe loads and its N divides the batch; R2 needs N >= 2 (it is a no-op on-policy)."""
+        if self.rl.recipe_overrides and any(o.startswith("minibatches=") for o in self.rl.recipe_overrides):
+            raise ValueError("rl.recipe_overrides must not set minibatches: the grid sets N per cell (minibatches)")
+        extra = sorted(set(self.arms_by_n) - set(self.minibatches))
+        if extra:
+            raise ValueError(f"arms_by_n names N={extra}, which minibatches {self.minibatches} does not run")
+        for n in self.minibatches:
+            arms = self.arms_at(n)
+            if not arms or len(set(arms)) != len(arms):
+                raise ValueError(f"the arms at N={n} must be distinct and non-empty, got {arms}")
+            if self.rl.train_batch_size % n:
+                raise ValueError(
+                    f"N={n} does not divide rl.train_batch_size={self.rl.train_batch_size}: pick N in "
+                    f"{[d for d in GRID_MINIBATCHES if self.rl.train_batch_size % d == 0]} or another batch size"
+                )
+            for arm in arms:
+                recipe = self.cell_rl(GridCell(arm, n, self.seeds[0])).recipe_config  # ValueError: unknown recipe
+                if recipe.routing_replay == "R2" and n == 1:
+                    raise ValueError(f"arm {arm} replays R2 routes, a no-op at N=1: drop it from the N=1 arms")
+        return self
+
+    def arms_at(self, n: int) -> list[str]:
+        return self.arms_by_n.get(n, self.arms)
+
+    def cells(self) -> list[GridCell]:
+        """Run order: N, then arm, then seed (a partial grid holds whole regimes first)."""
+        return [GridCell(arm, n, seed) for n in self.minibatches for arm in self.arms_at(n) for seed in self.seeds]
+
+    def cell_rl(self, cell: GridCell) -> RLStage:
+        overrides = [*self.rl.recipe_overrides, f"minibatches={cell.n}"]
+        return dataclasses.replace(self.rl, recipe=cell.arm, recipe_overrides=overrides)
+
+    def sft_params(self) -> SFTFlowParams:
+        return SFTFlowParams(**self._common(), sft=self.sft, sft_seed=self.seed)
+
+    def rl_params(self, cell: GridCell, init_run: str) -> RLFlowParams:
+        return RLFlowParams(**self._common(), rl=self.cell_rl(cell), init_run=init_run, rl_seed=cell.seed)
 
     def evaluate_params(self, runs: list[str]) -> EvaluateFlowParams:
         return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)

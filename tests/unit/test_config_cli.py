@@ -22,7 +22,7 @@ def test_yaml_and_overrides_merge_onto_the_schema(tmp_path):
     ("override", "message"),
     [
         (["rl.recipe=minirl_offpolicy", "rl.train_batch_size=7"], "multiple of the recipe's minibatches"),
-        (["rl.recipe=minirl_typo"], "unknown recipe 'minirl_typo'; available: cispo, grpo, minirl"),
+        (["rl.recipe=minirl_typo"], "unknown recipe 'minirl_typo'; available: cispo, dppo_tv, grpo, minirl"),
         (["rl.recipe_overrides=[minirl.tis_cap=0]"], "tis_cap"),
         (["rl.no_such_key=1"], "no_such_key"),
         (["rl.total_steps=abc"], "total_steps"),

@@ -295,11 +295,43 @@ def test_paper_grid_recipes_exist():
         "minirl_no_is",
         "minirl_offpolicy",
         "minirl_offpolicy_noclip",
+        "minirl_r2",
+        "minirl_r2_noclip",
+        "minirl_r3",
+        "minirl_r3_lennorm",
+        "minirl_r3_no_is",
+        "dppo_tv",
         "grpo",
         "cispo",
     } <= set(available_recipes())
     assert load_recipe("minirl_offpolicy").minibatches == 2
     assert load_recipe("minirl_lennorm").loss_agg_mode == "seq-mean-token-mean"
+    assert load_recipe("dppo_tv").loss_mode == "dppo_tv"  # verl's built-in DPPO-Binary-TV
+
+
+def test_dppo_tv_recipe_reaches_verls_loss_with_its_thresholds():
+    """verl's dppo_tv reads clip_ratio_low/high as TV thresholds on pi_theta - pi_old and clip_ratio_c as its cap."""
+    from hydra import compose, initialize_config_module
+    from verl.utils.config import omega_conf_to_dataclass
+
+    recipe = load_recipe("dppo_tv")
+    with initialize_config_module("verl.trainer.config", version_base=None):
+        base = [
+            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=4",
+        ]
+        cfg = compose("ppo_trainer", overrides=base + recipe.overrides())
+    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    assert (actor.clip_ratio_low, actor.clip_ratio_high, actor.clip_ratio_c) == (0.2, 0.27, 20.0)
+    actor.global_batch_info.update(dp_size=1, batch_num_tokens=None, global_batch_size=None, loss_scale_factor=None)
+    # one response, two tokens, A = +1; pi_old = 0.5 on both; pi_theta = 0.6 (moved 0.1 <= 0.27: kept) and
+    # 0.8 (moved 0.3 > 0.27: masked). Loss = -(r_1 * log 0.6) summed over kept tokens (seq-mean-token-sum, 1 response)
+    old = torch.log(torch.tensor([[0.5, 0.5]], dtype=torch.float64))
+    new = torch.log(torch.tensor([[0.6, 0.8]], dtype=torch.float64))
+    adv, mask = torch.ones(1, 2, dtype=torch.float64), torch.ones(1, 2, dtype=torch.bool)
+    loss, metrics = core_algos.get_policy_loss_fn("dppo_tv")(old, new, adv, mask, "seq-mean-token-sum", actor)
+    assert loss.item() == pytest.approx(-(0.6 / 0.5) * torch.log(torch.tensor(0.6)).item())
+    assert metrics["actor/pg_clipfrac"] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ ENTRYPOINTS = {
     "rl": "flows/rl.py:rl_flow",
     "evaluate": "flows/evaluate.py:evaluate_flow",
     "coldstart": "flows/coldstart.py:coldstart_comparison_flow",
+    "stability-grid": "flows/stability_grid.py:stability_grid_flow",
 }
 
 
@@ -130,7 +131,7 @@ def test_nightly_evaluation_schedule(deployments):
     for bad in ("0 3 * *", "61 3 * * *"):
         with pytest.raises(ValueError):
             CronSchedule(cron=bad, timezone="UTC")
-    for others in ("sft", "rl", "coldstart"):
+    for others in ("sft", "rl", "coldstart", "stability-grid"):
         assert not deployments[others].get("schedules"), f"{others} should only run on demand"
 
 

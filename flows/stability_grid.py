@@ -1,0 +1,63 @@
+"""Stability grid flow (paper §5, notes §6.2): arms x N x seeds of RL from one SFT init -> eval -> claims report.
+
+python -m flows.stability_grid [--config configs/stability_grid.yaml] [key=value ...]
+stable-verl run stability-grid [--config ...] [key=value ...]              (the same flow)
+stable-verl comparisons publish <comparison id>                             (docs/results/stability-grid.md)
+
+Each cell is one tracked RL run with a content-addressed id: rerunning the flow skips the complete cells and
+resumes a killed one from its last checkpoint in the store, so a grid of many hours can run in parts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from prefect import flow
+
+from flows.coldstart import _timed
+from flows.evaluate import evaluate_flow
+from flows.rl import rl_flow
+from flows.sft import sft_flow
+from flows.tasks import GridProgressArtifact, grid_report, kill_verl, preflight
+from stable_verl.pipeline.params import StabilityGridParams
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "stability_grid.yaml"
+
+
+@flow(name="stability-grid", on_cancellation=[kill_verl], on_crashed=[kill_verl])
+def stability_grid_flow(params: StabilityGridParams) -> dict:
+    """One SFT init -> every (arm, N, seed) cell as a tracked RL run -> checkpoint evaluation -> claims report."""
+    preflight(params.store)
+    stages = [] if params.init_run else [_timed(sft_flow, params.sft_params())]
+    init_run = params.init_run or stages[0]["run_id"]
+    progress = GridProgressArtifact(params.name, len(params.cells()))
+    cells = []
+    for cell in params.cells():
+        stage = _timed(rl_flow, params.rl_params(cell, init_run))
+        progress.finish(cell, stage)
+        cells.append((cell, stage))
+    scores = _timed(evaluate_flow, params.evaluate_params([init_run, *(s["run_id"] for _, s in cells)]))
+    evaluation = {k: v for k, v in scores.items() if k != "rows"}
+    report = grid_report(params, init_run, cells, scores, {"stages": stages, "eval": evaluation})
+    return {**report, "init_run": init_run, "cells": [{"cell": c.label, **s} for c, s in cells], "eval": evaluation}
+
+
+def summary(result: dict) -> str:
+    """Per-cell timings (flow_s: as seen by the grid; verl_s: the verl subprocess) and where the report is."""
+    lines = ["cell                                   run                   flow_s  verl_s"]
+    for c in result["cells"]:
+        skipped = "  (skipped: complete)" if c["skipped"] else ""
+        resumed = f"  (resumed from step {c['resumed_from']})" if c["resumed_from"] else ""
+        lines.append(f"{c['cell']:<38} {c['run_id']:<21} {c['flow_s']:6.1f} {c['verl_s']:7.1f}{skipped}{resumed}")
+    e = result["eval"]
+    lines.append(f"eval: {e['evaluated']} checkpoint(s) in {e['eval_s']:.1f} s (flow {e['flow_s']:.1f} s)")
+    lines.append(f"report: {result['report']}")
+    lines.append(f"publish: stable-verl comparisons publish {result['comparison_id']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from flows._main import run_flow_main
+
+    sys.exit(run_flow_main(stability_grid_flow, StabilityGridParams, CONFIG, summary=summary))

@@ -1,0 +1,319 @@
+"""The stability grid's report: per-N figures, the R2-vs-R3 crossover, collapse steps and the claims table.
+
+Input: one :class:`GridRun` per cell (arm, N, seed) with its RL metrics and checkpoint scores, as
+:class:`stable_verl.pipeline.compare.RunSeries` (the same series, metric keys and standard errors as the cold-start
+report). Output in one folder (``comparisons/<name>-<hash of its runs>/`` in the store)::
+
+    report.md                  the claims table, collapse steps, per-run table, figures
+    plots/regime_N<n>.png      per N: score (+-1 SE band), train-infer KL (log), reward, per-token entropy
+    plots/crossover.png        R2 vs R3 peak score against N
+    table.csv                  one row per run: peak/final score with SE, collapse step, timings
+    claims.csv                 claim, verdict, evidence, seeds (stable_verl.pipeline.claims)
+    grid.json                  every setting of the grid and each cell's wall-time split
+
+The curves of one arm are averaged over its seeds; the band is +-1 standard error of that mean for the score
+(:func:`stable_verl.pipeline.claims.arm_score`'s rule, per step) and the seeds' min..max for the other panels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.pipeline import claims
+from stable_verl.pipeline.compare import (
+    ENTROPY_KEYS,
+    KL_KEYS,
+    NO_DATA,
+    REWARD_KEYS,
+    RunSeries,
+    combined_stderr,
+)
+from stable_verl.pipeline.params import GridCell
+
+COLLAPSE_KEY = "stability/collapse"
+STEP_TIME_KEY = "timing_s/step"
+PANELS = (  # (title, metric keys or None for the benchmark score, log scale)
+    ("benchmark score (avg@k)", None, False),
+    ("train-inference KL", KL_KEYS, True),
+    ("training reward", REWARD_KEYS, False),
+    ("per-token entropy", ENTROPY_KEYS, False),
+)
+
+
+@dataclass
+class GridRun:
+    """One cell's RL run: its series (``init`` = the arm) and the stage's timings."""
+
+    cell: GridCell
+    run_id: str
+    series: RunSeries
+    timing: dict = field(default_factory=dict)
+    """The stage result of this flow call (``skipped``, ``flow_s``) with ``verl_s`` of the attempt that completed the
+    run (from its run.json when this call skipped it)."""
+
+    def collapse_step(self) -> int | None:
+        """First step at which ``stability/collapse`` reads 1 (the detector latches); None: never."""
+        return next((r["step"] for r in self.series.metrics if r.get(COLLAPSE_KEY, 0.0) >= 1.0), None)
+
+    def summary(self) -> claims.RunSummary:
+        """The run's RL checkpoints only (step 0, the shared init, excluded)."""
+        steps, scores = self.series.score_curve()
+        stderrs = self.series.score_stderr()
+        keep = [i for i, s in enumerate(steps) if s > 0]
+        return claims.RunSummary(
+            self.cell.arm,
+            self.cell.n,
+            self.cell.seed,
+            tuple(steps[i] for i in keep),
+            tuple(scores[i] for i in keep),
+            tuple(stderrs[i] for i in keep),
+            self.collapse_step(),
+            self.run_id,
+        )
+
+    def time_split(self) -> dict[str, float]:
+        """verl's wall time split into start-up + shutdown (verl_s minus the steps) and the steps themselves."""
+        steps_s = sum(float(r[STEP_TIME_KEY]) for r in self.series.metrics if STEP_TIME_KEY in r)
+        verl_s = float(self.timing.get("verl_s", 0.0))
+        return {"verl_s": verl_s, "steps_s": steps_s, "startup_s": max(verl_s - steps_s, 0.0) if verl_s else 0.0}
+
+
+def comparison_id(name: str, run_ids: Sequence[str]) -> str:
+    return f"{name}-{config_hash(list(run_ids))}"
+
+
+def build_runs(
+    store: ArtifactStore, cells: Sequence[tuple[GridCell, dict]], init_run: str, scores: list[dict], metric: str
+) -> list[GridRun]:
+    """GridRun per (cell, stage result); evals {0: the SFT init, N: RL checkpoint N} from flat score rows."""
+    runs = []
+    for cell, stage in cells:
+        evals: dict[int, dict[str, float]] = {}
+        stderr: dict[int, dict[str, float | None]] = {}
+        for row in scores:
+            if row["run_id"] in (init_run, stage["run_id"]):
+                step = 0 if row["run_id"] == init_run else row["step"]
+                evals.setdefault(step, {})[row["benchmark"]] = row[metric]
+                stderr.setdefault(step, {})[row["benchmark"]] = row.get(f"{metric}_stderr")
+        layout = RunLayout(store, stage["run_id"])
+        series = RunSeries(cell.arm, cell.seed, layout.read_metrics(), evals, layout.uri(), stderr)
+        timing = dict(stage)
+        if stage.get("skipped"):  # nothing ran now: the time of the attempt that completed it, as recorded
+            timing["verl_s"] = (layout.read_run() or {}).get("verl_s", 0.0)
+        runs.append(GridRun(cell, stage["run_id"], series, timing=timing))
+    return runs
+
+
+# ------------------------------------------------------------------------------------------------ curves
+def _score_points(series: RunSeries) -> dict[int, tuple[float, float]]:
+    steps, values = series.score_curve()
+    return dict(zip(steps, zip(values, series.score_stderr(), strict=True), strict=True))
+
+
+def _metric_points(series: RunSeries, keys: Sequence[str]) -> dict[int, float]:
+    if series.metric_key(keys) is None:
+        return {}
+    return dict(zip(*series.series(keys), strict=True))
+
+
+def arm_curve(runs: Sequence[GridRun], keys: Sequence[str] | None) -> tuple[list[int], list[float], list, list]:
+    """Steps, mean over seeds, band low, band high for one arm at one N (score: +-1 SE; metrics: min..max)."""
+    if keys is None:
+        points = [_score_points(r.series) for r in runs]
+    else:
+        points = [{s: (v, math.nan) for s, v in _metric_points(r.series, keys).items()} for r in runs]
+    steps = sorted({s for p in points for s in p})
+    mean, lo, hi = [], [], []
+    for step in steps:
+        values = [p[step][0] for p in points if step in p]
+        m = statistics.fmean(values)
+        if keys is None:  # the arm_score rule per step: max(seed SE, evaluation SE)
+            eval_se = combined_stderr([p[step][1] for p in points if step in p])
+            seed_se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+            se = max((s for s in (seed_se, eval_se) if not math.isnan(s)), default=math.nan)
+            lo.append(m - se)
+            hi.append(m + se)
+        else:
+            lo.append(min(values))
+            hi.append(max(values))
+        mean.append(m)
+    return steps, mean, lo, hi
+
+
+def regime_figure(runs: Sequence[GridRun], n: int, title: str) -> plt.Figure:
+    """The paper's 4-panel figure for one N: every arm overlaid (mean over seeds, band over seeds)."""
+    mine = [r for r in runs if r.cell.n == n]
+    arms = list(dict.fromkeys(r.cell.arm for r in mine))
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.4 * len(PANELS), 3.6))
+    for ax, (label, keys, log) in zip(axes, PANELS, strict=True):
+        for i, arm in enumerate(arms):
+            seeds = [r for r in mine if r.cell.arm == arm]
+            steps, mean, lo, hi = arm_curve(seeds, keys)
+            if not steps:
+                continue
+            if log:
+                mean, lo, hi = ([max(v, 1e-12) for v in vs] for vs in (mean, lo, hi))
+            label = f"{arm} ({len(seeds)} seed{'s' * (len(seeds) != 1)})"
+            ax.plot(steps, mean, marker="o", ms=3, color=f"C{i}", label=label)
+            ax.fill_between(steps, lo, hi, color=f"C{i}", alpha=0.18, linewidth=0)
+        if not ax.lines:
+            looked_for = "checkpoint evaluations" if keys is None else " or ".join(keys)
+            ax.text(0.5, 0.5, f"{NO_DATA}\n(no {looked_for})", transform=ax.transAxes, ha="center", va="center")
+        ax.set_title(label)
+        ax.set_xlabel("step")
+        if log and ax.lines:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    if axes[0].lines:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(f"{title}: N={n}")
+    fig.tight_layout()
+    return fig
+
+
+def crossover_figure(summaries: Sequence[claims.RunSummary], title: str) -> plt.Figure:
+    """R2 vs R3 peak score against N (mean over seeds, +-1 SE): the crossover the paper's argument implies."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, arm in enumerate((claims.R2, claims.R3)):
+        points = [s for n in (1, 2, 4, 8) if (s := claims.arm_score(summaries, arm, n)) is not None]
+        if points:
+            ns, means = [p.n for p in points], [p.mean for p in points]
+            errs = [0.0 if math.isnan(p.stderr) else p.stderr for p in points]
+            ax.errorbar(ns, means, yerr=errs, marker="o", capsize=3, color=f"C{i}", label=arm)
+    if not ax.lines:
+        ax.text(0.5, 0.5, f"{NO_DATA}\n(no {claims.R2} or {claims.R3} runs)", transform=ax.transAxes, ha="center")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+    ax.set_xlabel("N (mini-batches per rollout batch)")
+    ax.set_ylabel("peak score (avg@k)")
+    ax.set_title(f"{title}: R2 vs R3")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def runs_table(runs: Sequence[GridRun]) -> pd.DataFrame:
+    """One row per run: scores, collapse step and the wall-time split."""
+    rows = []
+    for run in runs:
+        s = run.summary()
+        rows.append(
+            {
+                "arm": s.arm,
+                "N": s.n,
+                "seed": s.seed,
+                "peak": s.peak,
+                "peak_step": s.peak_step,
+                "peak_stderr": s.peak_stderr,
+                "final": s.final,
+                "final_stderr": s.final_stderr,
+                "collapse_step": s.collapse_step,
+                **run.time_split(),
+                "skipped": bool(run.timing.get("skipped", False)),
+                "run_id": run.run_id,
+            }
+        )
+    return pd.DataFrame.from_records(rows)
+
+
+def claims_table(verdicts: Sequence[claims.Verdict]) -> pd.DataFrame:
+    return pd.DataFrame.from_records([asdict(v) for v in verdicts], columns=["claim", "verdict", "evidence", "seeds"])
+
+
+def _num(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def write_grid_report(runs: Sequence[GridRun], out_dir: Path, title: str, settings: dict) -> dict[str, Path]:
+    """Figures per N, the crossover, table.csv, claims.csv, grid.json and report.md (last) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = [r.summary() for r in runs]
+    ns = sorted({r.cell.n for r in runs})
+    plots = {n: _save(regime_figure(runs, n, title), out_dir / "plots" / f"regime_N{n}.png") for n in ns}
+    crossover = _save(crossover_figure(summaries, title), out_dir / "plots" / "crossover.png")
+    table, verdicts = runs_table(runs), claims.judge(summaries)
+    table.to_csv(out_dir / "table.csv", index=False)
+    claims_table(verdicts).to_csv(out_dir / "claims.csv", index=False)
+    (out_dir / "grid.json").write_text(json.dumps(settings, indent=1, default=str))
+    lines = [f"# {title}", "", "## Claims (paper.md §6.5)", "", "| claim | verdict | seeds | evidence |"]
+    lines.append("|---|---|---|---|")
+    lines += [f"| {v.claim} | **{v.verdict}** | {v.seeds} | {v.evidence} |" for v in verdicts]
+    lines += ["", f"Rules: stable_verl/pipeline/claims.py (Z = {claims.Z:g} standard errors, >= {claims.MIN_SEEDS}"]
+    lines[-1] += f" seeds per arm, equivalence margin {claims.EQUIV_MARGIN:g}), written before any result."
+    lines += ["", "## Curves per N", ""]
+    lines += [f"![N={n}](plots/{p.name})" for n, p in plots.items()]
+    lines += ["", "## R2 vs R3 against N", "", f"![crossover](plots/{crossover.name})", ""]
+    lines += [
+        "## Runs",
+        "",
+        "| arm | N | seed | peak (SE) | final (SE) | collapse step | run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.itertuples():
+        lines.append(
+            f"| {row.arm} | {row.N} | {row.seed} | {_num(row.peak)} ({_num(row.peak_stderr)}) | "
+            f"{_num(row.final)} ({_num(row.final_stderr)}) | {_num(row.collapse_step)} | {row.run_id} |"
+        )
+    (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+    return {"report": out_dir / "report.md", "table": out_dir / "table.csv", "claims": out_dir / "claims.csv"} | {
+        f"regime_N{n}": p for n, p in plots.items()
+    }
+
+
+def publish_report(
+    store: ArtifactStore, comparison: str, runs: Sequence[GridRun], title: str, settings: dict, workdir: Path
+) -> ComparisonLayout:
+    """Write the report locally, then upload it to ``comparisons/<comparison>/`` (manifest last)."""
+    layout = ComparisonLayout(store, comparison)
+    local = workdir / "comparisons" / comparison
+    write_grid_report(runs, local, title, settings)
+    store.put_dir(local, layout.prefix, metadata={"runs": [r.series.run_uri for r in runs]})
+    return layout
+
+
+# ---------------------------------------------------------------------------------------------- progress
+@dataclass
+class GridProgress:
+    """Cells done / to do, and the time left from the mean wall time of the cells that actually ran."""
+
+    total: int
+    done: int = 0
+    ran_s: list[float] = field(default_factory=list)
+
+    def finish(self, wall_s: float, skipped: bool) -> None:
+        self.done += 1
+        if not skipped:
+            self.ran_s.append(wall_s)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Mean wall time of the cells that ran x cells left; None before any cell ran."""
+        return statistics.fmean(self.ran_s) * (self.total - self.done) if self.ran_s else None
+
+    def line(self, label: str) -> str:
+        eta = "unknown (no cell has run yet)" if self.eta_s is None else f"{self.eta_s / 60:.1f} min"
+        return f"grid: {self.done}/{self.total} cells done (last: {label}); estimated time left {eta}"
