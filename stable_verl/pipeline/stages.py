@@ -113,11 +113,18 @@ def run_sft(
     return hf_dir, result
 
 
-def run_rl(rl: RLStage, model_dir: Path, data: dict[str, Path], out_dir: Path, on_line=None) -> tuple[Path, RunResult]:
-    """verl ``main_ppo`` with vLLM rollouts; returns the metrics file (one JSON line per step)."""
+def run_rl(
+    rl: RLStage, model_dir: Path, data: dict[str, Path], out_dir: Path, on_line=None, seed: int | None = None
+) -> tuple[Path, RunResult]:
+    """verl ``main_ppo`` with vLLM rollouts; returns the metrics file (one JSON line per step).
+
+    ``seed`` (if given) seeds the data order and vLLM's sampling, as the tracked RL stage does with its ``rl_seed``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = out_dir / "metrics.jsonl"
-    overrides = verl_command.ppo_overrides(rl, model_dir, data["rl_train"], data["rl_val"], out_dir / "checkpoints")
+    overrides = verl_command.ppo_overrides(
+        rl, model_dir, data["rl_train"], data["rl_val"], out_dir / "checkpoints", seed
+    )
     (out_dir / "command.json").write_text(json.dumps({"overrides": overrides}, indent=1))
     env = cpu_env.verl_env()
     env["VERL_FILE_LOGGER_PATH"] = str(metrics)

@@ -25,6 +25,25 @@ from stable_verl.pipeline.params import ColdstartParams
 
 OVERRIDES = [
     "teachers=[terse,stepwise]",  # 2 inits; terse's RL is killed, stepwise's runs clean (the smoke report's)
+    # The pipeline's mechanics, not learning: a small regime pinned here, whatever configs/coldstart.yaml (the
+    # demo's regime) sets.
+    "task.difficulty=1",
+    "task.hard_difficulty=2",
+    "task.max_operand=null",
+    "task.n_sft=256",
+    "task.n_rl_train=64",
+    "task.n_bench=32",
+    "sft.steps=40",
+    "sft.batch_size=16",
+    "sft.micro_batch_size=8",
+    "rl.recipe=minirl",
+    "rl.train_batch_size=8",
+    "rl.rollout_n=4",
+    "rl.micro_batch_size=16",
+    "rl.lr=1e-4",
+    "rl.rollout_dtype=float32",
+    "rl.format_bonus=0.1",
+    "eval.benchmarks=[bench_id,bench_hard]",
     "rl.total_steps=3",
     "rl.save_freq=1",
     "eval.k=2",
