@@ -83,19 +83,40 @@ def combined_stderr(errors: Sequence[float]) -> float:
     return math.sqrt(sum(e * e for e in errors)) / len(errors)  # NaN if any is NaN
 
 
+def reward_ends(run: RunSeries, fraction: float = 0.2) -> tuple[float, float]:
+    """Mean training reward over the first and the last ``fraction`` of the run's steps (at least one step each);
+    NaN when it logged no reward."""
+    if run.metric_key(REWARD_KEYS) is None:
+        return math.nan, math.nan
+    _, values = run.series(REWARD_KEYS)
+    window = max(1, round(len(values) * fraction))
+    return sum(values[:window]) / window, sum(values[-window:]) / window
+
+
 def comparison_table(runs: Sequence[RunSeries]) -> pd.DataFrame:
-    """Final and peak score per benchmark and init: mean over seeds, the std across seeds, and the evaluation's
-    standard error of that mean (``*_stderr``: the seeds' avg@k_stderr combined; NaN if one is unknown)."""
+    """Per benchmark and init: the start (first evaluated step: the SFT init in a cold-start comparison), final and
+    peak scores and the gain (final - start), each as the mean over seeds with the std across seeds and the
+    evaluation's standard error of that mean (``*_stderr``: the seeds' avg@k_stderr combined, NaN if one is unknown;
+    a gain's is sqrt(SE_start^2 + SE_final^2) per seed); and the mean training reward over the first and last 20%
+    of the RL steps (``reward_first``, ``reward_last``)."""
     records = []
     for run in runs:
+        reward_first, reward_last = reward_ends(run)
         for bench in sorted({b for scores in run.evals.values() for b in scores}):
             steps = [s for s in sorted(run.evals) if bench in run.evals[s]]
             values = [run.evals[s][bench] for s in steps]
+            start_se, final_se = run.stderr(steps[0], bench), run.stderr(steps[-1], bench)
             records.append(
                 {
                     "init": run.init,
                     "seed": run.seed,
                     "benchmark": bench,
+                    "start": values[0],
+                    "start_stderr": start_se,
+                    "gain": values[-1] - values[0],
+                    "gain_stderr": math.hypot(start_se, final_se),
+                    "reward_first": reward_first,
+                    "reward_last": reward_last,
                     "final": values[-1],
                     "final_stderr": run.stderr(steps[-1], bench),
                     "peak": max(values),
@@ -108,15 +129,22 @@ def comparison_table(runs: Sequence[RunSeries]) -> pd.DataFrame:
         return per_seed
     grouped = per_seed.groupby(["init", "benchmark"])
     table = grouped.agg(
+        start_mean=("start", "mean"),
+        start_stderr=("start_stderr", lambda e: combined_stderr(list(e))),
         final_mean=("final", "mean"),
         final_std=("final", "std"),
         final_stderr=("final_stderr", lambda e: combined_stderr(list(e))),
         peak_mean=("peak", "mean"),
         peak_std=("peak", "std"),
         peak_stderr=("peak_stderr", lambda e: combined_stderr(list(e))),
+        gain_mean=("gain", "mean"),
+        gain_std=("gain", "std"),
+        gain_stderr=("gain_stderr", lambda e: combined_stderr(list(e))),
+        reward_first=("reward_first", "mean"),
+        reward_last=("reward_last", "mean"),
         seeds=("seed", "nunique"),
     ).reset_index()
-    return table.fillna({"final_std": 0.0, "peak_std": 0.0})
+    return table.fillna({"final_std": 0.0, "peak_std": 0.0, "gain_std": 0.0})
 
 
 def curves_figure(runs: Sequence[RunSeries], title: str) -> plt.Figure:
@@ -184,8 +212,9 @@ def plot_curves(runs: Sequence[RunSeries], path: Path, title: str) -> Path:
     return path
 
 
-def _fmt(mean: float, std: float, seeds: int) -> str:
-    return f"{mean:.3f}" if seeds < 2 or math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+def _fmt(mean: float, std: float, seeds: int, sign: bool = False) -> str:
+    value = f"{mean:+.3f}" if sign else f"{mean:.3f}"
+    return value if seeds < 2 or math.isnan(std) else f"{value} ± {std:.3f}"
 
 
 def _fmt_se(stderr: float) -> str:
@@ -203,20 +232,25 @@ def write_report(runs: Sequence[RunSeries], out_dir: Path, title: str) -> dict[s
         "",
         "![curves](plots/curves.png)",
         "",
-        "| init | benchmark | final | final SE | peak | peak SE | seeds |",
-        "|---|---|---|---|---|---|---|",
+        "| init | benchmark | start | final | final SE | gain | gain SE | peak | peak SE | training reward, "
+        "first -> last 20% of steps | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.itertuples():
         lines.append(
-            f"| {row.init} | {row.benchmark} | {_fmt(row.final_mean, row.final_std, row.seeds)} | "
-            f"{_fmt_se(row.final_stderr)} | {_fmt(row.peak_mean, row.peak_std, row.seeds)} | "
-            f"{_fmt_se(row.peak_stderr)} | {row.seeds} |"
+            f"| {row.init} | {row.benchmark} | {row.start_mean:.3f} | "
+            f"{_fmt(row.final_mean, row.final_std, row.seeds)} | {_fmt_se(row.final_stderr)} | "
+            f"{_fmt(row.gain_mean, row.gain_std, row.seeds, sign=True)} | "
+            f"{_fmt_se(row.gain_stderr)} | {_fmt(row.peak_mean, row.peak_std, row.seeds)} | "
+            f"{_fmt_se(row.peak_stderr)} | {row.reward_first:.3f} -> {row.reward_last:.3f} | {row.seeds} |"
         )
     lines += [
         "",
+        "start: the first evaluated checkpoint (the SFT init in a cold-start comparison); gain: final - start. "
         "± : std across seeds. SE: the evaluation's standard error of the seed mean (each checkpoint's avg@k_stderr "
         "across prompts, combined as sqrt(sum SE^2) / seeds); two scores closer than about 2.8 SE (2 sqrt(2) SE) are "
-        "within evaluation noise.",
+        "within evaluation noise, and a gain is measured when it exceeds 2 of its SE. The training reward is on the "
+        "RL prompts, which the run may revisit: it shows learning, not transfer.",
     ]
     lines += ["", "Runs:", *[f"- {r.init} (seed {r.seed}): {r.run_uri}" for r in runs]]
     report = out_dir / "report.md"

@@ -67,16 +67,37 @@ def test_table_final_peak_and_spread(runs):
     assert math.isnan(verbose.final_stderr) and math.isnan(verbose.peak_stderr)  # unknown, not 0
 
 
+def test_table_start_gain_and_training_reward(runs):
+    table = comparison_table(runs).set_index(["init", "benchmark"])
+    terse = table.loc[("terse", "bench_id")]
+    # start = the first evaluated step (1): 0.2 and 0.3 -> 0.25; gains 0.4 - 0.2 = +0.2 and 0.2 - 0.3 = -0.1 -> mean
+    # +0.05, sample std sqrt(0.15^2 + 0.15^2) = 0.2121
+    assert (terse.start_mean, terse.gain_mean) == (pytest.approx(0.25), pytest.approx(0.05))
+    assert terse.gain_std == pytest.approx(0.212132, abs=1e-6)
+    # start SE: sqrt(.03^2 + .05^2) / 2 = .0291548; a gain's SE per seed: hypot(.03, .04) = .05 and hypot(.05, .03)
+    # = .0583095, over the 2 seeds sqrt(.05^2 + .0583095^2) / 2 = .0384057
+    assert terse.start_stderr == pytest.approx(0.0291548, abs=1e-6)
+    assert terse.gain_stderr == pytest.approx(0.0384057, abs=1e-6)
+    # training reward 0.1 s over 3 steps: 20% of 3 rounds to one step at each end -> 0.1 and 0.3
+    assert (terse.reward_first, terse.reward_last) == (pytest.approx(0.1), pytest.approx(0.3))
+    verbose = table.loc[("verbose", "bench_id")]
+    assert verbose.gain_mean == pytest.approx(0.4) and math.isnan(verbose.gain_stderr)
+
+
 def test_report_files(tmp_path, runs):
     paths = write_report(runs, tmp_path / "cmp", "cold-start comparison")
     assert paths["plot"].stat().st_size > 10_000  # a rendered 5-panel PNG, not an empty canvas
     table = pd.read_csv(paths["table"])
-    assert table.shape == (2, 9) and {"final_stderr", "peak_stderr"} <= set(table.columns)
+    assert table.shape == (2, 16) and {"start_mean", "gain_mean", "gain_stderr", "reward_last"} <= set(table.columns)
     report = paths["report"].read_text()
     assert "![curves](plots/curves.png)" in report
-    assert "| init | benchmark | final | final SE | peak | peak SE | seeds |" in report
-    assert "| terse | bench_id | 0.300 ± 0.141 | 0.025 | 0.350 ± 0.071 | 0.032 | 2 |" in report
-    assert "| verbose | bench_id | 0.500 | n/a | 0.500 | n/a | 1 |" in report
+    header = "| init | benchmark | start | final | final SE | gain | gain SE | peak | peak SE | training reward, "
+    assert header + "first -> last 20% of steps | seeds |" in report
+    assert (
+        "| terse | bench_id | 0.250 | 0.300 ± 0.141 | 0.025 | +0.050 ± 0.212 | 0.038 | 0.350 ± 0.071 | 0.032 | "
+        "0.100 -> 0.300 | 2 |" in report
+    )
+    assert "| verbose | bench_id | 0.100 | 0.500 | n/a | +0.400 | n/a | 0.500 | n/a | 0.100 -> 0.300 | 1 |" in report
 
 
 def test_score_panel_shades_one_standard_error(runs):
