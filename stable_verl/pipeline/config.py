@@ -8,10 +8,12 @@ values, so bad input never reaches Ray or vLLM.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -47,6 +49,7 @@ class SFTStage:
     def __post_init__(self) -> None:
         get_teacher(self.teacher)  # ValueError naming the available styles (= SFT datasets)
         _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "timeout_s")
+        _learning_rate("SFTStage", self.lr, allow_zero=False)
         if self.batch_size % self.micro_batch_size:
             raise ValueError(f"sft.batch_size {self.batch_size} must be a multiple of micro_batch_size")
         if self.lr_schedule not in ("cosine", "constant"):
@@ -95,6 +98,7 @@ class RLStage:
 
     def __post_init__(self) -> None:
         _positive(self, "total_steps", "train_batch_size", "rollout_n", "micro_batch_size")
+        _learning_rate("RLStage", self.lr, allow_zero=True)  # lr 0: the no-update control of a calibration
         _positive(self, "max_prompt_length", "max_response_length", "timeout_s")
         n = self.recipe_config.minibatches
         if self.train_batch_size % n:
@@ -133,6 +137,11 @@ class SmokeConfig:
     rl: RLStage = field(default_factory=RLStage)
 
 
+def _learning_rate(owner: str, lr: float, allow_zero: bool) -> None:
+    if not (math.isfinite(lr) and (lr >= 0 if allow_zero else lr > 0)):
+        raise ValueError(f"{owner}.lr must be {'>= 0' if allow_zero else '> 0'} and finite, got {lr}")
+
+
 def _positive(obj: object, *names: str) -> None:
     for name in names:
         if getattr(obj, name) <= 0:
@@ -150,9 +159,19 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
         return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except yaml.YAMLError as e:
+        raise ValueError(yaml_error(path, e)) from None
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         where = f" at {key}" if key else ""
         raise ValueError(f"invalid config{where}: {str(e).splitlines()[0]}") from None
     except FileNotFoundError:
         raise ValueError(f"config file not found: {path}") from None
+
+
+def yaml_error(path: str | Path | None, error: yaml.YAMLError) -> str:
+    """One line for a config file that is not valid YAML: the file, the line and column, the parser's problem."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"config file {path} is not valid YAML ({where.strip() or 'parse error'}): {problem}"

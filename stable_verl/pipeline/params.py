@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Literal, Self
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import (
@@ -29,7 +30,7 @@ from pydantic import (
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec
-from stable_verl.pipeline.config import RLStage, SFTStage
+from stable_verl.pipeline.config import RLStage, SFTStage, yaml_error
 from stable_verl.pipeline.evaluate import EvalSettings
 from stable_verl.tasks.datasets import TaskSpec
 from stable_verl.tasks.teachers import TEACHERS, get_teacher
@@ -51,14 +52,16 @@ class _Model(BaseModel):
             raw = OmegaConf.to_container(cfg, resolve=True)
         except FileNotFoundError:
             raise ValueError(f"config file not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ValueError(yaml_error(path, e)) from None
         except OmegaConfBaseException as e:
             raise ValueError(f"invalid config: {str(e).splitlines()[0]}") from None
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
             err = e.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "config"
-            raise ValueError(f"invalid config at {where}: {err['msg'].removeprefix('Value error, ')}") from None
+            where = " at " + ".".join(str(p) for p in err["loc"]) if err["loc"] else ""
+            raise ValueError(f"invalid config{where}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 class StoreParams(_Model):
@@ -127,6 +130,16 @@ def _save_every_step_by_default(value: object) -> object:
     return {**value, "save_freq": value.get("save_freq", 1)} if isinstance(value, dict) else value
 
 
+def _check_routers(model: TinyModelSpec, rl: RLStage) -> None:
+    """Routing replay needs routers: refuse a dense model with an R2/R3 recipe before anything runs."""
+    replay = rl.recipe_config.routing_replay
+    if model.kind != "moe" and replay != "disabled":
+        raise ValueError(
+            f"rl.recipe {rl.recipe!r} replays expert routes ({replay}) but model.kind={model.kind!r} has no routers; "
+            "use model.kind=moe or a recipe without routing replay"
+        )
+
+
 CheckpointedRL = Annotated[RLStage, BeforeValidator(_save_every_step_by_default), AfterValidator(_check_saves)]
 """An RL stage that saves checkpoints (every step unless set): what later stages evaluate and resumes start from."""
 
@@ -147,6 +160,11 @@ class RLFlowParams(_StageParams):
     """SFT run id whose latest complete checkpoint initialises the policy (None: the base model)."""
     rl_seed: int = 0
     """Seed of the data order and of vLLM sampling."""
+
+    @model_validator(mode="after")
+    def _routers(self) -> Self:
+        _check_routers(self.model, self.rl)
+        return self
 
 
 class EvaluateFlowParams(_Model):
@@ -186,6 +204,11 @@ class ColdstartParams(_StageParams):
             if isinstance(teacher, str):
                 get_teacher(teacher)  # ValueError naming the available styles
         return value
+
+    @model_validator(mode="after")
+    def _routers(self) -> Self:
+        _check_routers(self.model, self.rl)
+        return self
 
     def sft_params(self, teacher: str, seed: int) -> SFTFlowParams:
         return SFTFlowParams(**self._common(), sft=dataclasses.replace(self.sft, teacher=teacher), sft_seed=seed)

@@ -35,6 +35,16 @@ def test_bad_values_are_rejected_with_the_key_named(override, message):
         load_config(SmokeConfig, "configs/smoke.yaml", override)
 
 
+def test_malformed_yaml_is_one_line_naming_the_file_and_place(tmp_path, capsys):
+    bad = tmp_path / "smoke.yaml"
+    bad.write_text("rl:\n  total_steps: 3\n    lr: 1\n")  # a mapping value where none may start
+    with pytest.raises(ValueError, match=r"is not valid YAML \(line 3, column 7\): mapping values are not allowed"):
+        load_config(SmokeConfig, bad)
+    assert main(["plan", "smoke", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"stable-verl: error: config file {bad} is not valid YAML")
+
+
 def test_cli_exits_2_with_one_line(capsys):
     assert main(["plan", "smoke", "rl.recipe=minirl_offpolicy", "rl.train_batch_size=7"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

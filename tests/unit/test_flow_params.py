@@ -39,6 +39,14 @@ def test_demo_config_loads_with_overrides():
         (["seeds=[0,0]"], "must be distinct"),
         (["rl.total_steps=abc"], "invalid config at rl.total_steps"),
         (["no_such_key=1"], "invalid config at no_such_key"),
+        (["rl.lr=-1"], "RLStage.lr must be >= 0 and finite, got -1.0"),
+        (["rl.lr=nan"], "RLStage.lr must be >= 0 and finite, got nan"),
+        (["sft.lr=0"], "SFTStage.lr must be > 0 and finite, got 0.0"),
+        (
+            ["model.kind=dense", "rl.recipe=minirl_r3"],
+            "invalid config: rl.recipe 'minirl_r3' replays expert routes (R3) but model.kind='dense' has no routers",
+        ),
+        (["model.kind=dense", "rl.recipe=minirl_r2"], "replays expert routes (R2)"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_problem(overrides, message):
@@ -87,3 +95,20 @@ def test_network_and_s3_hiccups_are_transient_bad_input_and_verl_failures_are_no
     assert not is_transient(VerlRunError("verl main_ppo exited with code 1"))
     assert not is_transient(ValueError("unknown recipe"))
     assert not is_transient(None)
+
+
+def test_rl_lr_zero_is_the_no_update_control_and_a_dense_model_takes_a_recipe_without_replay():
+    assert ColdstartParams.from_config("configs/coldstart.yaml", ["rl.lr=0"]).rl.lr == 0.0
+    dense = ColdstartParams.from_config("configs/coldstart.yaml", ["model.kind=dense", "rl.recipe=minirl"])
+    assert dense.model.kind == "dense" and dense.rl.recipe_config.routing_replay == "disabled"
+
+
+def test_a_malformed_yaml_file_is_one_line_with_its_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl:\n  lr: [1, 2\n")  # an unclosed list
+    for load in (lambda: ColdstartParams.from_config(str(bad), []), lambda: RLFlowParams.from_config(str(bad), [])):
+        with pytest.raises(ValueError) as err:
+            load()
+        message = str(err.value)
+        assert message.startswith(f"config file {bad} is not valid YAML (line 3, column 1): expected ','")
+        assert "\n" not in message
