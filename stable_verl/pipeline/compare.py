@@ -118,7 +118,7 @@ def comparison_table(runs: Sequence[RunSeries]) -> pd.DataFrame:
                     "reward_first": reward_first,
                     "reward_last": reward_last,
                     "final": values[-1],
-                    "final_stderr": run.stderr(steps[-1], bench),
+                    "final_stderr": final_se,
                     "peak": max(values),
                     "peak_step": steps[values.index(max(values))],
                     "peak_stderr": run.stderr(steps[values.index(max(values))], bench),
