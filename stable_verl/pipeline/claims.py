@@ -160,39 +160,54 @@ def _missing(claim: str, *scores: tuple[str, ArmScore | None]) -> Verdict | None
     return None
 
 
-def better(claim: str, a: ArmScore | None, b: ArmScore | None, label_a: str = "A", label_b: str = "B") -> Verdict:
-    """'a beats b': held / not held outside Z * SE_diff, inconclusive inside it or with < MIN_SEEDS seeds."""
+@dataclass(frozen=True)
+class _Difference:
+    """a - b with the standard error of the difference, the evidence text and the fewest seeds compared."""
+
+    diff: float
+    se: float
+    evidence: str
+    seeds: int
+
+
+def _difference(
+    claim: str, a: ArmScore | None, b: ArmScore | None, label_a: str, label_b: str, extra: str = ""
+) -> Verdict | _Difference:
+    """The early verdict (an arm missing, too few seeds, SE unknown), else the difference to judge."""
     early = _missing(claim, (label_a, a), (label_b, b))
     if early:
         return early
     diff, se = _diff(a, b)  # type: ignore[arg-type]
-    evidence = f"{a} vs {b}: diff {diff:+.3f}, {Z:g} SE = {Z * se:.3f}"
+    evidence = f"{a} vs {b}: diff {diff:+.3f}, {Z:g} SE = {Z * se:.3f}{extra}"
     seeds = min(a.seeds, b.seeds)  # type: ignore[union-attr]
     if math.isnan(se):
         return Verdict(claim, INCONCLUSIVE, f"{evidence} (standard error unknown)", seeds)
-    if diff > Z * se:
-        return Verdict(claim, HELD, evidence, seeds)
-    if -diff > Z * se:
-        return Verdict(claim, NOT_HELD, evidence, seeds)
-    return Verdict(claim, INCONCLUSIVE, f"{evidence} (within noise)", seeds)
+    return _Difference(diff, se, evidence, seeds)
+
+
+def better(claim: str, a: ArmScore | None, b: ArmScore | None, label_a: str = "A", label_b: str = "B") -> Verdict:
+    """'a beats b': held / not held outside Z * SE_diff, inconclusive inside it or with < MIN_SEEDS seeds."""
+    d = _difference(claim, a, b, label_a, label_b)
+    if isinstance(d, Verdict):
+        return d
+    if d.diff > Z * d.se:
+        return Verdict(claim, HELD, d.evidence, d.seeds)
+    if -d.diff > Z * d.se:
+        return Verdict(claim, NOT_HELD, d.evidence, d.seeds)
+    return Verdict(claim, INCONCLUSIVE, f"{d.evidence} (within noise)", d.seeds)
 
 
 def at_least(claim: str, a: ArmScore | None, b: ArmScore | None, label_a: str = "A", label_b: str = "B") -> Verdict:
     """'a is at least as good as b': not held if b beats a; held if a loses at most EQUIV_MARGIN at the interval's
     lower edge; otherwise inconclusive (or with < MIN_SEEDS seeds)."""
-    early = _missing(claim, (label_a, a), (label_b, b))
-    if early:
-        return early
-    diff, se = _diff(a, b)  # type: ignore[arg-type]
-    evidence = f"{a} vs {b}: diff {diff:+.3f}, {Z:g} SE = {Z * se:.3f}, margin {EQUIV_MARGIN:g}"
-    seeds = min(a.seeds, b.seeds)  # type: ignore[union-attr]
-    if math.isnan(se):
-        return Verdict(claim, INCONCLUSIVE, f"{evidence} (standard error unknown)", seeds)
-    if -diff > Z * se:
-        return Verdict(claim, NOT_HELD, evidence, seeds)
-    if diff - Z * se >= -EQUIV_MARGIN:
-        return Verdict(claim, HELD, evidence, seeds)
-    return Verdict(claim, INCONCLUSIVE, f"{evidence} (interval too wide)", seeds)
+    d = _difference(claim, a, b, label_a, label_b, extra=f", margin {EQUIV_MARGIN:g}")
+    if isinstance(d, Verdict):
+        return d
+    if -d.diff > Z * d.se:
+        return Verdict(claim, NOT_HELD, d.evidence, d.seeds)
+    if d.diff - Z * d.se >= -EQUIV_MARGIN:
+        return Verdict(claim, HELD, d.evidence, d.seeds)
+    return Verdict(claim, INCONCLUSIVE, f"{d.evidence} (interval too wide)", d.seeds)
 
 
 def _collapse_text(runs: Sequence[RunSummary]) -> str:

@@ -262,21 +262,26 @@ def test_cispo_group_through_verls_ppo_loss_by_hand():
         cispo_loss.with_group_tokens({"log_probs": log_probs}, data, inner=partial(ppo_loss, config=cfg))
 
 
-@pytest.mark.parametrize("name", available_recipes())
-def test_every_recipe_builds_verls_config(name):
-    """Compose verl's own ppo_trainer config with the recipe's overrides and build the actor dataclass."""
+def _verl_config(recipe):
+    """verl's own ppo_trainer config composed with the recipe's overrides, and the actor dataclass built from it."""
     from hydra import compose, initialize_config_module
     from verl.utils.config import omega_conf_to_dataclass
 
-    recipe = load_recipe(name)
-    recipe.check_registered()
     with initialize_config_module("verl.trainer.config", version_base=None):
         base = [
             "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
             "actor_rollout_ref.actor.ppo_mini_batch_size=4",
         ]
         cfg = compose("ppo_trainer", overrides=base + recipe.overrides())
-    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    return cfg, omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+
+
+@pytest.mark.parametrize("name", available_recipes())
+def test_every_recipe_builds_verls_config(name):
+    """Compose verl's own ppo_trainer config with the recipe's overrides and build the actor dataclass."""
+    recipe = load_recipe(name)
+    recipe.check_registered()
+    cfg, actor = _verl_config(recipe)
     assert actor.policy_loss.loss_mode == recipe.loss_mode
     assert actor.loss_agg_mode == recipe.loss_agg_mode
     if recipe.uses_minirl_loss:
@@ -311,17 +316,7 @@ def test_paper_grid_recipes_exist():
 
 def test_dppo_tv_recipe_reaches_verls_loss_with_its_thresholds():
     """verl's dppo_tv reads clip_ratio_low/high as TV thresholds on pi_theta - pi_old and clip_ratio_c as its cap."""
-    from hydra import compose, initialize_config_module
-    from verl.utils.config import omega_conf_to_dataclass
-
-    recipe = load_recipe("dppo_tv")
-    with initialize_config_module("verl.trainer.config", version_base=None):
-        base = [
-            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
-            "actor_rollout_ref.actor.ppo_mini_batch_size=4",
-        ]
-        cfg = compose("ppo_trainer", overrides=base + recipe.overrides())
-    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    _, actor = _verl_config(load_recipe("dppo_tv"))
     assert (actor.clip_ratio_low, actor.clip_ratio_high, actor.clip_ratio_c) == (0.2, 0.27, 20.0)
     actor.global_batch_info.update(dp_size=1, batch_num_tokens=None, global_batch_size=None, loss_scale_factor=None)
     # one response, two tokens, A = +1; pi_old = 0.5 on both; pi_theta = 0.6 (moved 0.1 <= 0.27: kept) and
