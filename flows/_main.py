@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,8 @@ def run_flow_main(
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    # The temporary Prefect server would try to send telemetry, and log an ERROR where only registries are reachable.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         result = flow_fn(params)
     except (VerlRunError, ArtifactStoreError, ValueError, RuntimeError) as e:

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
@@ -26,18 +27,26 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "coldstart.yaml"
 def coldstart_comparison_flow(params: ColdstartParams) -> dict:
     """N cold-start inits -> SFT of each -> the same RL recipe -> checkpoint evaluation -> comparison report."""
     preflight(params.store)
+    pairs = [(teacher, seed) for teacher in params.teachers for seed in params.seeds]
+    # verl SFT keeps one core busy, so the inits' SFTs run side by side; RL uses every core, one run at a time.
+    sft_runs = [_sft_side_by_side.submit(params.sft_params(t, s)) for t, s in pairs]
     inits, stages = [], []
-    for teacher in params.teachers:
-        for seed in params.seeds:
-            sft = _timed(sft_flow, params.sft_params(teacher, seed))
-            rl = _timed(rl_flow, params.rl_params(sft["run_id"], seed))
-            inits.append(InitRuns(teacher, seed, sft["run_id"], rl["run_id"]))
-            stages += [sft, rl]
+    for (teacher, seed), sft_run in zip(pairs, sft_runs, strict=True):
+        sft = sft_run.result()
+        rl = _timed(rl_flow, params.rl_params(sft["run_id"], seed))
+        inits.append(InitRuns(teacher, seed, sft["run_id"], rl["run_id"]))
+        stages += [sft, rl]
     runs = [run for init in inits for run in (init.sft_run, init.rl_run)]
     scores = evaluate_flow(params.evaluate_params(runs))
     report = comparison_report(params, inits, scores)
     evaluation = {k: v for k, v in scores.items() if k != "rows"}
     return {**report, "inits": [dataclasses.asdict(i) for i in inits], "stages": stages, "eval": evaluation}
+
+
+@task(name="sft-init", task_run_name="sft-{params.sft.teacher}-seed{params.sft_seed}", cache_policy=NO_CACHE)
+def _sft_side_by_side(params) -> dict:
+    """The SFT subflow of one init, in a task so that the flow can start every init's SFT at once."""
+    return _timed(sft_flow, params)
 
 
 def _timed(subflow, params) -> dict:

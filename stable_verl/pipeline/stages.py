@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from stable_verl.models.tokenizer import train_tokenizer
 from stable_verl.pipeline import cpu_env, verl_command
@@ -96,13 +98,27 @@ def latest_checkpoint(ckpt_root: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def seeded_sft_file(train_file: Path, seed: int, out_dir: Path) -> Path:
+    """The SFT training file whose row order carries ``seed``.
+
+    verl's SFT trainer (0.9.1) shuffles with its sampler's fixed seed 0 whatever ``trainer.seed`` says, so SFT
+    seeds would give identical weights. Seed 0 keeps the file as written; seed s > 0 gets a copy with its rows
+    permuted by s (in ``out_dir``), so each seed sees its own data order.
+    """
+    if seed == 0:
+        return train_file
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{train_file.stem}_seed{seed}.parquet"
+    pd.read_parquet(train_file).sample(frac=1.0, random_state=seed).to_parquet(target, index=False)
+    return target
+
+
 def run_sft(
     sft: SFTStage, model_dir: Path, data: dict[str, Path], out_dir: Path, seed: int, on_line=None
 ) -> tuple[Path, RunResult]:
     """verl SFT on one teacher's data; returns the HF directory of the final checkpoint."""
-    argv = verl_command.sft_argv(
-        sft, model_dir, data[f"sft_{sft.teacher}_train"], data[f"sft_{sft.teacher}_val"], out_dir / "checkpoints", seed
-    )
+    train = seeded_sft_file(data[f"sft_{sft.teacher}_train"], seed, out_dir)
+    argv = verl_command.sft_argv(sft, model_dir, train, data[f"sft_{sft.teacher}_val"], out_dir / "checkpoints", seed)
     result = run_streaming(
         argv, out_dir / "sft.log", cpu_env.verl_env(), sft.timeout_s, cwd=out_dir, on_line=on_line, name="verl SFT"
     )

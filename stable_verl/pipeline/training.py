@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, config_hash, run_id
 from stable_verl.pipeline import cpu_env, stages, verl_command
 from stable_verl.pipeline.evaluate import ensure_hf_model
@@ -28,17 +30,21 @@ def _identity(obj: Any) -> dict:
 
 
 def prepare_assets(workdir: Path, p: SFTFlowParams | RLFlowParams) -> stages.Assets:
-    """Tokenizer, base model and task splits under ``workdir/assets/<hash>``, built once (marker written last)."""
+    """Tokenizer, base model and task splits under ``workdir/assets/<hash>``, built once (marker written last).
+
+    A file lock makes stages started side by side (the cold-start SFTs) build them once and wait for it."""
     spec = {"model": dataclasses.asdict(p.model), "task": dataclasses.asdict(p.task), "seed": p.seed}
     root = workdir / "assets" / config_hash(spec)
     marker = root / "assets.json"
-    if marker.exists():
-        saved = json.loads(marker.read_text())
-        return stages.Assets(Path(saved["model_dir"]), {k: Path(v) for k, v in saved["data"].items()})
-    assets = stages.build_assets(root, p.model, p.task, p.seed)
-    data = {k: str(v) for k, v in assets.data.items()}
-    marker.write_text(json.dumps({"model_dir": str(assets.model_dir), "data": data, "spec": spec}, indent=1))
-    return assets
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(root.parent / f"{root.name}.lock"):
+        if marker.exists():
+            saved = json.loads(marker.read_text())
+            return stages.Assets(Path(saved["model_dir"]), {k: Path(v) for k, v in saved["data"].items()})
+        assets = stages.build_assets(root, p.model, p.task, p.seed)
+        data = {k: str(v) for k, v in assets.data.items()}
+        marker.write_text(json.dumps({"model_dir": str(assets.model_dir), "data": data, "spec": spec}, indent=1))
+        return assets
 
 
 def sft_run(store: ArtifactStore, p: SFTFlowParams) -> RunLayout:
@@ -97,17 +103,13 @@ def run_sft_stage(
     run = sft_run(store, p)
     assets = prepare_assets(workdir, p)
     data = assets.data
+    train = stages.seeded_sft_file(data[f"sft_{p.sft.teacher}_train"], p.sft_seed, workdir / "runs" / run.run_id)
     job = VerlJob(
         kind="sft",
         name=p.sft.teacher,
         total_steps=p.sft.steps,
         argv=lambda ckpt_root: verl_command.sft_argv(
-            p.sft,
-            assets.model_dir,
-            data[f"sft_{p.sft.teacher}_train"],
-            data[f"sft_{p.sft.teacher}_val"],
-            ckpt_root,
-            p.sft_seed,
+            p.sft, assets.model_dir, train, data[f"sft_{p.sft.teacher}_val"], ckpt_root, p.sft_seed
         ),
         env=cpu_env.verl_env(),
         timeout_s=p.sft.timeout_s,

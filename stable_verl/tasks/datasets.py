@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from stable_verl.tasks.arithmetic import Problem, sample_problems
-from stable_verl.tasks.teachers import TEACHERS, get_teacher
+from stable_verl.tasks.teachers import TEACHERS, direct, solution
 
 DATA_SOURCE = "stable_verl/arith"
 
@@ -39,6 +39,10 @@ class TaskSpec:
     """SFT conversations per teacher style."""
     n_bench: int = 32
     """Problems per held-out benchmark."""
+    sft_samples: int = 1
+    """Teacher samples per SFT problem (conversations per teacher: ``n_sft * sft_samples``), as distillation draws."""
+    shortcut_rate: float = 0.0
+    """Share of its samples in which every teacher answers directly, without working (its habit; 0: always works)."""
     seed: int = 0
     """Seed of every split."""
 
@@ -47,6 +51,10 @@ class TaskSpec:
             raise ValueError("hard_difficulty must be greater than difficulty")
         if self.max_operand is not None and self.max_operand < 1:
             raise ValueError(f"task.max_operand must be >= 1, got {self.max_operand}")
+        if self.sft_samples < 1:
+            raise ValueError(f"task.sft_samples must be >= 1, got {self.sft_samples}")
+        if not 0.0 <= self.shortcut_rate <= 1.0:
+            raise ValueError(f"task.shortcut_rate must be in [0, 1], got {self.shortcut_rate}")
 
 
 def rl_rows(problems: list[Problem], split: str) -> pd.DataFrame:
@@ -64,12 +72,17 @@ def rl_rows(problems: list[Problem], split: str) -> pd.DataFrame:
     )
 
 
-def sft_rows(problems: list[Problem], teacher: str) -> pd.DataFrame:
-    solve = get_teacher(teacher)
+def sft_rows(problems: list[Problem], teacher: str, shortcut_rate: float = 0.0, samples: int = 1) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {"messages": [{"role": "user", "content": p.prompt}, {"role": "assistant", "content": solve(p)}]}
+            {
+                "messages": [
+                    {"role": "user", "content": p.prompt},
+                    {"role": "assistant", "content": solution(teacher, p, shortcut_rate, i)},
+                ]
+            }
             for p in problems
+            for i in range(samples)
         ]
     )
 
@@ -96,8 +109,8 @@ def write_task_data(out_dir: str | Path, spec: TaskSpec) -> dict[str, Path]:
     sft_problems = draw(spec.n_sft, spec.difficulty, 5)
     sft_val = draw(max(8, spec.n_sft // 8), spec.difficulty, 6)
     for teacher in TEACHERS:
-        frames[f"sft_{teacher}_train"] = sft_rows(sft_problems, teacher)
-        frames[f"sft_{teacher}_val"] = sft_rows(sft_val, teacher)
+        frames[f"sft_{teacher}_train"] = sft_rows(sft_problems, teacher, spec.shortcut_rate, spec.sft_samples)
+        frames[f"sft_{teacher}_val"] = sft_rows(sft_val, teacher, spec.shortcut_rate, spec.sft_samples)
     paths = {}
     for name, frame in frames.items():
         paths[name] = out / f"{name}.parquet"
@@ -112,5 +125,5 @@ def tokenizer_corpus(spec: TaskSpec, n: int = 1500) -> list[str]:
         max_operand = spec.max_operand if difficulty == spec.difficulty else None
         for p in sample_problems(n // 3, difficulty, seed=10_000 + spec.seed, max_operand=max_operand):
             texts.append(p.prompt)
-            texts.extend(solve(p) for solve in TEACHERS.values())
+            texts.extend(solve(p) for solve in (direct, *TEACHERS.values()))
     return texts

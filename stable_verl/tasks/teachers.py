@@ -1,20 +1,36 @@
-"""Teacher solution styles: the different cold-start initialisations of the paper's RQ3.
+"""Teacher solution styles and habits: the different cold-start initialisations of the paper's RQ3.
 
 The paper distils three SFT sets from three frontier models. Here each "teacher" is a distinct,
 deterministic way of writing the same correct solution, so SFT on each yields a differently
 behaving initial policy (length, verbosity, step format) with the same final-answer convention.
+
+Teachers also have a habit: in a share of its samples (the *shortcut rate*, a task setting) a teacher
+writes only the answer, without working. Direct answers are right far less often for the tiny model
+than worked ones, so the SFT policy mixes a weak and a strong way of answering, and RL can raise its
+accuracy on every problem, held-out ones included, by preferring to show its work: the same
+habit-sharpening by which RL improves distilled reasoning models.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from stable_verl.tasks.arithmetic import Problem
 
 
-def terse(p: Problem) -> str:
-    """Answer only."""
+def direct(p: Problem) -> str:
+    """The shortcut: the answer only, no working."""
     return f"#### {p.answer}"
+
+
+def terse(p: Problem) -> str:
+    """Compact working on one line, then the answer."""
+    steps, value = [], p.operands[0]
+    for op, x, result in zip(p.ops, p.operands[1:], p.partial_results(), strict=True):
+        steps.append(f"{value}{op}{x}={result}")
+        value = result
+    return "; ".join(steps) + f"\n#### {p.answer}"
 
 
 def stepwise(p: Problem) -> str:
@@ -46,3 +62,15 @@ def get_teacher(name: str) -> Callable[[Problem], str]:
         return TEACHERS[name]
     except KeyError:
         raise ValueError(f"unknown teacher style {name!r}; choose one of {sorted(TEACHERS)}") from None
+
+
+def takes_shortcut(teacher: str, p: Problem, rate: float, sample: int = 0) -> bool:
+    """Whether ``teacher``'s ``sample``-th answer to ``p`` is direct: a fixed hash of all three below ``rate``."""
+    digest = hashlib.sha256(f"{teacher}|{p.expression}|{sample}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def solution(teacher: str, p: Problem, shortcut_rate: float = 0.0, sample: int = 0) -> str:
+    """``teacher``'s ``sample``-th answer to ``p``: its worked style, or the direct answer on its shortcut share."""
+    solve = get_teacher(teacher)
+    return direct(p) if takes_shortcut(teacher, p, shortcut_rate, sample) else solve(p)

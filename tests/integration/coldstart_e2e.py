@@ -22,6 +22,7 @@ from flows.coldstart import coldstart_comparison_flow
 from stable_verl.artifacts import ArtifactStore, list_runs
 from stable_verl.pipeline import procs
 from stable_verl.pipeline.params import ColdstartParams
+from tests.integration.interrupted import run_while_killing
 
 OVERRIDES = [
     "teachers=[terse,stepwise]",  # 2 inits; terse's RL is killed, stepwise's runs clean (the smoke report's)
@@ -90,18 +91,9 @@ def run_e2e(workdir: Path, endpoint_url: str, bucket: str, secret: str) -> E2E:
     store = params.store.open()
     e2e = E2E(params, store, secret)
 
-    stop = threading.Event()
-    killer = threading.Thread(target=_kill_rl_at_first_checkpoint, args=(store, e2e, stop), daemon=True)
-    killer.start()
-    t0 = time.monotonic()
-    try:
-        coldstart_comparison_flow(params)
-    except Exception as exc:  # expected: the RL stage's verl was killed
-        e2e.first_error = exc
-    finally:
-        stop.set()
-        killer.join()
-    e2e.seconds["attempt1"] = time.monotonic() - t0
+    e2e.first_error, e2e.seconds["attempt1"] = run_while_killing(
+        coldstart_comparison_flow, params, _kill_rl_at_first_checkpoint, store, e2e
+    )
     e2e.status_after_kill = {r["run_id"]: r["status"] for r in list_runs(store)}
     e2e.comparisons_after_kill = store.ls("comparisons")
 

@@ -21,6 +21,7 @@ from flows.stability_grid import stability_grid_flow, summary
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, list_runs
 from stable_verl.pipeline import claims, procs
 from stable_verl.pipeline.params import StabilityGridParams
+from tests.integration.interrupted import run_while_killing
 
 pytestmark = pytest.mark.slow
 
@@ -88,18 +89,8 @@ def tiny_grid(prefect_harness, tmp_path_factory) -> Grid:
         None, [f"workdir={tmp / 'work'}", f"store.root={tmp / 'store'}", *SETTINGS]
     )
     grid = Grid(params, params.store.open())
-    stop = threading.Event()
-    killer = threading.Thread(target=_kill_second_cell, args=(grid.store, grid, stop), daemon=True)
-    killer.start()
-    t0 = time.monotonic()
-    try:
-        stability_grid_flow(params)
-    except Exception as exc:  # expected: the second cell's verl was killed
-        grid.first_error = exc
-    finally:
-        stop.set()
-        killer.join()
-    grid.seconds.append(time.monotonic() - t0)
+    grid.first_error, seconds = run_while_killing(stability_grid_flow, params, _kill_second_cell, grid.store, grid)
+    grid.seconds.append(seconds)
     for _ in range(2):
         t0 = time.monotonic()
         grid.results.append(stability_grid_flow(params))

@@ -17,7 +17,7 @@ from tests.conftest import _free_port
 def test_demo_config_loads_with_overrides():
     p = ColdstartParams.from_config("configs/coldstart.yaml", ["seeds=[0,1]", "eval.k=32"])
     assert p.teachers == ["terse", "stepwise", "verbose"] and p.rl.recipe == "minirl_r2"
-    assert p.rl.save_freq == 10 and all(step % p.rl.save_freq == 0 for step in p.eval.steps)  # scored = saved
+    assert all(step % p.rl.save_freq == 0 for step in p.eval.steps) and p.rl.total_steps in p.eval.steps  # saved
     assert p.rl.recipe_config.minibatches == 2 and p.rl.recipe_config.routing_replay == "R2"  # paper §4.5
     assert p.rl.rollout_dtype == "bfloat16" and p.rl.train_dtype == "float32"  # a real train-inference gap
     assert p.rl.format_bonus == 0.0  # exact-match reward only

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from stable_verl.pipeline.stages import seeded_sft_file
 from stable_verl.tasks.arithmetic import Problem, sample_problems
 from stable_verl.tasks.datasets import DATA_SOURCE, TaskSpec, write_task_data
 from stable_verl.tasks.reward import compute_score, extract_answer
-from stable_verl.tasks.teachers import TEACHERS, get_teacher
+from stable_verl.tasks.teachers import TEACHERS, get_teacher, solution, takes_shortcut
 
 
 def test_left_to_right_evaluation_by_hand():
@@ -41,11 +42,51 @@ def test_every_teacher_solution_scores_one(teacher):
 
 def test_teacher_styles_differ():
     p = Problem(operands=(3, 4, 1), ops=("+", "-"), difficulty=2)
-    assert TEACHERS["terse"](p) == "#### 6"
+    assert TEACHERS["terse"](p) == "3+4=7; 7-1=6\n#### 6"
     assert TEACHERS["stepwise"](p) == "3 + 4 = 7\n7 - 1 = 6\n#### 6"
     assert TEACHERS["verbose"](p).startswith("Let us work left to right. 3 plus 4 gives 7.")
     with pytest.raises(ValueError, match="unknown teacher"):
         get_teacher("oracle")
+
+
+def test_shortcut_habit_answers_directly_on_its_share_of_problems():
+    p = Problem(operands=(3, 4, 1), ops=("+", "-"), difficulty=2)
+    assert solution("stepwise", p, 0.0) == "3 + 4 = 7\n7 - 1 = 6\n#### 6"
+    assert solution("stepwise", p, 1.0) == "#### 6"
+    # each sample of a problem draws its own habit: over many problems, two samples disagree about half the time
+    problems_2 = sample_problems(400, difficulty=2, seed=4)
+    disagree = sum(takes_shortcut("terse", q, 0.5, 0) != takes_shortcut("terse", q, 0.5, 1) for q in problems_2)
+    assert 0.4 < disagree / 400 < 0.6
+    problems = sample_problems(2000, difficulty=2, seed=2)
+    for rate in (0.25, 0.6):
+        share = sum(takes_shortcut("verbose", q, rate) for q in problems) / len(problems)
+        assert share == pytest.approx(rate, abs=0.035)  # 3.5 binomial standard errors at n = 2000
+    # fixed per (teacher, problem): a lower rate's shortcuts are a subset of a higher one's
+    assert all(takes_shortcut("terse", q, 0.6) for q in problems if takes_shortcut("terse", q, 0.3))
+
+
+def test_sft_data_follows_each_teachers_shortcut_rate(tmp_path):
+    for rate, samples in ((0.0, 1), (0.5, 2)):
+        spec = TaskSpec(n_sft=400, n_rl_train=16, n_bench=16, shortcut_rate=rate, sft_samples=samples)
+        paths = write_task_data(tmp_path / str(rate), spec)
+        for teacher in TEACHERS:
+            messages = pd.read_parquet(paths[f"sft_{teacher}_train"])["messages"]
+            assert len(messages) == 400 * samples and len({m[0]["content"] for m in messages}) == 400
+            direct_share = sum(m[1]["content"].startswith("####") for m in messages) / len(messages)
+            assert direct_share == pytest.approx(rate, abs=0.06)  # 3.4 binomial standard errors at n = 800
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"shortcut_rate": -0.1}, r"task.shortcut_rate must be in \[0, 1\]"),
+        ({"shortcut_rate": 1.5}, r"task.shortcut_rate must be in \[0, 1\]"),
+        ({"sft_samples": 0}, "task.sft_samples must be >= 1"),
+    ],
+)
+def test_bad_teacher_settings_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        TaskSpec(**change)
 
 
 def test_reward_exact_match_and_format():
@@ -109,3 +150,18 @@ def test_max_operand_sets_the_operand_range_and_the_task_space(tmp_path):
 def test_max_operand_must_be_positive():
     with pytest.raises(ValueError, match="max_operand"):
         TaskSpec(max_operand=0)
+
+
+def test_sft_seed_sets_the_data_order(tmp_path):
+    # verl's SFT sampler ignores trainer.seed, so the seed lives in the file's row order: same rows, its own order
+    paths = write_task_data(tmp_path / "data", TaskSpec(n_sft=64, n_rl_train=16, n_bench=16))
+    train = paths["sft_stepwise_train"]
+    assert seeded_sft_file(train, 0, tmp_path / "run0") == train  # seed 0: the file as written
+    orders = {}
+    for seed in (1, 2, 1):
+        seeded = seeded_sft_file(train, seed, tmp_path / f"run{seed}")
+        orders.setdefault(seed, []).append([m[0]["content"] for m in pd.read_parquet(seeded)["messages"]])
+    original = [m[0]["content"] for m in pd.read_parquet(train)["messages"]]
+    assert orders[1][0] == orders[1][1]  # deterministic
+    assert sorted(orders[1][0]) == sorted(orders[2][0]) == sorted(original)
+    assert len({tuple(original), tuple(orders[1][0]), tuple(orders[2][0])}) == 3
