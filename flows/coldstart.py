@@ -23,7 +23,8 @@ from stable_verl.pipeline.params import ColdstartParams
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "coldstart.yaml"
 
 
-@flow(name="coldstart-comparison", on_cancellation=[kill_verl], on_crashed=[kill_verl])
+# on_failure too: when one init's SFT fails, the others still run side by side, and they must die with the flow.
+@flow(name="coldstart-comparison", on_cancellation=[kill_verl], on_crashed=[kill_verl], on_failure=[kill_verl])
 def coldstart_comparison_flow(params: ColdstartParams) -> dict:
     """N cold-start inits -> SFT of each -> the same RL recipe -> checkpoint evaluation -> comparison report."""
     preflight(params.store)

@@ -47,7 +47,7 @@ STAGE = {"retries": 2, "retry_delay_seconds": [10, 60], "retry_condition_fn": re
 
 
 def kill_verl(flow, flow_run, state) -> None:
-    """Flow ``on_cancellation`` / ``on_crashed`` hook: no verl process may outlive its flow."""
+    """Flow ``on_cancellation`` / ``on_crashed`` (/ ``on_failure``) hook: no verl process may outlive its flow."""
     killed = procs.kill_active(grace_s=5.0)
     if killed:
         get_run_logger().warning(f"killed verl process tree(s) {killed} ({state.name})")

@@ -49,7 +49,8 @@ def test_each_checkpoint_is_scored_with_its_own_weights(two_checkpoints, task_sp
     _evaluate([(a, tmp_path / "solo-a")], bench, greedy, tmp_path / "solo-a.log")
     _evaluate([(b, tmp_path / "solo-b")], bench, greedy, tmp_path / "solo-b.log")
     solo_a, solo_b = _responses(tmp_path / "solo-a"), _responses(tmp_path / "solo-b")
-    assert len(solo_a) == 8 and all(solo_a) and all(solo_b)
+    # random weights: a greedy response may be empty (EOS first), but most must hold text for the comparison to bite
+    assert len(solo_a) == len(solo_b) == 8 and sum(map(bool, solo_a + solo_b)) >= 12
     assert _responses(tmp_path / "shared-b") == solo_b  # b's weights, not a's left in the engine
     assert _responses(tmp_path / "shared-a-again") == _responses(tmp_path / "shared-a") == solo_a
     assert sum(x != y for x, y in zip(solo_a, solo_b, strict=True)) >= 6  # the checkpoints do answer differently
