@@ -24,22 +24,20 @@ def direct(p: Problem) -> str:
     return f"#### {p.answer}"
 
 
+def _steps(p: Problem) -> list[tuple[int, str, int, int]]:
+    """(running value, operation, operand, result) for each step, left to right."""
+    values = [p.operands[0], *p.partial_results()]
+    return list(zip(values[:-1], p.ops, p.operands[1:], values[1:], strict=True))
+
+
 def terse(p: Problem) -> str:
     """Compact working on one line, then the answer."""
-    steps, value = [], p.operands[0]
-    for op, x, result in zip(p.ops, p.operands[1:], p.partial_results(), strict=True):
-        steps.append(f"{value}{op}{x}={result}")
-        value = result
-    return "; ".join(steps) + f"\n#### {p.answer}"
+    return "; ".join(f"{v}{op}{x}={r}" for v, op, x, r in _steps(p)) + f"\n#### {p.answer}"
 
 
 def stepwise(p: Problem) -> str:
     """One equation per step, then the answer."""
-    lines, value = [], p.operands[0]
-    for op, x, result in zip(p.ops, p.operands[1:], p.partial_results(), strict=True):
-        lines.append(f"{value} {op} {x} = {result}")
-        value = result
-    return "\n".join(lines) + f"\n#### {p.answer}"
+    return "\n".join(f"{v} {op} {x} = {r}" for v, op, x, r in _steps(p)) + f"\n#### {p.answer}"
 
 
 _WORDS = {"+": "plus", "-": "minus", "*": "times"}
@@ -47,11 +45,8 @@ _WORDS = {"+": "plus", "-": "minus", "*": "times"}
 
 def verbose(p: Problem) -> str:
     """Narrated steps in words, then the answer."""
-    sentences, value = ["Let us work left to right."], p.operands[0]
-    for op, x, result in zip(p.ops, p.operands[1:], p.partial_results(), strict=True):
-        sentences.append(f"{value} {_WORDS[op]} {x} gives {result}.")
-        value = result
-    return " ".join(sentences) + f" So the answer is {p.answer}.\n#### {p.answer}"
+    sentences = [f"{v} {_WORDS[op]} {x} gives {r}." for v, op, x, r in _steps(p)]
+    return " ".join(["Let us work left to right.", *sentences]) + f" So the answer is {p.answer}.\n#### {p.answer}"
 
 
 TEACHERS: dict[str, Callable[[Problem], str]] = {"terse": terse, "stepwise": stepwise, "verbose": verbose}
