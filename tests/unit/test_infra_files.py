@@ -9,6 +9,7 @@ Environment variable names are found by grepping the sources, not by importing m
 
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 import tomllib
@@ -287,6 +288,32 @@ def test_compose_variables_are_in_env_example(compose):
         if any(w in key for w in ("PASSWORD", "SECRET")):
             assert value.startswith("change-me"), f"{key} must be a placeholder"
     assert "infra/.env" in (ROOT / ".gitignore").read_text().split()
+
+
+def _flags(command: Any) -> set[str]:
+    return {token.split("=", 1)[0] for token in shlex.split(as_text(command)) if token.startswith("--")}
+
+
+def _prefect_options(fn: Any) -> set[str]:
+    """Option names of a Prefect CLI command (cyclopts: ``Annotated[..., Parameter(name=("--x",))]``)."""
+    names: set[str] = set()
+    for param in inspect.signature(fn).parameters.values():
+        meta = getattr(param.annotation, "__metadata__", ())
+        given = [n for m in meta for n in (getattr(m, "name", None) or ())]
+        names |= set(given) or {"--" + param.name.replace("_", "-")}
+    return names
+
+
+def test_compose_commands_use_real_cli_flags(services):
+    """The flags given to `ray start`, `prefect server start` and `prefect worker start` exist in the installed CLIs."""
+    from prefect.cli import server, worker
+    from ray.scripts.scripts import start as ray_start
+
+    ray_flags = {opt for p in ray_start.params for opt in p.opts}
+    for name in ("ray-head", "ray-worker"):
+        assert _flags(services[name]["command"]) <= ray_flags, name
+    assert _flags(services["prefect-server"]["command"]) <= _prefect_options(server.start)
+    assert _flags(services["prefect-worker"]["command"]) <= _prefect_options(worker.start)
 
 
 # ------------------------------------------------------------------------------------------------ kuberay
