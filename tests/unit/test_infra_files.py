@@ -9,10 +9,12 @@ Environment variable names are found by grepping the sources, not by importing m
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import shlex
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +358,24 @@ def test_every_flow_module_named_in_infra_exists():
     assert named >= {"rl", "sft"}
     for name in named:
         assert (ROOT / "flows" / f"{name}.py").is_file(), f"python -m flows.{name}: no flows/{name}.py"
+
+
+def test_flow_commands_in_infra_validate():
+    """The `python -m flows.<name> key=value ...` commands in infra/ give overrides the flow's parameter model accepts
+    (the model is found through the flow's signature, wherever it lives)."""
+    from prefect import Flow
+
+    commands = []
+    for path in INFRA_FILES:
+        text = path.read_text().replace("\\\n", " ")
+        commands += re.findall(r"python3? -m flows\.(\w+)((?:[ \t]+[\w.]+=[^\s`'\"&]+)*)", text)
+    commands = [(name, overrides) for name, overrides in commands if overrides.strip()]  # not `flows.x ...`
+    assert {name for name, _ in commands} >= {"rl", "sft"}
+    for name, overrides in commands:
+        module = importlib.import_module(f"flows.{name}")
+        (flow_fn,) = [v for v in vars(module).values() if isinstance(v, Flow) and v.fn.__module__ == module.__name__]
+        params_cls = typing.get_type_hints(flow_fn.fn)["params"]
+        params_cls.from_config(None, overrides.split())  # raises ValueError on an unknown key or a bad value
 
 
 def test_readme_walks_through_each_file():
