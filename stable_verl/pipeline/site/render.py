@@ -203,7 +203,7 @@ def _evaluations(evals: list[Evaluation]) -> Raw:
         )
         if ev.samples:
             cols = [c for c in ("prompt", "ground_truth", "response", "score") if any(c in s for s in ev.samples)]
-            cells = [[Raw(pre(str(s.get(c, ""))) if c == "response" else s.get(c)) for c in cols] for s in ev.samples]
+            cells = [[pre(str(s.get(c, ""))) if c == "response" else s.get(c) for c in cols] for s in ev.samples]
             title = f"step {ev.step}, {ev.benchmark}: first {len(ev.samples)} samples"
             samples.append(details(title, table(cols, cells)))
     header = ["step", "benchmark", "status", "metric", "value", "stderr", "format rate", "prompts", "files"]
