@@ -13,21 +13,16 @@ rewritten when a run's status changes, a checkpoint or an evaluation lands, or a
 (:func:`refresh_run`, :func:`refresh_comparison`); ``stable-verl site build`` rebuilds them all for any store.
 """
 
-from stable_verl.pipeline.site.build import (
-    SITE_URL_ENV,
-    SiteSummary,
-    build_site,
-    comparison_page_path,
-    page_url,
-    refresh_comparison,
-    refresh_run,
-    run_page_path,
-    write_comparison_page,
-    write_root_index,
-    write_run_page,
-)
+from typing import Any
 
-__all__ = [
+PAGE = "index.html"
+"""Every page's file name. Links name it explicitly: S3 and MinIO serve no index document for a bare prefix."""
+MAX_PRESIGN_S = 7 * 24 * 3600
+"""The longest a presigned URL may live (SigV4's limit)."""
+
+#: Functions of :mod:`.build`, loaded on first use so that ``import stable_verl.pipeline.site`` (the pipeline's hooks,
+#: the CLI's parser) does not load pandas and matplotlib.
+_BUILD = (
     "SITE_URL_ENV",
     "SiteSummary",
     "build_site",
@@ -39,4 +34,13 @@ __all__ = [
     "write_comparison_page",
     "write_root_index",
     "write_run_page",
-]
+)
+__all__ = ["MAX_PRESIGN_S", "PAGE", *_BUILD]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUILD:
+        from stable_verl.pipeline.site import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from stable_verl.pipeline.site.presign import DEFAULT_EXPIRES_S
+from stable_verl.pipeline.site import MAX_PRESIGN_S
 
 
 def _store(args: argparse.Namespace):
@@ -52,7 +52,7 @@ def add_site_commands(sub: argparse._SubParsersAction, add_store: Callable[[argp
     presign = site_sub.add_parser("presign", help="a local copy of the pages whose data links are presigned URLs")
     presign.add_argument("--out", type=Path, required=True, help="local folder for the copy (open <out>/index.html)")
     presign.add_argument(
-        "--expires", type=int, default=DEFAULT_EXPIRES_S, help="seconds the links stay valid (default and max: 7 days)"
+        "--expires", type=int, default=MAX_PRESIGN_S, help="seconds the links stay valid (default and max: 7 days)"
     )
     add_store(presign)
     presign.set_defaults(func=cmd_site_presign)

@@ -16,11 +16,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline.site.render import PAGE
+from stable_verl.pipeline.site import MAX_PRESIGN_S, PAGE
 
 #: The attributes the pages link through; the pages always quote them with double quotes (:mod:`.render`).
 LINK_ATTR = re.compile(r'\b(href|src)="([^"]*)"')
-DEFAULT_EXPIRES_S = 7 * 24 * 3600  # the longest SigV4 allows
+DEFAULT_EXPIRES_S = MAX_PRESIGN_S
 
 
 def page_paths(store: ArtifactStore) -> list[str]:
@@ -45,8 +45,8 @@ def presign_site(store: ArtifactStore, out_dir: str | Path, expires_s: int = DEF
     """Write the presigned copy of every page into ``out_dir`` (see the module doc); returns the files written."""
     if store.is_local:
         raise ValueError(f"{store.uri()} is a local folder: open {store.uri(PAGE)} directly, no presigning needed")
-    if not 1 <= expires_s <= DEFAULT_EXPIRES_S:
-        raise ValueError(f"--expires must be 1..{DEFAULT_EXPIRES_S} seconds (7 days, the longest S3 allows)")
+    if not 1 <= expires_s <= MAX_PRESIGN_S:
+        raise ValueError(f"--expires must be 1..{MAX_PRESIGN_S} seconds (7 days, the longest S3 allows)")
     pages = page_paths(store)
     if not pages:
         raise ValueError(f"no pages in {store.uri()}: run `stable-verl site build --store {store.uri()}` first")

@@ -18,9 +18,9 @@ from urllib.parse import quote
 
 from stable_verl.artifacts import MANIFEST_NAME
 from stable_verl.browse import human_size
+from stable_verl.pipeline.site import PAGE
 from stable_verl.pipeline.site.collect import ComparisonData, Evaluation, RunData
 
-PAGE = "index.html"
 RUN_PLOT = "plots/metrics.png"
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 STYLE = """
