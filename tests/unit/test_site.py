@@ -192,3 +192,38 @@ def test_an_empty_store_gets_a_root_index(tmp_path):
     out = build_site(store)
     assert out.pages == ["index.html"] and "Runs (0)" in store.read_text("index.html")
     assert Path(tmp_path / "empty" / "index.html").is_file()
+
+
+# ------------------------------------------------------------------------- the pipeline's hooks write pages
+def test_a_tracked_stage_leaves_its_page_and_the_root_index(tmp_path):
+    from stable_verl.pipeline.runner import VerlRunError
+    from stable_verl.pipeline.tracked import run_tracked
+    from tests.unit.test_tracked_stage import _job
+
+    run = RunLayout(ArtifactStore(str(tmp_path / "store")), "rl-standin-00000000")
+    quiet = lambda _: None  # noqa: E731
+    with pytest.raises(VerlRunError):
+        run_tracked(run, _job(total=4, die_at=3), tmp_path / "a1", echo=quiet)
+    page = run.store.read_text(run_page := f"{run.prefix}/index.html")
+    assert '<span class="s failed">failed</span>' in page and 'id="step-2"' in page  # synced checkpoint 2
+    run_tracked(run, _job(total=4), tmp_path / "a2", echo=quiet)
+    page = run.store.read_text(run_page)
+    assert '<span class="s complete">complete</span>' in page and 'id="step-4"' in page
+    assert 'src="plots/metrics.png"' not in page  # the stand-in logs no key metric: nothing to plot
+    assert f'href="{run_page}"' in run.store.read_text("index.html")
+
+
+def test_a_published_comparison_gets_its_page(tmp_path):
+    from stable_verl.pipeline.coldstart import publish_report
+    from stable_verl.pipeline.compare import RunSeries
+
+    store = ArtifactStore(str(tmp_path / "store"))
+    populate(store, tmp_path / "src")
+    keys = ("reward/acc", "actor/train_infer_kl_k3", "actor/entropy_per_token", "response_length/mean")
+    metrics = [{"step": s} | dict.fromkeys(keys, 0.1 * s) for s in (1, 2)]
+    evals = {0: {"bench_id": 0.2}, 2: {"bench_id": 0.4}}
+    series = [RunSeries("stepwise", 0, metrics, evals, RunLayout(store, RL).uri())]
+    publish_report(store, "coldstart-test", series, "test", tmp_path / "work")
+    page = store.read_text("comparisons/coldstart-test/index.html")
+    assert 'src="plots/curves.png"' in page and f'href="../../runs/{RL}/index.html"' in page
+    assert 'href="comparisons/coldstart-test/index.html"' in store.read_text("index.html")
