@@ -60,6 +60,7 @@ def metrics_png(
     (the checkpoint evaluations, drawn in the first panel).
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     rows = [flatten_metrics_row(dict(r)) for r in metrics]
     keys = plotted_keys(rows)[: MAX_PANELS - (1 if scores else 0)]
@@ -85,6 +86,7 @@ def metrics_png(
                     ax.set_yscale("log")
                 ax.set_title(panel, fontsize=9)
             ax.set_xlabel("step", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
         for ax in axes[len(panels) :]:

@@ -70,13 +70,14 @@ def status(value: Any) -> Raw:
     return Raw(f'<span class="s {html.escape(word.lower(), quote=True)}">{html.escape(word)}</span>')
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = ()) -> Raw:
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+def table(header: Sequence[str] | None, rows: Iterable[Sequence[Any]], numeric: Sequence[int] = ()) -> Raw:
+    """A table of escaped cells (``Raw`` ones as they are); ``header=None``: a key/value table without a header."""
+    head = f"<tr>{''.join(f'<th>{esc(h)}</th>' for h in header)}</tr>" if header else ""
     body = []
     for row in rows:
         cells = "".join(f"<td{' class=n' if i in numeric else ''}>{esc(v)}</td>" for i, v in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
-    return Raw(f"<table><tr>{head}</tr>{''.join(body)}</table>")
+    return Raw(f"<table>{head}{''.join(body)}</table>")
 
 
 def pre(text: str) -> Raw:
@@ -126,7 +127,7 @@ def run_page(data: RunData, has_plot: bool, generated_at: str) -> str:
         facts.append(("started from", rec["parent_checkpoint"]))
     if rec.get("error"):
         facts.append(("error", rec["error"]))
-    body = [table(["", ""], facts), _files(objs, ["run.json", "config.yaml", "command.json", "metrics.jsonl"])]
+    body = [table(None, facts), _files(objs, ["run.json", "config.yaml", "command.json", "metrics.jsonl"])]
 
     body.append("<h2>Metrics</h2>")
     if has_plot:
@@ -217,7 +218,7 @@ def comparison_page(data: ComparisonData, generated_at: str) -> str:
     manifest = data.folder.manifest
     body = [
         table(
-            ["", ""],
+            None,
             [
                 ("status", status(state)),
                 ("written", manifest.created_at if manifest else None),
