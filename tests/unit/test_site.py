@@ -227,3 +227,14 @@ def test_a_published_comparison_gets_its_page(tmp_path):
     page = store.read_text("comparisons/coldstart-test/index.html")
     assert 'src="plots/curves.png"' in page and f'href="../../runs/{RL}/index.html"' in page
     assert 'href="comparisons/coldstart-test/index.html"' in store.read_text("index.html")
+
+
+def test_prefect_link_artifacts_point_at_the_pages(tmp_path, monkeypatch):
+    import flows.tasks as tasks
+
+    made = []
+    monkeypatch.setattr(tasks, "create_link_artifact", lambda link, **kw: made.append((link, kw)))
+    monkeypatch.setenv("STABLE_VERL_SITE_URL", "https://site.example/store")
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    tasks._publish_run("rl", {"run_id": RL, "run_uri": RunLayout(store, RL).uri()}, store)
+    assert made[0][0] == f"https://site.example/store/runs/{RL}/index.html" and made[0][1]["key"] == "rl-run"
