@@ -177,6 +177,8 @@ def test_site_commands(tmp_path, monkeypatch, capsys):
     assert (root / "runs" / RL / "index.html").is_file()
     assert main(["site", "presign", "--store", str(root), "--out", str(tmp_path / "x")]) == 2
     assert "no presigning needed" in capsys.readouterr().err
+    assert main(["site", "build", "--store", str(tmp_path / "typo")]) == 2
+    assert "nothing to build pages for" in capsys.readouterr().err and not (tmp_path / "typo").exists()
 
 
 def test_resolve_refuses_absolute_and_escaping_links():

@@ -28,6 +28,8 @@ def cmd_site_build(args: argparse.Namespace) -> int:
     from stable_verl.pipeline.site import build_site, page_url
 
     store = _store(args)
+    if not {"runs", "index", "comparisons"} & set(store.ls("")):  # a mistyped --store: write nothing there
+        raise ValueError(f"no runs or comparisons in {browse.describe_store(store)}: nothing to build pages for")
     out = build_site(store)
     print(f"wrote {len(out.pages)} pages and {len(out.plots)} plots in {browse.describe_store(store)}")
     print(f"open {page_url(store, 'index.html')}")
