@@ -78,7 +78,7 @@ def metrics_png(
                     steps = sorted(by_step)
                     ax.plot(steps, [by_step[s] for s in steps], marker="o", ms=4, color=f"C{i}", label=bench)
                 ax.set_title("checkpoint score", fontsize=9)
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=7, loc="upper left")
             else:
                 steps, values = _series(rows, panel)
                 ax.plot(steps, values, marker="." if len(steps) < 60 else None, color="C0")
