@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: setup demo test test-fast bench lint lock clean
+.PHONY: setup browser demo test test-fast bench lint lock clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,13 @@ $(STAMP): infra/install_cpu.sh infra/requirements-cpu.lock infra/vllm-dist-alias
 demo: setup            ## the main job: cold-start comparison (3 teacher-style inits -> MiniRL -> avg@k -> report)
 	$(PY) -m flows.coldstart --config configs/coldstart.yaml
 
-test: setup            ## every test, the real verl + vLLM + Ray runs included (what CI runs)
+# The page-render test (tests/integration/test_site_render.py) needs a headless browser: Debian's chromium.
+browser:               ## install chromium if missing (needs root; without it that one test is skipped, saying why)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } || \
+	  echo "chromium could not be installed: tests/integration/test_site_render.py will be skipped"
+
+test: setup browser    ## every test, the real verl + vLLM + Ray runs included (what CI runs)
 	$(PY) -m pytest -v -rs --durations=15 tests/unit tests/integration
 
 test-fast: setup       ## unit tests only (seconds)

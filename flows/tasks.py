@@ -21,7 +21,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline import checkpoint_eval, coldstart, grid, procs, stages, training
+from stable_verl.pipeline import checkpoint_eval, coldstart, grid, procs, site, stages, training
 from stable_verl.pipeline.params import (
     ColdstartParams,
     EvaluateFlowParams,
@@ -58,10 +58,6 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:100]
 
 
-def _link(uri: str) -> str:
-    return uri if "://" in uri else Path(uri).resolve().as_uri()
-
-
 @task(name="preflight", cache_policy=NO_CACHE)
 def preflight(store: StoreParams) -> str:
     """Every flow's first step: verl trees die with the flow on SIGTERM; an unusable store fails fast (no retry)."""
@@ -92,12 +88,13 @@ class _Progress:
         )
 
 
-def _publish_run(kind: str, result: dict) -> None:
+def _publish_run(kind: str, result: dict, store: ArtifactStore) -> None:
     create_link_artifact(
-        _link(result["run_uri"]),
+        site.page_url(store, site.run_page_path(result["run_id"])),  # site hook: link the run's page
         link_text=result["run_id"],
         key=artifact_key(kind, "run"),
-        description=f"{kind} run folder (run.json, metrics.jsonl, checkpoints/, logs/)",
+        description=f"{kind} run page: metrics plotted, checkpoints, evaluations, config, command (folder: "
+        f"{result['run_uri']})",
     )
 
 
@@ -107,7 +104,7 @@ def sft_stage(params: SFTFlowParams) -> dict:
     store = params.store.open()
     result = training.run_sft_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
     progress.update(params.sft.steps)
-    _publish_run("sft", result)
+    _publish_run("sft", result, store)
     return result
 
 
@@ -117,7 +114,7 @@ def rl_stage(params: RLFlowParams) -> dict:
     store = params.store.open()
     result = training.run_rl_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
     progress.update(params.rl.total_steps)
-    _publish_run("rl", result)
+    _publish_run("rl", result, store)
     return result
 
 
@@ -136,6 +133,7 @@ def evaluate_runs(params: EvaluateFlowParams) -> dict:
     metric = f"avg@{settings.k}"
     rows = outcome.rows(metric)
     create_table_artifact(rows, key=artifact_key("eval-scores"), description=f"{metric} per checkpoint and benchmark")
+    create_link_artifact(site.page_url(store, site.PAGE), link_text="runs and comparisons", key="artifacts-index")
     return {
         "metric": metric,
         "rows": rows,
@@ -158,7 +156,8 @@ def comparison_report(params: ColdstartParams, inits: list[coldstart.InitRuns], 
     create_markdown_artifact(
         f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("coldstart-report"), description=title
     )
-    create_link_artifact(_link(layout.uri()), link_text=comparison, key=artifact_key("coldstart-report-folder"))
+    page = site.page_url(store, site.comparison_page_path(comparison))  # site hook: link the comparison's page
+    create_link_artifact(page, link_text=comparison, key=artifact_key("coldstart-report-folder"))
     return {"comparison_id": comparison, "report": layout.uri(layout.report_md), "folder": layout.uri()}
 
 
@@ -189,5 +188,6 @@ def grid_report(
     layout = grid.publish_report(store, comparison, runs, title, settings, Path(params.workdir).resolve())
     report = store.read_text(layout.report_md)
     create_markdown_artifact(f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("grid-report"))
-    create_link_artifact(_link(layout.uri()), link_text=comparison, key=artifact_key("grid-report-folder"))
+    page = site.page_url(store, site.comparison_page_path(comparison))  # site hook: link the comparison's page
+    create_link_artifact(page, link_text=comparison, key=artifact_key("grid-report-folder"))
     return {"comparison_id": comparison, "report": layout.uri(layout.report_md), "folder": layout.uri()}

@@ -11,6 +11,7 @@
     stable-verl comparisons list|show ID        cross-run comparison reports
     stable-verl comparisons publish ID [--out docs/results]
                                                 a finished stability grid as docs/results/stability-grid.md
+    stable-verl site build|presign ...          static HTML pages of the store (stable_verl.pipeline.site)
 
 The store is ``$STABLE_VERL_ARTIFACT_ROOT`` (``./artifacts`` when unset; S3 endpoint from
 ``$STABLE_VERL_S3_ENDPOINT`` / ``$AWS_ENDPOINT_URL``, credentials from the usual AWS chain); ``--store URI``
@@ -397,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_pub.add_argument("--out", type=Path, default=Path("docs/results"), help="folder of the page")
     _add_store(cmp_pub)
     cmp_pub.set_defaults(func=cmd_comparisons_publish)
+
+    from stable_verl.pipeline.site.commands import add_site_commands  # site hook: `stable-verl site ...`
+
+    add_site_commands(sub, _add_store)
     return parser
 
 

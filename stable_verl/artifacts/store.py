@@ -123,8 +123,12 @@ class ArtifactStore(ManifestedDirsMixin):
             raise ArtifactStoreError(self._error_message(op, rel, exc)) from exc
 
     # ------------------------------------------------------------------------------------- small objects
-    def write_bytes(self, rel: str, data: bytes) -> str:
-        """Write one object (locally via temp file + rename, so readers never see a partial file)."""
+    def write_bytes(self, rel: str, data: bytes, *, content_type: str | None = None) -> str:
+        """Write one object (locally via temp file + rename, so readers never see a partial file).
+
+        ``content_type`` becomes the object's ``Content-Type`` on object stores (browsers render a page or an
+        image served from a bucket only with the right one); local files ignore it.
+        """
         full = self._full(rel)
         with self._op("write", rel):
             if self.is_local:
@@ -140,7 +144,7 @@ class ArtifactStore(ManifestedDirsMixin):
                         os.unlink(tmp)
                     raise
             else:
-                self.fs.pipe_file(full, data)
+                self.fs.pipe_file(full, data, **({"ContentType": content_type} if content_type else {}))
         log.debug("wrote %s (%d bytes)", self.uri(rel), len(data))
         return self.uri(rel)
 
@@ -149,9 +153,9 @@ class ArtifactStore(ManifestedDirsMixin):
         with self._op("read", rel):
             return self.fs.cat_file(full)
 
-    def write_text(self, rel: str, text: str) -> str:
+    def write_text(self, rel: str, text: str, *, content_type: str | None = None) -> str:
         """Write UTF-8 text; known secret values are scrubbed first."""
-        return self.write_bytes(rel, scrub(text, self._secrets()).encode())
+        return self.write_bytes(rel, scrub(text, self._secrets()).encode(), content_type=content_type)
 
     def read_text(self, rel: str) -> str:
         return self.read_bytes(rel).decode()

@@ -20,6 +20,7 @@ from typing import Literal
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
+from stable_verl.pipeline import site
 from stable_verl.pipeline.evaluate import EvalSettings, ensure_hf_model, eval_argv, eval_env
 from stable_verl.pipeline.runner import run_streaming
 from stable_verl.pipeline.training import fetch_checkpoint
@@ -162,5 +163,7 @@ def evaluate_checkpoints(
             store.put_dir(out_dir / bench, run.eval_dir(t.step, bench), metadata={"run_id": t.run_id, "step": t.step})
             results[t][bench] = json.loads((out_dir / bench / "results.json").read_text())
     outcome.upload_s = time.monotonic() - t0
+    for rid in dict.fromkeys(t.run_id for t in pending):
+        site.refresh_run(RunLayout(store, rid))  # site hook: the run pages show the new evaluations
     outcome.results = {t: results[t] for t in targets}
     return outcome

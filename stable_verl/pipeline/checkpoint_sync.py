@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, RunLayout
+from stable_verl.pipeline import site
 
 log = logging.getLogger(__name__)
 
@@ -169,4 +170,5 @@ class CheckpointSyncer:
         seconds = time.monotonic() - start
         self.upload_seconds += seconds
         self.echo(f"synced checkpoint(s) {new} to {self.run.uri(self.run.checkpoints_dir)} in {seconds:.1f} s")
+        site.refresh_run(self.run)  # site hook: the page shows the new checkpoint(s) and metrics
         return new

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.pipeline import site
 from stable_verl.pipeline.compare import RunSeries, write_report
 
 
@@ -57,4 +58,5 @@ def publish_report(
     local = workdir / "comparisons" / comparison
     write_report(series, local, title)
     store.put_dir(local, layout.prefix, metadata={"runs": [s.run_uri for s in series]})
+    site.refresh_comparison(layout)  # site hook: the comparison's page and the root index
     return layout

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
-from stable_verl.pipeline import claims
+from stable_verl.pipeline import claims, site
 from stable_verl.pipeline.compare import (
     ENTROPY_KEYS,
     KL_KEYS,
@@ -292,6 +292,7 @@ def publish_report(
     local = workdir / "comparisons" / comparison
     write_grid_report(runs, local, title, settings)
     store.put_dir(local, layout.prefix, metadata={"runs": [r.series.run_uri for r in runs]})
+    site.refresh_comparison(layout)  # site hook: the comparison's page and the root index
     return layout
 
 

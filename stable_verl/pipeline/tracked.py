@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_verl.artifacts import RunLayout
+from stable_verl.pipeline import site
 from stable_verl.pipeline.checkpoint_sync import CheckpointSyncer, MetricsLog, check_steps, restore_latest
 from stable_verl.pipeline.runner import run_streaming
 
@@ -111,6 +112,7 @@ def run_tracked(
             "parent_checkpoint": job.parent_checkpoint,
         }
     )
+    site.refresh_run(run)  # site hook: the run's page says "running"
     try:
         t0 = time.monotonic()
         resumed = restore_latest(run, ckpt_root)
@@ -135,6 +137,7 @@ def run_tracked(
         record = run.update_run(
             status=COMPLETE, checkpoints=checkpoints, latest_step=checkpoints[-1], resumed_from=resumed, **timings
         )
+        site.refresh_run(run)  # site hook: complete
     except BaseException as exc:
         _mark_failed(run, exc)
         raise
@@ -191,6 +194,7 @@ def _mark_failed(run: RunLayout, exc: BaseException) -> None:
     first_line = str(exc).splitlines()[0] if str(exc) else ""
     with contextlib.suppress(Exception):  # the store itself may be what failed
         run.update_run(status=status, error=f"{type(exc).__name__}: {first_line}"[:500])  # the store scrubs secrets
+    site.refresh_run(run)  # site hook: failed / interrupted (never raises)
 
 
 def _result(run: RunLayout, job: VerlJob, record: dict, skipped: bool, wall_s: float) -> StageResult:

@@ -148,7 +148,7 @@ def test_no_credential_reaches_the_store_or_prefect_logs(coldstart_e2e):
 
     e2e = coldstart_e2e
     for path in e2e.store.glob("**"):
-        if path.endswith((".json", ".jsonl", ".yaml", ".log", ".md", ".csv")):
+        if path.endswith((".json", ".jsonl", ".yaml", ".log", ".md", ".csv", ".html")):
             assert e2e.secret not in e2e.store.read_text(path), path
     with get_client(sync_client=True) as client:
         assert not [log.message for log in client.read_logs() if e2e.secret in log.message]
