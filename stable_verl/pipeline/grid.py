@@ -165,8 +165,8 @@ def regime_figure(runs: Sequence[GridRun], n: int, title: str) -> plt.Figure:
                 continue
             if log:
                 mean, lo, hi = ([max(v, 1e-12) for v in vs] for vs in (mean, lo, hi))
-            label = f"{arm} ({len(seeds)} seed{'s' * (len(seeds) != 1)})"
-            ax.plot(steps, mean, marker="o", ms=3, color=f"C{i}", label=label)
+            legend = f"{arm} ({len(seeds)} seed{'s' * (len(seeds) != 1)})"
+            ax.plot(steps, mean, marker="o", ms=3, color=f"C{i}", label=legend)
             ax.fill_between(steps, lo, hi, color=f"C{i}", alpha=0.18, linewidth=0)
         if not ax.lines:
             looked_for = "checkpoint evaluations" if keys is None else " or ".join(keys)
@@ -238,6 +238,35 @@ def runs_table(runs: Sequence[GridRun]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
+def flags_against_scores(summaries: Sequence[claims.RunSummary]) -> list[str]:
+    """Did a run's score fall after its collapse flag? Per flagged run: the score at the last checkpoint at or before
+    the flag against the final one, a fall counted when it exceeds Z combined standard errors."""
+    flagged = [s for s in summaries if s.collapse_step is not None]
+    if not flagged:
+        return ["No run was flagged as collapsed."]
+    changes, fell, judged = [], 0, 0
+    for s in flagged:
+        before = [i for i, step in enumerate(s.steps) if step <= s.collapse_step]
+        if not before or s.steps[-1] <= s.collapse_step:
+            continue
+        b, f = before[-1], len(s.steps) - 1
+        change = s.scores[f] - s.scores[b]
+        se = math.hypot(s.stderrs[b], s.stderrs[f]) if s.stderrs else math.nan
+        judged += 1
+        changes.append(change)
+        fell += bool(change < -claims.Z * se)
+    if not judged:
+        return [f"{len(flagged)} run(s) were flagged, none with a checkpoint scored after the flag."]
+    mean = sum(changes) / judged
+    return [
+        f"{len(flagged)} of {len(summaries)} runs were flagged as collapsed (`stability/collapse`, stable_verl/core/"
+        f"collapse.py: entropy fallen while the train-inference KL spiked). Of the {judged} with a checkpoint "
+        f"scored after the flag, {fell} fell by more than {claims.Z:g} standard errors from the last checkpoint at or "
+        f"before the flag to the final one; the mean change was {mean:+.3f}. A flag without a fall in score means "
+        "the detector fired on the policy sharpening (entropy falls as it learns) plus a noisy KL, not on a collapse."
+    ]
+
+
 def claims_table(verdicts: Sequence[claims.Verdict]) -> pd.DataFrame:
     return pd.DataFrame.from_records([asdict(v) for v in verdicts], columns=["claim", "verdict", "evidence", "seeds"])
 
@@ -264,6 +293,7 @@ def write_grid_report(runs: Sequence[GridRun], out_dir: Path, title: str, settin
     lines += [f"| {v.claim} | **{v.verdict}** | {v.seeds} | {v.evidence} |" for v in verdicts]
     lines += ["", f"Rules: stable_verl/pipeline/claims.py (Z = {claims.Z:g} standard errors, >= {claims.MIN_SEEDS}"]
     lines[-1] += f" seeds per arm, equivalence margin {claims.EQUIV_MARGIN:g}), written before any result."
+    lines += ["", "## Collapse flags against scores", "", *flags_against_scores(summaries)]
     lines += ["", "## Curves per N", ""]
     lines += [f"![N={n}](plots/{p.name})" for n, p in plots.items()]
     lines += ["", "## R2 vs R3 against N", "", f"![crossover](plots/{crossover.name})", ""]

@@ -172,3 +172,18 @@ def test_results_page_from_a_comparison_in_the_store(tmp_path, capsys):
     assert (out / "stability-grid" / "plots" / "crossover.png").is_file()
     assert json.loads((out / "stability-grid" / "grid.json").read_text())["init_run"] == "sft-x"
     assert pd.read_csv(out / "stability-grid" / "claims.csv").shape[0] == len(claims.CLAIMS)
+
+
+def test_flags_against_scores_tells_a_fall_from_a_flag_on_a_rising_run():
+    from stable_verl.pipeline.claims import RunSummary
+    from stable_verl.pipeline.grid import flags_against_scores
+
+    rising = RunSummary("a", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.68, 0.70), (0.03,) * 4, collapse_step=7)
+    falling = RunSummary("b", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.30, 0.20), (0.03,) * 4, collapse_step=9)
+    late = RunSummary("c", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.68, 0.70), (0.03,) * 4, collapse_step=16)
+    calm = RunSummary("d", 1, 0, (4, 8), (0.5, 0.6), (0.03,) * 2)
+    (line,) = flags_against_scores([rising, falling, late, calm])
+    # rising: 0.60 at step 4 -> 0.70 (+0.10); falling: 0.65 at step 8 -> 0.20 (-0.45, > 2 SE); late: nothing after
+    assert "3 of 4 runs were flagged" in line and "Of the 2 with a checkpoint" in line
+    assert ", 1 fell by more than 2 standard errors" in line and "mean change was -0.175" in line
+    assert flags_against_scores([calm]) == ["No run was flagged as collapsed."]
