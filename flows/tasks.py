@@ -21,7 +21,9 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline import checkpoint_eval, coldstart, grid, procs, stages, training
+from stable_verl.pipeline import checkpoint_eval, coldstart, grid, train_stages
+from stable_verl.pipeline.launch import procs
+from stable_verl.pipeline.launch.progress import progress_printer
 from stable_verl.pipeline.params import (
     ColdstartParams,
     EvaluateFlowParams,
@@ -84,7 +86,7 @@ class _Progress:
             if step is None or int(step.group(1)) % every == 0 or int(step.group(1)) == total:
                 log.info(line)
 
-        self.on_line = stages.progress_printer(kind, total, echo, on_step=self.update)
+        self.on_line = progress_printer(kind, total, echo, on_step=self.update)
 
     def update(self, step: int) -> None:
         update_progress_artifact(
@@ -105,7 +107,7 @@ def _publish_run(kind: str, result: dict) -> None:
 def sft_stage(params: SFTFlowParams) -> dict:
     progress = _Progress("sft", params.sft.steps, f"sft-{params.sft.teacher}-seed{params.sft_seed}")
     store = params.store.open()
-    result = training.run_sft_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
+    result = train_stages.run_sft_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
     progress.update(params.sft.steps)
     _publish_run("sft", result)
     return result
@@ -115,7 +117,7 @@ def sft_stage(params: SFTFlowParams) -> dict:
 def rl_stage(params: RLFlowParams) -> dict:
     progress = _Progress("rl", params.rl.total_steps, f"rl-{params.init_run or 'base'}-seed{params.rl_seed}")
     store = params.store.open()
-    result = training.run_rl_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
+    result = train_stages.run_rl_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
     progress.update(params.rl.total_steps)
     _publish_run("rl", result)
     return result

@@ -20,9 +20,9 @@ from typing import Literal
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
-from stable_verl.pipeline.evaluate import EvalSettings, ensure_hf_model, eval_argv, eval_env
-from stable_verl.pipeline.runner import run_streaming
-from stable_verl.pipeline.training import fetch_checkpoint
+from stable_verl.pipeline.eval_worker import EvalSettings, ensure_hf_model, eval_argv, eval_env
+from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.pipeline.train_stages import fetch_checkpoint
 from stable_verl.tasks.datasets import TaskSpec, write_task_data
 
 

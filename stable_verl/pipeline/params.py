@@ -14,9 +14,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Literal, Self
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,8 +27,9 @@ from pydantic import (
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec
-from stable_verl.pipeline.config import RLStage, SFTStage, yaml_error
-from stable_verl.pipeline.evaluate import EvalSettings
+from stable_verl.pipeline.config import RLStage, SFTStage
+from stable_verl.pipeline.eval_worker import EvalSettings
+from stable_verl.pipeline.yaml_config import load_yaml
 from stable_verl.tasks.datasets import TaskSpec
 from stable_verl.tasks.teachers import TEACHERS, get_teacher
 
@@ -46,16 +44,7 @@ class _Model(BaseModel):
     @classmethod
     def from_config(cls, path: str | None, overrides: list[str]) -> Self:
         """``path`` (YAML, optional) merged with ``a.b=c`` overrides, validated; one-line ValueError on bad input."""
-        try:
-            cfg = OmegaConf.load(path) if path else OmegaConf.create({})
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-            raw = OmegaConf.to_container(cfg, resolve=True)
-        except FileNotFoundError:
-            raise ValueError(f"config file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise ValueError(yaml_error(path, e)) from None
-        except OmegaConfBaseException as e:
-            raise ValueError(f"invalid config: {str(e).splitlines()[0]}") from None
+        raw = load_yaml(path or None, overrides)
         try:
             return cls.model_validate(raw)
         except ValidationError as e:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stable_verl.core.minirl import MiniRLConfig
+from stable_verl.pipeline.yaml_config import load_yaml
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
 
@@ -162,9 +163,7 @@ def available_recipes() -> list[str]:
 
 def load_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
     """Load ``configs/recipes/<name>.yaml`` plus ``key=value`` overrides; ValueError on bad input."""
-    from stable_verl.pipeline.config import load_config
-
     path = RECIPE_DIR / f"{name}.yaml"
     if not path.exists():
         raise ValueError(f"unknown recipe {name!r}; available: {', '.join(available_recipes())}")
-    return load_config(Recipe, path, [f"name={name}", *(overrides or [])])
+    return load_yaml(path, [f"name={name}", *(overrides or [])], schema=Recipe)

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from stable_verl.artifacts import ArtifactStore
+from stable_verl.pipeline.launch.runner import VerlRunError
 from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams
-from stable_verl.pipeline.runner import VerlRunError
 from stable_verl.pipeline.transient import is_transient
 from tests.conftest import _free_port
 

@@ -1,6 +1,6 @@
 """Checkpoint evaluation: sample k responses per held-out prompt with vLLM, score them, report avg@k.
 
-    python -m stable_verl.pipeline.evaluate --model DIR --out DIR [--model DIR --out DIR ...] \
+    python -m stable_verl.pipeline.eval_worker --model DIR --out DIR [--model DIR --out DIR ...] \
         --bench bench_id=FILE.parquet [...] --k 4
 
 avg@k (paper: avg@32) = mean over prompts of the mean exact-match accuracy of k samples, reported with
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stable_verl.pipeline import cpu_env
-from stable_verl.pipeline.runner import python_module, run_streaming
+from stable_verl.pipeline.launch import cpu_env
+from stable_verl.pipeline.launch.runner import python_module, run_streaming
 from stable_verl.tasks.reward import compute_score
 
 
@@ -199,7 +199,7 @@ def eval_argv(jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settin
     models = [a for model, out in jobs for a in ("--model", str(model), "--out", str(out))]
     bench = [a for name, path in benchmarks.items() for a in ("--bench", f"{name}={path}")]
     return python_module(
-        "stable_verl.pipeline.evaluate",
+        "stable_verl.pipeline.eval_worker",
         *models,
         *bench,
         "--k",

@@ -6,7 +6,7 @@
 2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
 3. the latest complete checkpoint in the store is restored into an empty local checkpoint root, so verl's
    ``resume_mode=auto`` continues from it (a killed stage resumes when rerun);
-4. verl runs as a subprocess (:func:`~stable_verl.pipeline.runner.run_streaming`) writing its metrics to
+4. verl runs as a subprocess (:func:`~stable_verl.pipeline.launch.runner.run_streaming`) writing its metrics to
    ``metrics-attempt-<k>.jsonl`` while :class:`~.checkpoint_sync.CheckpointSyncer` uploads checkpoints
    as they are saved;
 5. the merged metrics (each step exactly once), the attempt's log and ``run.json`` (status ``complete``,
@@ -24,7 +24,7 @@ from typing import Any
 
 from stable_verl.artifacts import RunLayout
 from stable_verl.pipeline.checkpoint_sync import CheckpointSyncer, MetricsLog, check_steps, restore_latest
-from stable_verl.pipeline.runner import run_streaming
+from stable_verl.pipeline.launch.runner import run_streaming
 
 COMPLETE = "complete"
 
