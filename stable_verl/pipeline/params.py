@@ -39,7 +39,7 @@ BENCHMARKS = ("bench_id", "bench_hard")  # held-out splits written by stable_ver
 class _Model(BaseModel):
     """Unknown keys are errors; ``from_config`` is the one way in from YAML and the command line."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)  # field docstrings: Prefect form help
 
     @classmethod
     def from_config(cls, path: str | None, overrides: list[str]) -> Self:
