@@ -31,18 +31,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
 from stable_verl.pipeline import claims
-from stable_verl.pipeline.compare import (
-    ENTROPY_KEYS,
-    KL_KEYS,
-    NO_DATA,
-    REWARD_KEYS,
-    RunSeries,
-    combined_stderr,
-)
+from stable_verl.pipeline.compare import NO_DATA, RunSeries, combined_stderr
 from stable_verl.pipeline.params import GridCell
 
-COLLAPSE_KEY = "stability/collapse"
 STEP_TIME_KEY = "timing_s/step"
 PANELS = (  # (title, metric keys or None for the benchmark score, log scale)
     ("benchmark score (avg@k)", None, False),
@@ -65,7 +58,7 @@ class GridRun:
 
     def collapse_step(self) -> int | None:
         """First step at which ``stability/collapse`` reads 1 (the detector latches); None: never."""
-        return next((r["step"] for r in self.series.metrics if r.get(COLLAPSE_KEY, 0.0) >= 1.0), None)
+        return next((r["step"] for r in self.series.metrics if r.get(COLLAPSE, 0.0) >= 1.0), None)
 
     def summary(self) -> claims.RunSummary:
         """The run's RL checkpoints only (step 0, the shared init, excluded)."""

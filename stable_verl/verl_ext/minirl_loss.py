@@ -26,6 +26,7 @@ from verl.trainer.ppo.core_algos import agg_loss
 from verl.workers.config import PolicyLossConfig
 
 from stable_verl.core.diagnostics import train_infer_kl
+from stable_verl.core.metric_keys import TRAIN_INFER_KL_K1, TRAIN_INFER_KL_K3
 from stable_verl.core.minirl import MiniRLConfig, MiniRLOptions, minirl_token_loss
 from stable_verl.verl_ext.registry import LossSettings, register_policy_loss
 
@@ -103,6 +104,6 @@ def minirl_policy_loss(
             mask = response_mask.bool()
             log_is = torch.where(mask, rollout_is_weights.clamp_min(1e-30).log(), torch.zeros_like(old_log_prob))
             kl = train_infer_kl(old_log_prob, old_log_prob - log_is, mask)  # mu_old = pi_old / w
-        metrics["actor/train_infer_kl_k1"] = float(kl["k1"])
-        metrics["actor/train_infer_kl_k3"] = float(kl["k3"])
+        metrics[TRAIN_INFER_KL_K1] = float(kl["k1"])
+        metrics[TRAIN_INFER_KL_K3] = float(kl["k3"])
     return pg_loss, metrics
