@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec
@@ -65,17 +66,11 @@ class StoreParams(_Model):
         return ArtifactStore.from_env(self.root, endpoint_url=self.endpoint_url)
 
 
-class EvalParams(_Model):
-    """Checkpoint evaluation: avg@k on held-out benchmarks, sampled with vLLM."""
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
+class EvalParams(EvalSettings):
+    """Checkpoint evaluation: avg@k on held-out benchmarks, sampled with vLLM (the sampling settings, then what to
+    evaluate)."""
 
-    k: int = Field(32, ge=1)
-    """Samples per prompt (the paper reports avg@32)."""
-    temperature: float = Field(1.0, ge=0)
-    """Sampling temperature."""
-    max_tokens: int = Field(48, ge=1)
-    """Response budget in tokens."""
-    seed: int = 0
-    """vLLM sampling seed."""
     benchmarks: list[str] = Field(default_factory=lambda: list(BENCHMARKS))
     """Held-out splits to score."""
     n_prompts: int | None = Field(None, ge=1)
@@ -94,7 +89,8 @@ class EvalParams(_Model):
         return value
 
     def settings(self) -> EvalSettings:
-        return EvalSettings(k=self.k, temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed)
+        """The sampling settings alone (what results.json records)."""
+        return EvalSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvalSettings)})
 
 
 class _StageParams(_Model):
