@@ -57,47 +57,43 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
+def _store_command(subparsers, name: str, help_text: str, func, *positionals: str) -> argparse.ArgumentParser:
+    """A store-browsing subcommand: its positionals, ``--store`` and the function that runs it."""
+    command = subparsers.add_parser(name, help=help_text)
+    for positional in positionals:
+        command.add_argument(positional)
+    _add_store(command)
+    command.set_defaults(func=func)
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stable-verl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run one Prefect flow (sft, rl, evaluate, coldstart) in this process")
-    run.add_argument("flow", choices=list(FLOWS), help="which flow")
-    run.add_argument("--config", type=Path, default=None, help="YAML parameters file (default: the flow's own)")
-    run.add_argument("overrides", nargs="*", help="parameter overrides, e.g. total_steps=5")
-    run.set_defaults(func=cmd_run)
-
-    plan = sub.add_parser("plan", help="print the exact verl command lines of a flow's stages, run nothing")
-    plan.add_argument("flow", choices=plannable(), help="which flow")
-    plan.add_argument("--config", type=Path, default=None, help="YAML parameters file (default: the flow's own)")
-    plan.add_argument("overrides", nargs="*", help="parameter overrides, e.g. rl.recipe=minirl_r3")
-    plan.set_defaults(func=cmd_plan)
+    for name, flows, func, help_text in (
+        ("run", list(FLOWS), cmd_run, "run one Prefect flow (sft, rl, evaluate, coldstart) in this process"),
+        ("plan", plannable(), cmd_plan, "print the exact verl command lines of a flow's stages, run nothing"),
+    ):
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("flow", choices=flows, help="which flow")
+        command.add_argument("--config", type=Path, default=None, help="YAML parameters file (default: the flow's own)")
+        command.add_argument("overrides", nargs="*", help="parameter overrides, e.g. rl.total_steps=5")
+        command.set_defaults(func=func)
 
     runs = sub.add_parser("runs", help="browse runs in the artifact store")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
-    runs_list = runs_sub.add_parser("list", help="table of runs")
+    runs_list = _store_command(runs_sub, "list", "table of runs", cmd_runs_list)
     runs_list.add_argument("--kind", choices=["sft", "rl", "eval"], default=None, help="only runs of this kind")
-    _add_store(runs_list)
-    runs_list.set_defaults(func=cmd_runs_list)
-    runs_show = runs_sub.add_parser("show", help="one run: run.json, config, checkpoints, metrics, evals")
-    runs_show.add_argument("run_id")
-    _add_store(runs_show)
-    runs_show.set_defaults(func=cmd_runs_show)
+    _store_command(runs_sub, "show", "one run: run.json, config, checkpoints, metrics, evals", cmd_runs_show, "run_id")
 
     comparisons = sub.add_parser("comparisons", help="browse comparison reports in the artifact store")
     cmp_sub = comparisons.add_subparsers(dest="comparisons_command", required=True)
-    cmp_list = cmp_sub.add_parser("list", help="table of comparisons")
-    _add_store(cmp_list)
-    cmp_list.set_defaults(func=cmd_comparisons_list)
-    cmp_show = cmp_sub.add_parser("show", help="one comparison: report, table, plots")
-    cmp_show.add_argument("comparison_id")
-    _add_store(cmp_show)
-    cmp_show.set_defaults(func=cmd_comparisons_show)
-    cmp_pub = cmp_sub.add_parser("publish", help="a finished stability grid as a results page in the repository")
-    cmp_pub.add_argument("comparison_id")
+    _store_command(cmp_sub, "list", "table of comparisons", cmd_comparisons_list)
+    _store_command(cmp_sub, "show", "one comparison: report, table, plots", cmd_comparisons_show, "comparison_id")
+    publish = "a finished stability grid as a results page in the repository"
+    cmp_pub = _store_command(cmp_sub, "publish", publish, cmd_comparisons_publish, "comparison_id")
     cmp_pub.add_argument("--out", type=Path, default=Path("docs/results"), help="folder of the page")
-    _add_store(cmp_pub)
-    cmp_pub.set_defaults(func=cmd_comparisons_publish)
     return parser
 
 

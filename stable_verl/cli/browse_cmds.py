@@ -15,18 +15,21 @@ def _store(args: argparse.Namespace):
     return browse.open_store(args.store)
 
 
+def _listing(frame, what: str, where: str, fold: str) -> int:
+    """A table of ``what`` in the store at ``where`` (``fold``: the long column), or one line if there is none."""
+    if frame.empty:
+        console.print(Text(f"no {what} in {where}"))
+    else:
+        console.print(frame_table(frame, title=f"{what.split()[-1]} in {where}", fold=(fold,)))
+    return 0
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from stable_verl import browse
 
     store = _store(args)
-    frame = browse.runs_frame(store, args.kind)
-    where = browse.describe_store(store)
-    if frame.empty:
-        kind = f"{args.kind} " if args.kind else ""
-        console.print(Text(f"no {kind}runs in {where}"))
-        return 0
-    console.print(frame_table(frame, title=f"runs in {where}", fold=("upstream",)))
-    return 0
+    kind = f"{args.kind} " if args.kind else ""
+    return _listing(browse.runs_frame(store, args.kind), f"{kind}runs", browse.describe_store(store), "upstream")
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
@@ -78,13 +81,7 @@ def cmd_comparisons_list(args: argparse.Namespace) -> int:
     from stable_verl import browse
 
     store = _store(args)
-    frame = browse.comparisons_frame(store)
-    where = browse.describe_store(store)
-    if frame.empty:
-        console.print(Text(f"no comparisons in {where}"))
-        return 0
-    console.print(frame_table(frame, title=f"comparisons in {where}", fold=("uri",)))
-    return 0
+    return _listing(browse.comparisons_frame(store), "comparisons", browse.describe_store(store), "uri")
 
 
 def cmd_comparisons_show(args: argparse.Namespace) -> int:

@@ -96,7 +96,8 @@ def minirl_token_loss(
 
     with r_t = pi_theta/pi_old, f_t = pi_old/mu_old (``is_ratio``; 1 if unavailable or ``cfg.train_infer_is`` is
     False), w_t = min(f_t r_t, C) (``truncation='full'``) or min(f_t, C) r_t (``'decoupled'``), and M_t the
-    staleness mask (all ones if ``cfg.clipping`` is False). Aggregate with ``aggregate_sequences``.
+    staleness mask (all ones if ``cfg.clipping`` is False). verl aggregates it (``seq-mean-token-sum``; written
+    out by hand in ``core.reference.aggregate_sequences``).
 
     Args:
         log_prob: (B, T) log pi_theta(y_t), with grad.
@@ -181,27 +182,3 @@ def _token_stats(
         "staleness_log_ratio_abs_max": max_(abs_log_ratio),
         "staleness_kl_k3": mean(ratio - 1 - log_ratio),
     }
-
-
-def aggregate_sequences(
-    loss_mat: torch.Tensor,
-    response_mask: torch.Tensor,
-    length_norm: bool = False,
-    num_sequences: int | None = None,
-) -> torch.Tensor:
-    """Scalar loss: sum_i [ sum_t loss_mat[i, t] (/ |y_i| if length_norm) ] / num_sequences.
-
-    loss_mat, response_mask: (B, T). num_sequences defaults to B (pass the global count under data parallelism, or
-    the number of non-empty rows to match verl, which excludes fully masked rows). length_norm=False is verl's
-    "seq-mean-token-sum" (MiniRL: no 1/|y|); True is "seq-mean-token-mean" (the length-normalized ablation and
-    Appendix A GRPO). A response with no tokens contributes 0.
-    """
-    if num_sequences is None:
-        num_sequences = loss_mat.shape[0]
-    if num_sequences <= 0:
-        raise ValueError(f"num_sequences must be > 0 (the number of responses in the batch), got {num_sequences}")
-    mask = response_mask.bool()  # (B, T)
-    per_seq = torch.where(mask, loss_mat, torch.zeros_like(loss_mat)).sum(dim=-1)  # (B,)
-    if length_norm:
-        per_seq = per_seq / mask.sum(dim=-1).clamp_min(1).to(per_seq.dtype)  # (B,)
-    return per_seq.sum() / num_sequences
