@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
 from stable_verl.pipeline import claims
 from stable_verl.pipeline.compare import NO_DATA, RunSeries, combined_stderr
@@ -104,7 +105,8 @@ def build_runs(
         series = RunSeries(cell.arm, cell.seed, layout.read_metrics(), evals, layout.uri(), stderr)
         timing = dict(stage)
         if stage.get("skipped"):  # nothing ran now: the time of the attempt that completed it, as recorded
-            timing["verl_s"] = (layout.read_run() or {}).get("verl_s", 0.0)
+            record = RunRecord.read(layout)
+            timing["verl_s"] = record.verl_s if record is not None else 0.0
         runs.append(GridRun(cell, stage["run_id"], series, timing=timing))
     return runs
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, run_id, step_dir
+from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import verl_command
 from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
 from stable_verl.pipeline.eval_worker import ensure_hf_model
@@ -93,9 +94,9 @@ def rl_job(p: RLFlowParams, assets: Assets, model_dir: Path, parent: str | None)
 def init_checkpoint(store: ArtifactStore, init_run: str) -> tuple[RunLayout, int]:
     """The complete run ``init_run`` and its last checkpoint; ValueError if there is none to start from."""
     run = RunLayout(store, init_run)
-    record = run.read_run()
-    if record is None or record.get("status") != "complete":
-        state = "does not exist" if record is None else f"is {record.get('status')!r}, not complete"
+    record = RunRecord.read(run)
+    if record is None or not record.complete:
+        state = "does not exist" if record is None else f"is {record.status!r}, not complete"
         raise ValueError(f"init run {init_run} {state} in {store.uri()}")
     step = run.latest_checkpoint()
     if step is None:
