@@ -75,3 +75,16 @@ def test_rl_overrides_carry_the_reward_hook(tmp_path):
     hook = [o for o in overrides if o.startswith("reward.custom_reward_function.path=")]
     assert hook and hook[0].endswith("stable_verl/tasks/reward.py")
     assert "+reward.custom_reward_function.reward_kwargs.format_bonus=0.25" in overrides
+
+
+def test_plan_names_the_runs_the_stages_will_be(capsys):
+    """The plan's RL stage starts from its SFT stage's last checkpoint: the run ids the tracked stages compute."""
+    from stable_verl.artifacts import checkpoint_path
+    from stable_verl.pipeline.train_stages import rl_run_id, sft_run_id
+
+    params = ColdstartParams.from_config("configs/coldstart.yaml", ["teachers=[terse]"])
+    sft = sft_run_id(params.sft_params("terse", 0))
+    rl = rl_run_id(params.rl_params(sft, 0), checkpoint_path(sft, params.sft.steps))
+    assert main(["plan", "coldstart", "teachers=[terse]"]) == 0
+    headings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("# ")]
+    assert headings == [f"# SFT {sft}", f"# RL {rl}"]
