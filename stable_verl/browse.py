@@ -217,13 +217,9 @@ def _checkpoints(store: ArtifactStore, layout: RunLayout) -> pd.DataFrame:
 
 
 def _score(results: dict[str, Any]) -> tuple[str, Any]:
-    for key in sorted(results):
-        if (key.startswith("avg@") or key.startswith("pass@")) and not key.endswith("_stderr"):
-            return key, results[key]
-    for key in ("acc", "accuracy", "score", "reward"):
-        if key in results:
-            return key, results[key]
-    return "", None
+    """The ``avg@k`` score of an evaluation's results.json (the only score the evaluation writes)."""
+    key = next((k for k in sorted(results) if k.startswith("avg@") and not k.endswith("_stderr")), "")
+    return key, results.get(key)
 
 
 def _evals(store: ArtifactStore, layout: RunLayout) -> tuple[pd.DataFrame, int]:
