@@ -58,7 +58,7 @@ def sweep(params: RLFlowParams, precisions: tuple[str, ...] = PRECISIONS, arms: 
             rl = dataclasses.replace(
                 params.rl, rollout_precision=precision, recipe=recipe, recipe_overrides=recipe_overrides
             )
-            result = rl_flow(params.model_copy(update={"rl": rl}))
+            result = rl_flow(RLFlowParams(**{**dict(params), "rl": rl}))
             rows = RunLayout(store, result["run_id"]).read_metrics()
             lines.append(f"| {precision} | {arm} | " + " | ".join(_cell(rows, key) for key in COLUMNS) + " |")
     table = "\n".join(lines)
