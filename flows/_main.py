@@ -1,4 +1,6 @@
-"""``python -m flows.<name> [--config path.yaml] [key=value ...]``: parameters from YAML + overrides, run, report.
+"""``python -m flows.<module> [--config path.yaml] [key=value ...]``: parameters from YAML + overrides, run, report.
+
+The flow, its parameters and its default config come from :data:`flows.registry.FLOWS`.
 
 Bad input exits 2 with one line on stderr; a failed stage exits 1 with its (one-line) error.
 """
@@ -10,25 +12,22 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
+from flows.registry import by_module
 from stable_verl.artifacts import ArtifactStoreError
-from stable_verl.pipeline.runner import VerlRunError
+from stable_verl.pipeline.launch.runner import VerlRunError
 
 
-def run_flow_main(
-    flow_fn: Callable[[Any], dict],
-    params_cls: Any,
-    default_config: Path | None = None,
-    argv: list[str] | None = None,
-    summary: Callable[[dict], str] | None = None,
-) -> int:
-    """Parse ``argv``, build ``params_cls`` with ``from_config``, run the flow, print its result (or ``summary``)."""
-    spec = getattr(sys.modules["__main__"], "__spec__", None)  # "flows.sft" under python -m flows.sft
-    prog = f"python -m {spec.name if spec else flow_fn.__module__}"
+def run_flow_main(module: str, argv: list[str] | None = None, summary: Callable[[dict], str] | None = None) -> int:
+    """Parse ``argv``, build the flow's parameters with ``from_config``, run it, print its result (or ``summary``).
+
+    ``module`` is the flow's module (``flows.sft``), which ``python -m`` runs as ``__main__``.
+    """
+    name, spec = by_module(module)
+    flow_fn, params_cls = spec.flow(name), spec.params_class(name)
+    prog = f"python -m {module}"
     parser = argparse.ArgumentParser(prog=prog, description=(flow_fn.__doc__ or "").split("\n")[0])
-    parser.add_argument("--config", default=str(default_config) if default_config else None, help="YAML config")
+    parser.add_argument("--config", default=str(spec.config) if spec.config else None, help="YAML config")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. rl.total_steps=5")
     args = parser.parse_args(argv)
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -19,8 +18,6 @@ from flows.sft import sft_flow
 from flows.tasks import comparison_report, kill_verl, preflight
 from stable_verl.pipeline.coldstart import InitRuns
 from stable_verl.pipeline.params import ColdstartParams
-
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "coldstart.yaml"
 
 
 # on_failure too: when one init's SFT fails, the others still run side by side, and they must die with the flow.
@@ -82,4 +79,4 @@ def summary(result: dict) -> str:
 if __name__ == "__main__":
     from flows._main import run_flow_main
 
-    sys.exit(run_flow_main(coldstart_comparison_flow, ColdstartParams, CONFIG, summary=summary))
+    sys.exit(run_flow_main("flows.coldstart", summary=summary))

@@ -23,4 +23,4 @@ def evaluate_flow(params: EvaluateFlowParams) -> dict:
 if __name__ == "__main__":
     from flows._main import run_flow_main
 
-    sys.exit(run_flow_main(evaluate_flow, EvaluateFlowParams))
+    sys.exit(run_flow_main("flows.evaluate"))

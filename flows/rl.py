@@ -23,4 +23,4 @@ def rl_flow(params: RLFlowParams) -> dict:
 if __name__ == "__main__":
     from flows._main import run_flow_main
 
-    sys.exit(run_flow_main(rl_flow, RLFlowParams))
+    sys.exit(run_flow_main("flows.rl"))

@@ -23,4 +23,4 @@ def sft_flow(params: SFTFlowParams) -> dict:
 if __name__ == "__main__":
     from flows._main import run_flow_main
 
-    sys.exit(run_flow_main(sft_flow, SFTFlowParams))
+    sys.exit(run_flow_main("flows.sft"))

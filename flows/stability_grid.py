@@ -11,7 +11,6 @@ resumes a killed one from its last checkpoint in the store, so a grid of many ho
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from prefect import flow
 
@@ -21,8 +20,6 @@ from flows.rl import rl_flow
 from flows.sft import sft_flow
 from flows.tasks import GridProgressArtifact, grid_report, kill_verl, preflight
 from stable_verl.pipeline.params import StabilityGridParams
-
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "stability_grid.yaml"
 
 
 @flow(name="stability-grid", on_cancellation=[kill_verl], on_crashed=[kill_verl])
@@ -60,4 +57,4 @@ def summary(result: dict) -> str:
 if __name__ == "__main__":
     from flows._main import run_flow_main
 
-    sys.exit(run_flow_main(stability_grid_flow, StabilityGridParams, CONFIG, summary=summary))
+    sys.exit(run_flow_main("flows.stability_grid", summary=summary))

@@ -21,7 +21,9 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline import checkpoint_eval, coldstart, grid, procs, site, stages, training
+from stable_verl.pipeline import checkpoint_eval, coldstart, grid, site, train_stages
+from stable_verl.pipeline.launch import procs
+from stable_verl.pipeline.launch.progress import progress_printer
 from stable_verl.pipeline.params import (
     ColdstartParams,
     EvaluateFlowParams,
@@ -80,7 +82,7 @@ class _Progress:
             if step is None or int(step.group(1)) % every == 0 or int(step.group(1)) == total:
                 log.info(line)
 
-        self.on_line = stages.progress_printer(kind, total, echo, on_step=self.update)
+        self.on_line = progress_printer(kind, total, echo, on_step=self.update)
 
     def update(self, step: int) -> None:
         update_progress_artifact(
@@ -98,24 +100,26 @@ def _publish_run(kind: str, result: dict, store: ArtifactStore) -> None:
     )
 
 
+def _tracked_stage(kind: str, total: int, key: str, run_stage, params) -> dict:
+    """Run a tracked stage (``train_stages.run_<kind>_stage``) with a progress artifact; link its run folder."""
+    progress = _Progress(kind, total, key)
+    store = params.store.open()
+    result = run_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
+    progress.update(total)
+    _publish_run(kind, result, store)
+    return result
+
+
 @task(name="verl-sft", task_run_name="sft-{params.sft.teacher}-seed{params.sft_seed}", cache_policy=NO_CACHE, **STAGE)
 def sft_stage(params: SFTFlowParams) -> dict:
-    progress = _Progress("sft", params.sft.steps, f"sft-{params.sft.teacher}-seed{params.sft_seed}")
-    store = params.store.open()
-    result = training.run_sft_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
-    progress.update(params.sft.steps)
-    _publish_run("sft", result, store)
-    return result
+    key = f"sft-{params.sft.teacher}-seed{params.sft_seed}"
+    return _tracked_stage("sft", params.sft.steps, key, train_stages.run_sft_stage, params)
 
 
 @task(name="verl-rl", task_run_name="rl-{params.rl.recipe}-seed{params.rl_seed}", cache_policy=NO_CACHE, **STAGE)
 def rl_stage(params: RLFlowParams) -> dict:
-    progress = _Progress("rl", params.rl.total_steps, f"rl-{params.init_run or 'base'}-seed{params.rl_seed}")
-    store = params.store.open()
-    result = training.run_rl_stage(params, store, echo=get_run_logger().info, on_line=progress.on_line).as_dict()
-    progress.update(params.rl.total_steps)
-    _publish_run("rl", result, store)
-    return result
+    key = f"rl-{params.init_run or 'base'}-seed{params.rl_seed}"
+    return _tracked_stage("rl", params.rl.total_steps, key, train_stages.run_rl_stage, params)
 
 
 @task(name="evaluate-checkpoints", cache_policy=NO_CACHE, **STAGE)

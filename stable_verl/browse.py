@@ -15,7 +15,6 @@ import difflib
 import fnmatch
 import io
 import json
-import re
 from typing import Any
 
 import pandas as pd
@@ -28,6 +27,7 @@ from stable_verl.artifacts import (
     RunLayout,
     latest_complete_checkpoint,
     list_runs,
+    parse_step_dir,
 )
 from stable_verl.artifacts.layout import ComparisonLayout
 from stable_verl.artifacts.redact import redact, redact_url, scrub
@@ -62,8 +62,6 @@ KEY_METRIC_PATTERNS = (
     "train/loss",
     "val/loss",
 )
-
-_STEP_DIR = re.compile(r"^global_step_(\d+)$")
 
 
 # ------------------------------------------------------------------------------------------------ store
@@ -219,13 +217,9 @@ def _checkpoints(store: ArtifactStore, layout: RunLayout) -> pd.DataFrame:
 
 
 def _score(results: dict[str, Any]) -> tuple[str, Any]:
-    for key in sorted(results):
-        if (key.startswith("avg@") or key.startswith("pass@")) and not key.endswith("_stderr"):
-            return key, results[key]
-    for key in ("acc", "accuracy", "score", "reward"):
-        if key in results:
-            return key, results[key]
-    return "", None
+    """The ``avg@k`` score of an evaluation's results.json (the only score the evaluation writes)."""
+    key = next((k for k in sorted(results) if k.startswith("avg@") and not k.endswith("_stderr")), "")
+    return key, results.get(key)
 
 
 def _evals(store: ArtifactStore, layout: RunLayout) -> tuple[pd.DataFrame, int]:
@@ -236,12 +230,13 @@ def _evals(store: ArtifactStore, layout: RunLayout) -> tuple[pd.DataFrame, int]:
     for path, blob in store.cat_many([f"{f}/results.json" for f in complete]).items():
         step_dir, benchmark = path.split("/")[-3:-1]
         results = _json_or_none(blob)
-        if results is None or not (m := _STEP_DIR.match(step_dir)):
+        step = parse_step_dir(step_dir)
+        if results is None or step is None:
             continue
         metric, value = _score(results)
         rows.append(
             {
-                "step": int(m.group(1)),
+                "step": step,
                 "benchmark": benchmark,
                 "metric": metric,
                 "value": value,

@@ -37,10 +37,13 @@ from stable_verl.artifacts.errors import (
 from stable_verl.artifacts.layout import (
     ComparisonLayout,
     RunLayout,
+    checkpoint_path,
     config_hash,
     latest_complete_checkpoint,
     list_runs,
+    parse_step_dir,
     run_id,
+    step_dir,
 )
 from stable_verl.artifacts.manifest import MANIFEST_NAME, Manifest, ManifestEntry, build_manifest, sha256_file
 from stable_verl.artifacts.redact import REDACTED, is_sensitive_key, redact, redact_url, scrub
@@ -60,13 +63,16 @@ __all__ = [
     "ManifestError",
     "RunLayout",
     "build_manifest",
+    "checkpoint_path",
     "config_hash",
     "is_sensitive_key",
     "latest_complete_checkpoint",
     "list_runs",
+    "parse_step_dir",
     "redact",
     "redact_url",
     "run_id",
     "scrub",
     "sha256_file",
+    "step_dir",
 ]

@@ -32,7 +32,25 @@ from stable_verl.artifacts.store import ArtifactStore
 
 log = logging.getLogger(__name__)
 
-_STEP_DIR = re.compile(r"^global_step_(\d+)$")
+_STEP_DIR = re.compile(r"^global_step_(\d+)$")  # verl's checkpoint folder name
+
+
+def step_dir(step: int) -> str:
+    """verl's folder name of the checkpoint (and evaluation) of ``step``: ``global_step_<step>``."""
+    return f"global_step_{int(step)}"
+
+
+def checkpoint_path(run_id: str, step: int) -> str:
+    """Store path of run ``run_id``'s checkpoint of ``step`` (what :meth:`RunLayout.checkpoint` returns)."""
+    return f"runs/{run_id}/checkpoints/{step_dir(step)}"
+
+
+def parse_step_dir(name: str) -> int | None:
+    """The step of a ``global_step_<N>`` folder name; None for any other name."""
+    m = _STEP_DIR.match(name)
+    return int(m.group(1)) if m else None
+
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Fields of run.json copied into the run's index entry.
 INDEX_FIELDS = ("run_id", "kind", "name", "status", "created_at", "updated_at", "parent_checkpoint", "upstream")
@@ -125,10 +143,10 @@ class RunLayout:
         return f"index/runs/{self.run_id}.json"
 
     def checkpoint(self, step: int) -> str:
-        return f"{self.checkpoints_dir}/global_step_{int(step)}"
+        return checkpoint_path(self.run_id, step)
 
     def eval_dir(self, step: int, benchmark: str) -> str:
-        return f"{self.prefix}/eval/global_step_{int(step)}/{_check_id(benchmark, 'benchmark')}"
+        return f"{self.prefix}/eval/{step_dir(step)}/{_check_id(benchmark, 'benchmark')}"
 
     def eval_results(self, step: int, benchmark: str) -> str:
         return f"{self.eval_dir(step, benchmark)}/results.json"
@@ -192,7 +210,7 @@ class RunLayout:
             names = [p.rsplit("/", 2)[-2] for p in paths]
         else:
             names = self.store.ls(self.checkpoints_dir)
-        steps = sorted({int(m.group(1)) for n in names if (m := _STEP_DIR.match(n))})
+        steps = sorted({step for n in names if (step := parse_step_dir(n)) is not None})
         return [s for s in steps if self.store.is_complete(self.checkpoint(s))] if complete_only else steps
 
     def latest_checkpoint(self) -> int | None:
@@ -202,7 +220,7 @@ class RunLayout:
 def latest_complete_checkpoint(run: RunLayout) -> int | None:
     """Highest ``N`` whose ``global_step_N`` has a valid manifest and all its files; ``None`` if none."""
     paths = run.store.glob(f"{run.checkpoints_dir}/global_step_*/{MANIFEST_NAME}")
-    steps = sorted({int(m.group(1)) for p in paths if (m := _STEP_DIR.match(p.rsplit("/", 2)[-2]))}, reverse=True)
+    steps = sorted({s for p in paths if (s := parse_step_dir(p.rsplit("/", 2)[-2])) is not None}, reverse=True)
     for step in steps:
         if run.store.is_complete(run.checkpoint(step)):
             return step

@@ -21,23 +21,21 @@ There is no KL and no entropy term.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
 TRUNCATIONS = ("full", "decoupled")
 
 
-@dataclass(frozen=True)
-class MiniRLConfig:
-    """Hyper-parameters of the MiniRL loss (defaults are the paper's recommended values)."""
+@dataclass
+class MiniRLOptions:
+    """MiniRL's own switches (paper §4.1-4.2 and the ablations of §5), declared once: a recipe's ``minirl:`` block,
+    and the fields verl's policy-loss config gains for ``loss_mode=minirl`` (``verl_ext.minirl_loss``)."""
 
     tis_cap: float = 5.0
     """C, the truncation of the token IS weight (paper §4.2, TIS). Recommended: 5. Must be > 0."""
-    eps_low: float = 0.2
-    """Lower clipping range: tokens with A < 0 and r_t < 1 - eps_low are masked (paper §4). Recommended: 0.2."""
-    eps_high: float = 0.27
-    """Upper clipping range: tokens with A > 0 and r_t > 1 + eps_high are masked (paper §4). Recommended: 0.27."""
     truncation: str = "full"
     """'full': w = min(pi_theta/mu_old, C), as written in paper Eq. 7 (recommended);
     'decoupled': w = min(pi_old/mu_old, C) * r_t (only the train-inference factor is truncated)."""
@@ -50,16 +48,38 @@ class MiniRLConfig:
     def __post_init__(self) -> None:
         if not self.tis_cap > 0:
             raise ValueError(f"tis_cap must be > 0 (paper: 5), got {self.tis_cap}")
-        if not 0 < self.eps_low < 1:
-            raise ValueError(f"eps_low must be in (0, 1) (paper: 0.2), got {self.eps_low}")
-        if not self.eps_high > 0:
-            raise ValueError(f"eps_high must be > 0 (paper: 0.27), got {self.eps_high}")
         if self.truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {TRUNCATIONS} (paper: 'full'), got {self.truncation!r}")
         for name in ("train_infer_is", "clipping"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be a bool (paper: True), got {value!r}")
+
+    def options(self) -> dict[str, Any]:
+        """The switches by name, in declaration order."""
+        return {f.name: getattr(self, f.name) for f in fields(MiniRLOptions)}
+
+    def with_clip(self, eps_low: float, eps_high: float) -> MiniRLConfig:
+        """The loss's full config: these switches and the clip range (a recipe's / verl's eps_low, eps_high)."""
+        return MiniRLConfig(**self.options(), eps_low=eps_low, eps_high=eps_high)
+
+
+@dataclass
+class MiniRLConfig(MiniRLOptions):
+    """Hyper-parameters of the MiniRL loss (defaults are the paper's recommended values): the switches and the
+    clipping range of the staleness mask."""
+
+    eps_low: float = 0.2
+    """Lower clipping range: tokens with A < 0 and r_t < 1 - eps_low are masked (paper §4). Recommended: 0.2."""
+    eps_high: float = 0.27
+    """Upper clipping range: tokens with A > 0 and r_t > 1 + eps_high are masked (paper §4). Recommended: 0.27."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.eps_low < 1:
+            raise ValueError(f"eps_low must be in (0, 1) (paper: 0.2), got {self.eps_low}")
+        if not self.eps_high > 0:
+            raise ValueError(f"eps_high must be > 0 (paper: 0.27), got {self.eps_high}")
 
 
 def minirl_token_loss(
@@ -76,7 +96,8 @@ def minirl_token_loss(
 
     with r_t = pi_theta/pi_old, f_t = pi_old/mu_old (``is_ratio``; 1 if unavailable or ``cfg.train_infer_is`` is
     False), w_t = min(f_t r_t, C) (``truncation='full'``) or min(f_t, C) r_t (``'decoupled'``), and M_t the
-    staleness mask (all ones if ``cfg.clipping`` is False). Aggregate with ``aggregate_sequences``.
+    staleness mask (all ones if ``cfg.clipping`` is False). verl aggregates it (``seq-mean-token-sum``; written
+    out by hand in ``core.reference.aggregate_sequences``).
 
     Args:
         log_prob: (B, T) log pi_theta(y_t), with grad.
@@ -161,27 +182,3 @@ def _token_stats(
         "staleness_log_ratio_abs_max": max_(abs_log_ratio),
         "staleness_kl_k3": mean(ratio - 1 - log_ratio),
     }
-
-
-def aggregate_sequences(
-    loss_mat: torch.Tensor,
-    response_mask: torch.Tensor,
-    length_norm: bool = False,
-    num_sequences: int | None = None,
-) -> torch.Tensor:
-    """Scalar loss: sum_i [ sum_t loss_mat[i, t] (/ |y_i| if length_norm) ] / num_sequences.
-
-    loss_mat, response_mask: (B, T). num_sequences defaults to B (pass the global count under data parallelism, or
-    the number of non-empty rows to match verl, which excludes fully masked rows). length_norm=False is verl's
-    "seq-mean-token-sum" (MiniRL: no 1/|y|); True is "seq-mean-token-mean" (the length-normalized ablation and
-    Appendix A GRPO). A response with no tokens contributes 0.
-    """
-    if num_sequences is None:
-        num_sequences = loss_mat.shape[0]
-    if num_sequences <= 0:
-        raise ValueError(f"num_sequences must be > 0 (the number of responses in the batch), got {num_sequences}")
-    mask = response_mask.bool()  # (B, T)
-    per_seq = torch.where(mask, loss_mat, torch.zeros_like(loss_mat)).sum(dim=-1)  # (B,)
-    if length_norm:
-        per_seq = per_seq / mask.sum(dim=-1).clamp_min(1).to(per_seq.dtype)  # (B,)
-    return per_seq.sum() / num_sequences

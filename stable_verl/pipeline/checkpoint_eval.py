@@ -20,10 +20,11 @@ from typing import Literal
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
+from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import site
-from stable_verl.pipeline.evaluate import EvalSettings, ensure_hf_model, eval_argv, eval_env
-from stable_verl.pipeline.runner import run_streaming
-from stable_verl.pipeline.training import fetch_checkpoint
+from stable_verl.pipeline.eval_worker import EvalSettings, ensure_hf_model, eval_argv, eval_env
+from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.pipeline.train_stages import fetch_checkpoint
 from stable_verl.tasks.datasets import TaskSpec, write_task_data
 
 
@@ -73,7 +74,8 @@ def select_targets(
         available = run.checkpoint_steps()
         if not available:
             raise ValueError(f"run {rid} has no complete checkpoint in {store.uri()}")
-        if steps == "last" or (run.read_run() or {}).get("kind") == "sft":
+        record = RunRecord.read(run)
+        if steps == "last" or (record is not None and record.kind == "sft"):
             chosen = available[-1:]
         elif steps == "all":
             chosen = available

@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stable_verl.artifacts import MANIFEST_NAME, RunLayout
+from stable_verl.artifacts import MANIFEST_NAME, RunLayout, parse_step_dir, step_dir
 from stable_verl.pipeline import site
 
 log = logging.getLogger(__name__)
 
 TRACKER = "latest_checkpointed_iteration.txt"
-_STEP_DIR = re.compile(r"^global_step_(\d+)$")
 
 
 def read_verl_metrics(path: Path) -> list[dict]:
@@ -80,8 +78,8 @@ def check_steps(steps: list[int], total: int) -> None:
 
 def local_steps(ckpt_root: Path) -> list[int]:
     """Steps of the ``global_step_N`` directories under ``ckpt_root``, ascending."""
-    found = (_STEP_DIR.match(p.name) for p in ckpt_root.glob("global_step_*") if p.is_dir())
-    return sorted(int(m.group(1)) for m in found if m)
+    found = (parse_step_dir(p.name) for p in ckpt_root.glob("global_step_*") if p.is_dir())
+    return sorted(step for step in found if step is not None)
 
 
 def tracker_step(ckpt_root: Path) -> int | None:
@@ -99,7 +97,7 @@ def restore_latest(run: RunLayout, ckpt_root: Path) -> int:
     step = run.latest_checkpoint()
     if step is None:
         return 0
-    run.download_checkpoint(step, ckpt_root / f"global_step_{step}")
+    run.download_checkpoint(step, ckpt_root / step_dir(step))
     (ckpt_root / TRACKER).write_text(str(step))
     return step
 
@@ -162,7 +160,7 @@ class CheckpointSyncer:
         start = time.monotonic()
         self.run.write_metrics(rows)
         for step in new:
-            local = self.ckpt_root / f"global_step_{step}"
+            local = self.ckpt_root / step_dir(step)
             manifest = self.run.upload_checkpoint(local, step)
             (local / MANIFEST_NAME).write_text(manifest.to_json())  # lets later stages here skip the download
             self.synced = step

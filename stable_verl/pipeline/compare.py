@@ -24,13 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-# First key present wins: our MiniRL diagnostic, else verl's rollout-correction estimators.
-KL_KEYS = ("actor/train_infer_kl_k3", "rollout_corr/k3_kl", "rollout_corr/kl")
-REWARD_KEYS = ("reward/acc", "critic/score/mean")
-# The stable_sync trainer's per-token entropy. Never verl's actor/entropy: it is aggregated with the loss's
-# loss_agg_mode (per-token entropy x length under MiniRL's seq-mean-token-sum), so not comparable across recipes.
-ENTROPY_KEYS = ("actor/entropy_per_token",)
-LENGTH_KEYS = ("response_length/mean",)
+from stable_verl.core.metric_keys import ENTROPY_KEYS, KL_KEYS, LENGTH_KEYS, REWARD_KEYS
+
 NO_DATA = "no data"  # the text of a panel none of whose runs logged any of its keys
 
 

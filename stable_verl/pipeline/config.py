@@ -1,8 +1,7 @@
-"""Typed stage configs, loaded from YAML with OmegaConf and validated before anything starts.
+"""Typed configs of the two verl stages (SFT, RL), validated before anything starts.
 
-``load_config(path, overrides)`` merges a YAML file and ``key=value`` overrides onto the dataclass
-schema; unknown keys and wrong types fail here, and each dataclass's ``__post_init__`` checks the
-values, so bad input never reaches Ray or vLLM.
+The flows' parameters (:mod:`.params`) hold them; each dataclass's ``__post_init__`` checks the values, so bad
+input never reaches Ray or vLLM.
 """
 
 from __future__ import annotations
@@ -10,17 +9,9 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TypeVar
-
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from stable_verl.core.precision import PRECISIONS
-from stable_verl.models.tiny import TinyModelSpec
 from stable_verl.pipeline.recipes import Recipe, load_recipe
-from stable_verl.tasks.datasets import TaskSpec
 from stable_verl.tasks.teachers import get_teacher
 
 
@@ -123,20 +114,6 @@ class RLStage:
         return self.train_batch_size // self.recipe_config.minibatches
 
 
-@dataclass
-class SmokeConfig:
-    """Tiny MoE -> verl SFT -> verl GRPO with vLLM rollouts, all on this machine."""
-
-    workdir: str = "artifacts/smoke"
-    """Where models, data, checkpoints and logs go."""
-    seed: int = 0
-    """Seed of the model weights and the task splits."""
-    model: TinyModelSpec = field(default_factory=TinyModelSpec)
-    task: TaskSpec = field(default_factory=TaskSpec)
-    sft: SFTStage = field(default_factory=SFTStage)
-    rl: RLStage = field(default_factory=RLStage)
-
-
 def _learning_rate(owner: str, lr: float, allow_zero: bool) -> None:
     if not (math.isfinite(lr) and (lr >= 0 if allow_zero else lr > 0)):
         raise ValueError(f"{owner}.lr must be {'>= 0' if allow_zero else '> 0'} and finite, got {lr}")
@@ -146,32 +123,3 @@ def _positive(obj: object, *names: str) -> None:
     for name in names:
         if getattr(obj, name) <= 0:
             raise ValueError(f"{type(obj).__name__}.{name} must be > 0, got {getattr(obj, name)}")
-
-
-T = TypeVar("T")
-
-
-def load_config(schema: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Merge ``path`` (YAML) and ``overrides`` (``a.b=c``) onto ``schema``; one-line errors on bad input."""
-    try:
-        cfg = OmegaConf.structured(schema)
-        if path is not None:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
-        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
-    except yaml.YAMLError as e:
-        raise ValueError(yaml_error(path, e)) from None
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None)
-        where = f" at {key}" if key else ""
-        raise ValueError(f"invalid config{where}: {str(e).splitlines()[0]}") from None
-    except FileNotFoundError:
-        raise ValueError(f"config file not found: {path}") from None
-
-
-def yaml_error(path: str | Path | None, error: yaml.YAMLError) -> str:
-    """One line for a config file that is not valid YAML: the file, the line and column, the parser's problem."""
-    mark = getattr(error, "problem_mark", None)
-    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    return f"config file {path} is not valid YAML ({where.strip() or 'parse error'}): {problem}"

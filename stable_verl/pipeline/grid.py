@@ -31,18 +31,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
 from stable_verl.pipeline import claims, site
-from stable_verl.pipeline.compare import (
-    ENTROPY_KEYS,
-    KL_KEYS,
-    NO_DATA,
-    REWARD_KEYS,
-    RunSeries,
-    combined_stderr,
-)
+from stable_verl.pipeline.compare import NO_DATA, RunSeries, combined_stderr
 from stable_verl.pipeline.params import GridCell
 
-COLLAPSE_KEY = "stability/collapse"
 STEP_TIME_KEY = "timing_s/step"
 PANELS = (  # (title, metric keys or None for the benchmark score, log scale)
     ("benchmark score (avg@k)", None, False),
@@ -65,7 +59,7 @@ class GridRun:
 
     def collapse_step(self) -> int | None:
         """First step at which ``stability/collapse`` reads 1 (the detector latches); None: never."""
-        return next((r["step"] for r in self.series.metrics if r.get(COLLAPSE_KEY, 0.0) >= 1.0), None)
+        return next((r["step"] for r in self.series.metrics if r.get(COLLAPSE, 0.0) >= 1.0), None)
 
     def summary(self) -> claims.RunSummary:
         """The run's RL checkpoints only (step 0, the shared init, excluded)."""
@@ -111,7 +105,8 @@ def build_runs(
         series = RunSeries(cell.arm, cell.seed, layout.read_metrics(), evals, layout.uri(), stderr)
         timing = dict(stage)
         if stage.get("skipped"):  # nothing ran now: the time of the attempt that completed it, as recorded
-            timing["verl_s"] = (layout.read_run() or {}).get("verl_s", 0.0)
+            record = RunRecord.read(layout)
+            timing["verl_s"] = record.verl_s if record is not None else 0.0
         runs.append(GridRun(cell, stage["run_id"], series, timing=timing))
     return runs
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Literal, Self
 
-import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,11 +24,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec
-from stable_verl.pipeline.config import RLStage, SFTStage, yaml_error
-from stable_verl.pipeline.evaluate import EvalSettings
+from stable_verl.pipeline.config import RLStage, SFTStage
+from stable_verl.pipeline.eval_worker import EvalSettings
+from stable_verl.pipeline.yaml_config import load_yaml
 from stable_verl.tasks.datasets import TaskSpec
 from stable_verl.tasks.teachers import TEACHERS, get_teacher
 
@@ -41,21 +40,12 @@ BENCHMARKS = ("bench_id", "bench_hard")  # held-out splits written by stable_ver
 class _Model(BaseModel):
     """Unknown keys are errors; ``from_config`` is the one way in from YAML and the command line."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)  # field docstrings: Prefect form help
 
     @classmethod
     def from_config(cls, path: str | None, overrides: list[str]) -> Self:
         """``path`` (YAML, optional) merged with ``a.b=c`` overrides, validated; one-line ValueError on bad input."""
-        try:
-            cfg = OmegaConf.load(path) if path else OmegaConf.create({})
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-            raw = OmegaConf.to_container(cfg, resolve=True)
-        except FileNotFoundError:
-            raise ValueError(f"config file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise ValueError(yaml_error(path, e)) from None
-        except OmegaConfBaseException as e:
-            raise ValueError(f"invalid config: {str(e).splitlines()[0]}") from None
+        raw = load_yaml(path or None, overrides)
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
@@ -76,17 +66,11 @@ class StoreParams(_Model):
         return ArtifactStore.from_env(self.root, endpoint_url=self.endpoint_url)
 
 
-class EvalParams(_Model):
-    """Checkpoint evaluation: avg@k on held-out benchmarks, sampled with vLLM."""
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
+class EvalParams(EvalSettings):
+    """Checkpoint evaluation: avg@k on held-out benchmarks, sampled with vLLM (the sampling settings, then what to
+    evaluate)."""
 
-    k: int = Field(32, ge=1)
-    """Samples per prompt (the paper reports avg@32)."""
-    temperature: float = Field(1.0, ge=0)
-    """Sampling temperature."""
-    max_tokens: int = Field(48, ge=1)
-    """Response budget in tokens."""
-    seed: int = 0
-    """vLLM sampling seed."""
     benchmarks: list[str] = Field(default_factory=lambda: list(BENCHMARKS))
     """Held-out splits to score."""
     n_prompts: int | None = Field(None, ge=1)
@@ -105,7 +89,8 @@ class EvalParams(_Model):
         return value
 
     def settings(self) -> EvalSettings:
-        return EvalSettings(k=self.k, temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed)
+        """The sampling settings alone (what results.json records)."""
+        return EvalSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvalSettings)})
 
 
 class _StageParams(_Model):

@@ -11,30 +11,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stable_verl.core.minirl import MiniRLConfig
+from stable_verl.core.minirl import MiniRLOptions
+from stable_verl.pipeline.yaml_config import load_yaml
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
 
 # verl's aggregation modes (verl.trainer.ppo.core_algos.agg_loss)
 AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-MINIRL_LOSS_CONFIG = "stable_verl.verl_ext.minirl_loss.MiniRLLossConfig"
-UNTRUNCATED = 1.0e9  # = stable_verl.verl_ext.minirl_loss.UNTRUNCATED (kept free of verl imports here)
 ROUTING_REPLAY_MODES = ("disabled", "R2", "R3")  # verl's router_replay.mode values
 ROUTER_REPLAY_CONFIG = "verl.workers.config.EngineRouterReplayConfig"
-
-
-@dataclass
-class MiniRLOptions:
-    """MiniRL switches (paper §4.1-4.2 and the ablations of §5)."""
-
-    tis_cap: float = 5.0
-    """Truncation C of the token IS weight (paper: 5)."""
-    truncation: str = "full"
-    """'full': min(pi_theta/mu_old, C) (Eq. 7 as written); 'decoupled': min(pi_old/mu_old, C) * r_t."""
-    train_infer_is: bool = True
-    """False = ablation 'w/o train-infer-IS'."""
-    clipping: bool = True
-    """False = ablation 'no clipping' (M_t = 1)."""
 
 
 @dataclass
@@ -62,6 +47,7 @@ class Recipe:
     minibatches: int = 1
     """N optimizer steps per rollout batch (1 = on-policy; the paper uses 2, 4, 8)."""
     minirl: MiniRLOptions = field(default_factory=MiniRLOptions)
+    """The MiniRL loss's own switches (``loss_mode: minirl``; verl_ext.minirl_loss registers what they become)."""
     routing_replay: str = "disabled"
     """MoE Routing Replay (paper §5): 'R2' replays the training engine's old-policy routes in the updates,
     'R3' replays vLLM's routes in the old-log-prob pass and the updates (stable_verl.verl_ext.routing_engine)."""
@@ -84,15 +70,7 @@ class Recipe:
             )
         if self.dual_clip <= 1:
             raise ValueError(f"recipe {self.name}: dual_clip must be > 1, got {self.dual_clip}")
-        # eps ranges and MiniRL options, validated by the core config (raises ValueError)
-        MiniRLConfig(
-            self.minirl.tis_cap,
-            self.eps_low,
-            self.eps_high,
-            self.minirl.truncation,
-            self.minirl.train_infer_is,
-            self.minirl.clipping,
-        )
+        self.minirl.with_clip(self.eps_low, self.eps_high)  # eps ranges, validated by the core config
 
     @property
     def uses_minirl_loss(self) -> bool:
@@ -110,20 +88,9 @@ class Recipe:
             f"{actor}.clip_ratio_high={self.eps_high}",
             f"{actor}.clip_ratio_c={self.dual_clip:g}",
         ]
-        if self.uses_minirl_loss:
-            m = self.minirl
-            out += [
-                f"{actor}.policy_loss._target_={MINIRL_LOSS_CONFIG}",
-                f"+{actor}.policy_loss.tis_cap={m.tis_cap}",
-                f"+{actor}.policy_loss.truncation={m.truncation}",
-                f"+{actor}.policy_loss.train_infer_is={m.train_infer_is}",
-                f"+{actor}.policy_loss.clipping={m.clipping}",
-            ]
-            if m.train_infer_is:  # verl hands the loss pi_old/mu_old, untruncated (see verl_ext.minirl_loss)
-                out += [
-                    "algorithm.rollout_correction.rollout_is=token",
-                    f"algorithm.rollout_correction.rollout_is_threshold={UNTRUNCATED:g}",
-                ]
+        settings = _loss_settings(self.loss_mode)
+        if settings is not None:  # the loss's own block and the verl settings it registered
+            out += settings.overrides(getattr(self, settings.block))
         if self.routing_replay != "disabled":  # verl's fsdp.yaml has no router_replay block: add verl's dataclass
             out.append(
                 f"+{actor}.fsdp_config.router_replay={{_target_:{ROUTER_REPLAY_CONFIG},mode:{self.routing_replay}}}"
@@ -156,15 +123,22 @@ class Recipe:
             )
 
 
+def _loss_settings(loss_mode: str):
+    """What the loss registered about its own settings (``verl_ext.registry.LossSettings``), if anything."""
+    import verl  # noqa: F401  (loads stable-verl's verl plugin, which registers the losses)
+
+    from stable_verl.verl_ext.registry import loss_settings
+
+    return loss_settings(loss_mode)
+
+
 def available_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 
 
 def load_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
     """Load ``configs/recipes/<name>.yaml`` plus ``key=value`` overrides; ValueError on bad input."""
-    from stable_verl.pipeline.config import load_config
-
     path = RECIPE_DIR / f"{name}.yaml"
     if not path.exists():
         raise ValueError(f"unknown recipe {name!r}; available: {', '.join(available_recipes())}")
-    return load_config(Recipe, path, [f"name={name}", *(overrides or [])])
+    return load_yaml(path, [f"name={name}", *(overrides or [])], schema=Recipe)

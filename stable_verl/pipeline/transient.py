@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from stable_verl.artifacts import ArtifactIntegrityError
-from stable_verl.pipeline.runner import VerlRunError
+from stable_verl.pipeline.launch.runner import VerlRunError
 
 # S3 error codes that mean "try again" (throttling, server-side trouble, clock/timeouts).
 TRANSIENT_S3_CODES = frozenset(

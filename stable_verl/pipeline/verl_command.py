@@ -6,8 +6,8 @@ import inspect
 import sys
 from pathlib import Path
 
-from stable_verl.pipeline import cpu_env
 from stable_verl.pipeline.config import RLStage, SFTStage
+from stable_verl.pipeline.launch import cpu_env
 from stable_verl.tasks import reward
 
 # verl's SFT dataset, tokenized once per conversation (stable_verl/verl_ext/sft_dataset.py): our SFT sets are small
@@ -67,11 +67,8 @@ def ppo_overrides(
 
     ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last.
     """
-    recipe = rl.recipe_config
-    recipe.check_registered()
-    recipe.check_model(model_path)
     overrides = [
-        *recipe.overrides(),
+        *rl.recipe_config.overrides(),
         "algorithm.use_kl_in_reward=False",
         f"data.train_files={train_file}",
         f"data.val_files={val_file}",

@@ -87,6 +87,22 @@ def sft_rows(problems: list[Problem], teacher: str, shortcut_rate: float = 0.0, 
     )
 
 
+def sft_split(teacher: str, part: str) -> str:
+    """Name of a teacher's SFT split: ``sft_<teacher>_train`` or ``sft_<teacher>_val``."""
+    return f"sft_{teacher}_{part}"
+
+
+def split_names() -> list[str]:
+    """Every split :func:`write_task_data` writes: the benchmarks, the RL prompts, each teacher's SFT data."""
+    sft = [sft_split(teacher, part) for teacher in TEACHERS for part in ("train", "val")]
+    return ["bench_id", "bench_hard", "rl_val", "rl_train", *sft]
+
+
+def split_path(out_dir: str | Path, name: str) -> Path:
+    """The parquet file of split ``name`` under ``out_dir``."""
+    return Path(out_dir) / f"{name}.parquet"
+
+
 def write_task_data(out_dir: str | Path, spec: TaskSpec) -> dict[str, Path]:
     """Write every split as parquet under ``out_dir``; returns split name -> path."""
     out = Path(out_dir)
@@ -109,11 +125,11 @@ def write_task_data(out_dir: str | Path, spec: TaskSpec) -> dict[str, Path]:
     sft_problems = draw(spec.n_sft, spec.difficulty, 5)
     sft_val = draw(max(8, spec.n_sft // 8), spec.difficulty, 6)
     for teacher in TEACHERS:
-        frames[f"sft_{teacher}_train"] = sft_rows(sft_problems, teacher, spec.shortcut_rate, spec.sft_samples)
-        frames[f"sft_{teacher}_val"] = sft_rows(sft_val, teacher, spec.shortcut_rate, spec.sft_samples)
+        frames[sft_split(teacher, "train")] = sft_rows(sft_problems, teacher, spec.shortcut_rate, spec.sft_samples)
+        frames[sft_split(teacher, "val")] = sft_rows(sft_val, teacher, spec.shortcut_rate, spec.sft_samples)
     paths = {}
     for name, frame in frames.items():
-        paths[name] = out / f"{name}.parquet"
+        paths[name] = split_path(out, name)
         frame.to_parquet(paths[name], index=False)
     return paths
 

@@ -5,7 +5,7 @@ verl calls ``compute_score(data_source, solution_str, ground_truth, extra_info)`
 keys are logged by verl's reward loop, so ``acc`` and ``format`` show up as training metrics.
 
 ``format_bonus`` (``reward_kwargs``) adds partial credit for a well-formed answer. It defaults to 0;
-the CPU smoke run uses a small bonus so that a barely trained model still gets non-constant rewards
+the verl run tests use a small bonus so that a barely trained model still gets non-constant rewards
 within a group, and hence a nonzero policy gradient.
 """
 

@@ -33,7 +33,7 @@ import torch
 from tensordict import TensorDict
 from verl.workers.utils.padding import response_to_nested
 
-from stable_verl.core.baselines import cispo_token_loss, group_token_mean, group_token_totals
+from stable_verl.core.cispo import cispo_token_loss, group_token_mean, group_token_totals
 from stable_verl.verl_ext.registry import register_policy_loss
 
 LOSS_MODE = "cispo_group"

@@ -10,8 +10,10 @@ driver, i.e. exactly pi_old/mu_old per token, detached and *not* truncated, and 
 The loss then applies MiniRL's own cap in either reading (``truncation=full``: min(pi_theta/mu_old, C);
 ``decoupled``: min(pi_old/mu_old, C) * r_t). No trainer or worker code is replaced.
 
-The MiniRL knobs live in ``MiniRLLossConfig`` (a ``PolicyLossConfig`` subclass selected with
-``actor.policy_loss._target_``); eps_low/eps_high are verl's ``clip_ratio_low``/``clip_ratio_high``.
+The MiniRL switches are :class:`stable_verl.core.minirl.MiniRLOptions`, declared once; ``MiniRLLossConfig`` adds
+them to verl's ``PolicyLossConfig`` (selected with ``actor.policy_loss._target_``); eps_low/eps_high are verl's
+``clip_ratio_low``/``clip_ratio_high``. The loss registers these settings with itself (:data:`SETTINGS`), so a
+recipe's ``minirl:`` block and the rollout-correction pass-through compile without the compiler knowing MiniRL.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from verl.trainer.ppo.core_algos import agg_loss
 from verl.workers.config import PolicyLossConfig
 
 from stable_verl.core.diagnostics import train_infer_kl
-from stable_verl.core.minirl import MiniRLConfig, minirl_token_loss
-from stable_verl.verl_ext.registry import register_policy_loss
+from stable_verl.core.metric_keys import TRAIN_INFER_KL_K1, TRAIN_INFER_KL_K3
+from stable_verl.core.minirl import MiniRLConfig, MiniRLOptions, minirl_token_loss
+from stable_verl.verl_ext.registry import LossSettings, register_policy_loss
 
 # Metric keys. verl's reduce_metrics picks the reduction across mini-batches from the key's *name*: a key
 # containing "max" is maxed, one containing "min" is minimised (so "actor/minirl/..." would report the
@@ -47,30 +50,22 @@ UNTRUNCATED = 1.0e9
 
 
 @dataclass
-class MiniRLLossConfig(PolicyLossConfig):
-    """MiniRL options on top of verl's policy-loss config (``actor_rollout_ref.actor.policy_loss``)."""
+class MiniRLLossConfig(PolicyLossConfig, MiniRLOptions):
+    """verl's policy-loss config (``actor_rollout_ref.actor.policy_loss``) plus the MiniRL switches, validated by
+    :class:`~stable_verl.core.minirl.MiniRLOptions`."""
 
-    tis_cap: float = 5.0
-    """C, the truncation of the token IS weight (paper §4.2: 5)."""
-    truncation: str = "full"
-    """'full': min(pi_theta/mu_old, C) as written in Eq. 7; 'decoupled': min(pi_old/mu_old, C) * r_t."""
-    train_infer_is: bool = True
-    """False is the paper's 'w/o train-infer-IS' ablation (the pi_old/mu_old factor is dropped)."""
-    clipping: bool = True
-    """False is the paper's 'no clipping' ablation (M_t = 1)."""
 
-    def __post_init__(self) -> None:
-        self.minirl(eps_low=0.2, eps_high=0.27)  # fails fast on a bad tis_cap / truncation
+def _rollout_correction(options: MiniRLOptions) -> list[str]:
+    """verl hands the loss pi_old/mu_old, untruncated (see the module doc), unless the ablation drops the factor."""
+    if not options.train_infer_is:
+        return []
+    return [
+        "algorithm.rollout_correction.rollout_is=token",
+        f"algorithm.rollout_correction.rollout_is_threshold={UNTRUNCATED:g}",
+    ]
 
-    def minirl(self, eps_low: float, eps_high: float) -> MiniRLConfig:
-        return MiniRLConfig(
-            tis_cap=self.tis_cap,
-            eps_low=eps_low,
-            eps_high=eps_high,
-            truncation=self.truncation,
-            train_infer_is=self.train_infer_is,
-            clipping=self.clipping,
-        )
+
+SETTINGS = LossSettings(block="minirl", config_class=MiniRLLossConfig, needs=_rollout_correction)
 
 
 def _minirl_config(config: Any) -> MiniRLConfig:
@@ -79,10 +74,10 @@ def _minirl_config(config: Any) -> MiniRLConfig:
             "loss_mode=minirl needs actor_rollout_ref.actor.policy_loss._target_="
             f"{MiniRLLossConfig.__module__}.{MiniRLLossConfig.__name__} (use a stable-verl recipe)"
         )
-    return config.policy_loss.minirl(eps_low=config.clip_ratio_low, eps_high=config.clip_ratio_high)
+    return config.policy_loss.with_clip(eps_low=config.clip_ratio_low, eps_high=config.clip_ratio_high)
 
 
-@register_policy_loss("minirl")
+@register_policy_loss("minirl", SETTINGS)
 def minirl_policy_loss(
     old_log_prob: torch.Tensor,  # (bs, T) pi_old, training engine, before this step's updates
     log_prob: torch.Tensor,  # (bs, T) pi_theta, live forward with grad
@@ -109,6 +104,6 @@ def minirl_policy_loss(
             mask = response_mask.bool()
             log_is = torch.where(mask, rollout_is_weights.clamp_min(1e-30).log(), torch.zeros_like(old_log_prob))
             kl = train_infer_kl(old_log_prob, old_log_prob - log_is, mask)  # mu_old = pi_old / w
-        metrics["actor/train_infer_kl_k1"] = float(kl["k1"])
-        metrics["actor/train_infer_kl_k3"] = float(kl["k3"])
+        metrics[TRAIN_INFER_KL_K1] = float(kl["k1"])
+        metrics[TRAIN_INFER_KL_K3] = float(kl["k3"])
     return pg_loss, metrics

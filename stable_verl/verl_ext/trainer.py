@@ -35,15 +35,13 @@ from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from stable_verl.core.collapse import CollapseDetector
+from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_PER_TOKEN, KL_K3_KEYS
 from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext import routing_engine as re_
 
 logger = logging.getLogger(__name__)
 
 TRAINER_NAME = "stable_sync"
-ENTROPY_KEY = "actor/entropy_per_token"
-# Train-inference KL, first key present: MiniRL's own estimator, else verl's rollout-correction one.
-KL_KEYS = ("actor/train_infer_kl_k3", "rollout_corr/k3_kl")
 COLLAPSE_STATE = "stable_verl_collapse.json"  # in verl's global_step_N folder, beside data.pt
 
 
@@ -63,7 +61,7 @@ def _padded(values: torch.Tensor) -> torch.Tensor:
 
 
 def entropy_per_token(entropy: torch.Tensor, response_mask: torch.Tensor, padding: np.ndarray) -> dict[str, float]:
-    """``{ENTROPY_KEY: mean of H_t over the valid response tokens of the non-padding rows}`` (empty if none).
+    """``{ENTROPY_PER_TOKEN: mean of H_t over the valid response tokens of the non-padding rows}`` (empty if none).
 
     entropy: (B, T) per-token full-vocabulary entropy of the old policy, padded or nested (as verl stores it);
     response_mask: (B, T) the same layout; padding: (B,) bool, verl's ``is_padding`` rows (synthetic, excluded).
@@ -73,16 +71,16 @@ def entropy_per_token(entropy: torch.Tensor, response_mask: torch.Tensor, paddin
     count = int(mask.sum())
     if count == 0:
         return {}
-    return {ENTROPY_KEY: float(torch.where(mask, ent, torch.zeros_like(ent)).sum() / count)}
+    return {ENTROPY_PER_TOKEN: float(torch.where(mask, ent, torch.zeros_like(ent)).sum() / count)}
 
 
 def collapse_metric(detector: CollapseDetector, metrics: dict) -> dict[str, float]:
     """Feed one step's per-token entropy and train-inference KL to the detector; empty if either is missing."""
-    kl = next((metrics[k] for k in KL_KEYS if k in metrics), None)
-    if ENTROPY_KEY not in metrics or kl is None:
+    kl = next((metrics[k] for k in KL_K3_KEYS if k in metrics), None)
+    if ENTROPY_PER_TOKEN not in metrics or kl is None:
         return {}
-    detector.update(float(metrics[ENTROPY_KEY]), float(kl))
-    return {"stability/collapse": float(detector.collapsed)}
+    detector.update(float(metrics[ENTROPY_PER_TOKEN]), float(kl))
+    return {COLLAPSE: float(detector.collapsed)}
 
 
 def save_collapse_state(detector: CollapseDetector, step_folder: str) -> str:

@@ -12,7 +12,7 @@ import warnings
 warnings.filterwarnings("ignore", message=r".* engine is not available", category=UserWarning)
 
 try:
-    from stable_verl.verl_ext import cpu_platform
+    from stable_verl.verl_ext.cpu import platform as cpu_platform
 
     cpu_platform.register()
 

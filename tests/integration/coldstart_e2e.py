@@ -1,7 +1,7 @@
 """The cold-start comparison end to end: real verl, real Prefect (test harness), real s3fs over HTTP to moto.
 
-One session-scoped run, shared by the tests in test_coldstart_flow.py and, in the smoke report's shape, by the
-other integration tests (tests/integration/conftest.py):
+One session-scoped run, shared by the tests in test_coldstart_flow.py and, as an RL run read back through the
+store, by the other integration tests (tests/integration/conftest.py):
 
 1. attempt 1: both inits' SFTs run side by side, then the flow runs until the first RL checkpoint is in S3, and
    the RL verl process tree is killed (SIGKILL, as an OOM killer would): the flow fails;
@@ -20,12 +20,12 @@ from pathlib import Path
 
 from flows.coldstart import coldstart_comparison_flow
 from stable_verl.artifacts import ArtifactStore, list_runs
-from stable_verl.pipeline import procs
+from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.params import ColdstartParams
 from tests.integration.interrupted import run_while_killing
 
 OVERRIDES = [
-    "teachers=[terse,stepwise]",  # 2 inits; terse's RL is killed, stepwise's runs clean (the smoke report's)
+    "teachers=[terse,stepwise]",  # 2 inits; terse's RL is killed, stepwise's runs clean (e2e_report's)
     # The pipeline's mechanics, not learning: a small regime pinned here, whatever configs/coldstart.yaml (the
     # demo's regime) sets.
     "task.difficulty=1",

@@ -1,33 +1,35 @@
 """Session fixtures for the integration tests.
 
 * ``coldstart_e2e``: one cold-start comparison run end to end (coldstart_e2e.py), used by test_coldstart_flow.py
-  only, with ``e2e_report`` (its clean init's RL stage in the smoke report's shape).
-* ``smoke_config`` / ``sft_model``: the verl run tests' own small SFT model (configs/smoke.yaml's regime, pinned here
-  so no YAML edit moves it), built once without Prefect or S3, so a failure of the e2e flow does not turn the MiniRL,
-  routing and evaluation tests into errors.
+  only, with ``e2e_report`` (its clean init's RL stage, read back through the store).
+* ``small_regime`` / ``sft_model``: the verl run tests' own small SFT run of the tiny MoE (the regime pinned here so
+  no YAML edit moves it), a tracked stage in a local store of its own, without Prefect or S3, so a failure of the
+  e2e flow does not turn the MiniRL, routing and evaluation tests into errors. :func:`run_rl` runs one tracked RL
+  stage from it and reads it back through the store.
 * ``minirl_run``: the MiniRL off-policy run on that model (``minirl_rows``, ``rl_checkpoint``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from stable_verl.artifacts import RunLayout
-from stable_verl.pipeline import stages
-from stable_verl.pipeline.config import SmokeConfig, load_config
-from stable_verl.pipeline.evaluate import ensure_hf_model
-from stable_verl.pipeline.smoke import SmokeReport, summarize
-from stable_verl.pipeline.training import fetch_checkpoint
+from stable_verl.artifacts import ArtifactStore, RunLayout
+from stable_verl.pipeline.assets import planned_assets
+from stable_verl.pipeline.config import RLStage
+from stable_verl.pipeline.eval_worker import ensure_hf_model
+from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
+from stable_verl.pipeline.train_stages import fetch_checkpoint, run_rl_stage, run_sft_stage
+from stable_verl.tasks.datasets import TaskSpec
 from tests.integration.coldstart_e2e import E2E, run_e2e
 
 E2E_TEACHER = "stepwise"  # the e2e init whose clean RL stage ``e2e_report`` summarises
 
-# configs/smoke.yaml's small regime, every value the verl run tests rely on written out.
-SMOKE_SETTINGS = [
+# The verl run tests' small regime, every value they rely on written out.
+COMMON_SETTINGS = [
     "seed=0",
     "model.kind=moe",  # tiny Qwen3-MoE, 8 experts top-2: the routing tests need the routers
     "model.num_layers=2",
@@ -36,12 +38,17 @@ SMOKE_SETTINGS = [
     "task.n_rl_train=64",
     "task.n_sft=256",
     "task.n_bench=32",
+]
+SFT_SETTINGS = [
     "sft.teacher=stepwise",
     "sft.steps=40",  # enough for well-formed answers, so RL has reward variance (about 1 min of verl SFT)
     "sft.batch_size=16",
     "sft.micro_batch_size=8",
     "sft.lr=1e-3",
     "sft.lr_schedule=cosine",
+]
+RL_SETTINGS = [
+    "rl.recipe=grpo",
     "rl.total_steps=3",
     "rl.train_batch_size=8",
     "rl.rollout_n=4",
@@ -50,26 +57,92 @@ SMOKE_SETTINGS = [
     "rl.rollout_dtype=float32",
     "rl.train_dtype=float32",
     "rl.format_bonus=0.1",
-    "rl.save_freq=-1",
+    "rl.save_freq=3",  # the last step: a tracked stage's output is its last checkpoint
 ]
 
 
-@pytest.fixture(scope="session")
-def smoke_config(tmp_path_factory) -> SmokeConfig:
-    return load_config(SmokeConfig, None, [f"workdir={tmp_path_factory.mktemp('smoke')}", *SMOKE_SETTINGS])
+@dataclass(frozen=True)
+class SmallRegime:
+    """The small regime's stage parameters and the local store its runs go to."""
+
+    store: ArtifactStore
+    sft: SFTFlowParams
+    rl_params: RLFlowParams
+    """RL from the base model; :func:`run_rl` starts from the SFT run instead."""
+
+    @property
+    def rl(self) -> RLStage:
+        return self.rl_params.rl
+
+    @property
+    def task(self) -> TaskSpec:
+        return self.sft.task
+
+    @property
+    def data(self) -> dict[str, Path]:
+        """The task's parquet splits (built by the SFT stage)."""
+        return planned_assets(Path(self.sft.workdir).resolve(), self.sft.model, self.sft.task, self.sft.seed).data
+
+
+@dataclass(frozen=True)
+class RLRun:
+    """An RL run read back through the store: metrics rows, command line, last checkpoint (a local copy)."""
+
+    run_id: str
+    rows: list[dict]
+    command: str
+    checkpoint: str
+    sft_model: str | None = None
+    """The HF model the run started from (a local copy)."""
+
+    @property
+    def steps(self) -> list[int]:
+        return [r["step"] for r in self.rows]
+
+    @property
+    def grad_norm(self) -> list[float]:
+        return [r["actor/grad_norm"] for r in self.rows]
+
+    @property
+    def rollout_probs_diff_max(self) -> list[float]:
+        """training/rollout_probs_diff_max per step (vLLM vs FSDP token probs at the same weights)."""
+        return [r["training/rollout_probs_diff_max"] for r in self.rows]
+
+
+def read_rl_run(store: ArtifactStore, run_id: str, workdir: Path, sft_model: Path | None = None) -> RLRun:
+    """The RL run ``run_id`` of ``store``, its last checkpoint fetched into ``workdir`` (if not already there)."""
+    run = RunLayout(store, run_id)
+    checkpoint = fetch_checkpoint(run, run.latest_checkpoint(), workdir)
+    command = store.read_text(run.command_json)
+    return RLRun(run_id, run.read_metrics(), command, str(checkpoint), str(sft_model) if sft_model else None)
 
 
 @pytest.fixture(scope="session")
-def sft_model(smoke_config) -> Path:
-    """verl SFT of the tiny MoE on ``smoke_config``: the HF directory of its last checkpoint (data in workdir/data)."""
-    cfg, workdir = smoke_config, Path(smoke_config.workdir)
-    assets = stages.build_assets(workdir, cfg.model, cfg.task, cfg.seed)
-    model, _ = stages.run_sft(cfg.sft, assets.model_dir, assets.data, workdir / "sft", cfg.seed)
-    return model
+def small_regime(tmp_path_factory) -> SmallRegime:
+    root = tmp_path_factory.mktemp("small-regime")
+    common = [f"workdir={root / 'work'}", f"store.root={root / 'store'}", *COMMON_SETTINGS]
+    sft = SFTFlowParams.from_config(None, [*common, *SFT_SETTINGS])
+    return SmallRegime(sft.store.open(), sft, RLFlowParams.from_config(None, [*common, *RL_SETTINGS]))
 
 
-def rl_data(smoke_config) -> dict[str, Path]:
-    return {p.stem: p for p in (Path(smoke_config.workdir) / "data").glob("*.parquet")}
+@pytest.fixture(scope="session")
+def sft_run(small_regime) -> str:
+    """verl SFT of the tiny MoE in ``small_regime``'s store: its run id."""
+    return run_sft_stage(small_regime.sft, small_regime.store).run_id
+
+
+@pytest.fixture(scope="session")
+def sft_model(small_regime, sft_run) -> Path:
+    """The HF directory of the SFT run's last checkpoint, fetched from the store."""
+    run = RunLayout(small_regime.store, sft_run)
+    return ensure_hf_model(fetch_checkpoint(run, run.latest_checkpoint(), Path(small_regime.sft.workdir).resolve()))
+
+
+def run_rl(regime: SmallRegime, sft_run: str, rl: RLStage) -> RLRun:
+    """One tracked RL stage with ``rl`` from ``sft_run``'s last checkpoint, read back through the store."""
+    params = RLFlowParams(**{**dict(regime.rl_params), "rl": rl, "init_run": sft_run})
+    result = run_rl_stage(params, regime.store)
+    return read_rl_run(regime.store, result.run_id, Path(params.workdir).resolve())
 
 
 # Below the largest pi_theta/mu_old of every step: with fp8 rollouts (and the stale second mini-batch) the uncapped
@@ -78,32 +151,30 @@ MINIRL_TIS_CAP = 1.05
 
 
 @pytest.fixture(scope="session")
-def minirl_run(smoke_config, sft_model, tmp_path_factory) -> Path:
+def minirl_run(small_regime, sft_run) -> RLRun:
     """MiniRL off-policy (N=2), no routing replay, vLLM weights rounded through fp8, vLLM's routes fetched for
     the routing-mismatch metric, the TIS cap lowered so that it binds; checkpoint at step 3. The
-    no-replay arm of the R3 comparison. Returns the run's folder."""
+    no-replay arm of the R3 comparison."""
     rl = dataclasses.replace(
-        smoke_config.rl,
+        small_regime.rl,
         recipe="minirl_offpolicy",
         recipe_overrides=["rollout_routes=true", f"minirl.tis_cap={MINIRL_TIS_CAP}"],
         rollout_precision="fp8",
-        save_freq=smoke_config.rl.total_steps,
+        save_freq=small_regime.rl.total_steps,
     )
-    out = tmp_path_factory.mktemp("minirl")
-    stages.run_rl(rl, sft_model, rl_data(smoke_config), out)
-    return out
+    return run_rl(small_regime, sft_run, rl)
 
 
 @pytest.fixture(scope="session")
 def minirl_rows(minirl_run) -> tuple[list[dict], str]:
     """(metrics rows, command.json text) of ``minirl_run``."""
-    return stages.read_metrics(minirl_run / "metrics.jsonl"), (minirl_run / "command.json").read_text()
+    return minirl_run.rows, minirl_run.command
 
 
 @pytest.fixture(scope="session")
 def rl_checkpoint(minirl_run) -> Path:
     """``minirl_run``'s last checkpoint (``global_step_3``: FSDP shards + ``actor/huggingface``)."""
-    return stages.latest_checkpoint(minirl_run / "checkpoints")
+    return Path(minirl_run.checkpoint)
 
 
 @pytest.fixture(scope="session")
@@ -115,15 +186,10 @@ def coldstart_e2e(prefect_harness, moto_s3, tmp_path_factory) -> E2E:
 
 
 @pytest.fixture(scope="session")
-def e2e_report(coldstart_e2e) -> SmokeReport:
-    """The e2e run's clean init: its SFT model (local), RL metrics (from S3) and last RL checkpoint (local)."""
+def e2e_report(coldstart_e2e) -> RLRun:
+    """The e2e run's clean init: its RL run (metrics from S3, last checkpoint and SFT model fetched locally)."""
     e2e, workdir = coldstart_e2e, Path(coldstart_e2e.params.workdir)
     init = next(i for i in e2e.result["inits"] if i["teacher"] == E2E_TEACHER)
-    sft, rl = (next(s for s in e2e.result["stages"] if s["run_id"] == init[k]) for k in ("sft_run", "rl_run"))
-    sft_run, rl_run = RunLayout(e2e.store, sft["run_id"]), RunLayout(e2e.store, rl["run_id"])
+    sft_run = RunLayout(e2e.store, init["sft_run"])
     sft_model = ensure_hf_model(fetch_checkpoint(sft_run, sft_run.latest_checkpoint(), workdir))
-    last = fetch_checkpoint(rl_run, rl_run.latest_checkpoint(), workdir)
-    metrics = workdir / f"{rl_run.run_id}-metrics.jsonl"  # verl's file-logger format, as summarize reads it
-    rows = rl_run.read_metrics()
-    metrics.write_text("".join(json.dumps({"step": r["step"], "data": r}) + "\n" for r in rows))
-    return summarize(metrics, last.parent, sft_model, sft["verl_s"], rl["verl_s"])
+    return read_rl_run(e2e.store, init["rl_run"], workdir, sft_model)

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import pytest
+
+from tests.integration.conftest import run_rl
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cispo_rows(smoke_config, sft_model, tmp_path_factory):
-    from stable_verl.pipeline import stages
-
-    rl = dataclasses.replace(smoke_config.rl, recipe="cispo", recipe_overrides=[])
-    data = {p.stem: p for p in (Path(smoke_config.workdir) / "data").glob("*.parquet")}
-    out = tmp_path_factory.mktemp("cispo")
-    metrics, _ = stages.run_rl(rl, sft_model, data, out)
-    return stages.read_metrics(metrics), (out / "command.json").read_text()
+def cispo_rows(small_regime, sft_run):
+    rl = dataclasses.replace(small_regime.rl, recipe="cispo", recipe_overrides=[])
+    run = run_rl(small_regime, sft_run, rl)
+    return run.rows, run.command
 
 
 def test_cispo_group_loss_trains(cispo_rows):

@@ -1,7 +1,7 @@
 """The cold-start comparison flow end to end (see coldstart_e2e.py): kill + resume, sync, eval, report, reruns.
 
-Also holds the smoke run's checks on verl's own outputs (formerly test_smoke_pipeline.py), now made on the
-e2e run's RL stage through the ``e2e_report`` fixture.
+Also holds the checks on verl's own outputs (formerly test_smoke_pipeline.py), made on the e2e run's RL stage
+through the ``e2e_report`` fixture.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from stable_verl.artifacts import ComparisonLayout, RunLayout
-from stable_verl.pipeline.runner import VerlRunError
-from stable_verl.pipeline.stages import read_metrics
+from stable_verl.pipeline.launch.runner import VerlRunError
 
 pytestmark = pytest.mark.slow
 
@@ -190,7 +189,7 @@ def test_vllm_gets_the_resumed_weights(coldstart_e2e):
 
 
 def test_reward_function_metrics_are_logged_every_step(e2e_report):
-    rows = read_metrics(Path(e2e_report.metrics_file))
+    rows = e2e_report.rows
     for row in rows:
         assert 0.0 <= row["reward/acc"] <= 1.0
         assert 0.0 <= row["reward/format"] <= 1.0

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from stable_verl.pipeline.checkpoint_eval import benchmark_files
-from stable_verl.pipeline.evaluate import EvalSettings, ensure_hf_model, eval_argv, eval_env
-from stable_verl.pipeline.runner import run_streaming
+from stable_verl.pipeline.eval_worker import EvalSettings, ensure_hf_model, eval_argv, eval_env
+from stable_verl.pipeline.launch.runner import run_streaming
 
 pytestmark = pytest.mark.slow
 
@@ -75,9 +75,9 @@ def test_sampled_evaluation_reproduces_every_sample(two_checkpoints, task_spec, 
     assert results["avg@4_stderr"] is not None and results["num_prompts"] == task_spec.n_bench
 
 
-def test_avg_at_k_on_the_held_out_benchmarks(smoke_config, rl_checkpoint, tmp_path):
-    data = Path(smoke_config.workdir) / "data"
-    benches = {"bench_id": data / "bench_id.parquet", "bench_hard": data / "bench_hard.parquet"}
+def test_avg_at_k_on_the_held_out_benchmarks(small_regime, rl_checkpoint, tmp_path):
+    data = small_regime.data
+    benches = {"bench_id": data["bench_id"], "bench_hard": data["bench_hard"]}
     model = ensure_hf_model(rl_checkpoint)
     assert model.name == "huggingface"  # the RL checkpoint carries HF weights (save_contents has hf_model)
     settings = EvalSettings(k=2, max_tokens=24)
@@ -85,8 +85,8 @@ def test_avg_at_k_on_the_held_out_benchmarks(smoke_config, rl_checkpoint, tmp_pa
     for name in benches:
         results = json.loads((tmp_path / name / "results.json").read_text())
         samples = (tmp_path / name / "samples.jsonl").read_text().splitlines()
-        assert results["num_prompts"] == smoke_config.task.n_bench and results["k"] == 2
-        assert len(samples) == 2 * smoke_config.task.n_bench
+        assert results["num_prompts"] == small_regime.task.n_bench and results["k"] == 2
+        assert len(samples) == 2 * small_regime.task.n_bench
         assert 0.0 <= results["avg@2"] <= 1.0 and 0.0 <= results["format_rate"] <= 1.0
         # avg@k is the mean over prompts of per-prompt accuracy: recompute it from the samples
         accs = [json.loads(s)["acc"] for s in samples]

@@ -18,9 +18,9 @@ from flows.rl import rl_flow
 from flows.sft import sft_flow
 from flows.tasks import retry_if_transient
 from stable_verl.artifacts import ArtifactStoreError, RunLayout, list_runs
-from stable_verl.pipeline import procs
+from stable_verl.pipeline.launch import procs
+from stable_verl.pipeline.launch.runner import VerlRunError
 from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams, StoreParams
-from stable_verl.pipeline.runner import VerlRunError
 from tests.conftest import _free_port
 
 

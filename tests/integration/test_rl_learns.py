@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from stable_verl.pipeline import stages
+from stable_verl.artifacts import RunLayout
 from stable_verl.pipeline.checkpoint_eval import benchmark_files
-from stable_verl.pipeline.evaluate import ensure_hf_model, eval_argv, eval_env
-from stable_verl.pipeline.params import ColdstartParams
-from stable_verl.pipeline.runner import run_streaming
+from stable_verl.pipeline.eval_worker import ensure_hf_model, eval_argv, eval_env
+from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.pipeline.params import ColdstartParams, RLFlowParams
+from stable_verl.pipeline.train_stages import fetch_checkpoint, run_rl_stage, run_sft_stage
 
 pytestmark = pytest.mark.slow
 
@@ -53,18 +54,19 @@ class DemoInit:
 
 def run_demo_init(workdir: Path, **rl_changes) -> DemoInit:
     """SFT on ``TEACHER``, the demo's RL stage (``rl_changes`` applied), then both checkpoints scored held out."""
-    params = ColdstartParams.from_config("configs/coldstart.yaml", [f"workdir={workdir}"])
+    config = [f"workdir={workdir}", f"store.root={workdir / 'store'}"]  # a local store of its own
+    params = ColdstartParams.from_config("configs/coldstart.yaml", config)
     seed = params.seeds[0]
     rl = dataclasses.replace(params.rl, save_freq=params.rl.total_steps, **rl_changes)  # the last step only
-    assets = stages.build_assets(workdir, params.model, params.task, params.seed)
-    sft = dataclasses.replace(params.sft, teacher=TEACHER)
-    sft_model, _ = stages.run_sft(sft, assets.model_dir, assets.data, workdir / "sft", seed)
-    metrics, _ = stages.run_rl(rl, Path(sft_model), assets.data, workdir / "rl", seed=seed)
-    rl_model = ensure_hf_model(stages.latest_checkpoint(workdir / "rl" / "checkpoints"))
+    store = params.store.open()
+    sft = RunLayout(store, run_sft_stage(params.sft_params(TEACHER, seed), store).run_id)
+    rl_params = RLFlowParams(**{**dict(params.rl_params(sft.run_id, seed)), "rl": rl})
+    rl_run = RunLayout(store, run_rl_stage(rl_params, store).run_id)
+    sft_model, rl_model = (ensure_hf_model(fetch_checkpoint(r, r.latest_checkpoint(), workdir)) for r in (sft, rl_run))
     bench = benchmark_files(workdir, params.task, ["bench_id"], None)
     per_pass = params.task.n_rl_train // params.rl.train_batch_size
-    out = DemoInit(stages.read_metrics(metrics), per_pass, workdir / "eval-sft", workdir / "eval-rl", params.eval.k)
-    jobs = [(Path(sft_model), out.sft_eval), (rl_model, out.rl_eval)]
+    out = DemoInit(rl_run.read_metrics(), per_pass, workdir / "eval-sft", workdir / "eval-rl", params.eval.k)
+    jobs = [(sft_model, out.sft_eval), (rl_model, out.rl_eval)]
     run_streaming(eval_argv(jobs, bench, params.eval.settings()), workdir / "eval.log", eval_env(), 900)
     return out
 

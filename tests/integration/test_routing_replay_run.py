@@ -21,9 +21,8 @@ import statistics
 import pytest
 import torch
 
-from stable_verl.pipeline import stages
 from stable_verl.verl_ext.expert_audit import ENV as AUDIT_ENV
-from tests.integration.conftest import rl_data
+from tests.integration.conftest import run_rl
 
 pytestmark = pytest.mark.slow
 
@@ -34,25 +33,25 @@ MAX_FP8_MISMATCH = 0.2
 PACKED = "actor_rollout_ref.model.use_remove_padding=True"
 
 
-def run(smoke_config, sft_model, tmp_path_factory, recipe: str, **rl_fields) -> tuple[list[dict], list[dict]]:
+def run(small_regime, sft_run, tmp_path_factory, recipe: str, **rl_fields) -> tuple[list[dict], list[dict]]:
     """(metrics rows, expert-audit records) of a 3-step run."""
-    rl = dataclasses.replace(smoke_config.rl, recipe=recipe, **rl_fields)
+    rl = dataclasses.replace(small_regime.rl, recipe=recipe, **rl_fields)
     out = tmp_path_factory.mktemp(recipe)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(AUDIT_ENV, str(out / "expert_audit"))  # inherited by verl's Ray workers
-        metrics, _ = stages.run_rl(rl, sft_model, rl_data(smoke_config), out)
+        rows = run_rl(small_regime, sft_run, rl).rows
     records = [torch.load(p) for p in sorted((out / "expert_audit").glob("*.pt"))]
-    return stages.read_metrics(metrics), records
+    return rows, records
 
 
 @pytest.fixture(scope="module")
-def r3_run(smoke_config, sft_model, tmp_path_factory):
-    return run(smoke_config, sft_model, tmp_path_factory, "minirl_r3", rollout_precision="fp8", overrides=[PACKED])
+def r3_run(small_regime, sft_run, tmp_path_factory):
+    return run(small_regime, sft_run, tmp_path_factory, "minirl_r3", rollout_precision="fp8", overrides=[PACKED])
 
 
 @pytest.fixture(scope="module")
-def r2_run(smoke_config, sft_model, tmp_path_factory):
-    return run(smoke_config, sft_model, tmp_path_factory, "minirl_r2")
+def r2_run(small_regime, sft_run, tmp_path_factory):
+    return run(small_regime, sft_run, tmp_path_factory, "minirl_r2")
 
 
 def _sets(routes: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ import pytest
 
 from flows.stability_grid import stability_grid_flow, summary
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, list_runs
-from stable_verl.pipeline import claims, procs
+from stable_verl.pipeline import claims
+from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.params import StabilityGridParams
 from tests.integration.interrupted import run_while_killing
 

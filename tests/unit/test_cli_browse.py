@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from flows.registry import FLOWS
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, ComparisonLayout, RunLayout
-from stable_verl.cli import FLOWS, main
+from stable_verl.cli import main
 from tests.unit.artifacts.conftest import FAKE_ENV, UNSET_ENV, MotoS3, _start_server
 
 SFT = "sft-stepwise-0000aaaa"

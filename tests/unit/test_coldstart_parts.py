@@ -10,7 +10,7 @@ import pytest
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.pipeline.checkpoint_eval import EvalTarget, _stored_result, select_targets
 from stable_verl.pipeline.coldstart import InitRuns, build_series, comparison_id
-from stable_verl.pipeline.evaluate import EvalSettings
+from stable_verl.pipeline.eval_worker import EvalSettings
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from stable_verl.artifacts import ArtifactStore
+from stable_verl.pipeline.launch.runner import VerlRunError
 from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams
-from stable_verl.pipeline.runner import VerlRunError
 from stable_verl.pipeline.transient import is_transient
 from tests.conftest import _free_port
 
@@ -112,3 +112,21 @@ def test_a_malformed_yaml_file_is_one_line_with_its_line_and_column(tmp_path):
         message = str(err.value)
         assert message.startswith(f"config file {bad} is not valid YAML (line 3, column 1): expected ','")
         assert "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["sft", "rl", "coldstart", "stability-grid", "evaluate"])
+def test_field_docstrings_reach_prefects_parameter_form(name):
+    """Prefect renders a flow's parameter form from this schema; each field's docstring is its help text."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.registry import FLOWS
+
+    schema = parameter_schema(FLOWS[name].flow(name).fn).model_dump_for_openapi()
+    defs = schema["definitions"]
+    params = defs[FLOWS[name].params]["properties"]
+    assert params["store"].get("$ref") or params["store"].get("allOf")  # nested models are referenced
+    assert defs["StoreParams"]["properties"]["root"]["description"].startswith("A folder or ``s3://bucket/prefix``")
+    described = [f for model in defs.values() for f in model.get("properties", {}).values() if f.get("description")]
+    assert len(described) >= 10, described
+    if "rl" in params:
+        assert defs["RLStage"]["properties"]["total_steps"]["description"] == "Training steps (rollout batches)."

@@ -14,19 +14,13 @@ from typing import Any
 import pytest
 import yaml
 
-from stable_verl.cli import FLOWS
+from flows.registry import FLOWS
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT_YAML = ROOT / "prefect.yaml"
 DOCS = ROOT / "infra" / "prefect.md"
 POOL = "stable-verl"
-ENTRYPOINTS = {
-    "sft": "flows/sft.py:sft_flow",
-    "rl": "flows/rl.py:rl_flow",
-    "evaluate": "flows/evaluate.py:evaluate_flow",
-    "coldstart": "flows/coldstart.py:coldstart_comparison_flow",
-    "stability-grid": "flows/stability_grid.py:stability_grid_flow",
-}
+ENTRYPOINTS = {name: spec.entrypoint for name, spec in FLOWS.items()}  # the flow registry: one declaration each
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +88,7 @@ def test_parameters_validate_against_the_flow(deployments, name):
     sets = [deployment["parameters"]] + [s.get("parameters", {}) for s in deployment.get("schedules") or []]
     for parameters in sets:
         validated = flow.validate_parameters({**deployment["parameters"], **parameters})
-        params_cls = getattr(importlib.import_module("stable_verl.pipeline.params"), FLOWS[name].params)
+        params_cls = FLOWS[name].params_class(name)
         assert isinstance(validated["params"], params_cls)
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from stable_verl.pipeline import procs
+from stable_verl.pipeline.launch import procs
 
 # A leader (own session) whose children mimic Ray (own process group, same session) and torchrun's trainer
 # (own session, child of the leader); it prints their pids and sleeps.

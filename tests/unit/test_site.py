@@ -198,8 +198,8 @@ def test_an_empty_store_gets_a_root_index(tmp_path):
 
 # ------------------------------------------------------------------------- the pipeline's hooks write pages
 def test_a_tracked_stage_leaves_its_page_and_the_root_index(tmp_path):
-    from stable_verl.pipeline.runner import VerlRunError
-    from stable_verl.pipeline.tracked import run_tracked
+    from stable_verl.pipeline.launch.runner import VerlRunError
+    from stable_verl.pipeline.run_lifecycle import run_tracked
     from tests.unit.test_tracked_stage import _job
 
     run = RunLayout(ArtifactStore(str(tmp_path / "store")), "rl-standin-00000000")

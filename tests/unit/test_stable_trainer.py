@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import agg_loss
 
 from stable_verl.core.collapse import CollapseDetector
+from stable_verl.core.metric_keys import ENTROPY_PER_TOKEN as ENTROPY_KEY
 from stable_verl.verl_ext.trainer import (
     COLLAPSE_STATE,
-    ENTROPY_KEY,
     collapse_metric,
     entropy_per_token,
     load_collapse_state,

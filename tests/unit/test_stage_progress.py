@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stable_verl.pipeline import cpu_env, verl_command
+from stable_verl.pipeline import verl_command
 from stable_verl.pipeline.config import SFTStage
-from stable_verl.pipeline.stages import progress_printer
+from stable_verl.pipeline.launch import cpu_env
+from stable_verl.pipeline.launch.progress import progress_printer
 
 # Lines as verl 0.9.1's main_ppo prints them on the CPU path (from a real rl.log), in order.
 RL_LOG = [

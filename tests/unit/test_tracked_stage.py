@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.pipeline.runner import VerlRunError
-from stable_verl.pipeline.tracked import VerlJob, run_tracked
+from stable_verl.pipeline.launch.runner import VerlRunError
+from stable_verl.pipeline.run_lifecycle import VerlJob, run_tracked
 
 TRAINER = """
 import json, os, pathlib, sys, time

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stable_verl.browse import flatten_metrics_row, key_metrics
-from stable_verl.pipeline.compare import ENTROPY_KEYS, KL_KEYS, LENGTH_KEYS, REWARD_KEYS
+from stable_verl.core.metric_keys import ENTROPY_KEYS, KL_KEYS, LENGTH_KEYS, REWARD_KEYS
 
 MAX_PANELS = 12
 COLUMNS = 4

@@ -10,14 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stable_verl.core.baselines import (
-    cispo_token_loss,
-    group_token_mean,
-    group_token_totals,
-    grpo_token_loss,
-    token_mean,
-)
-from stable_verl.core.minirl import aggregate_sequences
+from stable_verl.core.cispo import cispo_token_loss, group_token_mean, group_token_totals
+from stable_verl.core.reference import aggregate_sequences, grpo_token_loss, token_mean
 
 
 def example():

@@ -17,7 +17,8 @@ import math
 import pytest
 import torch
 
-from stable_verl.core.minirl import MiniRLConfig, aggregate_sequences, minirl_token_loss
+from stable_verl.core.minirl import MiniRLConfig, minirl_token_loss
+from stable_verl.core.reference import aggregate_sequences
 
 NAN = float("nan")
 LOG_PROB = [[-1.0, -0.5, -2.0], [-0.25, -1.5, 0.0]]

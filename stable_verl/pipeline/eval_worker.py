@@ -1,6 +1,6 @@
 """Checkpoint evaluation: sample k responses per held-out prompt with vLLM, score them, report avg@k.
 
-    python -m stable_verl.pipeline.evaluate --model DIR --out DIR [--model DIR --out DIR ...] \
+    python -m stable_verl.pipeline.eval_worker --model DIR --out DIR [--model DIR --out DIR ...] \
         --bench bench_id=FILE.parquet [...] --k 4
 
 avg@k (paper: avg@32) = mean over prompts of the mean exact-match accuracy of k samples, reported with
@@ -28,32 +28,32 @@ import json
 import math
 import statistics
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
-from stable_verl.pipeline import cpu_env
-from stable_verl.pipeline.runner import python_module, run_streaming
+from stable_verl.pipeline.launch import cpu_env
+from stable_verl.pipeline.launch.runner import python_module, run_streaming
 from stable_verl.tasks.reward import compute_score
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
 class EvalSettings:
-    """Sampling settings of an evaluation."""
+    """Sampling settings of an evaluation: what results.json records and what a stored result must match.
 
-    k: int = 4
-    """Samples per prompt (avg@k)."""
-    temperature: float = 1.0
+    The flows' ``eval`` parameters (``params.EvalParams``) are these plus what to evaluate."""
+
+    k: int = Field(32, ge=1)
+    """Samples per prompt (the paper reports avg@32)."""
+    temperature: float = Field(1.0, ge=0)
     """Sampling temperature."""
-    max_tokens: int = 48
+    max_tokens: int = Field(48, ge=1)
     """Response budget in tokens."""
     seed: int = 0
     """Evaluation seed; each sample's own vLLM seed is derived from it (:func:`sample_seed`)."""
-
-    def __post_init__(self) -> None:
-        if self.k < 1 or self.max_tokens < 1 or self.temperature < 0:
-            raise ValueError(f"eval settings must have k >= 1, max_tokens >= 1, temperature >= 0: {self}")
 
 
 def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
@@ -181,15 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, action="append", required=True, help="HF model directory (repeatable)")
     parser.add_argument("--out", type=Path, action="append", required=True, help="output directory, one per --model")
     parser.add_argument("--bench", action="append", required=True, help="name=path.parquet (repeatable)")
-    parser.add_argument("--k", type=int, default=4)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--seed", type=int, default=0)
+    defaults = EvalSettings()
+    parser.add_argument("--k", type=int, default=defaults.k)
+    parser.add_argument("--temperature", type=float, default=defaults.temperature)
+    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
     if len(args.model) != len(args.out):
         parser.error("give one --out per --model")
     benchmarks = {name: Path(path) for name, path in (b.split("=", 1) for b in args.bench)}
-    settings = EvalSettings(args.k, args.temperature, args.max_tokens, args.seed)
+    settings = EvalSettings(k=args.k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
     evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings)
     return 0
 
@@ -199,7 +200,7 @@ def eval_argv(jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settin
     models = [a for model, out in jobs for a in ("--model", str(model), "--out", str(out))]
     bench = [a for name, path in benchmarks.items() for a in ("--bench", f"{name}={path}")]
     return python_module(
-        "stable_verl.pipeline.evaluate",
+        "stable_verl.pipeline.eval_worker",
         *models,
         *bench,
         "--k",

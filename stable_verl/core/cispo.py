@@ -1,10 +1,4 @@
-"""The paper's Appendix A baselines as per-token losses (pure torch).
-
-GRPO (Appendix A, length-normalized PPO surrogate with group-normalized advantages A = (R - mean) / std):
-
-    J_GRPO = (1/G) sum_i (1/|y_i|) sum_t min(r_t A_i, clip(r_t, 1 - eps_low, 1 + eps_high) A_i)
-
-    -> ``aggregate_sequences(grpo_token_loss(...), mask, length_norm=True)``
+"""CISPO as the paper's Appendix A writes it, per token and per group (pure torch; ``verl_ext.cispo_loss``).
 
 CISPO (Appendix A, clipped IS weight as a stop-gradient coefficient). The expectation is over a prompt x and
 its group of G responses {y_i}; each group's token sum is divided by that group's own token count:
@@ -13,8 +7,8 @@ its group of G responses {y_i}; each group's token sum is divided by that group'
 
     -> ``group_token_mean(cispo_token_loss(...), mask, group_token_totals(uids, mask), num_groups)``
 
-    (verl's "token-mean", ``token_mean`` below, divides by the token count of the whole batch instead: the two
-    agree only when every group has the same total length.)
+    (verl's "token-mean", ``core.reference.token_mean``, divides by the token count of the whole batch instead:
+    the two agree only when every group has the same total length.)
 
 Here r_t = pi_theta(y_t) / pi_old(y_t). All tensors are (B, T); padding positions contribute nothing.
 """
@@ -24,25 +18,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import torch
-
-from stable_verl.core.stats import masked_mean
-
-
-def grpo_token_loss(
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    eps_low: float,
-    eps_high: float,
-) -> torch.Tensor:
-    """(B, T) loss_mat = -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) * mask; gradient flows through r."""
-    mask = response_mask.bool()  # (B, T)
-    zeros = torch.zeros_like(log_prob)  # (B, T)
-    ratio = torch.where(mask, log_prob - old_log_prob, zeros).exp()  # (B, T) r_t, with grad
-    adv = torch.where(mask, advantages.to(log_prob.dtype), zeros)  # (B, T)
-    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - eps_low, 1 + eps_high) * adv)  # (B, T)
-    return torch.where(mask, -surrogate, zeros)
 
 
 def cispo_token_loss(
@@ -60,11 +35,6 @@ def cispo_token_loss(
         ratio = torch.where(mask, log_prob - old_log_prob, zeros).exp()  # (B, T) r_t
         coef = torch.where(mask, ratio.clamp(1 - eps_low, 1 + eps_high) * advantages.to(log_prob.dtype), zeros)
     return torch.where(mask, -coef * log_prob, zeros)  # (B, T)
-
-
-def token_mean(loss_mat: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """Scalar: sum of loss_mat over response tokens / number of response tokens (verl's "token-mean")."""
-    return masked_mean(loss_mat, response_mask)
 
 
 def group_token_totals(group_ids: Sequence[Hashable], response_mask: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@
 2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
 3. the latest complete checkpoint in the store is restored into an empty local checkpoint root, so verl's
    ``resume_mode=auto`` continues from it (a killed stage resumes when rerun);
-4. verl runs as a subprocess (:func:`~stable_verl.pipeline.runner.run_streaming`) writing its metrics to
+4. verl runs as a subprocess (:func:`~stable_verl.pipeline.launch.runner.run_streaming`) writing its metrics to
    ``metrics-attempt-<k>.jsonl`` while :class:`~.checkpoint_sync.CheckpointSyncer` uploads checkpoints
    as they are saved;
 5. the merged metrics (each step exactly once), the attempt's log and ``run.json`` (status ``complete``,
@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from stable_verl.artifacts import RunLayout
+from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import site
 from stable_verl.pipeline.checkpoint_sync import CheckpointSyncer, MetricsLog, check_steps, restore_latest
-from stable_verl.pipeline.runner import run_streaming
-
-COMPLETE = "complete"
+from stable_verl.pipeline.launch.runner import run_streaming
 
 
 @dataclass(frozen=True)
@@ -91,27 +90,17 @@ def run_tracked(
 ) -> StageResult:
     """Run ``job`` for ``run`` unless complete; resume from the store's latest checkpoint. See the module doc."""
     start = time.monotonic()
-    record = run.read_run() or {}
-    if record.get("status") == COMPLETE:
+    record = RunRecord.read(run) or RunRecord(run.run_id)
+    if record.complete:
         echo(f"[{job.kind}] {run.run_id} is complete in the store: skipped")
         return _result(run, job, record, skipped=True, wall_s=time.monotonic() - start)
 
-    attempt = int(record.get("attempts", 0)) + 1
+    attempt = record.attempts + 1
     ckpt_root = local_dir / "checkpoints"
     argv = job.argv(ckpt_root)
     run.write_config(dict(job.config))
     run.write_command(argv)
-    record = run.write_run(
-        {
-            **record,
-            "kind": job.kind,
-            "name": job.name,
-            "status": "running",
-            "attempts": attempt,
-            "total_steps": job.total_steps,
-            "parent_checkpoint": job.parent_checkpoint,
-        }
-    )
+    RunRecord.started(run, job.kind, job.name, attempt, job.total_steps, job.parent_checkpoint)
     site.refresh_run(run)  # site hook: the run's page says "running"
     try:
         t0 = time.monotonic()
@@ -134,12 +123,12 @@ def run_tracked(
         if not checkpoints or checkpoints[-1] != job.total_steps:
             raise RuntimeError(f"{run.run_id}: no complete checkpoint of the last step {job.total_steps} in the store")
         timings = {"verl_s": verl_s, "upload_s": upload_s, "download_s": download_s}
-        record = run.update_run(
-            status=COMPLETE, checkpoints=checkpoints, latest_step=checkpoints[-1], resumed_from=resumed, **timings
-        )
+        record = RunRecord.completed(run, checkpoints, resumed, **timings)
         site.refresh_run(run)  # site hook: complete
     except BaseException as exc:
-        _mark_failed(run, exc)
+        with contextlib.suppress(Exception):  # best effort, never ``complete``; the store itself may have failed
+            RunRecord.stopped(run, exc)
+        site.refresh_run(run)  # site hook: failed / interrupted (never raises)
         raise
     return _result(run, job, record, skipped=False, wall_s=time.monotonic() - start)
 
@@ -188,26 +177,17 @@ def _run_verl(
     return result.seconds, syncer.upload_seconds
 
 
-def _mark_failed(run: RunLayout, exc: BaseException) -> None:
-    """Best effort: record why the stage stopped (never ``complete``); never masks the original error."""
-    status = "failed" if isinstance(exc, Exception) else "interrupted"
-    first_line = str(exc).splitlines()[0] if str(exc) else ""
-    with contextlib.suppress(Exception):  # the store itself may be what failed
-        run.update_run(status=status, error=f"{type(exc).__name__}: {first_line}"[:500])  # the store scrubs secrets
-    site.refresh_run(run)  # site hook: failed / interrupted (never raises)
-
-
-def _result(run: RunLayout, job: VerlJob, record: dict, skipped: bool, wall_s: float) -> StageResult:
+def _result(run: RunLayout, job: VerlJob, record: RunRecord, skipped: bool, wall_s: float) -> StageResult:
     return StageResult(
         run_id=run.run_id,
         run_uri=run.uri(),
         kind=job.kind,
         skipped=skipped,
-        resumed_from=int(record.get("resumed_from", 0)),
-        checkpoints=list(record.get("checkpoints", [])),
+        resumed_from=record.resumed_from,
+        checkpoints=list(record.checkpoints),
         steps=job.total_steps,
         wall_s=wall_s,
-        verl_s=0.0 if skipped else float(record.get("verl_s", 0.0)),
-        upload_s=0.0 if skipped else float(record.get("upload_s", 0.0)),
-        download_s=0.0 if skipped else float(record.get("download_s", 0.0)),
+        verl_s=0.0 if skipped else record.verl_s,
+        upload_s=0.0 if skipped else record.upload_s,
+        download_s=0.0 if skipped else record.download_s,
     )

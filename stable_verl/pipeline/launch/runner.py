@@ -3,7 +3,7 @@
 Two CPU failure modes make verl hang instead of exiting (Ray resource starvation, a dead vLLM
 engine), so every run has a wall-clock limit. On timeout, error or interrupt the whole process
 tree (torchrun children, the Ray driver, its daemons and workers) is terminated, then killed; while
-it runs, the leader is registered in :mod:`stable_verl.pipeline.procs` for cancellation hooks.
+it runs, the leader is registered in :mod:`stable_verl.pipeline.launch.procs` for cancellation hooks.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stable_verl.pipeline import procs
+from stable_verl.pipeline.launch import procs
 
 
 class VerlRunError(RuntimeError):

@@ -1,0 +1,82 @@
+"""run.json of a tracked stage, typed: what the run is, where it stands, what it produced.
+
+:func:`stable_verl.pipeline.run_lifecycle.run_tracked` writes it (``started``, then ``completed`` or ``stopped``,
+each merged into the record already there); the pipeline reads it back through :meth:`RunRecord.read`.
+:class:`~stable_verl.artifacts.layout.RunLayout` keeps run.json a plain JSON object, so keys other tools add
+survive (and ``stable-verl runs`` shows any run.json it finds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from stable_verl.artifacts.layout import RunLayout
+
+RUNNING = "running"
+COMPLETE = "complete"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The fields of run.json that stable-verl writes and reads."""
+
+    run_id: str
+    kind: str = ""
+    """'sft' or 'rl'."""
+    name: str = ""
+    """Teacher style (SFT) or recipe (RL)."""
+    status: str = ""
+    """running | complete | failed | interrupted; ``complete`` is written last."""
+    attempts: int = 0
+    total_steps: int | None = None
+    parent_checkpoint: str | None = None
+    """Store path of the checkpoint the stage started from (RL: the SFT run's)."""
+    created_at: str = ""
+    updated_at: str = ""
+    checkpoints: list[int] = field(default_factory=list)
+    """Complete checkpoints in the store when the run completed, ascending."""
+    latest_step: int | None = None
+    resumed_from: int = 0
+    """Checkpoint step the completing attempt started from (0: from scratch)."""
+    verl_s: float = 0.0
+    upload_s: float = 0.0
+    download_s: float = 0.0
+    error: str | None = None
+    """Why the last attempt stopped (failed / interrupted runs)."""
+
+    @property
+    def complete(self) -> bool:
+        return self.status == COMPLETE
+
+    @classmethod
+    def read(cls, run: RunLayout) -> RunRecord | None:
+        """run.json of ``run`` (None if there is none yet); keys it does not know are ignored."""
+        raw = run.read_run()
+        if raw is None:
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in raw.items() if k in known}, "run_id": run.run_id})
+
+    @staticmethod
+    def started(run: RunLayout, kind: str, name: str, attempt: int, total_steps: int, parent: str | None) -> None:
+        """An attempt starts: merged into the record already there (status ``running``)."""
+        fields = {"kind": kind, "name": name, "status": RUNNING, "attempts": attempt, "total_steps": total_steps}
+        run.update_run(**fields, parent_checkpoint=parent)
+
+    @staticmethod
+    def completed(run: RunLayout, checkpoints: list[int], resumed_from: int, **timings: float) -> RunRecord:
+        """The stage completed: its checkpoints and timings, status ``complete`` last."""
+        run.update_run(
+            status=COMPLETE, checkpoints=checkpoints, latest_step=checkpoints[-1], resumed_from=resumed_from, **timings
+        )
+        return RunRecord.read(run)  # type: ignore[return-value]
+
+    @staticmethod
+    def stopped(run: RunLayout, exc: BaseException) -> None:
+        """An attempt stopped on ``exc``: ``failed`` (an error) or ``interrupted`` (cancelled, Ctrl-C), and why."""
+        status = FAILED if isinstance(exc, Exception) else INTERRUPTED
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        run.update_run(status=status, error=f"{type(exc).__name__}: {first_line}"[:500])  # the store scrubs secrets

@@ -1,0 +1,28 @@
+"""Metric keys shared by the code that logs them (verl_ext) and the code that reads them (reports, browsing).
+
+Slash-namespaced as verl logs them. A tuple of keys is read as "the first key a run logged".
+"""
+
+TRAIN_INFER_KL_K1 = "actor/train_infer_kl_k1"
+"""KL(mu_old || pi_old), k1 estimator, from MiniRL's loss (verl_ext.minirl_loss)."""
+TRAIN_INFER_KL_K3 = "actor/train_infer_kl_k3"
+"""The same KL, k3 estimator."""
+ROLLOUT_CORR_KL_K3 = "rollout_corr/k3_kl"
+"""verl's rollout-correction estimate of the train-inference KL, k3."""
+ROLLOUT_CORR_KL_K1 = "rollout_corr/kl"
+"""verl's rollout-correction estimate, k1."""
+
+KL_K3_KEYS = (TRAIN_INFER_KL_K3, ROLLOUT_CORR_KL_K3)
+"""Train-inference KL (k3) for the collapse detector: MiniRL's own estimator, else verl's."""
+KL_KEYS = (*KL_K3_KEYS, ROLLOUT_CORR_KL_K1)
+"""Train-inference KL for plots: a k3 estimate, else verl's k1."""
+
+ENTROPY_PER_TOKEN = "actor/entropy_per_token"
+"""The stable_sync trainer's per-token entropy. Never verl's actor/entropy: it is aggregated with the loss's
+loss_agg_mode (per-token entropy x length under MiniRL's seq-mean-token-sum), so not comparable across recipes."""
+ENTROPY_KEYS = (ENTROPY_PER_TOKEN,)
+REWARD_KEYS = ("reward/acc", "critic/score/mean")
+"""Training reward: exact-match accuracy (our reward function), else verl's score."""
+LENGTH_KEYS = ("response_length/mean",)
+COLLAPSE = "stability/collapse"
+"""1.0 from the step the collapse detector fired (verl_ext.trainer)."""

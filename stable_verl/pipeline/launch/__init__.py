@@ -1,0 +1,1 @@
+"""Launching verl and vLLM processes: the CPU environment, streamed subprocesses, process groups, progress."""

@@ -1,0 +1,153 @@
+"""The SFT and RL stages: content-addressed run ids, locally built inputs, the exact verl command lines.
+
+Run ids hash everything that determines the weights (stage config, recipe contents, seeds, model and
+task specs) and the upstream checkpoint, but not operational knobs such as ``timeout_s``, so a rerun of
+the same stage lands in the same run prefix and is skipped or resumed there. Each stage is a
+:class:`~.run_lifecycle.VerlJob` run by :func:`~.run_lifecycle.run_tracked`; ``stable-verl plan`` prints
+the same jobs' command lines (:func:`sft_job`, :func:`rl_job`) without building or running anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, run_id, step_dir
+from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.pipeline import verl_command
+from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
+from stable_verl.pipeline.eval_worker import ensure_hf_model
+from stable_verl.pipeline.launch import cpu_env
+from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
+from stable_verl.pipeline.run_lifecycle import StageResult, VerlJob, run_tracked
+from stable_verl.tasks.datasets import sft_split
+from stable_verl.verl_ext import rollout_precision
+
+_OPERATIONAL = ("timeout_s",)  # knobs that do not change the trained weights
+
+
+def _identity(obj: Any) -> dict:
+    return {k: v for k, v in dataclasses.asdict(obj).items() if k not in _OPERATIONAL}
+
+
+def sft_run_id(p: SFTFlowParams) -> str:
+    """The content-addressed id of the SFT run ``p`` describes."""
+    config = {"sft": _identity(p.sft), "sft_seed": p.sft_seed, "model": p.model, "task": p.task, "seed": p.seed}
+    return run_id("sft", p.sft.teacher, config)
+
+
+def rl_run_id(p: RLFlowParams, parent: str | None) -> str:
+    """The content-addressed id of the RL run ``p`` describes, from the checkpoint ``parent`` (None: base model)."""
+    config = {
+        "rl": _identity(p.rl),
+        "recipe": dataclasses.asdict(p.rl.recipe_config),
+        "rl_seed": p.rl_seed,
+        "model": p.model,
+        "task": p.task,
+        "seed": p.seed,
+    }
+    return run_id("rl", p.rl.recipe, config, upstream=[parent] if parent else [])
+
+
+def local_run_dir(workdir: Path, run_id: str) -> Path:
+    """A run's local scratch folder: verl's checkpoint root (``checkpoints/``), logs, seeded data files."""
+    return workdir / "runs" / run_id
+
+
+def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJob:
+    """verl SFT of ``assets``' base model on ``p.sft.teacher``'s data, as run ``run``."""
+    data = assets.data
+    train = seeded_sft_path(data[sft_split(p.sft.teacher, "train")], p.sft_seed, local_run_dir(workdir, run))
+    return VerlJob(
+        kind="sft",
+        name=p.sft.teacher,
+        total_steps=p.sft.steps,
+        argv=lambda ckpt_root: verl_command.sft_argv(
+            p.sft, assets.model_dir, train, data[sft_split(p.sft.teacher, "val")], ckpt_root, p.sft_seed
+        ),
+        env=cpu_env.verl_env(),
+        timeout_s=p.sft.timeout_s,
+        config=p.model_dump(mode="json", exclude={"store"}),
+    )
+
+
+def rl_job(p: RLFlowParams, assets: Assets, model_dir: Path, parent: str | None) -> VerlJob:
+    """verl RL (the recipe, vLLM rollouts) of the HF model in ``model_dir``, which is ``parent`` in the store."""
+    env = {**cpu_env.verl_env(), rollout_precision.ENV: p.rl.rollout_precision}
+    data = assets.data
+    return VerlJob(
+        kind="rl",
+        name=p.rl.recipe,
+        total_steps=p.rl.total_steps,
+        argv=lambda ckpt_root: verl_command.ppo_argv(
+            verl_command.ppo_overrides(p.rl, model_dir, data["rl_train"], data["rl_val"], ckpt_root, p.rl_seed)
+        ),
+        env=env,
+        timeout_s=p.rl.timeout_s,
+        config=p.model_dump(mode="json", exclude={"store"}),
+        parent_checkpoint=parent,
+    )
+
+
+def init_checkpoint(store: ArtifactStore, init_run: str) -> tuple[RunLayout, int]:
+    """The complete run ``init_run`` and its last checkpoint; ValueError if there is none to start from."""
+    run = RunLayout(store, init_run)
+    record = RunRecord.read(run)
+    if record is None or not record.complete:
+        state = "does not exist" if record is None else f"is {record.status!r}, not complete"
+        raise ValueError(f"init run {init_run} {state} in {store.uri()}")
+    step = run.latest_checkpoint()
+    if step is None:
+        raise ValueError(f"init run {init_run} has no complete checkpoint in {store.uri()}")
+    return run, step
+
+
+def fetch_checkpoint(run: RunLayout, step: int, workdir: Path) -> Path:
+    """``global_step_<step>`` of ``run`` under ``workdir/runs/<run_id>/checkpoints``, downloaded unless present.
+
+    A local copy counts only if its ``_MANIFEST.json`` equals the store's and every file has the listed size
+    (the stage that wrote the checkpoint leaves one after uploading it).
+    """
+    local = local_run_dir(workdir, run.run_id) / "checkpoints" / step_dir(step)
+    remote = run.store.read_manifest(run.checkpoint(step))
+    if remote is None:
+        raise ValueError(f"{run.uri(run.checkpoint(step))} is not a complete checkpoint")
+    manifest = local / MANIFEST_NAME
+    if manifest.exists() and manifest.read_text() == remote.to_json():
+        if all((local / f.path).is_file() and (local / f.path).stat().st_size == f.size for f in remote.files):
+            return local
+    run.download_checkpoint(step, local)
+    return local
+
+
+def run_sft_stage(
+    p: SFTFlowParams, store: ArtifactStore, echo: Callable[[str], None] = print, on_line=None
+) -> StageResult:
+    """verl SFT of the base model on ``p.sft.teacher``'s data, tracked in ``store``."""
+    workdir = Path(p.workdir).resolve()
+    run = RunLayout(store, sft_run_id(p))
+    assets = prepare_assets(workdir, p.model, p.task, p.seed)
+    local = local_run_dir(workdir, run.run_id)
+    seeded_sft_file(assets.data[sft_split(p.sft.teacher, "train")], p.sft_seed, local)
+    return run_tracked(run, sft_job(p, assets, run.run_id, workdir), local, echo=echo, on_line=on_line)
+
+
+def run_rl_stage(
+    p: RLFlowParams, store: ArtifactStore, echo: Callable[[str], None] = print, on_line=None
+) -> StageResult:
+    """verl RL (the recipe, vLLM rollouts) from ``p.init_run``'s last checkpoint, tracked in ``store``."""
+    workdir = Path(p.workdir).resolve()
+    assets = prepare_assets(workdir, p.model, p.task, p.seed)
+    parent = None
+    model_dir = assets.model_dir
+    if p.init_run is not None:
+        init, step = init_checkpoint(store, p.init_run)
+        parent = init.checkpoint(step)
+        model_dir = ensure_hf_model(fetch_checkpoint(init, step, workdir))
+    p.rl.recipe_config.check_registered()
+    p.rl.recipe_config.check_model(model_dir)
+    run = RunLayout(store, rl_run_id(p, parent))
+    job = rl_job(p, assets, model_dir, parent)
+    return run_tracked(run, job, local_run_dir(workdir, run.run_id), echo=echo, on_line=on_line)
