@@ -32,8 +32,8 @@ from stable_verl.artifacts import (
 from stable_verl.artifacts.layout import ComparisonLayout
 from stable_verl.artifacts.redact import redact, redact_url, scrub
 
-RUN_KINDS = ("sft", "rl", "eval")
-RUN_COLUMNS = ["run_id", "kind", "status", "step", "checkpoint", "created_at", "upstream"]
+RUN_KINDS = ("sft", "rl")
+RUN_COLUMNS = ["run_id", "kind", "status", "step", "checkpoint", "created_at", "parent"]
 COMPARISON_COLUMNS = ["comparison_id", "status", "created_at", "runs", "plots", "uri"]
 CHECKPOINT_COLUMNS = ["step", "complete", "files", "size", "uri"]
 EVAL_COLUMNS = ["step", "benchmark", "metric", "value", "stderr", "format_rate", "num_prompts"]
@@ -116,18 +116,14 @@ def _json_or_none(blob: bytes | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _upstream(record: dict[str, Any]) -> str:
-    value = record.get("upstream") or record.get("parent_checkpoint") or ""
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return str(value.get("checkpoint_uri") or value.get("run_id") or json.dumps(value))
-    return str(value)
+def _parent(record: dict[str, Any]) -> str:
+    """The checkpoint a run started from (``parent_checkpoint`` in run.json; empty for an SFT from the base)."""
+    return str(record.get("parent_checkpoint") or "")
 
 
 # ------------------------------------------------------------------------------------------------- runs
 def runs_frame(store: ArtifactStore, kind: str | None = None) -> pd.DataFrame:
-    """One row per run (oldest first): id, kind, status, latest step, latest *complete* checkpoint, created, upstream.
+    """One row per run (oldest first): id, kind, status, latest step, latest *complete* checkpoint, created, parent.
 
     Index entries that are unreadable or have no run.json are skipped (see :func:`list_runs`); the rest
     of the row comes from run.json when it parses, else from the index entry.
@@ -150,7 +146,7 @@ def runs_frame(store: ArtifactStore, kind: str | None = None) -> pd.DataFrame:
                 "step": f"{'-' if step is None else step}/{total}" if total else ("" if step is None else str(step)),
                 "checkpoint": latest_complete_checkpoint(layout),
                 "created_at": record.get("created_at", ""),
-                "upstream": _upstream(record),
+                "parent": _parent(record),
             }
         )
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)

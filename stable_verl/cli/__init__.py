@@ -7,7 +7,7 @@
                                                 print the exact verl command lines of the flow's stages;
                                                 builds, runs and reads nothing: sft | rl | coldstart |
                                                 stability-grid
-    stable-verl runs list [--kind sft|rl|eval]  runs in the store (status, step, latest complete checkpoint)
+    stable-verl runs list [--kind sft|rl]       runs in the store (status, step, latest complete checkpoint)
     stable-verl runs show RUN_ID                run.json, config, checkpoints, last metrics, evals, folder
     stable-verl comparisons list|show ID        cross-run comparison reports
     stable-verl comparisons publish ID [--out docs/results]
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="browse runs in the artifact store")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     runs_list = _store_command(runs_sub, "list", "table of runs", cmd_runs_list)
-    runs_list.add_argument("--kind", choices=["sft", "rl", "eval"], default=None, help="only runs of this kind")
+    runs_list.add_argument("--kind", choices=["sft", "rl"], default=None, help="only runs of this kind")
     _store_command(runs_sub, "show", "one run: run.json, config, checkpoints, metrics, evals", cmd_runs_show, "run_id")
 
     comparisons = sub.add_parser("comparisons", help="browse comparison reports in the artifact store")

@@ -29,7 +29,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
     store = _store(args)
     kind = f"{args.kind} " if args.kind else ""
-    return _listing(browse.runs_frame(store, args.kind), f"{kind}runs", browse.describe_store(store), "upstream")
+    return _listing(browse.runs_frame(store, args.kind), f"{kind}runs", browse.describe_store(store), "parent")
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
     upstream = sft.uri(sft.checkpoint(40))
     rl.write_run(
         {"kind": "rl", "name": "minirl", "status": "running", "created_at": "2026-01-02T00:00:00Z"}
-        | {"total_steps": 10, "attempts": 2, "upstream": [upstream]}
+        | {"total_steps": 10, "attempts": 2, "parent_checkpoint": upstream}
     )
     rl.write_config({"rl": {"recipe": "minirl", "lr": 1e-4, "total_steps": 10}, "pad_token": "<pad>"})
     rl.write_command(["algorithm.adv_estimator=grpo", "trainer.logger=['console','file']"])
@@ -173,7 +173,7 @@ def test_runs_list_shows_runs_and_skips_broken_entries(browse_store, capsys):
     code, out, err = run_cli(capsys, "runs", "list", "--store", arg)
     assert code == 0, err
     assert f"runs in {store.uri()}" in out
-    # run_id, kind, status, step, checkpoint (latest *complete*), created_at, upstream
+    # run_id, kind, status, step, checkpoint (latest *complete*), created_at, parent
     assert table_row(out, SFT)[:6] == [SFT, "sft", "complete", "40/40", "40", "2026-01-01T00:00:00Z"]
     rl = table_row(out, RL)
     assert rl[:6] == [RL, "rl", "running", "-/10", "3", "2026-01-02T00:00:00Z"]  # 5 lost a file, 6 unmanifested
@@ -188,8 +188,8 @@ def test_runs_list_filters_by_kind(browse_store, capsys):
     arg, _ = browse_store
     code, out, _ = run_cli(capsys, "runs", "list", "--kind", "rl", "--store", arg)
     assert code == 0 and first_cells(out) == {"run_id", RL}
-    code, out, _ = run_cli(capsys, "runs", "list", "--kind", "eval", "--store", arg)
-    assert code == 0 and first_cells(out) == {"run_id", EVAL}
+    code, out, _ = run_cli(capsys, "runs", "list", "--kind", "sft", "--store", arg)
+    assert code == 0 and first_cells(out) == {"run_id", SFT}
 
 
 def test_runs_show_summarises_one_run(browse_store, capsys):
@@ -251,7 +251,7 @@ def test_usage_errors_are_one_line(capsys):
     code, out, err = run_cli(capsys, "runs", "list", "--kind", "ppo")
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [
-        "stable-verl runs list: error: argument --kind: invalid choice: 'ppo' (choose from 'sft', 'rl', 'eval')"
+        "stable-verl runs list: error: argument --kind: invalid choice: 'ppo' (choose from 'sft', 'rl')"
     ]
 
 
