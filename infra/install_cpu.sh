@@ -11,7 +11,7 @@
 #    `import vllm` on CPU torch -> the lock leaves them out and --resolve uninstalls them.
 #  * verl looks up the distribution "vllm" -> infra/vllm-dist-alias provides that name (metadata only).
 # The lock is installed with uv (parallel downloads, bytecode compiled at install as pip does): 149 s instead of
-# pip's 268 s for the same 288 packages, measured side by side on the 2-core machine (README "Install").
+# pip's 268 s for the same 288 packages, side by side on the busy 2-core machine (43 s when quiet) (README "Install").
 # torch's CPU build comes from pip's find-links folder ($PIP_FIND_LINKS) where one is set, or from an index
 # named by UV_EXTRA_INDEX_URL (e.g. https://download.pytorch.org/whl/cpu). No uv on the registry: pip instead.
 # Nothing installed is edited afterwards; CPU compatibility lives in stable_verl/verl_ext (entry points).
