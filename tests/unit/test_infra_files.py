@@ -32,7 +32,7 @@ README = INFRA / "README.md"
 PREFECT_YAML = ROOT / "prefect.yaml"
 PYPROJECT = ROOT / "pyproject.toml"
 
-HOME = "/opt/stable-verl"  # the checkout inside both images: $STABLE_VERL_HOME
+HOME = "/srv/stable-verl"  # the checkout inside both images: $STABLE_VERL_HOME
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 PORTS = {"prefect": 4200, "minio": 9000, "minio_console": 9001, "gcs": 6379, "dashboard": 8265, "postgres": 5432}
 SERVICES = {"minio", "postgres", "prefect-server", "prefect-worker", "ray-head", "ray-worker"}
