@@ -15,6 +15,8 @@ import difflib
 import fnmatch
 import io
 import json
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -71,6 +73,19 @@ def open_store(root: str | None = None) -> ArtifactStore:
         return ArtifactStore.from_env(root)
     except ArtifactStoreError as exc:
         raise ValueError(f"cannot open artifact store: {exc}") from None
+
+
+def fmt(value: Any) -> str:
+    """One cell of a table (terminal or HTML page): '-' for missing, yes/no, 4 significant digits, JSON for nests."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, Mapping | list | tuple):
+        return json.dumps(value, default=str, separators=(", ", ": "))
+    return str(value)
 
 
 def _secrets(store: ArtifactStore) -> set[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,21 +9,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from stable_verl.browse import fmt
+
 console = Console(stderr=False, highlight=False, emoji=False)
 #: Width used when stdout is not a terminal (pipes, CI logs), so ids and URIs are not folded.
 PIPE_WIDTH = 240
-
-
-def fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, Mapping | list | tuple):
-        return json.dumps(value, default=str, separators=(", ", ": "))
-    return str(value)
 
 
 def cell(value: Any) -> Text:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from stable_verl.artifacts import MANIFEST_NAME
-from stable_verl.browse import human_size
+from stable_verl.browse import fmt, human_size
 from stable_verl.pipeline.site import PAGE
 from stable_verl.pipeline.site.collect import ComparisonData, Evaluation, RunData
 
@@ -41,18 +40,6 @@ class Raw(str):
 
 def esc(value: Any) -> str:
     return value if isinstance(value, Raw) else html.escape(fmt(value), quote=True)
-
-
-def fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value, default=str)
-    return str(value)
 
 
 def href(path: str) -> str:
