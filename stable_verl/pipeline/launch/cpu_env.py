@@ -81,6 +81,9 @@ def ppo_cpu_overrides(num_cpus: int = 16) -> list[str]:
         "actor_rollout_ref.rollout.agent.num_workers=1",
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
         "+ray_kwargs.ray_init.num_gpus=1",  # one logical GPU, matched by the CPU platform's resource name
+        # No dashboard: nothing in verl or vLLM uses Ray's state API, and its head process plus nine sub-heads each
+        # import Ray on the 2 cores the run is starting on.
+        "+ray_kwargs.ray_init.include_dashboard=False",
         "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
         # Padded micro batches. verl's packed call (remove-padding: no mask, packed position ids, no KV cache) is
         # exact with sdpa as well (tests/unit/test_cpu_attention.py); the R3 run test turns it on.
