@@ -22,18 +22,14 @@ def test_config_file_is_the_papers_grid():
     p = StabilityGridParams.from_config(CONFIG, [])
     assert p.rl.rollout_precision == "fp8"
     assert all(step % p.rl.save_freq == 0 for step in p.eval.steps) and p.rl.total_steps in p.eval.steps  # saved
+    baselines = {"grpo", "cispo", "dppo_tv"}  # in every regime
     on_policy = {c.arm for c in p.cells() if c.n == 1}
-    assert on_policy == {
-        "minirl",
-        "minirl_lennorm",
-        "minirl_no_is",
-        "minirl_r3",
-        "minirl_r3_lennorm",
-        "minirl_r3_no_is",
-    }
+    paper_on = {"minirl", "minirl_lennorm", "minirl_no_is", "minirl_r3", "minirl_r3_lennorm", "minirl_r3_no_is"}
+    assert on_policy == paper_on | baselines
     off_policy = {c.arm for c in p.cells() if c.n == 2}
-    assert off_policy == {"minirl_offpolicy_noclip", "minirl_r2_noclip", "minirl_r2", "minirl_r3", "minirl_offpolicy"}
-    assert len(p.cells()) == (6 + 5 + 5) * 2  # N=1, 2, 4 x 2 seeds
+    paper = {"minirl_offpolicy_noclip", "minirl_r2_noclip", "minirl_r2", "minirl_r3", "minirl_offpolicy"}
+    assert off_policy == paper | baselines
+    assert len(p.cells()) == (9 + 8 + 8) * 2  # N=1, 2, 4 x 2 seeds
 
 
 def test_cells_set_n_as_a_recipe_override():
