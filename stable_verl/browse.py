@@ -33,6 +33,7 @@ from stable_verl.artifacts import (
 )
 from stable_verl.artifacts.layout import ComparisonLayout
 from stable_verl.artifacts.redact import redact, redact_url, scrub
+from stable_verl.artifacts.run_record import RunRecord
 
 RUN_KINDS = ("sft", "rl")
 RUN_COLUMNS = ["run_id", "kind", "status", "step", "checkpoint", "created_at", "parent"]
@@ -131,11 +132,6 @@ def _json_or_none(blob: bytes | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _parent(record: dict[str, Any]) -> str:
-    """The checkpoint a run started from (``parent_checkpoint`` in run.json; empty for an SFT from the base)."""
-    return str(record.get("parent_checkpoint") or "")
-
-
 # ------------------------------------------------------------------------------------------------- runs
 def runs_frame(store: ArtifactStore, kind: str | None = None) -> pd.DataFrame:
     """One row per run (oldest first): id, kind, status, latest step, latest *complete* checkpoint, created, parent.
@@ -150,18 +146,16 @@ def runs_frame(store: ArtifactStore, kind: str | None = None) -> pd.DataFrame:
     rows = []
     for entry in entries:
         layout = RunLayout(store, entry["run_id"])
-        record = {**entry, **(_json_or_none(records.get(layout.run_json)) or {})}
-        step = record.get("latest_step")  # written when the run completes
-        total = record.get("total_steps")
+        record = RunRecord.from_dict(layout.run_id, {**entry, **(_json_or_none(records.get(layout.run_json)) or {})})
         rows.append(
             {
-                "run_id": entry["run_id"],
-                "kind": record.get("kind", entry.get("kind", "")),
-                "status": record.get("status", ""),
-                "step": f"{'-' if step is None else step}/{total}" if total else ("" if step is None else str(step)),
+                "run_id": record.run_id,
+                "kind": record.kind,
+                "status": record.status,
+                "step": record.steps,
                 "checkpoint": latest_complete_checkpoint(layout),
-                "created_at": record.get("created_at", ""),
-                "parent": _parent(record),
+                "created_at": record.created_at,
+                "parent": record.parent_checkpoint or "",  # empty: an SFT from the base model
             }
         )
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -302,7 +296,8 @@ def run_details(store: ArtifactStore, run_id: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ comparisons
-def _comparison_ids(store: ArtifactStore) -> list[str]:
+def comparison_ids(store: ArtifactStore) -> list[str]:
+    """The comparison folders of the store whose names are valid ids."""
     ids = []
     for name in store.ls("comparisons"):
         try:
@@ -323,7 +318,7 @@ def comparisons_frame(store: ArtifactStore) -> pd.DataFrame:
     all files are there), created (the manifest's time), number of runs compared, plots, uri."""
     plots = store.glob("comparisons/*/plots/*")
     rows = []
-    for cid in _comparison_ids(store):
+    for cid in comparison_ids(store):
         layout = ComparisonLayout(store, cid)
         manifest = store.read_manifest(layout.prefix)
         rows.append(
@@ -349,7 +344,7 @@ def comparison_details(store: ArtifactStore, comparison_id: str) -> dict[str, An
     layout = ComparisonLayout(store, comparison_id)
     names = store.ls(layout.prefix)
     if not names:
-        raise _unknown("comparison", comparison_id, _comparison_ids(store), store, "comparisons")
+        raise _unknown("comparison", comparison_id, comparison_ids(store), store, "comparisons")
     table = None
     if (blob := _read_optional(store, layout.table_csv)) is not None:
         try:

@@ -9,7 +9,9 @@ survive (and ``stable-verl runs`` shows any run.json it finds).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from stable_verl.artifacts.layout import RunLayout
 
@@ -51,14 +53,25 @@ class RunRecord:
     def complete(self) -> bool:
         return self.status == COMPLETE
 
+    @property
+    def steps(self) -> str:
+        """Progress as listed: ``latest/total`` (``-/16`` until the run completes), or the latest step alone."""
+        latest = "-" if self.latest_step is None else str(self.latest_step)
+        if self.total_steps:
+            return f"{latest}/{self.total_steps}"
+        return "" if self.latest_step is None else latest
+
+    @classmethod
+    def from_dict(cls, run_id: str, raw: Mapping[str, Any]) -> RunRecord:
+        """The record in a run.json object; keys it does not know are ignored, ``run_id`` is the run folder's."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"run_id"}
+        return cls(run_id=run_id, **{k: v for k, v in raw.items() if k in known})
+
     @classmethod
     def read(cls, run: RunLayout) -> RunRecord | None:
-        """run.json of ``run`` (None if there is none yet); keys it does not know are ignored."""
+        """run.json of ``run`` (None if there is none yet)."""
         raw = run.read_run()
-        if raw is None:
-            return None
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{**{k: v for k, v in raw.items() if k in known}, "run_id": run.run_id})
+        return None if raw is None else cls.from_dict(run.run_id, raw)
 
     @staticmethod
     def started(run: RunLayout, kind: str, name: str, attempt: int, total_steps: int, parent: str | None) -> None:

@@ -19,7 +19,8 @@ import yaml
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, ComparisonLayout, Manifest, RunLayout, list_runs
 from stable_verl.artifacts.errors import ManifestError
-from stable_verl.browse import _score, clean, last_metrics
+from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.browse import _score, clean, comparison_ids, last_metrics
 
 _STEP = re.compile(r"^global_step_(\d+)$")
 #: Samples shown inline per evaluation (the page links the whole samples.jsonl); bytes read to find them.
@@ -56,7 +57,7 @@ class RunData:
     prefix: str
     objects: dict[str, int]
     """Every object below the run's prefix (relative to it) -> size."""
-    record: dict[str, Any] | None
+    record: RunRecord | None
     config_text: str | None
     command: dict[str, Any] | None
     metrics: list[dict[str, Any]]
@@ -99,9 +100,9 @@ def _head_jsonl(store: ArtifactStore, rel: str, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _parent(store: ArtifactStore, record: dict[str, Any] | None, known: set[str]) -> tuple[str, int | None] | None:
+def _parent(record: RunRecord | None, known: set[str]) -> tuple[str, int | None] | None:
     """The run (and step) a run started from, when its ``parent_checkpoint`` names a run of this store."""
-    value = (record or {}).get("parent_checkpoint") or ""
+    value = (record.parent_checkpoint if record else None) or ""
     match = re.search(r"(?:^|/)runs/([^/]+)(?:/checkpoints/global_step_(\d+))?", str(value))
     if not match or match.group(1) not in known:
         return None
@@ -129,8 +130,8 @@ def run_data(store: ArtifactStore, run_id: str, known_runs: set[str] | None = No
     blobs = store.cat_many([f"{layout.prefix}/{w}" for w in wanted if w in objects])
     get = lambda rel: blobs.get(f"{layout.prefix}/{rel}")  # noqa: E731
 
-    record = _json(get("run.json"))
-    record = clean(store, record) if isinstance(record, dict) else None
+    raw = _json(get("run.json"))
+    record = RunRecord.from_dict(layout.run_id, clean(store, raw)) if isinstance(raw, dict) else None
     config_text = None
     if (blob := get("config.yaml")) is not None:
         try:
@@ -170,7 +171,7 @@ def run_data(store: ArtifactStore, run_id: str, known_runs: set[str] | None = No
         summary=clean(store, last_metrics(metrics)),
         checkpoints=checkpoints,
         evals=evals,
-        parent=_parent(store, record, known_runs if known_runs is not None else set(store.ls("runs"))),
+        parent=_parent(record, known_runs if known_runs is not None else set(store.ls("runs"))),
     )
 
 
@@ -185,17 +186,6 @@ class ComparisonData:
     """(run id or the recorded location, whether it is a run of this store) per compared run."""
     table: pd.DataFrame | None
     report: str | None
-
-
-def comparison_ids(store: ArtifactStore) -> list[str]:
-    out = []
-    for name in store.ls("comparisons"):
-        try:
-            ComparisonLayout(store, name)
-        except ValueError:
-            continue
-        out.append(name)
-    return out
 
 
 def _run_ref(location: str, known: set[str]) -> tuple[str, bool]:
@@ -232,14 +222,15 @@ def comparison_data(store: ArtifactStore, comparison_id: str, known_runs: set[st
 
 
 # -------------------------------------------------------------------------------------------------- root
-def root_data(store: ArtifactStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def root_data(store: ArtifactStore) -> tuple[list[RunRecord], list[dict[str, Any]]]:
     """(runs, comparisons) for the root index: run.json of every indexed run; manifest facts per comparison."""
     entries = list_runs(store)
     blobs = store.cat_many([RunLayout(store, e["run_id"]).run_json for e in entries])
     runs = []
     for entry in entries:
-        record = _json(blobs.get(RunLayout(store, entry["run_id"]).run_json))
-        runs.append(clean(store, {**entry, **(record if isinstance(record, dict) else {})}))
+        raw = _json(blobs.get(RunLayout(store, entry["run_id"]).run_json))
+        merged = {**entry, **(raw if isinstance(raw, dict) else {})}
+        runs.append(RunRecord.from_dict(entry["run_id"], clean(store, merged)))
     ids = comparison_ids(store)
     manifests = store.cat_many([f"comparisons/{c}/{MANIFEST_NAME}" for c in ids])
     comparisons = []

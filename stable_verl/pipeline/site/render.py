@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from stable_verl.artifacts import MANIFEST_NAME
+from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.browse import fmt, human_size
 from stable_verl.pipeline.site import PAGE
 from stable_verl.pipeline.site.collect import ComparisonData, Evaluation, RunData
@@ -95,25 +96,24 @@ def _files(objects: dict[str, int], names: Sequence[str]) -> Raw:
 
 # -------------------------------------------------------------------------------------------------- run
 def run_page(data: RunData, has_plot: bool, generated_at: str) -> str:
-    rec, objs = data.record or {}, data.objects
-    total, latest = rec.get("total_steps"), rec.get("latest_step")
+    rec, objs = data.record or RunRecord(data.run_id), data.objects
     facts = [
-        ("status", status(rec.get("status", "unknown"))),
-        ("kind", rec.get("kind")),
-        ("name", rec.get("name")),
-        ("steps", f"{fmt(latest)}/{fmt(total)}" if total else latest),
-        ("attempts", rec.get("attempts")),
-        ("created", rec.get("created_at")),
-        ("updated", rec.get("updated_at")),
+        ("status", status(rec.status or "unknown")),
+        ("kind", rec.kind),
+        ("name", rec.name),
+        ("steps", rec.steps),
+        ("attempts", rec.attempts),
+        ("created", rec.created_at),
+        ("updated", rec.updated_at),
     ]
     if data.parent is not None:
         pid, pstep = data.parent
         anchor = f"#step-{pstep}" if pstep else ""
-        facts.append(("started from", a(f"../{pid}/{PAGE}{anchor}", rec["parent_checkpoint"])))
-    elif rec.get("parent_checkpoint"):
-        facts.append(("started from", rec["parent_checkpoint"]))
-    if rec.get("error"):
-        facts.append(("error", rec["error"]))
+        facts.append(("started from", a(f"../{pid}/{PAGE}{anchor}", rec.parent_checkpoint)))
+    elif rec.parent_checkpoint:
+        facts.append(("started from", rec.parent_checkpoint))
+    if rec.error:
+        facts.append(("error", rec.error))
     body = [table(None, facts), _files(objs, ["run.json", "config.yaml", "command.json", "metrics.jsonl"])]
 
     body.append("<h2>Metrics</h2>")
@@ -242,23 +242,21 @@ def comparison_page(data: ComparisonData, generated_at: str) -> str:
 
 
 # -------------------------------------------------------------------------------------------------- root
-def root_page(runs: list[dict[str, Any]], comparisons: list[dict[str, Any]], generated_at: str) -> str:
-    known = {r["run_id"] for r in runs}
+def root_page(runs: list[RunRecord], comparisons: list[dict[str, Any]], generated_at: str) -> str:
+    known = {r.run_id for r in runs}
     rows = []
     for r in runs:
-        parent = str(r.get("parent_checkpoint") or "")
-        pid = next((p for p in parent.split("/") if p in known), None)
-        total, latest = r.get("total_steps"), r.get("latest_step")
+        pid = next((p for p in (r.parent_checkpoint or "").split("/") if p in known), None)
         rows.append(
             [
-                a(f"runs/{r['run_id']}/{PAGE}", r["run_id"]),
-                r.get("kind"),
-                r.get("name"),
-                status(r.get("status", "unknown")),
-                f"{fmt(latest)}/{fmt(total)}" if total else latest,
+                a(f"runs/{r.run_id}/{PAGE}", r.run_id),
+                r.kind,
+                r.name,
+                status(r.status or "unknown"),
+                r.steps,
                 a(f"runs/{pid}/{PAGE}", pid) if pid else None,
-                r.get("created_at"),
-                r.get("updated_at"),
+                r.created_at,
+                r.updated_at,
             ]
         )
     body = [f"<h2>Runs ({len(runs)})</h2>"]
