@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stable_verl.pipeline.launch import procs
+from stable_verl.pipeline.launch.log_errors import failure_summary
 
 
 class VerlRunError(RuntimeError):
@@ -114,8 +115,8 @@ def run_streaming(
 
 
 def _failure(name: str, what: str, log_path: Path, tail: collections.deque[str]) -> str:
-    lines = "\n".join(f"    {t}" for t in tail)
-    return f"{name} {what}; full log: {log_path}\n  last lines:\n{lines}"
+    """One line that says what happened and where the log is, then the cause found in the log and its tail."""
+    return f"{name} {what}; full log: {log_path}\n{failure_summary(log_path, tail)}"
 
 
 def python_module(module: str, *args: str) -> list[str]:
