@@ -16,6 +16,7 @@ from collections.abc import Callable
 from flows.registry import by_module
 from stable_verl.artifacts import ArtifactStoreError
 from stable_verl.pipeline.launch.runner import VerlRunError
+from stable_verl.pipeline.preflight import check_inputs
 
 
 def run_flow_main(module: str, argv: list[str] | None = None, summary: Callable[[dict], str] | None = None) -> int:
@@ -32,6 +33,7 @@ def run_flow_main(module: str, argv: list[str] | None = None, summary: Callable[
     args = parser.parse_args(argv)
     try:
         params = params_cls.from_config(args.config, args.overrides)
+        check_inputs(params)  # the store, the workdir and the input runs, before the flow and its server
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

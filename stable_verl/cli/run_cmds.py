@@ -11,6 +11,7 @@ from rich.text import Text
 from flows.registry import FLOWS
 from stable_verl.artifacts.redact import env_secrets, redact
 from stable_verl.cli.tables import console, fmt, frame_table, kv_table
+from stable_verl.pipeline.preflight import check_inputs
 
 
 def _params(args: argparse.Namespace) -> Any:
@@ -23,6 +24,7 @@ def _params(args: argparse.Namespace) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     # Parameters first: a bad config fails in milliseconds, before Prefect and the flow module load.
     params = _params(args)
+    check_inputs(params)  # the store, the workdir and the input runs: exit 2 before any flow or server starts
     result = FLOWS[args.flow].flow(args.flow)(params)
     _print_result(args.flow, result)
     return 0

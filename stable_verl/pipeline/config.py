@@ -97,6 +97,12 @@ class RLStage:
                 f"rl.train_batch_size {self.train_batch_size} must be a multiple of the recipe's "
                 f"minibatches ({n}, recipe {self.recipe!r})"
             )
+        per_update = self.train_batch_size // n * self.rollout_n  # responses per mini-batch
+        if per_update % self.micro_batch_size:
+            raise ValueError(
+                f"rl.micro_batch_size {self.micro_batch_size} must divide the {per_update} responses of a mini-batch "
+                f"(train_batch_size {self.train_batch_size} / minibatches {n} x rollout_n {self.rollout_n})"
+            )
         if self.rollout_precision not in PRECISIONS:
             raise ValueError(f"rl.rollout_precision must be one of {PRECISIONS}, got {self.rollout_precision!r}")
         for name in ("rollout_dtype", "train_dtype"):

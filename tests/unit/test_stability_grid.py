@@ -48,11 +48,14 @@ def test_cells_set_n_as_a_recipe_override():
     [
         (["minibatches=[3]"], r"N must be one of \[1, 2, 4, 8\]"),
         (["minibatches=[1,1]"], "distinct"),
-        (["rl.train_batch_size=6", "minibatches=[4]"], "N=4 does not divide rl.train_batch_size=6: pick N in"),
+        (
+            ["rl.train_batch_size=6", "rl.micro_batch_size=2", "minibatches=[4]"],
+            "N=4 does not divide rl.train_batch_size=6: pick N in",
+        ),
         (["arms=[minirl_r2]", "minibatches=[1]"], "replays R2 routes, a no-op at N=1"),
         (["arms=[nope]"], "unknown recipe 'nope'"),
         (["arms_by_n={8:[minirl]}", "minibatches=[1]"], r"arms_by_n names N=\[8\]"),
-        (["rl.recipe_overrides=[minibatches=4]"], "the grid sets N per cell"),
+        (["rl.recipe_overrides=[minibatches=4]", "rl.micro_batch_size=4"], "the grid sets N per cell"),
         (["seeds=[]"], "distinct and non-empty"),
         (["rl.rollout_precision=fp4"], "rollout_precision"),
     ],

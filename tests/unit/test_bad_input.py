@@ -1,0 +1,115 @@
+"""The bad-input corpus: every case ends with one line on stderr that names the problem and exit 2, before anything
+runs (no Prefect server, no SFT), and the store it pointed at is left exactly as it was.
+
+The cases go through the real entry points in this process (``stable-verl`` = :func:`stable_verl.cli.main`,
+``python -m flows.<name>`` = :func:`flows._main.run_flow_main`), against a local store and a real moto S3 server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import s3fs
+
+from flows._main import run_flow_main
+from stable_verl.artifacts import ArtifactStore, RunLayout, list_runs
+from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.cli import main as cli_main
+
+EXISTING = "sft-terse-0123abcd"  # a complete run already in the store: it must not change
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: tuple[str, ...]
+    says: str
+    """A piece of the one line: what names the problem."""
+    entry: str = "cli"
+    """'cli' (stable-verl run <flow>) or a flow module ('flows.sft': python -m flows.sft)."""
+
+
+CASES = [
+    Case("malformed-yaml", ("sft", "--config", "{bad_yaml}"), "is not valid YAML"),
+    Case("missing-config", ("sft", "--config", "{tmp}/nope.yaml"), "config file not found"),
+    Case("unknown-key-in-yaml", ("sft", "--config", "{unknown_yaml}"), "nonsense"),
+    Case("unknown-override", ("sft", "nokey=1"), "nokey"),
+    Case("wrong-type", ("sft", "sft.steps=abc"), "sft.steps"),
+    Case("negative-sft-steps", ("sft", "sft.steps=-3"), "steps must be > 0"),
+    Case("zero-rl-steps", ("rl", "rl.total_steps=0"), "total_steps"),
+    Case("negative-lr", ("rl", "rl.lr=-1"), "lr must be >= 0"),
+    Case("n-not-dividing-batch", ("rl", "rl.train_batch_size=7", "rl.recipe=minirl_offpolicy"), "multiple of"),
+    Case("micro-not-dividing", ("rl", "rl.train_batch_size=30", "rl.recipe=minirl_offpolicy"), "must divide"),
+    Case("unknown-recipe", ("rl", "rl.recipe=nope"), "unknown recipe 'nope'"),
+    Case("unknown-teacher", ("sft", "sft.teacher=nobody"), "unknown teacher style 'nobody'"),
+    Case("dense-model-with-r3", ("rl", "model.kind=dense", "rl.recipe=minirl_r3"), "has no routers"),
+    Case("dense-coldstart-with-r2", ("coldstart", "model.kind=dense"), "has no routers"),
+    Case("eval-k-zero", ("evaluate", "runs=[" + EXISTING + "]", "eval.k=0"), "eval.k"),
+    Case("unknown-benchmark", ("evaluate", "runs=[" + EXISTING + "]", "eval.benchmarks=[aime]"), "benchmark"),
+    Case("evaluate-nothing", ("evaluate", "runs=[]"), "runs"),
+    Case("missing-init-run", ("rl", "init_run=sft-x-00000000"), "init run sft-x-00000000 does not exist"),
+    Case("missing-eval-run", ("evaluate", "runs=[rl-x-00000000]"), "run rl-x-00000000 does not exist"),
+    Case("path-as-run-id", ("evaluate", "runs=[../etc]"), "invalid run_id"),
+    Case("grid-missing-init", ("stability-grid", "init_run=sft-x-00000000"), "does not exist"),
+    Case("grid-n-not-allowed", ("stability-grid", "minibatches=[3]"), "N must be one of"),
+    Case("grid-unknown-arm", ("stability-grid", "arms=[nope]"), "unknown recipe 'nope'"),
+    Case("store-root-is-a-file", ("sft", "store.root={tmp}/a-file"), "not reachable or not writable"),
+    Case("workdir-is-a-file", ("sft", "workdir={tmp}/a-file"), "is not a folder"),
+    Case("unreachable-endpoint", ("sft", "store.root=s3://b/p", "store.endpoint_url=http://127.0.0.1:9"), ":9"),
+    Case("missing-bucket", ("sft", "store.root=s3://no-such-bucket/p", "store.endpoint_url={moto}"), "no-such-bucket"),
+    Case("flow-module-bad-steps", ("sft.steps=0",), "steps must be > 0", entry="flows.sft"),
+    Case("flow-module-missing-run", ("runs=[rl-x-00000000]",), "does not exist", entry="flows.evaluate"),
+]
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    files = (p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+@pytest.fixture
+def world(tmp_path, moto_s3):
+    """A local store holding one complete run, a malformed and an unknown-key YAML file, a plain file."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    run = RunLayout(store, EXISTING)
+    RunRecord.started(run, "sft", "terse", 1, 2, None)
+    RunRecord.completed(run, [2], 0)
+    (tmp_path / "bad.yaml").write_text("rl: [\n")
+    (tmp_path / "unknown.yaml").write_text("nonsense: 1\n")
+    (tmp_path / "a-file").write_text("not a folder\n")
+    return {
+        "tmp": str(tmp_path),
+        "bad_yaml": str(tmp_path / "bad.yaml"),
+        "unknown_yaml": str(tmp_path / "unknown.yaml"),
+        "moto": moto_s3.endpoint_url,
+        "store": store,
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(case: Case, world, moto_s3, tmp_path, capsys):
+    argv = [a.format(**world) for a in case.argv]
+    defaults = [f"workdir={tmp_path / 'work'}", f"store.root={world['store'].uri()}"]
+    argv += [d for d in defaults if d.split("=")[0] not in {a.split("=")[0] for a in argv}]
+    bucket = s3fs.S3FileSystem(skip_instance_cache=True, **moto_s3.options())
+    before, objects_before = _snapshot(tmp_path), bucket.find(moto_s3.bucket)
+    if case.entry == "cli":
+        config = ["--config", argv.pop(argv.index("--config") + 1)] if "--config" in argv else []
+        argv.remove("--config") if "--config" in argv else None
+        code = cli_main(["run", argv[0], *config, *argv[1:]])
+    else:
+        code = run_flow_main(case.entry, argv)
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and case.says in lines[0], out.err[-3000:]
+    assert out.out == ""
+    assert _snapshot(tmp_path) == before  # nothing that existed changed, nothing was added
+    assert bucket.find(moto_s3.bucket) == objects_before
+    assert [r["run_id"] for r in list_runs(world["store"])] == [EXISTING]  # nothing else marked complete
+
+
+def test_the_corpus_is_at_least_25_cases():
+    assert len(CASES) >= 25 and len({c.id for c in CASES}) == len(CASES)
