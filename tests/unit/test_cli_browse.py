@@ -19,6 +19,7 @@ import pytest
 from flows.registry import FLOWS
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, ComparisonLayout, RunLayout
 from stable_verl.cli import main
+from stable_verl.pipeline.params import StoreParams
 from tests.unit.artifacts.conftest import FAKE_ENV, UNSET_ENV, MotoS3, _start_server
 
 SFT = "sft-stepwise-0000aaaa"
@@ -394,9 +395,11 @@ class _Params:
     """Stands in for a pydantic params model: records what ``from_config`` got."""
 
     calls: list = []
+    root = "."
 
     def __init__(self, path, overrides):
         self.path, self.overrides = path, overrides
+        self.store, self.workdir = StoreParams(root=f"{self.root}/store"), f"{self.root}/work"  # the preflight's
 
     @classmethod
     def from_config(cls, path, overrides):
@@ -407,11 +410,11 @@ class _Params:
 
 
 @pytest.fixture
-def fake_flows(monkeypatch):
+def fake_flows(monkeypatch, tmp_path):
     """Fake ``stable_verl.pipeline.params`` and ``flows.<name>`` modules (the real flows are tested elsewhere)."""
     params = types.ModuleType("stable_verl.pipeline.params")
     for spec in FLOWS.values():
-        setattr(params, spec.params, type(spec.params, (_Params,), {"calls": []}))
+        setattr(params, spec.params, type(spec.params, (_Params,), {"calls": [], "root": str(tmp_path)}))
     monkeypatch.setitem(sys.modules, "stable_verl.pipeline.params", params)
     called = {}
     for name, spec in FLOWS.items():
