@@ -17,13 +17,16 @@ class Figure:
     value: float
     op: str
     target: float
+    spread: tuple[float, float] | None = None
+    """Lowest and highest of the per-block values the median ``value`` was taken over."""
 
     @property
     def ok(self) -> bool:
         return _OPS[self.op](self.value, self.target)
 
     def line(self) -> str:
-        return f"BENCH {self.name} {self.value:.3f} {self.op} {self.target:g}"
+        spread = f" [{self.spread[0]:.3f}–{self.spread[1]:.3f}]" if self.spread else ""
+        return f"BENCH {self.name} {self.value:.3f} {self.op} {self.target:g}{spread}"
 
 
 def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int = 30, warmup: int = 3) -> dict[str, float]:
@@ -38,3 +41,15 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], repeats: int = 30, w
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def block_ratio(
+    ours: Callable[[], None], base: Callable[[], None], blocks: int = 7, repeats: int = 10, warmup: int = 3
+) -> tuple[float, tuple[float, float]]:
+    """``ours`` / ``base`` wall time as the median over ``blocks`` of each block's ratio of interleaved medians,
+    with the lowest and highest block ratio: one slow spell moves one block, not the verdict."""
+    ratios = []
+    for block in range(blocks):
+        t = interleaved_medians({"ours": ours, "base": base}, repeats=repeats, warmup=warmup if block == 0 else 1)
+        ratios.append(t["ours"] / t["base"])
+    return statistics.median(ratios), (min(ratios), max(ratios))
