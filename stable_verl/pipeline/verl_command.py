@@ -37,7 +37,7 @@ def sft_argv(
         "trainer.logger=[console,file]",  # file: $VERL_FILE_LOGGER_PATH, else ./stable-verl/<experiment>.jsonl
         "trainer.project_name=stable-verl",
         f"trainer.experiment_name={out_dir.parent.name}",
-        "trainer.n_gpus_per_node=1",
+        f"trainer.n_gpus_per_node={sft.n_gpus_per_node}",
         "trainer.nnodes=1",
         f"trainer.seed={seed}",
         "trainer.save_freq=-1",
@@ -47,7 +47,8 @@ def sft_argv(
     ]
     if cpu_env.on_cpu():
         overrides += cpu_env.sft_cpu_overrides()
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=1"]
+    nproc = f"--nproc_per_node={sft.n_gpus_per_node}"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", nproc]
     return [*launcher, "-m", "verl.trainer.sft_trainer", *overrides]
 
 
@@ -61,11 +62,18 @@ def reward_overrides(format_bonus: float) -> list[str]:
 
 
 def ppo_overrides(
-    rl: RLStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path, seed: int | None = None
+    rl: RLStage,
+    model_path: Path,
+    train_file: Path,
+    val_file: Path,
+    out_dir: Path,
+    seed: int | None = None,
+    cluster: bool = False,
 ) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
 
-    ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last.
+    ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
+    verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
     """
     overrides = [
         *rl.recipe_config.overrides(),
@@ -94,8 +102,8 @@ def ppo_overrides(
         "reward.num_workers=1",
         "trainer.logger=[console,file]",
         "trainer.v1.trainer_mode=stable_sync",  # verl's sync trainer + reward/acc, reward/format per step
-        "trainer.n_gpus_per_node=1",
-        "trainer.nnodes=1",
+        f"trainer.n_gpus_per_node={rl.n_gpus_per_node}",
+        f"trainer.nnodes={rl.nnodes}",
         "trainer.total_epochs=1000",
         f"trainer.total_training_steps={rl.total_steps}",
         f"trainer.save_freq={rl.save_freq}",
@@ -109,7 +117,7 @@ def ppo_overrides(
     if seed is not None:
         overrides += [f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}"]
     if cpu_env.on_cpu():
-        overrides += cpu_env.ppo_cpu_overrides()
+        overrides += cpu_env.ppo_cpu_overrides(num_gpus=rl.n_gpus_per_node * rl.nnodes, cluster=cluster)
     return overrides + list(rl.overrides)
 
 
