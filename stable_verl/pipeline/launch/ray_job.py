@@ -107,11 +107,15 @@ class RayJobLauncher(Launcher):
 
     def _free_id(self, key: str, attempt: int) -> str:
         """The attempt's submission id; if a finished job already has it (another run of the same store and
-        attempt number on this cluster), the first free ``-r2``, ``-r3``, ... after it."""
-        known = {job.submission_id for job in self.client.list_jobs()}
+        attempt number on this cluster), the first free ``-r2``, ``-r3``, ... after it. An active job under one of
+        these ids (a concurrent submitter that passed :meth:`check` too) is refused; two submitters that pick the
+        same id race on Ray's own uniqueness check, and the second one's ``submit_job`` fails."""
+        known = {job.submission_id: str(job.status) for job in self.client.list_jobs()}
         base = submission_id(key, attempt)
         sid, n = base, 1
         while sid in known:
+            if known[sid] in ACTIVE:
+                raise JobAlreadyRunning(f"Ray job {sid} is already {known[sid]} on {self.address}")
             n += 1
             sid = f"{base}-r{n}"
         return sid
