@@ -23,20 +23,19 @@ import pytest
 
 from flows.rl import rl_flow
 from stable_verl.artifacts import RunLayout
-from stable_verl.pipeline.checkpoint_sync import tracker_step
 from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.launch.ray_job import JobAlreadyRunning, RayJobLauncher
 from stable_verl.pipeline.launch.runner import LaunchSpec, VerlRunError, launch
 from stable_verl.pipeline.params import RLFlowParams
 from stable_verl.pipeline.run_lifecycle import VerlJob, run_key, run_tracked
-from stable_verl.pipeline.train_stages import local_run_dir, rl_run_id
+from stable_verl.pipeline.train_stages import rl_run_id
 from tests.integration.interrupted import run_while_killing
 from tests.integration.ray_cluster import LocalRayCluster, start_cluster
 from tests.unit.test_tracked_stage import TRAINER
 
 pytestmark = pytest.mark.slow
 
-RL_STEPS = 4  # step 1's checkpoint triggers the stop; the margin keeps the run from ending before the stop lands
+RL_STEPS = 4  # the first checkpoint in S3 triggers the stop; the margin keeps the run from ending before it lands
 
 
 @pytest.fixture(scope="module")
@@ -132,13 +131,13 @@ def _rl_params(moto_s3, workdir: Path, cluster: LocalRayCluster, name: str) -> R
     )
 
 
-def _stop_after_first_checkpoint(cluster: LocalRayCluster, ckpt_root: Path, stopped: list, stop: threading.Event):
-    """Watcher: once verl has saved a checkpoint, ``ray job stop`` the running job (the CLI's call, over the SDK)."""
+def _stop_after_first_checkpoint(cluster: LocalRayCluster, run: RunLayout, stopped: list, stop: threading.Event):
+    """Watcher: once a checkpoint is complete in S3, ``ray job stop`` the running job (the CLI's call, over the SDK)."""
     from ray.job_submission import JobSubmissionClient
 
     client = JobSubmissionClient(cluster.dashboard_url)
-    while not stop.wait(0.2):
-        if (tracker_step(ckpt_root) or 0) >= 1:
+    while not stop.wait(0.3):
+        if run.latest_checkpoint() is not None:
             for sid in _active(cluster):
                 client.stop_job(sid)
                 stopped.append(sid)
@@ -149,8 +148,7 @@ def test_rl_stage_on_the_cluster_survives_ray_job_stop_and_resumes_from_s3(prefe
     params = _rl_params(moto_s3, workdir, cluster, "rayjob")
     run = RunLayout(params.store.open(), rl_run_id(params, None))
     stopped: list[str] = []
-    ckpt_root = local_run_dir(workdir, run.run_id) / "checkpoints"
-    error, _ = run_while_killing(rl_flow, params, _stop_after_first_checkpoint, cluster, ckpt_root, stopped)
+    error, _ = run_while_killing(rl_flow, params, _stop_after_first_checkpoint, cluster, run, stopped)
     assert stopped == [f"{run_key(run)}-a1"], stopped
     assert isinstance(error, VerlRunError) and "STOPPED" in str(error), error
     first = run.checkpoint_steps()
