@@ -106,10 +106,24 @@ class LauncherParams(_Model):
     """The cluster's Jobs API, ``http://<head>:8265``; default ``$RAY_ADDRESS``. Used by 'ray_job' only."""
     python: str = "python"
     """Interpreter on the cluster's nodes that has stable-verl installed (the job's entrypoint)."""
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    """What the cluster's nodes run verl on ('ray_job' only): 'auto' = what this machine sees (no CUDA: the CPU
+    settings). Set 'gpu' to drive a GPU cluster from a machine without one (a Prefect worker, a KubeRay head pod)."""
+
+    @model_validator(mode="after")
+    def _device_on_cluster(self) -> Self:
+        if self.device != "auto" and not self.on_cluster:
+            raise ValueError("launcher.device applies to launcher.kind=ray_job; a local run uses this machine's device")
+        return self
 
     @property
     def on_cluster(self) -> bool:
         return self.kind == "ray_job"
+
+    @property
+    def cpu(self) -> bool | None:
+        """Whether the CPU settings apply: None when ``device`` is 'auto' (decided by this machine)."""
+        return None if self.device == "auto" else self.device == "cpu"
 
 
 class _StageParams(_Model):

@@ -46,7 +46,7 @@ def launcher_factory(params: LauncherParams) -> Callable[[], Launcher]:
 
 def stage_env(params: LauncherParams) -> dict[str, str]:
     """A local run gets this process's environment plus the settings; a Ray Job only the settings."""
-    return cpu_env.cluster_env() if params.on_cluster else cpu_env.verl_env()
+    return cpu_env.cluster_env(params.cpu) if params.on_cluster else cpu_env.verl_env()
 
 
 def sft_run_id(p: SFTFlowParams) -> str:
@@ -82,7 +82,7 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
         name=p.sft.teacher,
         total_steps=p.sft.steps,
         argv=lambda ckpt_root: verl_command.sft_argv(
-            p.sft, assets.model_dir, train, data[sft_split(p.sft.teacher, "val")], ckpt_root, p.sft_seed
+            p.sft, assets.model_dir, train, data[sft_split(p.sft.teacher, "val")], ckpt_root, p.sft_seed, p.launcher.cpu
         ),
         env=stage_env(p.launcher),
         timeout_s=p.sft.timeout_s,
@@ -102,7 +102,14 @@ def rl_job(p: RLFlowParams, assets: Assets, model_dir: Path, parent: str | None)
         total_steps=p.rl.total_steps,
         argv=lambda ckpt_root: verl_command.ppo_argv(
             verl_command.ppo_overrides(
-                p.rl, model_dir, data["rl_train"], data["rl_val"], ckpt_root, p.rl_seed, cluster=p.launcher.on_cluster
+                p.rl,
+                model_dir,
+                data["rl_train"],
+                data["rl_val"],
+                ckpt_root,
+                p.rl_seed,
+                cluster=p.launcher.on_cluster,
+                cpu=p.launcher.cpu,
             )
         ),
         env=env,

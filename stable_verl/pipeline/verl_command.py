@@ -16,9 +16,17 @@ SFT_DATASET = ("pkg://stable_verl.verl_ext.sft_dataset", "CachedMultiTurnSFTData
 
 
 def sft_argv(
-    sft: SFTStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path, seed: int = 0
+    sft: SFTStage,
+    model_path: Path,
+    train_file: Path,
+    val_file: Path,
+    out_dir: Path,
+    seed: int = 0,
+    cpu: bool | None = None,
 ) -> list[str]:
-    """``torchrun -m verl.trainer.sft_trainer`` on one process, saving HF weights at the end."""
+    """``torchrun -m verl.trainer.sft_trainer`` on ``sft.n_gpus_per_node`` processes, saving HF weights at the end.
+
+    ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine)."""
     overrides = [
         f"model.path={model_path}",
         f"data.train_files={train_file}",
@@ -45,7 +53,7 @@ def sft_argv(
         f"data.custom_cls.path={SFT_DATASET[0]}",
         f"data.custom_cls.name={SFT_DATASET[1]}",
     ]
-    if cpu_env.on_cpu():
+    if cpu_env.on_cpu() if cpu is None else cpu:
         overrides += cpu_env.sft_cpu_overrides()
     nproc = f"--nproc_per_node={sft.n_gpus_per_node}"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", nproc]
@@ -69,11 +77,13 @@ def ppo_overrides(
     out_dir: Path,
     seed: int | None = None,
     cluster: bool = False,
+    cpu: bool | None = None,
 ) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
 
     ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
     verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
+    ``cpu``: where it runs has no GPU (None: as this machine).
     """
     overrides = [
         *rl.recipe_config.overrides(),
@@ -116,7 +126,7 @@ def ppo_overrides(
     ]
     if seed is not None:
         overrides += [f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}"]
-    if cpu_env.on_cpu():
+    if cpu_env.on_cpu() if cpu is None else cpu:
         overrides += cpu_env.ppo_cpu_overrides(num_gpus=rl.n_gpus_per_node * rl.nnodes, cluster=cluster)
     return overrides + list(rl.overrides)
 

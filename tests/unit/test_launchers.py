@@ -14,12 +14,13 @@ import pytest
 
 from stable_verl.cli import main
 from stable_verl.pipeline import verl_command
+from stable_verl.pipeline.assets import planned_assets
 from stable_verl.pipeline.config import RLStage, SFTStage
 from stable_verl.pipeline.launch import cpu_env
 from stable_verl.pipeline.launch.ray_job import entrypoint, job_submit_argv, resolve_address, submission_id
 from stable_verl.pipeline.launch.runner import LaunchSpec
 from stable_verl.pipeline.params import ColdstartParams, RLFlowParams
-from stable_verl.pipeline.train_stages import rl_run_id
+from stable_verl.pipeline.train_stages import rl_job, rl_run_id
 
 
 def test_submission_ids_are_the_run_and_the_attempt():
@@ -88,6 +89,19 @@ def test_node_settings_at_their_default_keep_existing_run_ids():
     # The id of RLFlowParams() before nnodes / n_gpus_per_node existed (and with launcher.kind, which is operational).
     assert rl_run_id(RLFlowParams(), None) == rl_run_id(RLFlowParams.from_config(None, ["launcher.kind=ray_job"]), None)
     assert rl_run_id(RLFlowParams(), None) != rl_run_id(RLFlowParams.from_config(None, ["rl.n_gpus_per_node=2"]), None)
+
+
+def test_a_gpu_cluster_can_be_driven_from_a_machine_without_one(monkeypatch):
+    monkeypatch.setattr(cpu_env, "on_cpu", lambda: True)  # this machine: no CUDA
+    p = RLFlowParams.from_config(
+        None, ["launcher.kind=ray_job", "launcher.device=gpu", "launcher.ray_address=http://h"]
+    )
+    job = rl_job(p, planned_assets(Path("w"), p.model, p.task, p.seed), Path("m"), None)
+    argv = job.argv(Path("w/c"))
+    assert "trainer.device=cpu" not in argv and "VERL_PLATFORM" not in job.env
+    assert "actor_rollout_ref.actor.strategy=fsdp2" not in argv  # none of the CPU settings
+    with pytest.raises(ValueError, match="launcher.device applies to launcher.kind=ray_job"):
+        RLFlowParams.from_config(None, ["launcher.device=gpu"])
 
 
 def test_coldstart_stages_inherit_the_launcher():

@@ -54,12 +54,13 @@ def verl_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def cluster_env() -> dict[str, str]:
+def cluster_env(cpu: bool | None = None) -> dict[str, str]:
     """The variables a verl Ray Job needs, and only those (its ``runtime_env.env_vars``): the cluster's nodes
     bring their own environment, and nothing of this machine's (paths, credentials) is sent there. The job's
-    driver finds the cluster through the ``RAY_ADDRESS`` Ray sets for it."""
+    driver finds the cluster through the ``RAY_ADDRESS`` Ray sets for it. ``cpu``: the nodes have no GPU
+    (None: as this machine)."""
     env = dict(COMMON_ENV)
-    if on_cpu():
+    if on_cpu() if cpu is None else cpu:
         env.update(CPU_ENV)
         env.update({k: os.environ.get(k, v) for k, v in CPU_ENV_DEFAULTS.items()})
     return env
