@@ -65,6 +65,9 @@ def start_cluster(log_dir: Path, timeout_s: float = 120) -> LocalRayCluster:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray 2.60's `ray start --head` turns token authentication on by default; this loopback-only test cluster
+        # turns it off, so clients need no token (README "On a cluster": RAY_AUTH_MODE / RAY_AUTH_TOKEN).
+        "RAY_AUTH_MODE": "disabled",
     }
     env.pop("RAY_ADDRESS", None)
     common = ["--block", "--node-ip-address=127.0.0.1", f"--object-store-memory={OBJECT_STORE_BYTES}"]
