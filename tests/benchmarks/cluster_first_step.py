@@ -1,10 +1,10 @@
 """Submit-to-first-step of one RL stage, local subprocess vs Ray Job on a two-node cluster, side by side.
 
-    flock /work/heavy.lock python tests/benchmarks/cluster_first_step.py [steps]
+    python tests/benchmarks/cluster_first_step.py [steps] [rounds]
 
 Starts the test cluster of tests/integration/ray_cluster.py, then runs the same small RL stage (the default
-RLFlowParams, ``steps`` steps, a fresh local store each) once locally and once as a Ray Job, alternating, and
-prints per launcher: submit -> first step, the stage's wall time and verl's. Not part of ``make bench``: it starts
+RLFlowParams, ``steps`` steps, a fresh local store each) locally and as a Ray Job, ``rounds`` times in alternating
+order, and prints per run: submit -> first step, the stage's wall time and verl's. Not part of ``make bench``: it starts
 Ray and verl (minutes).
 """
 
@@ -41,7 +41,7 @@ def one_stage(params: RLFlowParams) -> dict[str, float]:
     return {"first_step_s": marks["step1"] - marks["submitted"], "wall_s": wall, "verl_s": result.verl_s}
 
 
-def main(steps: int = 2) -> int:
+def main(steps: int = 2, rounds: int = 2) -> int:
     root = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
     cluster = start_cluster(root / "ray-logs")
     try:
@@ -53,10 +53,11 @@ def main(steps: int = 2) -> int:
             "ray_job": ["launcher.kind=ray_job", f"launcher.ray_address={cluster.dashboard_url}"],
         }
         rows = []
-        for kind, extra in launchers.items():
-            params = RLFlowParams.from_config(None, [*base, *extra, f"store.root={root / ('store-' + kind)}"])
-            rows.append((kind, one_stage(params)))
-            print(kind, rows[-1][1], flush=True)
+        for n in range(rounds):
+            for kind in list(launchers)[:: 1 if n % 2 == 0 else -1]:
+                store = f"store.root={root / f'store-{kind}-{n}'}"
+                rows.append((kind, one_stage(RLFlowParams.from_config(None, [*base, *launchers[kind], store]))))
+                print(kind, rows[-1][1], flush=True)
         print(f"\n| launcher | submit -> step 1 (s) | stage wall (s) | verl (s) |  ({steps} steps)")
         for kind, r in rows:
             print(f"| {kind} | {r['first_step_s']:.1f} | {r['wall_s']:.1f} | {r['verl_s']:.1f} |")
