@@ -11,6 +11,7 @@ on the machine finds it (its address file is in its own temp dir).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,10 +44,11 @@ class LocalRayCluster:
         return head[0], workers[0]
 
     def stop(self) -> None:
-        """Kill both nodes' process trees (worker first), nothing else."""
+        """Kill both nodes' process trees (worker first), nothing else; remove the cluster's temp dir."""
         for node in reversed(self.nodes):
             procs.kill_tree(node.pid, grace_s=10)
             node.wait()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def _ports() -> list[str]:
