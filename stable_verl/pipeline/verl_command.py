@@ -126,9 +126,22 @@ def ppo_overrides(
     ]
     if seed is not None:
         overrides += [f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}"]
+    if cluster:
+        overrides += cluster_overrides()
     if cpu_env.on_cpu() if cpu is None else cpu:
         overrides += cpu_env.ppo_cpu_overrides(num_gpus=rl.n_gpus_per_node * rl.nnodes, cluster=cluster)
     return overrides + list(rl.overrides)
+
+
+def cluster_overrides() -> list[str]:
+    """What verl needs on an existing Ray cluster whose head declares no CPUs (KubeRay's advice, our test cluster).
+
+    TransferQueue pins its storage units to alive nodes in node-id order with a hard node affinity, the head
+    included; on a head without CPUs they never start and the run fails (ActorUnschedulableError), depending on
+    how the node ids happen to sort. Its ``required_node_resource`` limits them to the nodes with GPUs (logical
+    ones on CPU nodes), where verl's workers run anyway.
+    """
+    return ["+transfer_queue.backend.SimpleStorage.required_node_resource=GPU"]
 
 
 _SHORT_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}

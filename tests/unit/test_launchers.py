@@ -69,6 +69,8 @@ def test_on_a_cluster_verl_asks_ray_for_no_resources(monkeypatch):
     assert not [o for o in cluster if o.startswith(("ray_kwargs.", "+ray_kwargs."))]
     assert "trainer.nnodes=2" in cluster and "trainer.n_gpus_per_node=4" in cluster
     assert "trainer.device=cpu" in cluster  # the rest of the CPU settings stay
+    assert "+transfer_queue.backend.SimpleStorage.required_node_resource=GPU" in cluster  # not on a CPU-less head
+    assert not [o for o in local if "required_node_resource" in o]
 
 
 def test_sft_gpus_per_node_are_torchruns_processes():
