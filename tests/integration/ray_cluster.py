@@ -46,7 +46,7 @@ class LocalRayCluster:
     def stop(self) -> None:
         """Kill both nodes' process trees (worker first), nothing else; remove the cluster's temp dir."""
         for node in reversed(self.nodes):
-            procs.kill_tree(node.pid, grace_s=10)
+            procs.kill_tree(node.pid, grace_s=3)  # Ray's daemons exit on SIGTERM; a straggler gets SIGKILL
             node.wait()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
