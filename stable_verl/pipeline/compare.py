@@ -216,6 +216,14 @@ def _fmt_se(stderr: float) -> str:
     return "n/a" if math.isnan(stderr) else f"{stderr:.3f}"
 
 
+def run_link(run_uri: str) -> str:
+    """A run as the report links it: relative to ``comparisons/<id>/report.md``, so the link works wherever the store
+    is served (a folder, an S3 website, MinIO); a remote store's URI is named too, a local one's path is not."""
+    run_id = run_uri.rstrip("/").rsplit("/", 1)[-1]
+    remote = f" ({run_uri})" if "://" in run_uri else ""
+    return f"[{run_id}](../../runs/{run_id}/index.html){remote}"
+
+
 def write_report(runs: Sequence[RunSeries], out_dir: Path, title: str) -> dict[str, Path]:
     """Write plots/curves.png, table.csv and report.md (last) into ``out_dir``; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +255,7 @@ def write_report(runs: Sequence[RunSeries], out_dir: Path, title: str) -> dict[s
         "within evaluation noise, and a gain is measured when it exceeds 2 of its SE. The training reward is on the "
         "RL prompts, which the run may revisit: it shows learning, not transfer.",
     ]
-    lines += ["", "Runs:", *[f"- {r.init} (seed {r.seed}): {r.run_uri}" for r in runs]]
+    lines += ["", "Runs:", *[f"- {r.init} (seed {r.seed}): {run_link(r.run_uri)}" for r in runs]]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return {"plot": plot, "table": out_dir / "table.csv", "report": report}

@@ -41,13 +41,20 @@ def _budget(table: pd.DataFrame, settings: dict) -> list[str]:
     ]
 
 
+def _portable(settings: dict) -> dict:
+    """``settings`` without store locations (a local store's are paths of the machine that ran the grid)."""
+    timings = settings.get("timings", {})
+    stages = [{k: v for k, v in stage.items() if k != "run_uri"} for stage in timings.get("stages", [])]
+    return {**settings, "timings": {**timings, "stages": stages}}
+
+
 def write_page(store: ArtifactStore, comparison: str, out_dir: Path) -> Path:
     """Download ``comparisons/<comparison>/`` (verified) and write ``out_dir/stability-grid.md`` + assets."""
     layout = ComparisonLayout(store, comparison)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp)
         store.get_dir(layout.prefix, local)  # IncompleteArtifactError unless the report finished
-        settings = json.loads((local / "grid.json").read_text())
+        settings = _portable(json.loads((local / "grid.json").read_text()))
         table = pd.read_csv(local / "table.csv")
         report = (local / "report.md").read_text()
         assets = out_dir / PAGE
@@ -58,6 +65,7 @@ def write_page(store: ArtifactStore, comparison: str, out_dir: Path) -> Path:
             shutil.copyfile(png, assets / "plots" / png.name)
         for name in ASSETS:
             shutil.copyfile(local / name, assets / name)
+        (assets / "grid.json").write_text(json.dumps(settings, indent=1) + "\n")
     title, _, body = report.partition("\n")
     body = body.replace("](plots/", f"]({PAGE}/plots/")
     params = settings["params"]

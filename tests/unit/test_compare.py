@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from stable_verl.pipeline.compare import NO_DATA, RunSeries, comparison_table, curves_figure, write_report
+from stable_verl.pipeline.compare import NO_DATA, RunSeries, comparison_table, curves_figure, run_link, write_report
 
 SCORE_PANEL = "benchmark score (avg@k)"
 
@@ -98,6 +98,11 @@ def test_report_files(tmp_path, runs):
         "0.100 -> 0.300 | 2 |" in report
     )
     assert "| verbose | bench_id | 0.100 | 0.500 | n/a | +0.400 | n/a | 0.500 | n/a | 0.100 -> 0.300 | 1 |" in report
+
+
+def test_report_links_runs_relative_to_itself():
+    assert run_link("/data/u/artifacts/runs/rl-a-1") == "[rl-a-1](../../runs/rl-a-1/index.html)"  # no local path
+    assert run_link("s3://b/p/runs/rl-a-1") == "[rl-a-1](../../runs/rl-a-1/index.html) (s3://b/p/runs/rl-a-1)"
 
 
 def test_score_panel_shades_one_standard_error(runs):

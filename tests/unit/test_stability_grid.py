@@ -151,7 +151,9 @@ def test_arm_curve_bands(tmp_path):
 def test_results_page_from_a_comparison_in_the_store(tmp_path, capsys):
     store = ArtifactStore(str(tmp_path / "store"))
     params = StabilityGridParams.from_config(None, ["arms=[minirl,minirl_r3]", "minibatches=[1,2]"])
-    settings = {"params": params.model_dump(mode="json"), "init_run": "sft-x", "timings": {"eval": {"eval_s": 12.0}}}
+    sft = {"run_id": "sft-x", "run_uri": str(tmp_path / "store" / "runs" / "sft-x"), "skipped": True}
+    timings = {"stages": [sft], "eval": {"eval_s": 12.0}}
+    settings = {"params": params.model_dump(mode="json"), "init_run": "sft-x", "timings": timings}
     grid.publish_report(store, "stability-grid-test", _grid_runs(), "Stability grid (test)", settings, tmp_path)
     out = tmp_path / "docs"
     assert main(["comparisons", "publish", "stability-grid-test", "--out", str(out), "--store", store.uri()]) == 0
@@ -166,7 +168,9 @@ def test_results_page_from_a_comparison_in_the_store(tmp_path, capsys):
     ):
         assert needle in page, needle
     assert (out / "stability-grid" / "plots" / "crossover.png").is_file()
-    assert json.loads((out / "stability-grid" / "grid.json").read_text())["init_run"] == "sft-x"
+    published = (out / "stability-grid" / "grid.json").read_text()
+    assert json.loads(published)["init_run"] == "sft-x"
+    assert str(tmp_path) not in published and "run_uri" not in published  # no path of the machine that ran it
     assert pd.read_csv(out / "stability-grid" / "claims.csv").shape[0] == len(claims.CLAIMS)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import psutil
 import torch
 
 # Environment for every verl process (Ray workers inherit it from the driver).
@@ -50,6 +51,9 @@ def verl_env(base: dict[str, str] | None = None) -> dict[str, str]:
         env.update(CPU_ENV)
         for key, value in CPU_ENV_DEFAULTS.items():
             env.setdefault(key, value)
+        # TransferQueue asks for 8 torch threads per put/get and, on fewer cores, clamps and logs a warning each
+        # time (40 of them end a failed run's log): ask for what it would clamp to.
+        env.setdefault("TQ_NUM_THREADS", str(min(8, psutil.cpu_count(logical=False) or 1)))
         env.pop("RAY_ADDRESS", None)  # a local CPU run always starts its own Ray
     return env
 

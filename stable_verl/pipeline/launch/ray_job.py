@@ -196,7 +196,9 @@ class RayJobLauncher(Launcher):
 
     def describe_failure(self) -> str:
         info = self.client.get_job_info(self.job_id)
-        return f"Ray job {self.job_id} {info.status}: {(info.message or '').strip()}"
+        # Ray's message of a failed job appends up to 20,000 characters of its log: the log is ours already.
+        message = (info.message or "").strip().split("\n", 1)[0].split(", last available logs", 1)[0]
+        return f"Ray job {self.job_id} {info.status}: {message}"
 
     def stop(self) -> None:
         """Stop the job unless it has ended, and wait (up to ``stop_timeout_s``) until Ray says it has."""

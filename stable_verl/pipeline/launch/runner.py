@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stable_verl.pipeline.launch import procs
+from stable_verl.pipeline.launch.log_errors import failure_summary
 
 
 class VerlRunError(RuntimeError):
@@ -123,8 +124,8 @@ def launch(
 
 
 def _failure(name: str, what: str, log_path: Path, tail: collections.deque[str]) -> str:
-    lines = "\n".join(f"    {t}" for t in tail)
-    return f"{name} {what}; full log: {log_path}\n  last lines:\n{lines}"
+    """One line that says what happened and where the log is, then the cause found in the log and its tail."""
+    return f"{name} {what}; full log: {log_path}\n{failure_summary(log_path, tail)}"
 
 
 class LocalLauncher(Launcher):
