@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     planner = FLOWS[args.flow].planner(args.flow)
     for stage in planner(_params(args)):
         console.print(Text(f"# {stage.kind.upper()} {stage.run_id}", style="bold"))
-        console.print(Text(" \\\n  ".join(stage.argv)), soft_wrap=True)
+        console.print(Text(" \\\n  ".join(shlex.quote(a) for a in stage.argv)), soft_wrap=True)
     return 0
 
 

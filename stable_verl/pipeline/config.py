@@ -34,12 +34,18 @@ class SFTStage:
     avg@8 0.15 where a constant lr reaches 0.06) or 'constant'."""
     max_length: int = 128
     """Longest conversation in tokens."""
+    nnodes: int = 1
+    """Nodes of the SFT run; verl's ``sft_trainer`` under ``torchrun --standalone`` runs on one."""
+    n_gpus_per_node: int = 1
+    """Trainer processes (GPUs) on that node: ``torchrun --nproc_per_node``."""
     timeout_s: int = 600
     """Wall-clock limit; verl is killed and the stage fails past it."""
 
     def __post_init__(self) -> None:
         get_teacher(self.teacher)  # ValueError naming the available styles (= SFT datasets)
-        _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "timeout_s")
+        _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "timeout_s", "n_gpus_per_node")
+        if self.nnodes != 1:
+            raise ValueError(f"sft.nnodes must be 1 (torchrun --standalone runs on one node), got {self.nnodes}")
         _learning_rate("SFTStage", self.lr, allow_zero=False)
         if self.batch_size % self.micro_batch_size:
             raise ValueError(f"sft.batch_size {self.batch_size} must be a multiple of micro_batch_size")
@@ -82,6 +88,10 @@ class RLStage:
     """Partial credit for a well-formed answer (reward shaping; 0 = exact-match 1/0 only)."""
     save_freq: int = -1
     """Checkpoint every N steps and at the last step (-1: never)."""
+    nnodes: int = 1
+    """Nodes verl places its workers on (``trainer.nnodes``); more than 1 needs ``launcher.kind=ray_job``."""
+    n_gpus_per_node: int = 1
+    """GPUs per node verl uses (``trainer.n_gpus_per_node``); on CPU, logical GPUs of the Ray nodes."""
     timeout_s: int = 900
     """Wall-clock limit; verl is killed and the stage fails past it."""
     overrides: list[str] = field(default_factory=list)
@@ -90,7 +100,7 @@ class RLStage:
     def __post_init__(self) -> None:
         _positive(self, "total_steps", "train_batch_size", "rollout_n", "micro_batch_size")
         _learning_rate("RLStage", self.lr, allow_zero=True)  # lr 0: the no-update control of a calibration
-        _positive(self, "max_prompt_length", "max_response_length", "timeout_s")
+        _positive(self, "max_prompt_length", "max_response_length", "timeout_s", "nnodes", "n_gpus_per_node")
         n = self.recipe_config.minibatches
         if self.train_batch_size % n:
             raise ValueError(

@@ -93,10 +93,45 @@ class EvalParams(EvalSettings):
         return EvalSettings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvalSettings)})
 
 
+class LauncherParams(_Model):
+    """Where verl stages run: a local subprocess (default) or a Ray Job on an existing Ray cluster.
+
+    On a cluster the stage's local folder (``workdir``: inputs, checkpoints, metrics) must be on a filesystem
+    every node mounts at the same path; the flow's machine uploads checkpoints from it (README "On a cluster").
+    """
+
+    kind: Literal["local", "ray_job"] = "local"
+    """'local': verl runs here and starts its own Ray; 'ray_job': submitted to the cluster's Jobs API."""
+    ray_address: str | None = None
+    """The cluster's Jobs API, ``http://<head>:8265``; default ``$RAY_ADDRESS``. Used by 'ray_job' only."""
+    python: str = "python"
+    """Interpreter on the cluster's nodes that has stable-verl installed (the job's entrypoint)."""
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    """What the cluster's nodes run verl on ('ray_job' only): 'auto' = what this machine sees (no CUDA: the CPU
+    settings). Set 'gpu' to drive a GPU cluster from a machine without one (a Prefect worker, a KubeRay head pod)."""
+
+    @model_validator(mode="after")
+    def _device_on_cluster(self) -> Self:
+        if self.device != "auto" and not self.on_cluster:
+            raise ValueError("launcher.device applies to launcher.kind=ray_job; a local run uses this machine's device")
+        return self
+
+    @property
+    def on_cluster(self) -> bool:
+        return self.kind == "ray_job"
+
+    @property
+    def cpu(self) -> bool | None:
+        """Whether the CPU settings apply: None when ``device`` is 'auto' (decided by this machine)."""
+        return None if self.device == "auto" else self.device == "cpu"
+
+
 class _StageParams(_Model):
     """What every stage needs: the store, a local scratch folder, and the inputs it builds locally."""
 
     store: StoreParams = Field(default_factory=StoreParams)
+    launcher: LauncherParams = Field(default_factory=LauncherParams)
+    """How verl stages run (local subprocess, or a Ray Job on an existing cluster)."""
     workdir: str = "artifacts/work"
     """Local scratch: built assets, checkpoints being written or read, logs. Not the system of record."""
     seed: int = 0
@@ -149,7 +184,13 @@ class RLFlowParams(_StageParams):
     @model_validator(mode="after")
     def _routers(self) -> Self:
         _check_routers(self.model, self.rl)
+        _check_nodes(self.launcher, self.rl)
         return self
+
+
+def _check_nodes(launcher: LauncherParams, rl: RLStage) -> None:
+    if rl.nnodes > 1 and not launcher.on_cluster:
+        raise ValueError(f"rl.nnodes={rl.nnodes} needs a Ray cluster: set launcher.kind=ray_job (and its address)")
 
 
 class EvaluateFlowParams(_Model):
@@ -193,6 +234,7 @@ class ColdstartParams(_StageParams):
     @model_validator(mode="after")
     def _routers(self) -> Self:
         _check_routers(self.model, self.rl)
+        _check_nodes(self.launcher, self.rl)
         return self
 
     def sft_params(self, teacher: str, seed: int) -> SFTFlowParams:
@@ -205,7 +247,14 @@ class ColdstartParams(_StageParams):
         return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)
 
     def _common(self) -> dict:
-        return {"store": self.store, "workdir": self.workdir, "seed": self.seed, "model": self.model, "task": self.task}
+        return {
+            "store": self.store,
+            "launcher": self.launcher,
+            "workdir": self.workdir,
+            "seed": self.seed,
+            "model": self.model,
+            "task": self.task,
+        }
 
 
 GRID_MINIBATCHES = (1, 2, 4, 8)  # the paper's N: mini-batches per rollout batch at the same global batch
@@ -312,4 +361,11 @@ class StabilityGridParams(_StageParams):
         return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)
 
     def _common(self) -> dict:
-        return {"store": self.store, "workdir": self.workdir, "seed": self.seed, "model": self.model, "task": self.task}
+        return {
+            "store": self.store,
+            "launcher": self.launcher,
+            "workdir": self.workdir,
+            "seed": self.seed,
+            "model": self.model,
+            "task": self.task,
+        }

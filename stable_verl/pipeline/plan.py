@@ -4,6 +4,7 @@ The stages are the real ones (:func:`~.train_stages.sft_job`, :func:`~.train_sta
 local paths they will have. An RL stage that starts from an SFT stage of the same plan starts from that stage's
 last checkpoint; one that starts from an existing run (``init_run``) names that run's last checkpoint, which only
 the store knows, as ``global_step_<last>`` (and its own run id, which hashes it, as ``<rl run from ...>``).
+With ``launcher.kind=ray_job`` each stage is the ``ray job submit`` command of its first attempt instead.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stable_verl.artifacts import checkpoint_path, step_dir
+from stable_verl.artifacts import RunLayout, checkpoint_path, step_dir
 from stable_verl.pipeline.assets import planned_assets
+from stable_verl.pipeline.launch.ray_job import job_submit_argv, resolve_address
 from stable_verl.pipeline.params import ColdstartParams, RLFlowParams, SFTFlowParams, StabilityGridParams
+from stable_verl.pipeline.run_lifecycle import VerlJob, launch_spec
 from stable_verl.pipeline.train_stages import local_run_dir, rl_job, rl_run_id, sft_job, sft_run_id
 
 
@@ -30,7 +33,7 @@ def plan_sft(p: SFTFlowParams) -> PlannedStage:
     workdir = Path(p.workdir).resolve()
     run = sft_run_id(p)
     job = sft_job(p, planned_assets(workdir, p.model, p.task, p.seed), run, workdir)
-    return PlannedStage("sft", run, job.argv(local_run_dir(workdir, run) / "checkpoints"))
+    return PlannedStage("sft", run, _command(p, job, run, workdir))
 
 
 def plan_rl(p: RLFlowParams, init_steps: int | None = None) -> PlannedStage:
@@ -46,7 +49,18 @@ def plan_rl(p: RLFlowParams, init_steps: int | None = None) -> PlannedStage:
         parent = checkpoint_path(p.init_run, init_steps) if init_steps is not None else None
         run = rl_run_id(p, parent) if parent else f"<rl run from {p.init_run}>"
     job = rl_job(p, assets, model_dir, parent)
-    return PlannedStage("rl", run, job.argv(local_run_dir(workdir, run) / "checkpoints"))
+    return PlannedStage("rl", run, _command(p, job, run, workdir))
+
+
+def _command(p: SFTFlowParams | RLFlowParams, job: VerlJob, run: str, workdir: Path) -> list[str]:
+    """The verl command line; on a cluster, the ``ray job submit`` of the stage's first attempt."""
+    local = local_run_dir(workdir, run)
+    argv = job.argv(local / "checkpoints")
+    if not p.launcher.on_cluster:
+        return argv
+    layout = RunLayout(p.store.open(), run)
+    spec = launch_spec(layout, job, argv, local, 1, local / "metrics-attempt-1.jsonl")
+    return job_submit_argv(resolve_address(p.launcher.ray_address), spec, p.launcher.python)
 
 
 def plan_sft_flow(p: SFTFlowParams) -> list[PlannedStage]:

@@ -2,13 +2,14 @@
 
 :func:`run_tracked` is the lifecycle every training stage shares:
 
-1. a run whose ``run.json`` says ``status: complete`` is skipped (that status is written last);
+1. a run whose ``run.json`` says ``status: complete`` is skipped (that status is written last); a launcher that
+   finds the run already running (a Ray Job of an earlier attempt) refuses before anything changes;
 2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
 3. the latest complete checkpoint in the store is restored into an empty local checkpoint root, so verl's
    ``resume_mode=auto`` continues from it (a killed stage resumes when rerun);
-4. verl runs as a subprocess (:func:`~stable_verl.pipeline.launch.runner.run_streaming`) writing its metrics to
-   ``metrics-attempt-<k>.jsonl`` while :class:`~.checkpoint_sync.CheckpointSyncer` uploads checkpoints
-   as they are saved;
+4. verl runs through the job's launcher (:mod:`stable_verl.pipeline.launch.runner`: a local subprocess, or a Ray
+   Job) writing its metrics to ``metrics-attempt-<k>.jsonl`` while :class:`~.checkpoint_sync.CheckpointSyncer`
+   uploads checkpoints as they are saved (it reads the local folder: on a cluster, one the nodes share);
 5. the merged metrics (each step exactly once), the attempt's log and ``run.json`` (status ``complete``,
    last) are written. On failure ``run.json`` says ``failed`` and the error; nothing is marked complete.
 """
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -26,7 +28,7 @@ from stable_verl.artifacts import RunLayout
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import site
 from stable_verl.pipeline.checkpoint_sync import CheckpointSyncer, MetricsLog, check_steps, restore_latest
-from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.pipeline.launch.runner import Launcher, LaunchSpec, LocalLauncher, launch
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class VerlJob:
     """Resolved config, written to config.yaml."""
     parent_checkpoint: str | None = None
     """Store path of the checkpoint the stage starts from (RL: the SFT checkpoint)."""
+    launcher: Callable[[], Launcher] = LocalLauncher
+    """Makes the launcher of one attempt (a local subprocess unless the flow asks for a Ray Job)."""
+    entrypoint_gpus: float = 0
+    """GPUs the command's own process needs (SFT's torchrun runs the trainers itself; verl's RL driver: 0)."""
 
 
 def run_tracked(
@@ -98,6 +104,9 @@ def run_tracked(
     attempt = record.attempts + 1
     ckpt_root = local_dir / "checkpoints"
     argv = job.argv(ckpt_root)
+    metrics_file = local_dir / f"metrics-attempt-{attempt}.jsonl"
+    launcher, spec = job.launcher(), launch_spec(run, job, argv, local_dir, attempt, metrics_file)
+    launcher.check(spec)  # e.g. an earlier attempt still running on the cluster: refuse before touching anything
     run.write_config(dict(job.config))
     run.write_command(argv)
     RunRecord.started(run, job.kind, job.name, attempt, job.total_steps, job.parent_checkpoint)
@@ -106,14 +115,14 @@ def run_tracked(
         t0 = time.monotonic()
         resumed = restore_latest(run, ckpt_root)
         download_s = time.monotonic() - t0 if resumed else 0.0
-        metrics = MetricsLog(run.read_metrics(), resumed, local_dir / f"metrics-attempt-{attempt}.jsonl")
+        metrics = MetricsLog(run.read_metrics(), resumed, metrics_file)
         verl_s = upload_s = 0.0
         if resumed >= job.total_steps:
             echo(f"[{job.kind}] {run.run_id}: last checkpoint {resumed} already in the store, verl not needed")
         else:
             if resumed:
                 echo(f"[{job.kind}] {run.run_id}: resuming from checkpoint {resumed} ({download_s:.1f} s download)")
-            verl_s, upload_s = _run_verl(run, job, argv, local_dir, attempt, metrics, echo, on_line)
+            verl_s, upload_s = _run_verl(run, job, launcher, spec, local_dir, attempt, metrics, echo, on_line)
         rows = metrics.rows()
         check_steps([r["step"] for r in rows], job.total_steps)
         t0 = time.monotonic()
@@ -133,10 +142,32 @@ def run_tracked(
     return _result(run, job, record, skipped=False, wall_s=time.monotonic() - start)
 
 
+def run_key(run: RunLayout) -> str:
+    """The run in its store (the same run id in two stores is two runs): what a launcher refuses to run twice."""
+    return f"{run.run_id}-{hashlib.sha256(run.uri().encode()).hexdigest()[:8]}"
+
+
+def launch_spec(
+    run: RunLayout, job: VerlJob, argv: list[str], local_dir: Path, attempt: int, metrics_file: Path
+) -> LaunchSpec:
+    """What the launcher of ``attempt`` runs: ``argv`` with the job's settings and verl's metrics file."""
+    return LaunchSpec(
+        argv,
+        {**job.env, "VERL_FILE_LOGGER_PATH": str(metrics_file)},
+        name=f"verl {job.kind}",
+        cwd=local_dir,
+        key=run_key(run),
+        attempt=attempt,
+        num_gpus=job.entrypoint_gpus,
+        metadata={"run_id": run.run_id, "run_uri": run.uri(), "attempt": str(attempt)},
+    )
+
+
 def _run_verl(
     run: RunLayout,
     job: VerlJob,
-    argv: list[str],
+    launcher: Launcher,
+    spec: LaunchSpec,
     local_dir: Path,
     attempt: int,
     metrics: MetricsLog,
@@ -144,24 +175,14 @@ def _run_verl(
     on_line: Callable[[str], None] | None,
 ) -> tuple[float, float]:
     """verl with the checkpoint syncer alongside; returns (verl seconds, upload seconds). Log goes to the store."""
-    env = {**job.env, "VERL_FILE_LOGGER_PATH": str(metrics.attempt_file)}
     log_path = local_dir / "logs" / f"attempt-{attempt}.log"
     syncer = CheckpointSyncer(run, local_dir / "checkpoints", metrics, metrics.resumed_step, echo=echo).start()
 
-    def started(pid: int) -> None:
-        echo(f"[{job.kind}] verl started: pid {pid} (its own session and process group)")
+    def started(where: str) -> None:
+        echo(f"[{job.kind}] verl started: {where}")
 
     try:
-        result = run_streaming(
-            argv,
-            log_path,
-            env,
-            job.timeout_s,
-            cwd=local_dir,
-            on_line=on_line,
-            name=f"verl {job.kind}",
-            on_start=started,
-        )
+        result = launch(launcher, spec, log_path, job.timeout_s, on_line=on_line, on_start=started)
     except Exception:
         with contextlib.suppress(Exception):  # keep what verl completed before failing; its error comes first
             syncer.stop(final_sync=True)

@@ -20,16 +20,33 @@ from stable_verl.pipeline import verl_command
 from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
 from stable_verl.pipeline.eval_worker import ensure_hf_model
 from stable_verl.pipeline.launch import cpu_env
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
+from stable_verl.pipeline.launch.ray_job import RayJobLauncher
+from stable_verl.pipeline.launch.runner import Launcher, LocalLauncher
+from stable_verl.pipeline.params import LauncherParams, RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.run_lifecycle import StageResult, VerlJob, run_tracked
 from stable_verl.tasks.datasets import sft_split
 from stable_verl.verl_ext import rollout_precision
 
 _OPERATIONAL = ("timeout_s",)  # knobs that do not change the trained weights
+# Settings added after runs existed: left out of the identity at their default, so those runs keep their ids.
+_OMITTED_AT = {"nnodes": 1, "n_gpus_per_node": 1}
 
 
 def _identity(obj: Any) -> dict:
-    return {k: v for k, v in dataclasses.asdict(obj).items() if k not in _OPERATIONAL}
+    fields = dataclasses.asdict(obj).items()
+    return {k: v for k, v in fields if k not in _OPERATIONAL and not (k in _OMITTED_AT and v == _OMITTED_AT[k])}
+
+
+def launcher_factory(params: LauncherParams) -> Callable[[], Launcher]:
+    """What makes each attempt's launcher: a local subprocess, or a Ray Job on the cluster ``params`` names."""
+    if params.on_cluster:
+        return lambda: RayJobLauncher(params.ray_address, python=params.python)
+    return LocalLauncher
+
+
+def stage_env(params: LauncherParams) -> dict[str, str]:
+    """A local run gets this process's environment plus the settings; a Ray Job only the settings."""
+    return cpu_env.cluster_env(params.cpu) if params.on_cluster else cpu_env.verl_env()
 
 
 def sft_run_id(p: SFTFlowParams) -> str:
@@ -65,29 +82,41 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
         name=p.sft.teacher,
         total_steps=p.sft.steps,
         argv=lambda ckpt_root: verl_command.sft_argv(
-            p.sft, assets.model_dir, train, data[sft_split(p.sft.teacher, "val")], ckpt_root, p.sft_seed
+            p.sft, assets.model_dir, train, data[sft_split(p.sft.teacher, "val")], ckpt_root, p.sft_seed, p.launcher.cpu
         ),
-        env=cpu_env.verl_env(),
+        env=stage_env(p.launcher),
         timeout_s=p.sft.timeout_s,
         config=p.model_dump(mode="json", exclude={"store"}),
+        launcher=launcher_factory(p.launcher),
+        entrypoint_gpus=p.sft.n_gpus_per_node,  # torchrun's trainers run in the job's own process tree
     )
 
 
 def rl_job(p: RLFlowParams, assets: Assets, model_dir: Path, parent: str | None) -> VerlJob:
     """verl RL (the recipe, vLLM rollouts) of the HF model in ``model_dir``, which is ``parent`` in the store."""
-    env = {**cpu_env.verl_env(), rollout_precision.ENV: p.rl.rollout_precision}
+    env = {**stage_env(p.launcher), rollout_precision.ENV: p.rl.rollout_precision}
     data = assets.data
     return VerlJob(
         kind="rl",
         name=p.rl.recipe,
         total_steps=p.rl.total_steps,
         argv=lambda ckpt_root: verl_command.ppo_argv(
-            verl_command.ppo_overrides(p.rl, model_dir, data["rl_train"], data["rl_val"], ckpt_root, p.rl_seed)
+            verl_command.ppo_overrides(
+                p.rl,
+                model_dir,
+                data["rl_train"],
+                data["rl_val"],
+                ckpt_root,
+                p.rl_seed,
+                cluster=p.launcher.on_cluster,
+                cpu=p.launcher.cpu,
+            )
         ),
         env=env,
         timeout_s=p.rl.timeout_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         parent_checkpoint=parent,
+        launcher=launcher_factory(p.launcher),
     )
 
 

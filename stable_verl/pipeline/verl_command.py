@@ -16,9 +16,17 @@ SFT_DATASET = ("pkg://stable_verl.verl_ext.sft_dataset", "CachedMultiTurnSFTData
 
 
 def sft_argv(
-    sft: SFTStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path, seed: int = 0
+    sft: SFTStage,
+    model_path: Path,
+    train_file: Path,
+    val_file: Path,
+    out_dir: Path,
+    seed: int = 0,
+    cpu: bool | None = None,
 ) -> list[str]:
-    """``torchrun -m verl.trainer.sft_trainer`` on one process, saving HF weights at the end."""
+    """``torchrun -m verl.trainer.sft_trainer`` on ``sft.n_gpus_per_node`` processes, saving HF weights at the end.
+
+    ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine)."""
     overrides = [
         f"model.path={model_path}",
         f"data.train_files={train_file}",
@@ -37,7 +45,7 @@ def sft_argv(
         "trainer.logger=[console,file]",  # file: $VERL_FILE_LOGGER_PATH, else ./stable-verl/<experiment>.jsonl
         "trainer.project_name=stable-verl",
         f"trainer.experiment_name={out_dir.parent.name}",
-        "trainer.n_gpus_per_node=1",
+        f"trainer.n_gpus_per_node={sft.n_gpus_per_node}",
         "trainer.nnodes=1",
         f"trainer.seed={seed}",
         "trainer.save_freq=-1",
@@ -45,9 +53,10 @@ def sft_argv(
         f"data.custom_cls.path={SFT_DATASET[0]}",
         f"data.custom_cls.name={SFT_DATASET[1]}",
     ]
-    if cpu_env.on_cpu():
+    if cpu_env.on_cpu() if cpu is None else cpu:
         overrides += cpu_env.sft_cpu_overrides()
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=1"]
+    nproc = f"--nproc_per_node={sft.n_gpus_per_node}"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", nproc]
     return [*launcher, "-m", "verl.trainer.sft_trainer", *overrides]
 
 
@@ -61,11 +70,20 @@ def reward_overrides(format_bonus: float) -> list[str]:
 
 
 def ppo_overrides(
-    rl: RLStage, model_path: Path, train_file: Path, val_file: Path, out_dir: Path, seed: int | None = None
+    rl: RLStage,
+    model_path: Path,
+    train_file: Path,
+    val_file: Path,
+    out_dir: Path,
+    seed: int | None = None,
+    cluster: bool = False,
+    cpu: bool | None = None,
 ) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
 
-    ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last.
+    ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
+    verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
+    ``cpu``: where it runs has no GPU (None: as this machine).
     """
     overrides = [
         *rl.recipe_config.overrides(),
@@ -94,8 +112,8 @@ def ppo_overrides(
         "reward.num_workers=1",
         "trainer.logger=[console,file]",
         "trainer.v1.trainer_mode=stable_sync",  # verl's sync trainer + reward/acc, reward/format per step
-        "trainer.n_gpus_per_node=1",
-        "trainer.nnodes=1",
+        f"trainer.n_gpus_per_node={rl.n_gpus_per_node}",
+        f"trainer.nnodes={rl.nnodes}",
         "trainer.total_epochs=1000",
         f"trainer.total_training_steps={rl.total_steps}",
         f"trainer.save_freq={rl.save_freq}",
@@ -108,9 +126,22 @@ def ppo_overrides(
     ]
     if seed is not None:
         overrides += [f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}"]
-    if cpu_env.on_cpu():
-        overrides += cpu_env.ppo_cpu_overrides()
+    if cluster:
+        overrides += cluster_overrides()
+    if cpu_env.on_cpu() if cpu is None else cpu:
+        overrides += cpu_env.ppo_cpu_overrides(num_gpus=rl.n_gpus_per_node * rl.nnodes, cluster=cluster)
     return overrides + list(rl.overrides)
+
+
+def cluster_overrides() -> list[str]:
+    """What verl needs on an existing Ray cluster whose head declares no CPUs (KubeRay's advice, our test cluster).
+
+    TransferQueue pins its storage units to alive nodes in node-id order with a hard node affinity, the head
+    included; on a head without CPUs they never start and the run fails (ActorUnschedulableError), depending on
+    how the node ids happen to sort. Its ``required_node_resource`` limits them to the nodes with GPUs (logical
+    ones on CPU nodes), where verl's workers run anyway.
+    """
+    return ["+transfer_queue.backend.SimpleStorage.required_node_resource=GPU"]
 
 
 _SHORT_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}

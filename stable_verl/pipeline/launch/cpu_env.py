@@ -44,7 +44,7 @@ def on_cpu() -> bool:
 
 
 def verl_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a verl subprocess: ``base`` (default: this process's) plus the required settings."""
+    """Environment for a local verl subprocess: ``base`` (default: this process's) plus the required settings."""
     env = dict(os.environ if base is None else base)
     env.update(COMMON_ENV)
     if on_cpu():
@@ -54,7 +54,19 @@ def verl_env(base: dict[str, str] | None = None) -> dict[str, str]:
         # TransferQueue asks for 8 torch threads per put/get and, on fewer cores, clamps and logs a warning each
         # time (40 of them end a failed run's log): ask for what it would clamp to.
         env.setdefault("TQ_NUM_THREADS", str(min(8, psutil.cpu_count(logical=False) or 1)))
-        env.pop("RAY_ADDRESS", None)  # a CPU run always starts its own local Ray
+        env.pop("RAY_ADDRESS", None)  # a local CPU run always starts its own Ray
+    return env
+
+
+def cluster_env(cpu: bool | None = None) -> dict[str, str]:
+    """The variables a verl Ray Job needs, and only those (its ``runtime_env.env_vars``): the cluster's nodes
+    bring their own environment, and nothing of this machine's (paths, credentials) is sent there. The job's
+    driver finds the cluster through the ``RAY_ADDRESS`` Ray sets for it. ``cpu``: the nodes have no GPU
+    (None: as this machine)."""
+    env = dict(COMMON_ENV)
+    if on_cpu() if cpu is None else cpu:
+        env.update(CPU_ENV)
+        env.update({k: os.environ.get(k, v) for k, v in CPU_ENV_DEFAULTS.items()})
     return env
 
 
@@ -71,23 +83,33 @@ def sft_cpu_overrides() -> list[str]:
     ]
 
 
-def ppo_cpu_overrides(num_cpus: int = 16) -> list[str]:
-    """Hydra overrides ``verl.trainer.main_ppo`` needs on CPU.
+def local_ray_overrides(num_cpus: int = 16, num_gpus: int = 1) -> list[str]:
+    """The local Ray a CPU run starts for itself (not on a cluster, whose nodes declare their own resources).
 
     ``num_cpus`` is a *logical* count: main_ppo starts a TaskRunner, a TransferQueue controller and
     storage units and several reward workers, which starve (and hang silently) on 2 real CPUs.
+    """
+    return [
+        f"ray_kwargs.ray_init.num_cpus={num_cpus}",
+        f"+ray_kwargs.ray_init.num_gpus={num_gpus}",  # logical GPUs, matched by the CPU platform's resource name
+        # No dashboard: nothing in verl or vLLM uses Ray's state API, and its head process plus nine sub-heads each
+        # import Ray on the 2 cores the run is starting on.
+        "+ray_kwargs.ray_init.include_dashboard=False",
+    ]
+
+
+def ppo_cpu_overrides(num_cpus: int = 16, num_gpus: int = 1, cluster: bool = False) -> list[str]:
+    """Hydra overrides ``verl.trainer.main_ppo`` needs on CPU; ``cluster``: it joins an existing Ray cluster
+    (a Ray Job), whose nodes declare the CPUs and logical GPUs (``ray start --num-cpus 16 --num-gpus 1``).
+
     One agent-loop worker and one storage unit instead of verl's 8 + 8 Ray actors: each actor imports
     torch and verl, and on 2 cores starting them was most of the warm-up (RL, 3 steps: 188 s -> 113 s).
     """
     return [
         "trainer.device=cpu",
-        f"ray_kwargs.ray_init.num_cpus={num_cpus}",
+        *([] if cluster else local_ray_overrides(num_cpus, num_gpus)),
         "actor_rollout_ref.rollout.agent.num_workers=1",
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
-        "+ray_kwargs.ray_init.num_gpus=1",  # one logical GPU, matched by the CPU platform's resource name
-        # No dashboard: nothing in verl or vLLM uses Ray's state API, and its head process plus nine sub-heads each
-        # import Ray on the 2 cores the run is starting on.
-        "+ray_kwargs.ray_init.include_dashboard=False",
         "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
         # Padded micro batches. verl's packed call (remove-padding: no mask, packed position ids, no KV cache) is
         # exact with sdpa as well (tests/unit/test_cpu_attention.py); the R3 run test turns it on.

@@ -5,7 +5,8 @@ process group: Ray puts every worker in a group of its own (same session), and t
 trainer in a new session (a child of torchrun). :func:`kill_tree` therefore signals the leader's
 session *and* every descendant of it.
 
-Running leaders are registered here, so that a Prefect ``on_cancellation``/``on_crashed`` hook and the
+Running leaders are registered here (and work that is not a local process, such as a Ray Job, registers a
+stop function with :func:`register_stop`), so that a Prefect ``on_cancellation``/``on_crashed`` hook and the
 SIGTERM handler of :func:`install_sigterm_handler` can kill whatever is still running, even when the
 code that started it never reaches its ``finally``.
 """
@@ -17,11 +18,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _lock = threading.Lock()
 _active: dict[int, str] = {}  # leader pid (= its session and process group id) -> what it runs
+_stops: dict[str, Callable[[], None]] = {}  # name (a Ray Job's submission id) -> how to stop it
 
 
 def register(pid: int, name: str) -> None:
@@ -33,6 +35,17 @@ def register(pid: int, name: str) -> None:
 def unregister(pid: int) -> None:
     with _lock:
         _active.pop(pid, None)
+
+
+def register_stop(name: str, stop: Callable[[], None]) -> None:
+    """Record running work that is not a local process tree, with the function that stops it."""
+    with _lock:
+        _stops[name] = stop
+
+
+def unregister_stop(name: str) -> None:
+    with _lock:
+        _stops.pop(name, None)
 
 
 def active() -> dict[int, str]:
@@ -94,13 +107,19 @@ def kill_tree(leader: int, grace_s: float = 10.0) -> None:
     _signal_all(pids | tree(leader), signal.SIGKILL)
 
 
-def kill_active(grace_s: float = 10.0) -> list[int]:
-    """Kill the trees of every registered leader; returns their pids."""
+def kill_active(grace_s: float = 10.0) -> list[int | str]:
+    """Kill the trees of every registered leader and stop every registered job; returns their pids and names."""
     leaders = list(active())
     for pid in leaders:
         kill_tree(pid, grace_s)
         unregister(pid)
-    return leaders
+    with _lock:
+        stops = dict(_stops)
+    for name, stop in stops.items():
+        with contextlib.suppress(Exception):  # best effort: the others must still be stopped
+            stop()
+        unregister_stop(name)
+    return [*leaders, *stops]
 
 
 def install_sigterm_handler() -> None:

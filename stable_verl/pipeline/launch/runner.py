@@ -1,9 +1,12 @@
-"""Run a verl entry point as a subprocess: own session, streamed log, hard timeout, loud failure.
+"""How a verl stage runs: one small interface (start / stream / stop), and the local subprocess behind it.
 
-Two CPU failure modes make verl hang instead of exiting (Ray resource starvation, a dead vLLM
-engine), so every run has a wall-clock limit. On timeout, error or interrupt the whole process
-tree (torchrun children, the Ray driver, its daemons and workers) is terminated, then killed; while
-it runs, the leader is registered in :mod:`stable_verl.pipeline.launch.procs` for cancellation hooks.
+:class:`Launcher` is the seam between the tracked stage lifecycle and where verl actually runs:
+:class:`LocalLauncher` (a subprocess in its own session, today's default) or
+:class:`~stable_verl.pipeline.launch.ray_job.RayJobLauncher` (a Ray Job on an existing cluster).
+:func:`launch` drives either one the same way: the log goes to a file and ``on_line``, a wall-clock limit
+stops it (two CPU failure modes make verl hang instead of exiting: Ray resource starvation, a dead vLLM
+engine), and an error or interrupt (Ctrl-C, Prefect cancellation) stops it before the exception propagates.
+While it runs it is registered in :mod:`stable_verl.pipeline.launch.procs` for cancellation hooks.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stable_verl.pipeline.launch import procs
@@ -22,7 +26,7 @@ from stable_verl.pipeline.launch.log_errors import failure_summary
 
 
 class VerlRunError(RuntimeError):
-    """A verl subprocess failed or timed out; the message ends with the tail of its log."""
+    """A verl run failed, timed out or was stopped; the message ends with the tail of its log."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,148 @@ class RunResult:
     returncode: int
     seconds: float
     log_path: Path
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What to run: the command line and the environment stable-verl sets (on top of the launcher's own)."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    """Local: the whole environment. Ray Job: only these variables, as the job's ``runtime_env.env_vars``."""
+    name: str = "verl"
+    cwd: str | Path | None = None
+    key: str = ""
+    """Identity of the work (a run id): a launcher may refuse to start what is already running under it."""
+    attempt: int = 1
+    num_gpus: float = 0
+    """GPUs the entrypoint process itself needs (SFT's torchrun: its trainers), 0 for a Ray driver."""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class Launcher(ABC):
+    """Start a verl command somewhere, stream its output until it ends, stop it. Not reentrant: one run each."""
+
+    kind: str = ""
+
+    def check(self, spec: LaunchSpec) -> None:  # noqa: B027 - optional hook
+        """Raise before anything local changes if ``spec`` must not start (e.g. it is already running)."""
+
+    @abstractmethod
+    def start(self, spec: LaunchSpec) -> str:
+        """Start ``spec``; returns a line saying where it runs (a pid, a job id)."""
+
+    @abstractmethod
+    def stream(self, on_line: Callable[[str], None], deadline: float) -> int | None:
+        """Feed every output line to ``on_line`` until the run ends (returns its exit code, 0 = success) or
+        ``time.monotonic()`` passes ``deadline`` (returns None, the run still going)."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the run and everything it started; idempotent, also after a normal end (reaps stragglers)."""
+
+    def describe_failure(self) -> str:
+        """What went wrong, in a few words, after a non-zero ``stream`` result."""
+        return ""
+
+
+def launch(
+    launcher: Launcher,
+    spec: LaunchSpec,
+    log_path: str | Path,
+    timeout_s: float,
+    on_line: Callable[[str], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``spec`` with ``launcher`` to completion, appending its output to ``log_path``.
+
+    Raises ``VerlRunError`` (with the log's tail) on failure or timeout; on any exception the run is stopped
+    first. ``on_line`` receives every output line and must be cheap; ``on_start`` the launcher's start line.
+    """
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    start = time.monotonic()
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(spec.argv)}\n")
+        log.flush()
+
+        def line(text: str) -> None:
+            log.write(text + "\n")
+            tail.append(text)
+            if on_line is not None:
+                on_line(text)
+
+        where = launcher.start(spec)
+        if on_start is not None:
+            on_start(where)
+        try:
+            code = launcher.stream(line, start + timeout_s)
+        finally:  # also on KeyboardInterrupt, Prefect cancellation, a lost connection, ...
+            launcher.stop()
+            log.flush()
+    seconds = time.monotonic() - start
+    if code is None:
+        raise VerlRunError(_failure(spec.name, f"timed out after {timeout_s:.0f} s (stopped)", log_path, tail))
+    if code != 0:
+        what = launcher.describe_failure() or f"exited with code {code}"
+        raise VerlRunError(_failure(spec.name, what, log_path, tail))
+    return RunResult(code, seconds, log_path)
+
+
+def _failure(name: str, what: str, log_path: Path, tail: collections.deque[str]) -> str:
+    """One line that says what happened and where the log is, then the cause found in the log and its tail."""
+    return f"{name} {what}; full log: {log_path}\n{failure_summary(log_path, tail)}"
+
+
+class LocalLauncher(Launcher):
+    """A subprocess in its own session; stopping it kills its whole tree (torchrun children, Ray, its workers)."""
+
+    kind = "local"
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, spec: LaunchSpec) -> str:
+        self.proc = subprocess.Popen(
+            list(spec.argv),
+            cwd=spec.cwd,
+            env=dict(spec.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            errors="replace",
+            start_new_session=True,  # own session: we can find and kill everything it spawns
+        )
+        procs.register(self.proc.pid, spec.name)
+        return f"pid {self.proc.pid} (its own session and process group)"
+
+    def stream(self, on_line: Callable[[str], None], deadline: float) -> int | None:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        timed_out = threading.Event()
+
+        def _watchdog() -> None:  # reading stdout blocks: a timer ends it by killing the tree
+            if proc.poll() is None:
+                timed_out.set()
+                kill_process_group(proc)
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), _watchdog)
+        timer.daemon = True
+        timer.start()
+        try:
+            for text in proc.stdout:
+                on_line(text.rstrip("\n"))
+            proc.wait()
+        finally:
+            timer.cancel()
+        return None if timed_out.is_set() else proc.returncode
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            kill_process_group(self.proc)
+            procs.unregister(self.proc.pid)
 
 
 def kill_process_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -55,68 +201,11 @@ def run_streaming(
     name: str = "verl",
     on_start: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Run ``argv`` to completion, appending its output to ``log_path``; raise ``VerlRunError`` on failure.
-
-    ``on_line`` receives every output line (e.g. to print progress); it must be cheap. ``on_start``
-    receives the pid of the started leader (= its session and process-group id).
-    """
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail: collections.deque[str] = collections.deque(maxlen=40)
-    start = time.monotonic()
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"$ {' '.join(argv)}\n")
-        log.flush()
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            errors="replace",
-            start_new_session=True,  # own session: we can find and kill everything it spawns
-        )
-        procs.register(proc.pid, name)
-        if on_start is not None:
-            on_start(proc.pid)
-        timed_out = threading.Event()
-
-        def _watchdog() -> None:
-            if proc.poll() is None:
-                timed_out.set()
-                kill_process_group(proc)
-
-        timer = threading.Timer(timeout_s, _watchdog)
-        timer.daemon = True
-        timer.start()
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                log.write(line)
-                tail.append(line.rstrip("\n"))
-                if on_line is not None:
-                    on_line(line.rstrip("\n"))
-            proc.wait()
-        except BaseException:  # KeyboardInterrupt, Prefect cancellation, ...
-            kill_process_group(proc)
-            raise
-        finally:
-            timer.cancel()
-            kill_process_group(proc)  # stragglers that outlived the leader
-            procs.unregister(proc.pid)
-    seconds = time.monotonic() - start
-    if timed_out.is_set():
-        raise VerlRunError(_failure(name, f"timed out after {timeout_s:.0f} s (killed)", log_path, tail))
-    if proc.returncode != 0:
-        raise VerlRunError(_failure(name, f"exited with code {proc.returncode}", log_path, tail))
-    return RunResult(proc.returncode, seconds, log_path)
-
-
-def _failure(name: str, what: str, log_path: Path, tail: collections.deque[str]) -> str:
-    """One line that says what happened and where the log is, then the cause found in the log and its tail."""
-    return f"{name} {what}; full log: {log_path}\n{failure_summary(log_path, tail)}"
+    """Run ``argv`` locally (:class:`LocalLauncher`) to completion; ``on_start`` receives the leader's pid."""
+    launcher = LocalLauncher()
+    started = None if on_start is None else (lambda _: on_start(launcher.proc.pid))  # type: ignore[union-attr]
+    spec = LaunchSpec(argv, env, name=name, cwd=cwd)
+    return launch(launcher, spec, log_path, timeout_s, on_line=on_line, on_start=started)
 
 
 def python_module(module: str, *args: str) -> list[str]:
