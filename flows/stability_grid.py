@@ -20,6 +20,7 @@ from flows.rl import rl_flow
 from flows.sft import sft_flow
 from flows.tasks import GridProgressArtifact, grid_report, kill_verl, preflight
 from stable_verl.pipeline.params import StabilityGridParams
+from stable_verl.pipeline.train_stages import rl_run_complete
 
 
 @flow(name="stability-grid", on_cancellation=[kill_verl], on_crashed=[kill_verl])
@@ -28,7 +29,9 @@ def stability_grid_flow(params: StabilityGridParams) -> dict:
     preflight(params.store)
     stages = [] if params.init_run else [_timed(sft_flow, params.sft_params())]
     init_run = params.init_run or stages[0]["run_id"]
-    progress = GridProgressArtifact(params.name, len(params.cells()))
+    store = params.store.open()
+    to_run = sum(not rl_run_complete(params.rl_params(cell, init_run), store) for cell in params.cells())
+    progress = GridProgressArtifact(params.name, len(params.cells()), to_run)
     cells = []
     for cell in params.cells():
         stage = _timed(rl_flow, params.rl_params(cell, init_run))

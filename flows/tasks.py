@@ -168,9 +168,11 @@ def comparison_report(params: ColdstartParams, inits: list[coldstart.InitRuns], 
 class GridProgressArtifact:
     """Cells done / to do with the estimated time left: a Prefect progress artifact plus one log line per cell."""
 
-    def __init__(self, name: str, total: int) -> None:
-        self.state = grid.GridProgress(total)
-        self.id = create_progress_artifact(0.0, key=artifact_key("progress", name), description=f"grid: 0/{total}")
+    def __init__(self, name: str, total: int, to_run: int | None = None) -> None:
+        self.state = grid.GridProgress(total, to_run)
+        description = f"grid: 0/{total}" + ("" if to_run is None else f" ({total - to_run} complete already)")
+        self.id = create_progress_artifact(0.0, key=artifact_key("progress", name), description=description)
+        get_run_logger().info(description)
 
     def finish(self, cell: GridCell, stage: dict) -> None:
         self.state.finish(stage["flow_s"], stage["skipped"])

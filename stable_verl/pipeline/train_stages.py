@@ -163,6 +163,16 @@ def run_sft_stage(
     return run_tracked(run, sft_job(p, assets, run.run_id, workdir), local, echo=echo, on_line=on_line)
 
 
+def rl_run_complete(p: RLFlowParams, store: ArtifactStore) -> bool:
+    """Whether the RL run ``p`` describes is complete in ``store`` already (running its stage would skip it)."""
+    parent = None
+    if p.init_run is not None:
+        init, step = init_checkpoint(store, p.init_run)
+        parent = init.checkpoint(step)
+    record = RunRecord.read(RunLayout(store, rl_run_id(p, parent)))
+    return record is not None and record.complete
+
+
 def run_rl_stage(
     p: RLFlowParams, store: ArtifactStore, echo: Callable[[str], None] = print, on_line=None
 ) -> StageResult:
