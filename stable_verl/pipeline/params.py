@@ -139,6 +139,10 @@ class _StageParams(_Model):
     model: TinyModelSpec = Field(default_factory=TinyModelSpec)
     task: TaskSpec = Field(default_factory=TaskSpec)
 
+    def _common(self) -> dict:
+        """The shared fields, for the per-stage parameters a multi-stage flow derives."""
+        return {k: getattr(self, k) for k in ("store", "launcher", "workdir", "seed", "model", "task")}
+
 
 def _check_saves(rl: RLStage) -> RLStage:
     if rl.save_freq <= 0:
@@ -246,16 +250,6 @@ class ColdstartParams(_StageParams):
     def evaluate_params(self, runs: list[str]) -> EvaluateFlowParams:
         return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)
 
-    def _common(self) -> dict:
-        return {
-            "store": self.store,
-            "launcher": self.launcher,
-            "workdir": self.workdir,
-            "seed": self.seed,
-            "model": self.model,
-            "task": self.task,
-        }
-
 
 GRID_MINIBATCHES = (1, 2, 4, 8)  # the paper's N: mini-batches per rollout batch at the same global batch
 
@@ -359,13 +353,3 @@ class StabilityGridParams(_StageParams):
 
     def evaluate_params(self, runs: list[str]) -> EvaluateFlowParams:
         return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)
-
-    def _common(self) -> dict:
-        return {
-            "store": self.store,
-            "launcher": self.launcher,
-            "workdir": self.workdir,
-            "seed": self.seed,
-            "model": self.model,
-            "task": self.task,
-        }
