@@ -2,7 +2,8 @@
 
 :func:`run_tracked` is the lifecycle every training stage shares:
 
-1. a run whose ``run.json`` says ``status: complete`` is skipped (that status is written last);
+1. a run whose ``run.json`` says ``status: complete`` is skipped (that status is written last); otherwise the
+   run's train lease (:mod:`stable_verl.artifacts.lease`) is taken, waiting while another flow run holds it;
 2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
 3. the latest complete checkpoint in the store is restored into an empty local checkpoint root, so verl's
    ``resume_mode=auto`` continues from it (a killed stage resumes when rerun);
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_verl.artifacts import RunLayout
+from stable_verl.artifacts.lease import Lease
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import site
 from stable_verl.pipeline.checkpoint_sync import CheckpointSyncer, MetricsLog, check_steps, restore_latest
@@ -91,7 +93,14 @@ def run_tracked(
     """Run ``job`` for ``run`` unless complete; resume from the store's latest checkpoint. See the module doc."""
     start = time.monotonic()
     record = RunRecord.read(run) or RunRecord(run.run_id)
+    lease = None
+    if not record.complete:  # one trainer per run: wait while another flow run holds its train lease
+        lease = Lease(run.store, "train", run.run_id)
+        lease.acquire(wait_s=job.timeout_s, echo=echo)
+        record = RunRecord.read(run) or record  # the holder we waited for may have completed it
     if record.complete:
+        if lease is not None:
+            lease.release()
         echo(f"[{job.kind}] {run.run_id} is complete in the store: skipped")
         return _result(run, job, record, skipped=True, wall_s=time.monotonic() - start)
 
@@ -130,6 +139,8 @@ def run_tracked(
             RunRecord.stopped(run, exc)
         site.refresh_run(run)  # site hook: failed / interrupted (never raises)
         raise
+    finally:
+        lease.release()
     return _result(run, job, record, skipped=False, wall_s=time.monotonic() - start)
 
 
