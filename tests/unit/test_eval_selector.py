@@ -3,10 +3,16 @@ with no evaluation yet, narrowed by kind, recipe and age, merged with listed run
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
+import pandas as pd
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.pipeline.checkpoint_eval import EvalTarget, select_targets
+from stable_verl.artifacts.lease import Lease, lease_path
+from stable_verl.pipeline.checkpoint_eval import EvalTarget, evaluate_checkpoints, select_targets
+from stable_verl.pipeline.eval_worker import EvalSettings
 from stable_verl.pipeline.params import EvaluateFlowParams
 from stable_verl.pipeline.selector import RunSelector
 
@@ -86,3 +92,27 @@ def test_parameters_take_a_selector_or_runs():
     ):
         with pytest.raises(ValueError, match=f"invalid config at {where}"):
             EvaluateFlowParams.from_config(None, [bad])
+
+
+def test_a_run_another_evaluation_holds_is_skipped_and_said(store, tmp_path):
+    # minirl's pending steps are leased by another flow run; grpo's step 5 already has results with these settings:
+    # nothing is left to evaluate, so no vLLM process starts, and the log says which run was skipped and why.
+    settings = EvalSettings(k=2)
+    bench = tmp_path / "bench_id.parquet"
+    pd.DataFrame({"prompt": ["1+1", "2+2"]}).to_parquet(bench)
+    done = tmp_path / "done"
+    done.mkdir()
+    results = {"avg@2": 0.5, "avg@2_stderr": 0.1, "format_rate": 1.0, "num_prompts": 2}
+    (done / "results.json").write_text(json.dumps({**results, "settings": dataclasses.asdict(settings)}))
+    store.put_dir(done, RunLayout(store, GRPO).eval_dir(5, "bench_id"))
+    other = Lease(store, "eval", MINIRL, owner="nightly flow run 1", settle_s=0.05)
+    other.acquire()
+    targets = [EvalTarget(MINIRL, 3), EvalTarget(GRPO, 5)]
+    said: list[str] = []
+    outcome = evaluate_checkpoints(store, targets, {"bench_id": bench}, settings, tmp_path, 60, echo=said.append)
+    other.release()
+    assert outcome.busy == [EvalTarget(MINIRL, 3)] and outcome.evaluated == []
+    assert list(outcome.results) == [EvalTarget(GRPO, 5)] and outcome.rows("avg@2")[0]["avg@2"] == 0.5
+    assert any(f"{MINIRL}: skipped, another evaluation holds it" in s and "nightly flow run 1" in s for s in said)
+    assert said[-1] == "[eval] nothing to evaluate: 1 of 2 checkpoint(s) already evaluated"
+    assert not store.exists(lease_path("eval", GRPO))  # a run with nothing to evaluate is never leased
