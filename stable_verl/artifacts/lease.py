@@ -5,7 +5,8 @@ A lease is one small object, ``leases/<purpose>/<run_id>.json``::
     {"owner": "host/pid 123/1a2b3c4d", "purpose": "eval", "run_id": ..., "acquired_at": ..., "heartbeat": ...,
      "expires": <epoch seconds>, "ttl_s": 300}
 
-* **Acquire**: if the object is absent, or its ``expires`` is past (a stale lease: its holder died), write ours,
+* **Acquire**: if the object is absent, or stale (its ``expires`` is past, or it names a process of this machine that
+  no longer exists: a killed flow rerun on the same machine need not wait for the expiry), write ours,
   wait ``settle_s`` and read it back; the lease is ours only if the object still names us. A contender that read
   the object before our write and writes its own within ``settle_s`` makes the later writer win and the earlier
   one read someone else's name back, so two owners never both hold it (S3 and local renames are last-writer-wins
@@ -30,7 +31,7 @@ from dataclasses import asdict, dataclass
 from stable_verl.artifacts.manifest import utc_now
 from stable_verl.artifacts.store import ArtifactStore
 
-DEFAULT_TTL_S = 300.0
+DEFAULT_TTL_S = 60.0
 """A lease whose holder stopped heart-beating is stale after this long (heartbeats come every ttl/3)."""
 
 
@@ -61,11 +62,27 @@ class LeaseState:
     ttl_s: float
 
     def expired(self, now: float | None = None) -> bool:
-        return (time.time() if now is None else now) >= self.expires
+        """Past its expiry, or its owner was a process of this machine that is gone (a killed flow, rerun here)."""
+        return (time.time() if now is None else now) >= self.expires or self._owner_died_here()
+
+    def _owner_died_here(self) -> bool:
+        host, _, rest = self.owner.partition("/pid ")
+        pid = rest.split("/", 1)[0]
+        if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
 
     def describe(self) -> str:
         left = self.expires - time.time()
         when = f"expires in {left:.0f} s" if left > 0 else f"expired {-left:.0f} s ago"
+        if left > 0 and self._owner_died_here():
+            when += ", its process is gone"
         return f"(since {self.acquired_at}, last heartbeat {self.heartbeat}, {when})"
 
 

@@ -4,6 +4,8 @@ expiry, a stale lease is taken over, a released one is free; and the train stage
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -70,6 +72,22 @@ def test_a_stale_lease_is_taken_over_and_its_old_holder_learns_it(store):
     a.release()  # and its release leaves b's lease alone
     assert b.read().owner == "b"
     b.release()
+
+
+def test_a_lease_of_a_dead_process_of_this_machine_is_stale_at_once(store):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is gone (and not reused this quickly)
+    killed = _lease(store, f"{socket.gethostname()}/pid {dead.pid}/0000abcd", ttl_s=600)
+    killed.acquire()
+    killed._stop.set()
+    elsewhere = Lease(store, "train", RUN, owner=f"other-host/pid {dead.pid}/1", ttl_s=600, settle_s=0.05)
+    elsewhere.acquire()
+    elsewhere._stop.set()
+    said: list[str] = []
+    assert _lease(store, "b").try_acquire(said.append) is None  # taken over without waiting 600 s
+    assert "its process is gone" in said[0]
+    other = Lease(store, "train", RUN, owner="b", settle_s=0.05).try_acquire(QUIET)
+    assert other is not None and other.owner.startswith("other-host/")  # another machine's pid says nothing here
 
 
 def test_waiting_for_a_holder_that_releases(store):
