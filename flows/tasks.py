@@ -7,6 +7,7 @@ run on the flow's main thread, where a SIGTERM reaches them.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -128,11 +129,17 @@ def evaluate_runs(params: EvaluateFlowParams) -> dict:
     log = get_run_logger()
     store = params.store.open()
     workdir = Path(params.workdir).resolve()
-    targets = checkpoint_eval.select_targets(store, params.runs, params.eval.steps)
+    targets = checkpoint_eval.select_targets(
+        store, params.runs, params.eval.steps, params.select, params.eval.benchmarks
+    )
+    if params.select is not None:
+        log.info(f"[eval] selector {params.select.model_dump(exclude_defaults=True)}: {len(targets)} checkpoint(s)")
     benchmarks = checkpoint_eval.benchmark_files(workdir, params.task, params.eval.benchmarks, params.eval.n_prompts)
     settings = params.eval.settings()
+    # Listed runs are waited for (a comparison needs their scores); a selector's scheduled run skips busy ones.
+    wait_s = params.eval.timeout_s if params.select is None else 0.0
     outcome = checkpoint_eval.evaluate_checkpoints(
-        store, targets, benchmarks, settings, workdir, params.eval.timeout_s, echo=log.info
+        store, targets, benchmarks, settings, workdir, params.eval.timeout_s, echo=log.info, lease_wait_s=wait_s
     )
     metric = f"avg@{settings.k}"
     rows = outcome.rows(metric)
@@ -142,6 +149,7 @@ def evaluate_runs(params: EvaluateFlowParams) -> dict:
         "metric": metric,
         "rows": rows,
         "evaluated": len(outcome.evaluated),
+        "busy": [dataclasses.asdict(t) for t in outcome.busy],
         "eval_s": outcome.eval_s,
         "download_s": outcome.download_s,
         "upload_s": outcome.upload_s,

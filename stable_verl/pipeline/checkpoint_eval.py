@@ -9,21 +9,22 @@ prompt count is reused, so reruns only evaluate what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
-from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.artifacts.lease import Lease, LeaseHeld
 from stable_verl.pipeline import site
 from stable_verl.pipeline.eval_worker import EvalSettings, ensure_hf_model, eval_argv, eval_env
 from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.pipeline.selector import RunSelector, Steps, choose_steps
 from stable_verl.pipeline.train_stages import fetch_checkpoint
 from stable_verl.tasks.datasets import TaskSpec, write_task_data
 
@@ -42,6 +43,8 @@ class EvalOutcome:
     """target -> benchmark -> results.json contents."""
     evaluated: list[EvalTarget]
     """Targets evaluated now (the others were already in the store)."""
+    busy: list[EvalTarget] = dataclasses.field(default_factory=list)
+    """Targets left out: another owner held their run's evaluation lease (they have no results here)."""
     eval_s: float = 0.0
     """The evaluation process (vLLM start-up, generation, scoring)."""
     download_s: float = 0.0
@@ -65,26 +68,24 @@ class EvalOutcome:
 
 
 def select_targets(
-    store: ArtifactStore, runs: list[str], steps: Literal["last", "all"] | list[int]
+    store: ArtifactStore,
+    runs: list[str],
+    steps: Steps,
+    selector: RunSelector | None = None,
+    benchmarks: list[str] | None = None,
 ) -> list[EvalTarget]:
-    """Checkpoints to evaluate: per run 'last', 'all' or the listed steps (SFT runs: always their last)."""
+    """Checkpoints to evaluate: per listed run 'last', 'all' or the listed steps (SFT runs: always their last), then
+    those of the runs ``selector`` picks from the store (pending ones only, unless it says otherwise)."""
     targets = []
     for rid in runs:
         run = RunLayout(store, rid)
         available = run.checkpoint_steps()
         if not available:
             raise ValueError(f"run {rid} has no complete checkpoint in {store.uri()}")
-        record = RunRecord.read(run)
-        if steps == "last" or (record is not None and record.kind == "sft"):
-            chosen = available[-1:]
-        elif steps == "all":
-            chosen = available
-        else:
-            missing = sorted(set(steps) - set(available))
-            if missing:
-                raise ValueError(f"run {rid} has no complete checkpoint(s) {missing}; it has {available}")
-            chosen = sorted(set(steps))
-        targets += [EvalTarget(rid, s) for s in chosen]
+        targets += [EvalTarget(rid, s) for s in choose_steps(run, available, steps)]
+    if selector is not None:
+        found = selector.checkpoints(store, steps, benchmarks or [])
+        targets += [t for t in (EvalTarget(rid, s) for rid, s in found) if t not in targets]
     return targets
 
 
@@ -128,23 +129,61 @@ def evaluate_checkpoints(
     workdir: Path,
     timeout_s: float,
     echo: Callable[[str], None] = print,
+    lease_wait_s: float = 0.0,
 ) -> EvalOutcome:
-    """Evaluate the targets missing from the store in one process, upload them, return every target's scores."""
+    """Evaluate the targets missing from the store in one process, upload them, return every target's scores.
+
+    Each run with checkpoints to evaluate is leased (``leases/eval/<run_id>.json``) until its results are uploaded;
+    a run whose lease another owner holds for longer than ``lease_wait_s`` is left out (``outcome.busy``).
+    """
     sizes = {name: len(pd.read_parquet(path)) for name, path in benchmarks.items()}
     results: dict[EvalTarget, dict[str, dict]] = {}
-    pending = []
-    for t in targets:
-        run = RunLayout(store, t.run_id)
-        stored = {b: _stored_result(run, t.step, b, settings, n) for b, n in sizes.items()}
-        if all(r is not None for r in stored.values()):
-            results[t] = stored  # type: ignore[assignment]
-        else:
-            pending.append(t)
-    outcome = EvalOutcome(results, evaluated=pending)
-    if not pending:
-        echo(f"[eval] all {len(targets)} checkpoint(s) already evaluated with these settings")
-        return outcome
 
+    def stored(t: EvalTarget) -> dict[str, dict] | None:
+        run = RunLayout(store, t.run_id)
+        found = {b: _stored_result(run, t.step, b, settings, n) for b, n in sizes.items()}
+        return found if all(r is not None for r in found.values()) else None  # type: ignore[return-value]
+
+    with contextlib.ExitStack() as leases:
+        pending, busy = [], []
+        for rid in dict.fromkeys(t.run_id for t in targets):
+            todo = [t for t in targets if t.run_id == rid]
+            results |= {t: r for t in todo if (r := stored(t)) is not None}
+            if all(t in results for t in todo):
+                continue
+            lease = Lease(store, "eval", rid)
+            try:
+                leases.enter_context(lease.hold(lease_wait_s, echo=echo))
+            except LeaseHeld as held:
+                echo(f"[eval] {rid}: skipped, another evaluation holds it: {held}")
+                busy += [t for t in todo if t not in results]
+                continue
+            for t in todo:  # again under the lease: a holder we waited for may have stored them
+                if t not in results and (r := stored(t)) is not None:
+                    results[t] = r
+            pending += [t for t in todo if t not in results]
+        outcome = EvalOutcome(results, evaluated=pending, busy=busy)
+        if pending:
+            _evaluate_pending(store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome)
+        else:
+            echo(f"[eval] nothing to evaluate: {len(results)} of {len(targets)} checkpoint(s) already evaluated")
+    outcome.results = {t: outcome.results[t] for t in targets if t in outcome.results}
+    return outcome
+
+
+def _evaluate_pending(
+    store: ArtifactStore,
+    pending: list[EvalTarget],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    sizes: dict[str, int],
+    workdir: Path,
+    timeout_s: float,
+    echo: Callable[[str], None],
+    outcome: EvalOutcome,
+) -> None:
+    """One evaluation process over ``pending``; results uploaded and added to ``outcome``."""
+    results = outcome.results
     out_root = workdir / "eval" / config_hash({"settings": dataclasses.asdict(settings), "sizes": sizes})
     t0 = time.monotonic()
     jobs = []
@@ -167,5 +206,3 @@ def evaluate_checkpoints(
     outcome.upload_s = time.monotonic() - t0
     for rid in dict.fromkeys(t.run_id for t in pending):
         site.refresh_run(RunLayout(store, rid))  # site hook: the run pages show the new evaluations
-    outcome.results = {t: results[t] for t in targets}
-    return outcome

@@ -30,6 +30,7 @@ from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec
 from stable_verl.pipeline.config import RLStage, SFTStage
 from stable_verl.pipeline.eval_worker import EvalSettings
+from stable_verl.pipeline.selector import RunSelector
 from stable_verl.pipeline.yaml_config import load_yaml
 from stable_verl.tasks.datasets import TaskSpec
 from stable_verl.tasks.teachers import TEACHERS, get_teacher
@@ -205,9 +206,19 @@ class EvaluateFlowParams(_Model):
     """Local scratch (downloaded checkpoints, benchmark files, eval outputs)."""
     task: TaskSpec = Field(default_factory=TaskSpec)
     """Task spec the benchmark splits are generated from."""
-    runs: list[str] = Field(min_length=1)
+    runs: list[str] = Field(default_factory=list)
     """Run ids (``sft-...``/``rl-...``) to evaluate."""
+    select: RunSelector | None = None
+    """Runs picked from the store as well (``{}``: every complete checkpoint with no evaluation yet)."""
     eval: EvalParams = Field(default_factory=EvalParams)
+
+    @model_validator(mode="after")
+    def _runs_or_selector(self) -> Self:
+        if not self.runs and self.select is None:
+            raise ValueError(
+                "nothing to evaluate: give runs (run ids) or select ({} = every checkpoint not yet evaluated)"
+            )
+        return self
 
 
 class ColdstartParams(_StageParams):

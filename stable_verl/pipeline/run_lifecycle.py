@@ -2,8 +2,9 @@
 
 :func:`run_tracked` is the lifecycle every training stage shares:
 
-1. a run whose ``run.json`` says ``status: complete`` is skipped (that status is written last); a launcher that
-   finds the run already running (a Ray Job of an earlier attempt) refuses before anything changes;
+1. a run whose ``run.json`` says ``status: complete`` is skipped (that status is written last); otherwise the
+   run's train lease (:mod:`stable_verl.artifacts.lease`) is taken, waiting while another flow run holds it, and
+   a launcher that finds the run already running (a Ray Job of an earlier attempt) refuses before anything changes;
 2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
 3. the latest complete checkpoint in the store is restored into an empty local checkpoint root, so verl's
    ``resume_mode=auto`` continues from it (a killed stage resumes when rerun);
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_verl.artifacts import RunLayout
+from stable_verl.artifacts.lease import Lease
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import site
 from stable_verl.pipeline.checkpoint_sync import CheckpointSyncer, MetricsLog, check_steps, restore_latest
@@ -97,7 +99,14 @@ def run_tracked(
     """Run ``job`` for ``run`` unless complete; resume from the store's latest checkpoint. See the module doc."""
     start = time.monotonic()
     record = RunRecord.read(run) or RunRecord(run.run_id)
+    lease = None
+    if not record.complete:  # one trainer per run: wait while another flow run holds its train lease
+        lease = Lease(run.store, "train", run.run_id)
+        lease.acquire(wait_s=job.timeout_s, echo=echo)
+        record = RunRecord.read(run) or record  # the holder we waited for may have completed it
     if record.complete:
+        if lease is not None:
+            lease.release()
         echo(f"[{job.kind}] {run.run_id} is complete in the store: skipped")
         return _result(run, job, record, skipped=True, wall_s=time.monotonic() - start)
 
@@ -106,10 +115,14 @@ def run_tracked(
     argv = job.argv(ckpt_root)
     metrics_file = local_dir / f"metrics-attempt-{attempt}.jsonl"
     launcher, spec = job.launcher(), launch_spec(run, job, argv, local_dir, attempt, metrics_file)
-    launcher.check(spec)  # e.g. an earlier attempt still running on the cluster: refuse before touching anything
-    run.write_config(dict(job.config))
-    run.write_command(argv)
-    RunRecord.started(run, job.kind, job.name, attempt, job.total_steps, job.parent_checkpoint)
+    try:
+        launcher.check(spec)  # e.g. an earlier attempt still running on the cluster: refuse before touching anything
+        run.write_config(dict(job.config))
+        run.write_command(argv)
+        RunRecord.started(run, job.kind, job.name, attempt, job.total_steps, job.parent_checkpoint)
+    except BaseException:
+        lease.release()
+        raise
     site.refresh_run(run)  # site hook: the run's page says "running"
     try:
         t0 = time.monotonic()
@@ -139,6 +152,8 @@ def run_tracked(
             RunRecord.stopped(run, exc)
         site.refresh_run(run)  # site hook: failed / interrupted (never raises)
         raise
+    finally:
+        lease.release()
     return _result(run, job, record, skipped=False, wall_s=time.monotonic() - start)
 
 

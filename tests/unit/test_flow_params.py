@@ -63,7 +63,7 @@ def test_rl_stages_checkpoint_every_step_unless_told_otherwise():
 def test_missing_config_file_and_required_runs():
     with pytest.raises(ValueError, match="config file not found: nope.yaml"):
         RLFlowParams.from_config("nope.yaml", [])
-    with pytest.raises(ValueError, match="invalid config at runs"):
+    with pytest.raises(ValueError, match="invalid config: nothing to evaluate: give runs"):
         EvaluateFlowParams.from_config(None, [])
 
 

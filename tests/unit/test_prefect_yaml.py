@@ -112,6 +112,9 @@ def test_nightly_evaluation_schedule(deployments):
     (schedule,) = deployments["evaluate"]["schedules"]
     assert schedule["timezone"] == "UTC" and schedule["slug"] == "nightly-eval"
     assert schedule["parameters"]["params"]["eval"]["steps"] == "all"
+    # it ships active, with the selector (every checkpoint not yet evaluated) instead of run ids to fill in
+    assert schedule["active"] is True and schedule["parameters"]["params"]["select"] == {}
+    assert "runs" not in schedule["parameters"]["params"]
     try:
         from croniter import croniter
     except ImportError:

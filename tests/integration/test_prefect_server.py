@@ -1,0 +1,207 @@
+"""The evaluate deployment on a real Prefect server: `prefect server start` (SQLite in a temporary PREFECT_HOME, a
+free port), a `process` work pool and a worker, `prefect deploy` of the project's prefect.yaml, then two real
+evaluations (vLLM on CPU) of tiny checkpoints in a local store, one started by `prefect deployment run` and one by a
+schedule firing. Both use the selector (every checkpoint not yet evaluated), so the scheduled run scores only the
+checkpoint added after the first. Everything the test starts is stopped by its process group id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from stable_verl.artifacts import ArtifactStore, RunLayout
+from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+POOL = "stable-verl"  # prefect.yaml's work pool
+RUNS = ("rl-tiny-0000aaaa", "rl-tiny-0000bbbb")
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    api: str
+    env: dict[str, str]
+    logs: Path
+
+    def call(self, method: str, path: str, body: object = None) -> object:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.api + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        for attempt in range(5):
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    raw = resp.read()
+                break
+            except urllib.error.HTTPError as err:
+                if err.code != 503 or attempt == 4:  # 503: SQLite busy under load; the server asks to retry
+                    raise AssertionError(f"{method} {path}: {err.code} {err.read()[:2000]!r}") from None
+                time.sleep(2)
+        return json.loads(raw) if raw else None
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run([PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, f"prefect {' '.join(args)}: {out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        return out.stdout
+
+    def tails(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.logs.glob("*.log"))
+        )
+
+    def wait_run(self, run_id: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            run = self.call("GET", f"/flow_runs/{run_id}")
+            if run["state"] and run["state"]["type"] in TERMINAL:
+                return run
+            time.sleep(2)
+        raise AssertionError(f"flow run {run_id} did not finish in {timeout_s} s\n{self.tails()}")
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:  # the child keeps its own handle
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group this test started (by its leader's pid), SIGKILL what is left after 20 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group's other members (flow-run processes, server services)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    import sqlalchemy
+
+    if tuple(int(x) for x in sqlalchemy.__version__.split(".")[:2]) >= (2, 1):  # see infra/requirements-cpu.in
+        pytest.fail(f"SQLAlchemy {sqlalchemy.__version__}: Prefect 3.7.7's scheduler fires no schedule; `make setup`")
+    tmp = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp / "home"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",  # the schedule below fires within seconds
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "STABLE_VERL_HOME": str(ROOT),  # prefect.yaml's pull step: flow runs start in this checkout ...
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),  # ... import it
+    }
+    env.pop("PREFECT_API_KEY", None)
+    logs = tmp / "logs"
+    logs.mkdir()
+    srv = Server(env["PREFECT_API_URL"], env, logs)
+    started: list[subprocess.Popen] = []
+    try:
+        started.append(
+            _start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, logs / "server.log")
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if srv.call("GET", "/health") is True:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and started[0].poll() is None, f"no Prefect server\n{srv.tails()}"
+            time.sleep(1)
+        srv.cli("work-pool", "create", "--type", "process", POOL)
+        srv.cli("--no-prompt", "deploy", "--name", "evaluate")
+        worker = [PREFECT, "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1"]
+        started.append(_start(worker, env, logs / "worker.log"))
+        yield srv
+    finally:
+        for proc in reversed(started):
+            _stop(proc)
+
+
+def _tiny_run(store: ArtifactStore, run_id: str, tokenizer, seed: int, tmp: Path) -> None:
+    """A complete RL run with one real (random-weight) tiny MoE checkpoint at step 1."""
+    run = RunLayout(store, run_id)
+    run.write_run({"kind": "rl", "name": "tiny", "status": "complete", "total_steps": 1})
+    run.upload_checkpoint(save_tiny_model(tmp / run_id, TinyModelSpec(), tokenizer, seed=seed), 1)
+
+
+def test_evaluate_deployment_by_cli_and_by_schedule(server, tokenizer, tmp_path):
+    store = ArtifactStore(str(tmp_path / "store"))
+    params = {
+        "store": {"root": str(tmp_path / "store")},
+        "workdir": str(tmp_path / "work"),
+        "select": {},  # every checkpoint not yet evaluated, as the nightly schedule
+        "eval": {"k": 1, "max_tokens": 8, "n_prompts": 4, "benchmarks": ["bench_id"], "steps": "all"},
+    }
+    deployment = server.call("GET", "/deployments/name/evaluate/evaluate")
+    nightly = server.call("GET", f"/deployments/{deployment['id']}/schedules")
+    assert [(s["slug"], s["active"], s["schedule"]["cron"]) for s in nightly] == [("nightly-eval", True, "0 3 * * *")]
+
+    # 1. `prefect deployment run`: the first run's checkpoint is evaluated.
+    _tiny_run(store, RUNS[0], tokenizer, 0, tmp_path)
+    out = server.cli("deployment", "run", "evaluate/evaluate", "--param", f"params={json.dumps(params)}")
+    run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+    first = server.wait_run(run_id, 300)
+    assert first["state"]["type"] == "COMPLETED", server.tails()
+    a = RunLayout(store, RUNS[0])
+    assert store.is_complete(a.eval_dir(1, "bench_id")) and store.read_json(a.eval_results(1, "bench_id"))["k"] == 1
+    first_manifest = store.read_bytes(f"{a.eval_dir(1, 'bench_id')}/_MANIFEST.json")
+
+    # 2. A schedule fires (an interval schedule anchored a few seconds ahead): only the new checkpoint is evaluated.
+    _tiny_run(store, RUNS[1], tokenizer, 1, tmp_path)
+    anchor = (datetime.now(UTC) + timedelta(seconds=10)).isoformat()
+    schedule = {"interval": 3600, "anchor_date": anchor, "timezone": "UTC"}
+    server.call(
+        "POST",
+        f"/deployments/{deployment['id']}/schedules",
+        [{"schedule": schedule, "parameters": {"params": params}, "slug": "test-soon"}],
+    )
+    deadline = time.monotonic() + 120
+    scheduled = []
+    while not scheduled:
+        runs = server.call("POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
+        scheduled = [
+            r
+            for r in runs
+            if r["auto_scheduled"] and r["parameters"].get("params", {}).get("workdir") == params["workdir"]
+        ]
+        assert time.monotonic() < deadline, f"the schedule created no flow run\n{server.tails()}"
+        time.sleep(2)
+    second = server.wait_run(scheduled[0]["id"], 300)
+    assert second["state"]["type"] == "COMPLETED", server.tails()
+    b = RunLayout(store, RUNS[1])
+    assert store.is_complete(b.eval_dir(1, "bench_id"))
+    assert store.read_bytes(f"{a.eval_dir(1, 'bench_id')}/_MANIFEST.json") == first_manifest  # not evaluated again
+    assert not store.glob("leases/eval/*.json")  # both evaluations released their leases
