@@ -53,12 +53,12 @@ def test_scrub_values_and_url_passwords() -> None:
 @pytest.fixture(params=["local", "s3"])
 def secret_store(request, tmp_path, monkeypatch) -> ArtifactStore:
     """Local: the secret lives in the environment. S3: it is passed explicitly via storage_options."""
+    moto = request.getfixturevalue("moto_s3") if request.param == "s3" else None  # its set-up unsets the token
     monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
-    if request.param == "local":
+    if moto is None:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
         return ArtifactStore(tmp_path / "artifacts")
-    moto = request.getfixturevalue("moto_s3")
     return moto.store(key=KEY_ID, secret=SECRET)
 
 
