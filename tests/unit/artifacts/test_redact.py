@@ -53,12 +53,12 @@ def test_scrub_values_and_url_passwords() -> None:
 @pytest.fixture(params=["local", "s3"])
 def secret_store(request, tmp_path, monkeypatch) -> ArtifactStore:
     """Local: the secret lives in the environment. S3: it is passed explicitly via storage_options."""
+    moto = request.getfixturevalue("moto_s3") if request.param == "s3" else None  # its set-up unsets the token
     monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
-    if request.param == "local":
+    if moto is None:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
         return ArtifactStore(tmp_path / "artifacts")
-    moto = request.getfixturevalue("moto_s3")
     return moto.store(key=KEY_ID, secret=SECRET)
 
 
@@ -108,6 +108,29 @@ def test_from_env_uses_endpoint_env_without_copying_the_secret(moto_s3, monkeypa
     monkeypatch.setenv("STABLE_VERL_S3_ENDPOINT", "http://127.0.0.1:1")  # the project's own variable wins
     assert ArtifactStore.from_env("s3://b/x").endpoint_url == "http://127.0.0.1:1"
     assert ArtifactStore.from_env("s3://b/x", endpoint_url="http://minio:9000").endpoint_url == "http://minio:9000"
+
+
+def test_secret_in_aws_credentials_and_config_files_reaches_nothing(moto_s3, tmp_path, monkeypatch, caplog) -> None:
+    """Credentials read by botocore from AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE stay out of the store."""
+    caplog.set_level(logging.DEBUG, logger="stable_verl")
+    file_secret, config_secret = SECRET + "-file", SECRET + "-config"
+    creds, config = tmp_path / "credentials", tmp_path / "config"
+    creds.write_text(f"[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {file_secret}\n")
+    config.write_text(f"[profile other]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {config_secret}\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint_url)
+    store = ArtifactStore.from_env(f"s3://{moto_s3.bucket}/from-file")
+    store.check()  # botocore found the file's credentials
+    store.write_json("runs/rl-file-creds-00000000/run.json", {"status": "running"})
+    store.write_text("runs/rl-file-creds-00000000/config.yaml", "rl:\n  lr: 1.0e-4\n")
+    with pytest.raises(Exception) as err:
+        ArtifactStore.from_env("s3://no-such-bucket-xyz/p").check()
+    texts = [repr(store), caplog.text, str(err.value)] + [store.read_text(p) for p in store.glob("**") if "." in p]
+    for text in texts:
+        assert file_secret not in text and config_secret not in text
 
 
 def test_from_env_local_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
