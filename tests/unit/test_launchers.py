@@ -29,8 +29,8 @@ def test_submission_ids_are_the_run_and_the_attempt():
 
 def test_the_entrypoint_runs_the_clusters_python_with_the_same_arguments():
     argv = [sys.executable, "-m", "verl.trainer.main_ppo", "trainer.logger=[console,file]", "a={x:1,y:2}"]
-    command = entrypoint(argv, python="/opt/venv/bin/python")
-    assert shlex.split(command) == ["/opt/venv/bin/python", *argv[1:]]  # quoted: the job's shell sees each as is
+    command = entrypoint(argv, python="/venv/bin/python")
+    assert shlex.split(command) == ["/venv/bin/python", *argv[1:]]  # quoted: the job's shell sees each as is
 
 
 def test_job_submit_argv_is_what_the_launcher_submits():
