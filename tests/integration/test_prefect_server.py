@@ -61,6 +61,10 @@ class Server:
                 if err.code != 503 or attempt == 4:  # 503: SQLite busy under load; the server asks to retry
                     raise AssertionError(f"{method} {path}: {err.code} {err.read()[:2000]!r}") from None
                 time.sleep(2)
+            except OSError:  # a read timeout: on 2 cores a vLLM flow run can starve the server for a while
+                if method != "GET" or attempt == 4:  # only a read is safe to send again
+                    raise
+                time.sleep(2)
         return json.loads(raw) if raw else None
 
     def cli(self, *args: str) -> str:
