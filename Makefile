@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: setup browser demo test test-fast bench lint lock clean
+.PHONY: setup browser demo test test-fast bench soak lint lock clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ test-fast: setup       ## unit tests only (seconds)
 
 bench: setup           ## benchmarks; one `BENCH <name> <value> <op> <target>` line per figure
 	$(PY) tests/benchmarks/run.py
+
+soak: setup            ## fault campaigns kept out of CI (kill -9 points, S3 fault rates); one `SOAK` line per count
+	$(PY) tests/soak/run.py $(CAMPAIGNS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
