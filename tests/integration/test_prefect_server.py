@@ -93,11 +93,11 @@ def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group this test started (by its leader's pid), SIGKILL what is left after 20 s."""
+    """SIGTERM the process group this test started (by its leader's pid), SIGKILL what is left after 5 s."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
     try:
