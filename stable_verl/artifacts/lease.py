@@ -197,6 +197,21 @@ class Lease:
             self.store.delete(self.path)
         self._acquired_at = ""
 
+    def clear_stale(self, echo: Callable[[str], None] = print) -> bool:
+        """Delete the lease object if its holder is gone (expired, or a dead process of this machine).
+
+        A holder killed between finishing its work and releasing (kill -9) leaves its lease behind; a later run
+        that finds the work done calls this so that no stale lease stays in the store for ever.
+        """
+        current = self.read()
+        if current is None or current.owner == self.owner or not current.expired():
+            return False
+        echo(
+            f"[lease] removing the stale {self.purpose} lease on {self.run_id} of {current.owner} {current.describe()}"
+        )
+        self.store.delete(self.path)
+        return True
+
     def hold(self, wait_s: float = 0.0, echo: Callable[[str], None] = print) -> _Held:
         """Context manager: :meth:`acquire` on entry (``LeaseHeld`` if still busy after ``wait_s``), then release."""
         return _Held(self, wait_s, echo)

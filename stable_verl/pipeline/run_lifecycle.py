@@ -107,6 +107,8 @@ def run_tracked(
     if record.complete:
         if lease is not None:
             lease.release()
+        else:  # a holder killed after completing the run, before releasing, left its lease behind
+            Lease(run.store, "train", run.run_id).clear_stale(echo)
         echo(f"[{job.kind}] {run.run_id} is complete in the store: skipped")
         return _result(run, job, record, skipped=True, wall_s=time.monotonic() - start)
 

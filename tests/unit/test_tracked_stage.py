@@ -9,12 +9,14 @@ in tests/integration/test_coldstart_flow.py.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
+from stable_verl.artifacts.lease import Lease
 from stable_verl.pipeline.launch.runner import VerlRunError
 from stable_verl.pipeline.run_lifecycle import VerlJob, run_tracked
 
@@ -78,6 +80,17 @@ def test_complete_stage_is_skipped(run, tmp_path):
     run_tracked(run, _job(total=2), tmp_path / "a", echo=lambda _: None)
     again = run_tracked(run, _job(total=2, die_at=1), tmp_path / "b", echo=lambda _: None)  # would die if run
     assert again.skipped and again.checkpoints == [1, 2] and run.read_run()["attempts"] == 1
+
+
+def test_complete_stage_removes_the_lease_a_killed_holder_left(run, tmp_path):
+    # kill -9 of the flow between run.json "complete" and the lease's release: the rerun skips the run and
+    # removes the dead holder's lease, which would otherwise stay in the store for ever.
+    run_tracked(run, _job(2), tmp_path / "local", echo=lambda _: None)
+    dead = Lease(run.store, "train", run.run_id, owner=f"{socket.gethostname()}/pid 999999999/dead", ttl_s=-1)
+    dead._write()
+    assert dead.read() is not None
+    again = run_tracked(run, _job(2), tmp_path / "local", echo=lambda _: None)
+    assert again.skipped and dead.read() is None
 
 
 def test_stage_whose_last_checkpoint_is_stored_only_finalizes(run, tmp_path):

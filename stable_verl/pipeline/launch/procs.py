@@ -9,17 +9,26 @@ Running leaders are registered here (and work that is not a local process, such 
 stop function with :func:`register_stop`), so that a Prefect ``on_cancellation``/``on_crashed`` hook and the
 SIGTERM handler of :func:`install_sigterm_handler` can kill whatever is still running, even when the
 code that started it never reaches its ``finally``.
+
+A process killed outright (SIGKILL, the OOM killer) runs no hook, and its verl tree lives on, orphaned. A launcher
+that runs in a run's local folder therefore records its leader there (:func:`record_leader`); the next attempt of
+the run, which holds the run's lease, kills what an earlier attempt left running (:func:`kill_recorded_leader`)
+before it starts: one trainer per run, also after kill -9.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+LEADER_FILE = "leader.json"
+"""In a run's local folder: the pid and start time of the process tree an attempt is running there."""
 
 _lock = threading.Lock()
 _active: dict[int, str] = {}  # leader pid (= its session and process group id) -> what it runs
@@ -64,6 +73,15 @@ def _stat(pid: int) -> tuple[str, int, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
 
 
+def start_time(pid: int) -> int | None:
+    """The start time of a live process, in clock ticks since boot: with the pid, it names one process (pids are
+    reused). None if gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _processes() -> Iterator[tuple[int, tuple[str, int, int, int]]]:
     for entry in os.listdir("/proc"):
         if entry.isdigit() and (st := _stat(int(entry))) is not None:
@@ -105,6 +123,43 @@ def kill_tree(leader: int, grace_s: float = 10.0) -> None:
             return
         time.sleep(0.1)
     _signal_all(pids | tree(leader), signal.SIGKILL)
+
+
+def record_leader(folder: Path, pid: int, name: str) -> None:
+    """Note in ``folder`` that ``pid`` (a leader started with ``start_new_session=True``) runs ``name`` there."""
+    record = {"pid": pid, "start_time": start_time(pid), "name": name}
+    (folder / LEADER_FILE).write_text(json.dumps(record) + "\n")
+
+
+def forget_leader(folder: Path, pid: int) -> None:
+    """Remove ``folder``'s leader record if it names ``pid`` (its tree was stopped)."""
+    path = folder / LEADER_FILE
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        if json.loads(path.read_text())["pid"] == pid:
+            path.unlink()
+
+
+def kill_recorded_leader(folder: Path, grace_s: float = 10.0) -> str | None:
+    """Kill the tree recorded in ``folder`` by an earlier attempt if any of it still runs; say what was killed.
+
+    The recorded leader counts only if it is the same process (same start time); if it is gone, what is left of
+    its session and group (Ray daemons, workers) is killed: no other process can have taken their ids.
+    """
+    path = folder / LEADER_FILE
+    try:
+        record = json.loads(path.read_text())
+        pid, started, name = int(record["pid"]), record["start_time"], str(record["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    now = start_time(pid)
+    if now is not None and now != started:  # the pid now names another process: the tree is gone
+        path.unlink(missing_ok=True)
+        return None
+    members = tree(pid)  # the leader's session and group outlive it: what is left of them, if it is gone
+    if members:
+        kill_tree(pid, grace_s)
+    path.unlink(missing_ok=True)
+    return f"{name} (pid {pid}, {len(members)} process(es))" if members else None
 
 
 def kill_active(grace_s: float = 10.0) -> list[int | str]:

@@ -129,12 +129,21 @@ def _failure(name: str, what: str, log_path: Path, tail: collections.deque[str])
 
 
 class LocalLauncher(Launcher):
-    """A subprocess in its own session; stopping it kills its whole tree (torchrun children, Ray, its workers)."""
+    """A subprocess in its own session; stopping it kills its whole tree (torchrun children, Ray, its workers).
+
+    With a ``cwd`` (a run's local folder), the leader is recorded there while it runs, and :meth:`check` kills a
+    tree an earlier attempt left running there (its flow process was killed outright, e.g. by the OOM killer).
+    """
 
     kind = "local"
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
+        self.folder: Path | None = None
+
+    def check(self, spec: LaunchSpec) -> None:
+        if spec.cwd is not None and (killed := procs.kill_recorded_leader(Path(spec.cwd))):
+            print(f"[{spec.name}] killed {killed}, left running by an earlier attempt", file=sys.stderr, flush=True)
 
     def start(self, spec: LaunchSpec) -> str:
         self.proc = subprocess.Popen(
@@ -149,6 +158,9 @@ class LocalLauncher(Launcher):
             start_new_session=True,  # own session: we can find and kill everything it spawns
         )
         procs.register(self.proc.pid, spec.name)
+        if spec.cwd is not None:
+            self.folder = Path(spec.cwd)
+            procs.record_leader(self.folder, self.proc.pid, spec.name)
         return f"pid {self.proc.pid} (its own session and process group)"
 
     def stream(self, on_line: Callable[[str], None], deadline: float) -> int | None:
@@ -176,6 +188,8 @@ class LocalLauncher(Launcher):
         if self.proc is not None:
             kill_process_group(self.proc)
             procs.unregister(self.proc.pid)
+            if self.folder is not None:
+                procs.forget_leader(self.folder, self.proc.pid)
 
 
 def kill_process_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -205,6 +219,7 @@ def run_streaming(
     launcher = LocalLauncher()
     started = None if on_start is None else (lambda _: on_start(launcher.proc.pid))  # type: ignore[union-attr]
     spec = LaunchSpec(argv, env, name=name, cwd=cwd)
+    launcher.check(spec)  # with a cwd: kill what an earlier attempt left running there
     return launch(launcher, spec, log_path, timeout_s, on_line=on_line, on_start=started)
 
 
