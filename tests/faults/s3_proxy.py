@@ -9,7 +9,8 @@ untouched, or injects one fault:
   happened, the client never learns it); a response with a body is then cut after the headers and half the body.
 
 :class:`FaultStats` counts the attempts, those forwarded, and the faults injected by kind. Rates can change while
-the proxy runs (:meth:`S3FaultProxy.set_rates`), so one proxy serves a clean phase and a faulty one.
+the proxy runs (:meth:`S3FaultProxy.set_rates`), so one proxy serves a clean phase and a faulty one, and
+:meth:`S3FaultProxy.fault_next` forces the faults of the next requests (for exact tests).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class S3FaultProxy:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._forced: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="s3-fault-proxy", daemon=True)
@@ -100,9 +102,18 @@ class S3FaultProxy:
         with self._lock:
             self._rates = rates
 
+    def fault_next(self, kind: str, n: int = 1) -> None:
+        """Inject ``kind`` (``error``, ``drop``, ``slow``) into each of the next ``n`` requests, whatever the rates."""
+        if kind not in ("error", "drop", "slow"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self._lock:
+            self._forced += [kind] * n
+
     def reset(self) -> None:
+        """Zero the counts and forget the forced faults not yet injected."""
         with self._lock:
             self._counts.clear()
+            self._forced.clear()
 
     def stats(self) -> FaultStats:
         with self._lock:
@@ -116,7 +127,9 @@ class S3FaultProxy:
             r, extra, rates = self._rng.random(), self._rng.random(), self._rates
             self._counts["requests"] += 1
             kind = None
-            if r < rates.error:
+            if self._forced:
+                kind = self._forced.pop(0)
+            elif r < rates.error:
                 kind = "error"
             elif r < rates.error + rates.drop:
                 kind = "drop"
