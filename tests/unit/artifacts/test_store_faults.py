@@ -1,5 +1,6 @@
 """The fault-injecting S3 proxy (tests/faults/s3_proxy.py) in front of the session's moto server, and the store's
-retries through it: 5xx, slow and dropped requests are injected and counted, and the store survives them."""
+retries through it: 5xx, slow and dropped requests are injected and counted, and the store survives them. Also
+the audit the fault campaigns end with (tests/faults/audit.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stable_verl.artifacts import ArtifactIntegrityError, ArtifactStore, ArtifactStoreError
+from stable_verl.artifacts import ArtifactIntegrityError, ArtifactStore, ArtifactStoreError, RunLayout
 from stable_verl.artifacts.retry import NO_RETRY, RetryPolicy, retry_counts
+from tests.faults.audit import audit_store
 from tests.faults.s3_proxy import FaultRates, S3FaultProxy
 
 NO_BOTOCORE_RETRY = {"retries": {"mode": "standard", "total_max_attempts": 1}}
@@ -126,3 +128,25 @@ def test_a_corrupted_object_fails_verification_on_every_retry(moto_s3, proxy, tm
         store.get_dir("ckpt", tmp_path / "dest")
     assert retry_counts()["download"] - before == 1
     assert not list((tmp_path / "dest").rglob("*.part-*"))
+
+
+def test_the_audit_finds_corrupt_manifests_and_complete_runs_missing_files(moto_s3, tmp_path) -> None:
+    store = moto_s3.store()
+    store.retry = RetryPolicy(attempts=2, base_s=0.01)
+    src = make_dir(tmp_path / "src")
+    for run_id, status in (("rl-good", "complete"), ("rl-gone", "complete"), ("rl-busy", "running")):
+        run = RunLayout(store, run_id)
+        run.write_config({"a": 1})
+        run.write_command(["x=1"])
+        run.write_metrics([{"step": 1}])
+        run.upload_checkpoint(src, step=1)
+        run.write_run({"kind": "rl", "status": status, "checkpoints": [1]})
+    clean = audit_store(store)
+    assert (clean.manifests, clean.files_verified, clean.corrupt) == (3, 6, [])
+    assert clean.complete_runs == 2 and clean.complete_runs_missing_files == []
+
+    store.write_bytes("runs/rl-good/checkpoints/global_step_1/sub/config.json", b'{"layers": 9}')  # same size
+    store.delete("runs/rl-gone/checkpoints/global_step_1/model.bin")
+    audit = audit_store(store)
+    assert audit.corrupt == ["runs/rl-gone/checkpoints/global_step_1", "runs/rl-good/checkpoints/global_step_1"]
+    assert audit.complete_runs_missing_files == ["rl-gone"]  # a size check; the sha256 one is the corrupt list's
