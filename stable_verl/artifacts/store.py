@@ -46,7 +46,8 @@ def _json_default(obj: Any) -> Any:
 class ArtifactStore(ManifestedDirsMixin):
     """Read/write artifacts under ``root`` (a local folder or ``s3://bucket/prefix``).
 
-    ``retry``: how each operation is retried on a transient error (default :class:`RetryPolicy`'s).
+    ``retry``: how each operation on an object store is retried on a transient error (default
+    :class:`RetryPolicy`'s); a local folder's operations are not retried.
     """
 
     def __init__(
@@ -136,14 +137,15 @@ class ArtifactStore(ManifestedDirsMixin):
             raise ArtifactStoreError(self._error_message(op, rel, exc)) from exc
 
     def _call(self, op: str, rel: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args, **kwargs)`` as the operation ``op`` on ``rel``: retried while its error is transient, then
-        re-raised as by :meth:`_op`."""
+        """``fn(*args, **kwargs)`` as the operation ``op`` on ``rel``: retried (object stores) while its error is
+        transient, then re-raised as by :meth:`_op`."""
 
         def once() -> T:
             with self._op(op, rel):
                 return fn(*args, **kwargs)
 
-        return call_with_retries(self.retry, op, lambda: self.uri(rel) if rel else self.uri(), once)
+        policy = NO_RETRY if self.is_local else self.retry  # a local error (or mismatch) repeats
+        return call_with_retries(policy, op, lambda: self.uri(rel) if rel else self.uri(), once)
 
     # ------------------------------------------------------------------------------------- small objects
     def write_bytes(self, rel: str, data: bytes, *, content_type: str | None = None) -> str:

@@ -2,8 +2,9 @@
 
 Mixed into :class:`~stable_verl.artifacts.store.ArtifactStore`; relies on its path helpers (``_full``,
 ``_op``, ``_call``, ``uri``), small-object I/O (``read_bytes``, ``write_bytes``, ``delete``, ``glob``) and ``fs``.
-A whole upload (files, then the size check) and a whole verified download are each one retried operation: a
-transfer cut short, or a download whose sha256 does not match, is done again before anything is trusted.
+On object stores the upload of a directory's files and its whole verified download are each one retried
+operation: a transfer cut short, or a download whose sha256 does not match, is done again before anything is
+trusted.
 """
 
 from __future__ import annotations
