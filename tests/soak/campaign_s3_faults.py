@@ -79,13 +79,18 @@ def _same_structure(a: list[dict], b: list[dict]) -> bool:
     return [(r["step"], sorted(r)) for r in a] == [(r["step"], sorted(r)) for r in b]
 
 
+def _timing(key: str) -> bool:
+    """A wall-clock or machine figure (``timing_s/...``, ``perf/...``, ``.../mfu``), which no rerun repeats."""
+    return key.startswith(("timing", "perf/")) or key.endswith("mfu")
+
+
 def _without_timings(rows: list[dict]) -> list[dict]:
-    """Metrics rows without wall-clock figures (``timing_s/...``, ``perf/...``), which no rerun repeats."""
-    return [{k: v for k, v in r.items() if not k.startswith(("timing", "perf/"))} for r in rows]
+    return [{k: v for k, v in r.items() if not _timing(k)} for r in rows]
 
 
 def _differing_keys(a: list[dict], b: list[dict]) -> set[str]:
-    return {k for ra, rb in zip(a, b, strict=False) for k in ra.keys() | rb.keys() if ra.get(k) != rb.get(k)}
+    keys = {k for ra, rb in zip(a, b, strict=False) for k in ra.keys() | rb.keys() if ra.get(k) != rb.get(k)}
+    return {k for k in keys if not _timing(k)}
 
 
 def _eval_scores(evals: dict) -> dict:
