@@ -86,7 +86,8 @@ def test_third_run_skips_everything(coldstart_e2e):
 def test_s3_faults_were_injected_and_survived(coldstart_e2e):
     faults = coldstart_e2e.faults
     print(f"S3 faults: {faults}, store retries {coldstart_e2e.store_retries}, seconds {coldstart_e2e.seconds}")
-    assert faults.requests > 500 and min(faults.faults.values()) > 0, faults  # every kind, more than once in CI
+    # every kind injected; the flow's outcome under them is what the other tests of this module check
+    assert faults.requests > 200 and min(faults.faults.values()) > 0, faults
 
 
 def test_every_manifest_verifies_and_no_complete_run_misses_a_file(coldstart_e2e):
