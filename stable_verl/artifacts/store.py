@@ -4,28 +4,32 @@ All paths passed to the store are *relative to its root* (``runs/<id>/run.json``
 turns them into user-facing locations. Credentials come from ``storage_options`` or the usual AWS
 environment and never reach artifacts, logs, ``repr`` or error messages (see :mod:`.redact`).
 Directories are uploaded with :meth:`put_dir`, which writes ``_MANIFEST.json`` last; readers only trust
-directories whose manifest is present and valid (:meth:`is_complete`, :meth:`get_dir`).
+directories whose manifest is present and valid (:meth:`is_complete`, :meth:`get_dir`). Every operation is
+retried with backoff while its error is transient (a dropped connection, a 5xx; :mod:`.retry`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from stable_verl.artifacts.errors import ArtifactStoreError
 from stable_verl.artifacts.redact import env_secrets, redact, redact_url, scrub, secret_values
+from stable_verl.artifacts.retry import NO_RETRY, RetryPolicy, call_with_retries
 from stable_verl.artifacts.transfer import ManifestedDirsMixin
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_ROOT = "./artifacts"
 ENDPOINT_ENV_VARS = ("STABLE_VERL_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
@@ -40,9 +44,19 @@ def _json_default(obj: Any) -> Any:
 
 
 class ArtifactStore(ManifestedDirsMixin):
-    """Read/write artifacts under ``root`` (a local folder or ``s3://bucket/prefix``)."""
+    """Read/write artifacts under ``root`` (a local folder or ``s3://bucket/prefix``).
 
-    def __init__(self, root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> None:
+    ``retry``: how each operation on an object store is retried on a transient error (default
+    :class:`RetryPolicy`'s); a local folder's operations are not retried.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
         self._options = dict(storage_options or {})
         self._root = os.fspath(root)
         self.protocol = fsspec.core.split_protocol(self._root)[0] or "file"
@@ -122,6 +136,17 @@ class ArtifactStore(ManifestedDirsMixin):
         except Exception as exc:
             raise ArtifactStoreError(self._error_message(op, rel, exc)) from exc
 
+    def _call(self, op: str, rel: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` as the operation ``op`` on ``rel``: retried (object stores) while its error is
+        transient, then re-raised as by :meth:`_op`."""
+
+        def once() -> T:
+            with self._op(op, rel):
+                return fn(*args, **kwargs)
+
+        policy = NO_RETRY if self.is_local else self.retry  # a local error (or mismatch) repeats
+        return call_with_retries(policy, op, lambda: self.uri(rel) if rel else self.uri(), once)
+
     # ------------------------------------------------------------------------------------- small objects
     def write_bytes(self, rel: str, data: bytes, *, content_type: str | None = None) -> str:
         """Write one object (locally via temp file + rename, so readers never see a partial file).
@@ -130,8 +155,8 @@ class ArtifactStore(ManifestedDirsMixin):
         image served from a bucket only with the right one); local files ignore it.
         """
         full = self._full(rel)
-        with self._op("write", rel):
-            if self.is_local:
+        if self.is_local:
+            with self._op("write", rel):
                 os.makedirs(os.path.dirname(full), exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(full), prefix=".tmp-")
                 try:
@@ -143,15 +168,14 @@ class ArtifactStore(ManifestedDirsMixin):
                     with contextlib.suppress(OSError):
                         os.unlink(tmp)
                     raise
-            else:
-                self.fs.pipe_file(full, data, **({"ContentType": content_type} if content_type else {}))
+        else:
+            extra = {"ContentType": content_type} if content_type else {}
+            self._call("write", rel, self.fs.pipe_file, full, data, **extra)
         log.debug("wrote %s (%d bytes)", self.uri(rel), len(data))
         return self.uri(rel)
 
     def read_bytes(self, rel: str) -> bytes:
-        full = self._full(rel)
-        with self._op("read", rel):
-            return self.fs.cat_file(full)
+        return self._call("read", rel, self.fs.cat_file, self._full(rel))
 
     def write_text(self, rel: str, text: str, *, content_type: str | None = None) -> str:
         """Write UTF-8 text; known secret values are scrubbed first."""
@@ -200,48 +224,64 @@ class ArtifactStore(ManifestedDirsMixin):
     # ------------------------------------------------------------------------------------------ listing
     def exists(self, rel: str) -> bool:
         full = self._full(rel)
-        with self._op("stat", rel):
+
+        def exists() -> bool:
             self.fs.invalidate_cache()
             return self.fs.exists(full)
+
+        return self._call("stat", rel, exists)
 
     def ls(self, rel: str = "") -> list[str]:
         """Names of the direct children of ``rel`` (empty if it does not exist)."""
         full = self._full(rel)
-        with self._op("list", rel):
+
+        def ls() -> list[str]:
             self.fs.invalidate_cache()
             try:
                 return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(full, detail=False))
             except FileNotFoundError:
                 return []
 
+        return self._call("list", rel, ls)
+
     def glob(self, pattern: str) -> list[str]:
         """Relative paths matching a glob pattern under the root."""
-        with self._op("glob", pattern):
+
+        def glob() -> list[str]:
             self.fs.invalidate_cache()
             return sorted(self._rel(p) for p in self.fs.glob(self._full(pattern)))
+
+        return self._call("glob", pattern, glob)
 
     def cat_many(self, rels: list[str]) -> dict[str, bytes | None]:
         """Read several small objects at once (concurrently on S3); ``None`` for missing ones."""
         if not rels:
             return {}
         fulls = [self._full(r) for r in rels]
-        with self._op("read", rels[0]):
+
+        def cat() -> dict[str, bytes | None]:
             found = self.fs.cat(fulls, on_error="return")
-        out: dict[str, bytes | None] = {}
-        for rel, full in zip(rels, fulls, strict=True):
-            value = found.get(full) if isinstance(found, dict) else found
-            if isinstance(value, FileNotFoundError) or value is None:
-                out[rel] = None
-            elif isinstance(value, BaseException):
-                raise ArtifactStoreError(self._error_message("read", rel, value))
-            else:
-                out[rel] = value
-        return out
+            out: dict[str, bytes | None] = {}
+            for rel, full in zip(rels, fulls, strict=True):
+                value = found.get(full) if isinstance(found, dict) else found
+                if isinstance(value, FileNotFoundError) or value is None:
+                    out[rel] = None
+                elif isinstance(value, BaseException):
+                    raise ArtifactStoreError(self._error_message("read", rel, value)) from value
+                else:
+                    out[rel] = value
+            return out
+
+        return self._call("read", rels[0], cat)
 
     def delete(self, rel: str, recursive: bool = False) -> None:
         full = self._full(rel)
-        with self._op("delete", rel), contextlib.suppress(FileNotFoundError):
-            self.fs.rm(full, recursive=recursive)
+
+        def rm() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(full, recursive=recursive)
+
+        self._call("delete", rel, rm)
 
     # ------------------------------------------------------------------------------------------- health
     def check(self) -> None:
@@ -250,11 +290,13 @@ class ArtifactStore(ManifestedDirsMixin):
         Raises a one-line :class:`ArtifactStoreError` naming the root and endpoint, never the credentials.
         """
         probe = f".stable-verl-probe-{uuid.uuid4().hex[:12]}"
+        once = copy.copy(self)  # a store that does not answer fails fast: botocore's own retries only
+        once.retry = NO_RETRY
         try:
-            self.write_bytes(probe, b"ok")
-            if self.read_bytes(probe) != b"ok":
+            once.write_bytes(probe, b"ok")
+            if once.read_bytes(probe) != b"ok":
                 raise OSError("probe object read back with different content")
-            self.delete(probe)
+            once.delete(probe)
         except ArtifactStoreError as exc:
             raise ArtifactStoreError(f"not reachable or not writable: {exc}") from exc.__cause__
         except Exception as exc:

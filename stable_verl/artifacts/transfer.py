@@ -1,7 +1,10 @@
 """Manifested directories: upload with ``_MANIFEST.json`` written last, verified download, completeness.
 
 Mixed into :class:`~stable_verl.artifacts.store.ArtifactStore`; relies on its path helpers (``_full``,
-``_op``, ``uri``), small-object I/O (``read_bytes``, ``write_bytes``, ``delete``, ``glob``) and ``fs``.
+``_op``, ``_call``, ``uri``), small-object I/O (``read_bytes``, ``write_bytes``, ``delete``, ``glob``) and ``fs``.
+On object stores the upload of a directory's files and its whole verified download are each one retried
+operation: a transfer cut short, or a download whose sha256 does not match, is done again before anything is
+trusted.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ class ManifestedDirsMixin:
     def _sizes(self, prefix: str) -> dict[str, int]:
         """``{path relative to prefix: size}`` for every object below ``prefix``."""
         full = self._full(prefix)
-        with self._op("list", prefix):
+
+        def find() -> dict[str, Any]:
             self.fs.invalidate_cache()
             try:
-                found = self.fs.find(full, detail=True)
+                return self.fs.find(full, detail=True)
             except FileNotFoundError:
                 return {}
+
+        found = self._call("list", prefix, find)
         return {p[len(full) + 1 :]: int(i.get("size") or 0) for p, i in found.items() if p.startswith(full + "/")}
 
     # -------------------------------------------------------------------------------------- directories
@@ -82,14 +88,15 @@ class ManifestedDirsMixin:
         finishes. Uploaded sizes are checked before the manifest is written.
         """
         manifest = build_manifest(local_dir, metadata=redact(dict(metadata or {}), secrets=self._secrets()))
-        with self._op("upload", remote_prefix):
-            self.delete(f"{remote_prefix}/{MANIFEST_NAME}")
-            rpaths = [self._full(f"{remote_prefix}/{f.path}") for f in manifest.files]
-            self._put_files([str(Path(local_dir) / f.path) for f in manifest.files], rpaths)
-            sizes = self._sizes(remote_prefix)
-            bad = [f.path for f in manifest.files if sizes.get(f.path) != f.size]
-            if bad:
-                raise ArtifactStoreError(f"upload to {self.uri(remote_prefix)} incomplete: size mismatch for {bad}")
+        self.delete(f"{remote_prefix}/{MANIFEST_NAME}")
+        rpaths = [self._full(f"{remote_prefix}/{f.path}") for f in manifest.files]
+        self._call(
+            "upload", remote_prefix, self._put_files, [str(Path(local_dir) / f.path) for f in manifest.files], rpaths
+        )
+        sizes = self._sizes(remote_prefix)
+        bad = [f.path for f in manifest.files if sizes.get(f.path) != f.size]
+        if bad:
+            raise ArtifactStoreError(f"upload to {self.uri(remote_prefix)} incomplete: size mismatch for {bad}")
         self._write_manifest(remote_prefix, manifest)
         log.info(
             "uploaded %d files (%d bytes) to %s", len(manifest.files), manifest.total_size, self.uri(remote_prefix)
@@ -100,7 +107,8 @@ class ManifestedDirsMixin:
         """Download a complete directory and verify size + sha256 of every file against its manifest.
 
         Raises :class:`IncompleteArtifactError` without a valid manifest or when a listed file is missing,
-        and :class:`ArtifactIntegrityError` on a mismatch (the bad file is not left in ``local_dir``).
+        and :class:`ArtifactIntegrityError` on a mismatch that repeats on every retry (the bad file is not left
+        in ``local_dir``).
         """
         manifest = self.read_manifest(remote_prefix)
         if manifest is None:
@@ -110,27 +118,31 @@ class ManifestedDirsMixin:
         for tmp in tmps:
             tmp.parent.mkdir(parents=True, exist_ok=True)
         rpaths = [self._full(f"{remote_prefix}/{f.path}") for f in manifest.files]
-        try:
-            with self._op("download", remote_prefix):
+
+        def download() -> None:
+            """Fetch every file into its temporary name and verify it; on any error remove them all."""
+            try:
                 if self.is_local:
                     for rpath, tmp in zip(rpaths, tmps, strict=True):
                         shutil.copyfile(rpath, tmp)
                 elif rpaths:
                     self.fs.get(rpaths, [str(t) for t in tmps])
-            for entry, tmp in zip(manifest.files, tmps, strict=True):
-                size, digest = tmp.stat().st_size, sha256_file(tmp)
-                if size != entry.size or digest != entry.sha256:
-                    raise ArtifactIntegrityError(
-                        f"{self.uri(remote_prefix, entry.path)}: expected {entry.size} bytes sha256 "
-                        f"{entry.sha256[:12]}..., got {size} bytes sha256 {digest[:12]}..."
-                    )
-        except BaseException as exc:
-            for tmp in tmps:
-                tmp.unlink(missing_ok=True)
-            if isinstance(exc, FileNotFoundError):
-                msg = f"{self.uri(remote_prefix)}: a manifested file is missing: {exc}"
-                raise IncompleteArtifactError(msg) from None
-            raise
+                for entry, tmp in zip(manifest.files, tmps, strict=True):
+                    size, digest = tmp.stat().st_size, sha256_file(tmp)
+                    if size != entry.size or digest != entry.sha256:
+                        raise ArtifactIntegrityError(
+                            f"{self.uri(remote_prefix, entry.path)}: expected {entry.size} bytes sha256 "
+                            f"{entry.sha256[:12]}..., got {size} bytes sha256 {digest[:12]}..."
+                        )
+            except BaseException as exc:
+                for tmp in tmps:
+                    tmp.unlink(missing_ok=True)
+                if isinstance(exc, FileNotFoundError):
+                    msg = f"{self.uri(remote_prefix)}: a manifested file is missing: {exc}"
+                    raise IncompleteArtifactError(msg) from None
+                raise
+
+        self._call("download", remote_prefix, download)  # a corrupted or cut download is fetched again
         for entry, tmp in zip(manifest.files, tmps, strict=True):
             os.replace(tmp, dest / entry.path)
         (dest / MANIFEST_NAME).write_text(manifest.to_json())

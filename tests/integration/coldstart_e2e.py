@@ -8,6 +8,9 @@ store, by the other integration tests (tests/integration/conftest.py):
 2. attempt 2: the same flow again: the finished SFTs are skipped, the killed RL resumes from its last
    checkpoint in S3, the second init's RL trains, every checkpoint is evaluated, the report is written;
 3. attempt 3: the same flow again: everything is complete, nothing runs.
+
+Every S3 request of the three attempts goes through a fault-injecting proxy (tests/faults/s3_proxy.py) at the
+modest rates of :data:`CI_FAULTS`: the flow must survive them (the store retries) with the same outcome.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from pathlib import Path
 
 from flows.coldstart import coldstart_comparison_flow
 from stable_verl.artifacts import ArtifactStore, list_runs
+from stable_verl.artifacts.retry import retry_counts
 from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.params import ColdstartParams
+from tests.faults.s3_proxy import FaultRates, FaultStats
 from tests.integration.interrupted import run_while_killing
 
 OVERRIDES = [
@@ -53,6 +58,10 @@ OVERRIDES = [
 ]
 
 
+# S3 faults injected into every request of the e2e flow: about 1 in 30 requests fails, 1 in 50 is slowed.
+CI_FAULTS = FaultRates(error=0.02, drop=0.01, slow=0.02, delay_s=0.5)
+
+
 @dataclass
 class E2E:
     params: ColdstartParams
@@ -67,6 +76,10 @@ class E2E:
     result: dict = field(default_factory=dict)
     rerun: dict = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    faults: FaultStats | None = None
+    """What the S3 fault proxy counted over the three attempts."""
+    store_retries: dict[str, int] = field(default_factory=dict)
+    """Store-level retries during the three attempts, by operation (botocore's and s3fs's own not included)."""
 
 
 def _kill_rl_at_first_checkpoint(store: ArtifactStore, e2e: E2E, stop: threading.Event) -> None:
@@ -90,6 +103,7 @@ def run_e2e(workdir: Path, endpoint_url: str, bucket: str, secret: str) -> E2E:
     )
     store = params.store.open()
     e2e = E2E(params, store, secret)
+    retries_before = retry_counts()
 
     e2e.first_error, e2e.seconds["attempt1"] = run_while_killing(
         coldstart_comparison_flow, params, _kill_rl_at_first_checkpoint, store, e2e
@@ -103,4 +117,5 @@ def run_e2e(workdir: Path, endpoint_url: str, bucket: str, secret: str) -> E2E:
     t0 = time.monotonic()
     e2e.rerun = coldstart_comparison_flow(params)
     e2e.seconds["attempt3"] = time.monotonic() - t0
+    e2e.store_retries = {op: n - retries_before.get(op, 0) for op, n in retry_counts().items()}
     return e2e

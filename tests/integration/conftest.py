@@ -1,7 +1,7 @@
 """Session fixtures for the integration tests.
 
-* ``coldstart_e2e``: one cold-start comparison run end to end (coldstart_e2e.py), used by test_coldstart_flow.py
-  only, with ``e2e_report`` (its clean init's RL stage, read back through the store).
+* ``coldstart_e2e``: one cold-start comparison run end to end (coldstart_e2e.py) with S3 faults injected, used by
+  test_coldstart_flow.py only, with ``e2e_report`` (its clean init's RL stage, read back through the store).
 * ``small_regime`` / ``sft_model``: the verl run tests' own small SFT run of the tiny MoE (the regime pinned here so
   no YAML edit moves it), a tracked stage in a local store of its own, without Prefect or S3, so a failure of the
   e2e flow does not turn the MiniRL, routing and evaluation tests into errors. :func:`run_rl` runs one tracked RL
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from stable_verl.pipeline.eval_worker import ensure_hf_model
 from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.train_stages import fetch_checkpoint, run_rl_stage, run_sft_stage
 from stable_verl.tasks.datasets import TaskSpec
-from tests.integration.coldstart_e2e import E2E, run_e2e
+from tests.faults.s3_proxy import CLEAN, S3FaultProxy
+from tests.integration.coldstart_e2e import CI_FAULTS, E2E, run_e2e
 
 E2E_TEACHER = "stepwise"  # the e2e init whose clean RL stage ``e2e_report`` summarises
 
@@ -178,11 +180,17 @@ def rl_checkpoint(minirl_run) -> Path:
 
 
 @pytest.fixture(scope="session")
-def coldstart_e2e(prefect_harness, moto_s3, tmp_path_factory) -> E2E:
+def coldstart_e2e(prefect_harness, moto_s3, tmp_path_factory) -> Iterator[E2E]:
+    """The e2e flow with S3 faults injected (CI_FAULTS) into every request; the tests read the store back through
+    the same proxy, faults off."""
     secret = "e2e-secret-0123456789abcdef"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_SECRET_ACCESS_KEY", secret)
-        return run_e2e(tmp_path_factory.mktemp("coldstart"), moto_s3.endpoint_url, moto_s3.bucket, secret)
+    with S3FaultProxy(moto_s3.endpoint_url, CI_FAULTS, seed=0) as proxy:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("AWS_SECRET_ACCESS_KEY", secret)
+            e2e = run_e2e(tmp_path_factory.mktemp("coldstart"), proxy.endpoint_url, moto_s3.bucket, secret)
+        proxy.set_rates(CLEAN)
+        e2e.faults = proxy.stats()
+        yield e2e
 
 
 @pytest.fixture(scope="session")

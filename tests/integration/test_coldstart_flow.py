@@ -1,4 +1,5 @@
-"""The cold-start comparison flow end to end (see coldstart_e2e.py): kill + resume, sync, eval, report, reruns.
+"""The cold-start comparison flow end to end (see coldstart_e2e.py): kill + resume, sync, eval, report, reruns,
+all under injected S3 faults.
 
 Also holds the checks on verl's own outputs (formerly test_smoke_pipeline.py), made on the e2e run's RL stage
 through the ``e2e_report`` fixture.
@@ -17,6 +18,7 @@ from transformers import AutoModelForCausalLM
 
 from stable_verl.artifacts import ComparisonLayout, RunLayout
 from stable_verl.pipeline.launch.runner import VerlRunError
+from tests.faults.audit import audit_store
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +80,21 @@ def test_third_run_skips_everything(coldstart_e2e):
     assert all(s["skipped"] for s in e2e.rerun["stages"])
     assert e2e.rerun["eval"]["evaluated"] == 0
     assert e2e.rerun["report"] == e2e.result["report"]
+
+
+# ----------------------------------------------------------------------------------------------- S3 faults
+def test_s3_faults_were_injected_and_survived(coldstart_e2e):
+    faults = coldstart_e2e.faults
+    print(f"S3 faults: {faults}, store retries {coldstart_e2e.store_retries}, seconds {coldstart_e2e.seconds}")
+    # every kind injected; the flow's outcome under them is what the other tests of this module check
+    assert faults.requests > 200 and min(faults.faults.values()) > 0, faults
+
+
+def test_every_manifest_verifies_and_no_complete_run_misses_a_file(coldstart_e2e):
+    audit = audit_store(coldstart_e2e.store)
+    # per RL init 3 checkpoints, per SFT 1, an eval dir per evaluated checkpoint and benchmark, the comparison
+    assert audit.manifests >= 2 * 3 + 2 + 2 * 4 * 2 + 1 and audit.files_verified > audit.manifests
+    assert audit.corrupt == [] and audit.complete_runs == 4 and audit.complete_runs_missing_files == []
 
 
 # ------------------------------------------------------------------------------------------ evaluation

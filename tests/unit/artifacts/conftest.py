@@ -5,14 +5,20 @@ from __future__ import annotations
 import pytest
 
 from stable_verl.artifacts import ArtifactStore
+from stable_verl.artifacts.retry import RetryPolicy
 from tests.conftest import BUCKET, FAKE_ENV, UNSET_ENV, MotoS3, _free_port, _start_server
 
 __all__ = ["BUCKET", "FAKE_ENV", "UNSET_ENV", "MotoS3", "_free_port", "_start_server"]  # re-exported for other tests
+
+
+FAST_RETRY = RetryPolicy(base_s=0.01)  # what is retried, without the production backoff's seconds
 
 
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path) -> ArtifactStore:
     """The same tests over a local folder and over the moto S3 server (real s3fs over HTTP)."""
     if request.param == "local":
-        return ArtifactStore(str(tmp_path / "artifacts"))
-    return request.getfixturevalue("moto_s3").store()
+        return ArtifactStore(str(tmp_path / "artifacts"), retry=FAST_RETRY)
+    store = request.getfixturevalue("moto_s3").store()
+    store.retry = FAST_RETRY
+    return store

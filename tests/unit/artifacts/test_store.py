@@ -17,6 +17,7 @@ from stable_verl.artifacts import (
     Manifest,
     build_manifest,
 )
+from stable_verl.artifacts.retry import RetryPolicy
 
 PREFIX = "runs/r1/checkpoints/global_step_3"
 
@@ -155,7 +156,7 @@ def test_unreachable_endpoint_fails_fast_with_one_line_error(moto_s3) -> None:
         "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"},
         "config_kwargs": {"connect_timeout": 0.5, "read_timeout": 0.5, "retries": {"max_attempts": 1}},
     }
-    store = ArtifactStore("s3://nowhere/root", options)
+    store = ArtifactStore("s3://nowhere/root", options, retry=RetryPolicy(attempts=2, base_s=0.01))
     start = time.monotonic()
     with pytest.raises(ArtifactStoreError) as info:
         store.check()

@@ -1,0 +1,1 @@
+"""Fault injection for the tests and the soak campaigns (issue #13)."""
