@@ -87,9 +87,9 @@ class ManifestedDirsMixin:
     ) -> list[ManifestEntry]:
         """Upload the files ``rels`` (relative POSIX paths) of ``local_dir`` below ``remote_prefix``; no manifest.
 
-        The files are hashed while they upload (both read them; hashing releases the GIL), and the uploaded sizes
-        are checked. Returns their manifest entries, for whoever writes the directory's manifest last
-        (:meth:`write_manifest`): several processes may each upload their own part of one directory.
+        The files are hashed while they upload (both read them; hashing releases the GIL). Returns their manifest
+        entries, for whoever writes the directory's manifest last: several processes may each upload their own
+        part of one directory; the writer checks the uploaded sizes of them all first (:meth:`check_uploaded`).
         """
         rels = [check_relative_path(r) for r in rels]
         lpaths = [str(Path(local_dir) / r) for r in rels]
@@ -101,14 +101,17 @@ class ManifestedDirsMixin:
                 ManifestEntry(path=r, size=os.path.getsize(lp), sha256=d)
                 for r, lp, d in zip(rels, lpaths, digests, strict=True)
             ]
+        return entries
+
+    def check_uploaded(self, remote_prefix: str, entries: Sequence[ManifestEntry]) -> None:
+        """Raise unless every entry is below ``remote_prefix`` with its size (one listing)."""
         sizes = self._sizes(remote_prefix) if entries else {}
         bad = [e.path for e in entries if sizes.get(e.path) != e.size]
         if bad:
             raise ArtifactStoreError(f"upload to {self.uri(remote_prefix)} incomplete: size mismatch for {bad}")
-        return entries
 
     def write_manifest(self, prefix: str, manifest: Manifest) -> None:
-        """Write ``prefix``'s ``_MANIFEST.json`` (after every file it lists is uploaded: it marks them complete)."""
+        """Write ``prefix``'s ``_MANIFEST.json`` once every file it lists is uploaded (:meth:`check_uploaded`)."""
         self._write_manifest(prefix, manifest)
 
     def put_dir(
@@ -122,6 +125,7 @@ class ManifestedDirsMixin:
         rels = list_files(local_dir)
         self.delete(f"{remote_prefix}/{MANIFEST_NAME}")
         entries = self.put_files(local_dir, remote_prefix, rels)
+        self.check_uploaded(remote_prefix, entries)
         manifest = Manifest(files=entries, metadata=redact(dict(metadata or {}), secrets=self._secrets()))
         self._write_manifest(remote_prefix, manifest)
         log.info(

@@ -309,9 +309,10 @@ class RoutingActorRolloutRefWorker(ActorRolloutRefWorker):
     def load_checkpoint(self, local_path, hdfs_path=None, del_local_after_load=False):
         super().load_checkpoint(self._local(local_path), hdfs_path, del_local_after_load)
 
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
     def upload_checkpoint_files(self, local_path: str, step: int) -> list[dict]:
-        """Upload the files this rank saved into ``local_path`` (``global_step_N/actor``); their manifest entries."""
+        """Upload the files this rank saved into ``local_path`` (``global_step_N/actor``); their manifest entries.
+        Non-blocking: the trainer uploads its own files meanwhile."""
         sync = self._store_sync()
         assert sync is not None, "upload_checkpoint_files needs the store settings (store_sync.sync_env)"
         return sync.upload_rank_files(step, self._local(local_path), self.rank, self._first_on_node())

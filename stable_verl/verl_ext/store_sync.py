@@ -161,11 +161,11 @@ class StoreSync:
         upload_s: float,
         local_folder: str | None = None,
     ) -> Manifest:
-        """The step's metrics (``rows``: every step so far), then its manifest, last (also into ``local_folder``,
-        the driver's copy). Entries uploaded twice (a shared filesystem: two nodes' first ranks both see an
-        unranked file) must agree."""
+        """The step's metrics (``rows``: every step so far), then, once every file's uploaded size checks, its
+        manifest, last (also into ``local_folder``, the driver's copy). Entries uploaded twice (a shared
+        filesystem: two nodes' first ranks both see an unranked file) must agree."""
         start = time.monotonic()
-        self.run.write_metrics(rows)
+        self.run.write_metrics(rows)  # before the manifest: a checkpoint in the store has its metrics there
         files: dict[str, ManifestEntry] = {}
         for raw in entries:
             entry = ManifestEntry(path=raw["path"], size=int(raw["size"]), sha256=raw["sha256"])
@@ -174,6 +174,7 @@ class StoreSync:
         seconds = upload_s + time.monotonic() - start
         meta = {"run_id": self.run.run_id, "global_step": int(step), "upload_s": round(seconds, 3)}
         manifest = Manifest(files=sorted(files.values(), key=lambda e: e.path), metadata=meta)
+        self.run.store.check_uploaded(self.run.checkpoint(step), manifest.files)
         self.run.store.write_manifest(self.run.checkpoint(step), manifest)
         if local_folder is not None and os.path.isdir(local_folder):  # later stages on this machine may skip the
             Path(local_folder, MANIFEST_NAME).write_text(manifest.to_json())  # download (if every file is here)

@@ -159,6 +159,8 @@ class StableTrainerSync(PPOTrainerSync):
     """verl's sync trainer with reward-function, per-token entropy, collapse and routing metrics on every step, and
     checkpoints and metrics in the run's store when its environment names one (see the module docstring)."""
 
+    _logger: Any = None  # verl's Tracking, once fit() has made it
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._collapse = CollapseDetector()
@@ -261,8 +263,9 @@ class StableTrainerSync(PPOTrainerSync):
         super()._save_checkpoint()
         if self._sync is not None:
             start = time.monotonic()
-            entries = self._sync.upload_driver_files(step, folder)
-            for rank_entries in self.actor_rollout_wg.upload_checkpoint_files(os.path.join(folder, "actor"), step):
+            ranks = self.actor_rollout_wg.upload_checkpoint_files(os.path.join(folder, "actor"), step)  # refs
+            entries = self._sync.upload_driver_files(step, folder)  # while the ranks upload theirs
+            for rank_entries in ray.get(ranks):
                 entries += rank_entries
             self._pending[step] = (entries, time.monotonic() - start)
 
