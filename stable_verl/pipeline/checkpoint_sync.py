@@ -32,7 +32,7 @@ from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, RunLayout, parse_step_dir, step_dir
 from stable_verl.pipeline import site
-from stable_verl.verl_ext.store_sync import StepMetrics
+from stable_verl.verl_ext.store_sync import StepMetrics, parse_restored
 
 log = logging.getLogger(__name__)
 
@@ -183,14 +183,15 @@ class CheckpointSyncer:
 
 class CheckpointWatch:
     """The flow's view of checkpoints verl uploads itself: a thread that polls the store for new complete ones,
-    reports each (and refreshes the run's site page), and sums the upload time their manifests record."""
+    reports each (and refreshes the run's site page), and sums the upload time their manifests record; its
+    :meth:`on_line` reads from verl's output how long restoring the checkpoint to resume from took."""
 
     def __init__(
         self, run: RunLayout, already: int = 0, poll_s: float = 2.0, echo: Callable[[str], None] = log.info
     ) -> None:
         self.run, self.seen, self.poll_s, self.echo = run, already, poll_s, echo
         self.landed: list[int] = []
-        self.upload_seconds = 0.0
+        self.upload_seconds = self.download_seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="checkpoint-watch", daemon=True)
 
@@ -204,6 +205,12 @@ class CheckpointWatch:
         self._thread.join()
         if final_poll:
             self.poll_once()
+
+    def on_line(self, line: str) -> None:
+        """A line of verl's output: the trainer's report of the restored checkpoint gives its download time."""
+        seconds = parse_restored(line)
+        if seconds is not None:
+            self.download_seconds += seconds
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_s):

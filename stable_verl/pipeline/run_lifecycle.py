@@ -147,9 +147,12 @@ def run_tracked(
             echo(f"[{job.kind}] {run.run_id}: last checkpoint {resumed} already in the store, verl not needed")
         else:
             if resumed:
-                where = "restored by verl" if job.store_sync else f"{download_s:.1f} s download"
+                where = "verl restores it from the store" if job.store_sync else f"{download_s:.1f} s download"
                 echo(f"[{job.kind}] {run.run_id}: resuming from checkpoint {resumed} ({where})")
-            verl_s, upload_s = _run_verl(run, job, launcher, spec, local_dir, attempt, metrics, echo, on_line)
+            verl_s, upload_s, restore_s = _run_verl(
+                run, job, launcher, spec, local_dir, attempt, metrics, echo, on_line
+            )
+            download_s += restore_s
         if job.store_sync:  # verl wrote them, each step's row before its checkpoint's manifest
             check_steps([r["step"] for r in run.read_metrics()], job.total_steps)
         else:
@@ -206,11 +209,18 @@ def _run_verl(
     echo: Callable[[str], None],
     on_line: Callable[[str], None] | None,
 ) -> tuple[float, float]:
-    """verl with the checkpoint watch (or syncer) alongside; returns (verl seconds, upload seconds). Log goes to
-    the store."""
+    """verl with the checkpoint watch (or syncer) alongside; returns the seconds verl ran, uploaded and (watch)
+    restored its checkpoint. Log goes to the store."""
     log_path = local_dir / "logs" / f"attempt-{attempt}.log"
     if job.store_sync:
-        syncer: CheckpointSyncer | CheckpointWatch = CheckpointWatch(run, metrics.resumed_step, echo=echo).start()
+        watch = CheckpointWatch(run, metrics.resumed_step, echo=echo).start()
+        syncer: CheckpointSyncer | CheckpointWatch = watch
+        outer = on_line
+
+        def on_line(line: str) -> None:
+            watch.on_line(line)
+            if outer is not None:
+                outer(line)
     else:
         syncer = CheckpointSyncer(run, local_dir / "checkpoints", metrics, metrics.resumed_step, echo=echo).start()
 
@@ -231,7 +241,7 @@ def _run_verl(
     finally:
         with contextlib.suppress(Exception):
             run.store.write_text(f"{run.prefix}/logs/attempt-{attempt}.log", log_path.read_text(errors="replace"))
-    return result.seconds, syncer.upload_seconds
+    return result.seconds, syncer.upload_seconds, getattr(syncer, "download_seconds", 0.0)
 
 
 def _result(run: RunLayout, job: VerlJob, record: RunRecord, skipped: bool, wall_s: float) -> StageResult:

@@ -41,6 +41,18 @@ ENV_NODE_DIR = "STABLE_VERL_NODE_DIR"
 TRACKER = "latest_checkpointed_iteration.txt"  # verl's: the step of the last complete local save
 WORKER_PARTS = ("actor", "critic")  # folders of a global_step_N the worker groups write; the rest is the driver's
 _RANKED = re.compile(r"_rank_(\d+)(?=[._]|$)")  # verl's shard names: model_world_size_<W>_rank_<r>.pt
+_RESTORED = re.compile(r"stable-verl: restored checkpoint \d+ from the store in ([\d.]+) s")
+
+
+def restored_line(step: int, seconds: float) -> str:
+    """What the trainer prints once it has restored checkpoint ``step`` (the flow reads the time from it)."""
+    return f"stable-verl: restored checkpoint {step} from the store in {seconds:.3f} s"
+
+
+def parse_restored(line: str) -> float | None:
+    """The seconds of a :func:`restored_line` inside ``line`` (behind Ray's prefix), None for any other line."""
+    found = _RESTORED.search(line)
+    return float(found.group(1)) if found else None
 
 
 def sync_env(run: RunLayout) -> dict[str, str]:

@@ -47,7 +47,7 @@ from stable_verl.core.collapse import CollapseDetector
 from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_PER_TOKEN, KL_K3_KEYS
 from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext import routing_engine as re_
-from stable_verl.verl_ext.store_sync import StepMetrics, StoreSync, node_run_dir, to_row
+from stable_verl.verl_ext.store_sync import StepMetrics, StoreSync, node_run_dir, restored_line, to_row
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ class StableTrainerSync(PPOTrainerSync):
             )
             self._step_metrics = StepMetrics(previous, step)
             if step:
-                logger.info("restored checkpoint %d from the store in %.1f s", step, time.monotonic() - start)
+                print(restored_line(step, time.monotonic() - start), flush=True)
         super()._load_checkpoint()
         if self.global_steps > 0:  # resumed from a checkpoint
             folder = resumed_step_folder(self.config.trainer, self.global_steps)

@@ -160,3 +160,10 @@ def test_the_watch_reports_checkpoints_as_they_land(run, tmp_path, monkeypatch):
     assert watch.poll_once() == [1, 2] and watch.poll_once() == []
     assert watch.landed == [1, 2] and watch.upload_seconds >= 3.0
     assert "checkpoint(s) [1, 2] uploaded by verl" in lines[0]
+
+
+def test_the_watch_reads_the_restore_time_from_verls_output(run):
+    watch = CheckpointWatch(run, already=2)
+    watch.on_line("(TaskRunnerV1 pid=123) " + ss.restored_line(2, 0.4567))
+    watch.on_line("step:3 - loss:1.0")
+    assert watch.download_seconds == pytest.approx(0.457)
