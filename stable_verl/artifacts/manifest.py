@@ -121,19 +121,27 @@ class Manifest:
         return cls.from_dict(data)
 
 
-def build_manifest(local_dir: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Manifest:
-    """Hash every regular file below ``local_dir`` (recursively, skipping any existing ``_MANIFEST.json``)."""
+def list_files(local_dir: str | os.PathLike[str]) -> list[str]:
+    """Relative POSIX paths of every regular file below ``local_dir`` (recursively, without ``_MANIFEST.json``)."""
     root = Path(local_dir)
     if not root.is_dir():
         raise NotADirectoryError(f"not a directory: {root}")
-    entries = []
+    rels = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
             full = Path(dirpath) / name
             rel = PurePosixPath(full.relative_to(root).as_posix()).as_posix()
-            if rel == MANIFEST_NAME or not full.is_file():
-                continue
-            entries.append(ManifestEntry(path=rel, size=full.stat().st_size, sha256=sha256_file(full)))
-    entries.sort(key=lambda e: e.path)
+            if rel != MANIFEST_NAME and full.is_file():
+                rels.append(rel)
+    return sorted(rels)
+
+
+def build_manifest(local_dir: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Manifest:
+    """Hash every regular file below ``local_dir`` (recursively, skipping any existing ``_MANIFEST.json``)."""
+    root = Path(local_dir)
+    entries = [
+        ManifestEntry(path=rel, size=(root / rel).stat().st_size, sha256=sha256_file(root / rel))
+        for rel in list_files(root)
+    ]
     return Manifest(files=entries, metadata=dict(metadata or {}))

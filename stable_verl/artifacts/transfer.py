@@ -13,12 +13,21 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from stable_verl.artifacts.errors import ArtifactIntegrityError, ArtifactStoreError, IncompleteArtifactError
-from stable_verl.artifacts.manifest import MANIFEST_NAME, Manifest, ManifestError, build_manifest, sha256_file
+from stable_verl.artifacts.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ManifestEntry,
+    ManifestError,
+    check_relative_path,
+    list_files,
+    sha256_file,
+)
 from stable_verl.artifacts.redact import redact
 
 log = logging.getLogger(__name__)
@@ -79,6 +88,39 @@ class ManifestedDirsMixin:
     def _write_manifest(self, prefix: str, manifest: Manifest) -> None:
         self.write_bytes(f"{prefix}/{MANIFEST_NAME}", manifest.to_json().encode())
 
+    def put_files(
+        self, local_dir: str | os.PathLike[str], remote_prefix: str, rels: Sequence[str]
+    ) -> list[ManifestEntry]:
+        """Upload the files ``rels`` (relative POSIX paths) of ``local_dir`` below ``remote_prefix``; no manifest.
+
+        The files are hashed while they upload (both read them; hashing releases the GIL). Returns their manifest
+        entries, for whoever writes the directory's manifest last: several processes may each upload their own
+        part of one directory; the writer checks the uploaded sizes of them all first (:meth:`check_uploaded`).
+        """
+        rels = [check_relative_path(r) for r in rels]
+        lpaths = [str(Path(local_dir) / r) for r in rels]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            digests = pool.map(sha256_file, lpaths)
+            self._call(
+                "upload", remote_prefix, self._put_files, lpaths, [self._full(f"{remote_prefix}/{r}") for r in rels]
+            )
+            entries = [
+                ManifestEntry(path=r, size=os.path.getsize(lp), sha256=d)
+                for r, lp, d in zip(rels, lpaths, digests, strict=True)
+            ]
+        return entries
+
+    def check_uploaded(self, remote_prefix: str, entries: Sequence[ManifestEntry]) -> None:
+        """Raise unless every entry is below ``remote_prefix`` with its size (one listing)."""
+        sizes = self._sizes(remote_prefix) if entries else {}
+        bad = [e.path for e in entries if sizes.get(e.path) != e.size]
+        if bad:
+            raise ArtifactStoreError(f"upload to {self.uri(remote_prefix)} incomplete: size mismatch for {bad}")
+
+    def write_manifest(self, prefix: str, manifest: Manifest) -> None:
+        """Write ``prefix``'s ``_MANIFEST.json`` once every file it lists is uploaded (:meth:`check_uploaded`)."""
+        self._write_manifest(prefix, manifest)
+
     def put_dir(
         self, local_dir: str | os.PathLike[str], remote_prefix: str, metadata: Mapping[str, Any] | None = None
     ) -> Manifest:
@@ -87,25 +129,27 @@ class ManifestedDirsMixin:
         An existing manifest is deleted first, so a re-upload into the same prefix is incomplete until it
         finishes. Uploaded sizes are checked before the manifest is written.
         """
-        manifest = build_manifest(local_dir, metadata=redact(dict(metadata or {}), secrets=self._secrets()))
+        rels = list_files(local_dir)
         self.delete(f"{remote_prefix}/{MANIFEST_NAME}")
-        rpaths = [self._full(f"{remote_prefix}/{f.path}") for f in manifest.files]
-        self._call(
-            "upload", remote_prefix, self._put_files, [str(Path(local_dir) / f.path) for f in manifest.files], rpaths
-        )
-        sizes = self._sizes(remote_prefix)
-        bad = [f.path for f in manifest.files if sizes.get(f.path) != f.size]
-        if bad:
-            raise ArtifactStoreError(f"upload to {self.uri(remote_prefix)} incomplete: size mismatch for {bad}")
+        entries = self.put_files(local_dir, remote_prefix, rels)
+        self.check_uploaded(remote_prefix, entries)
+        manifest = Manifest(files=entries, metadata=redact(dict(metadata or {}), secrets=self._secrets()))
         self._write_manifest(remote_prefix, manifest)
         log.info(
             "uploaded %d files (%d bytes) to %s", len(manifest.files), manifest.total_size, self.uri(remote_prefix)
         )
         return manifest
 
-    def get_dir(self, remote_prefix: str, local_dir: str | os.PathLike[str]) -> Manifest:
+    def get_dir(
+        self,
+        remote_prefix: str,
+        local_dir: str | os.PathLike[str],
+        only: Callable[[str], bool] | None = None,
+    ) -> Manifest:
         """Download a complete directory and verify size + sha256 of every file against its manifest.
 
+        ``only``: download just the files whose manifest path it accepts (one node's part of a checkpoint);
+        the local ``_MANIFEST.json`` is then not written, as the local copy is not the whole directory.
         Raises :class:`IncompleteArtifactError` without a valid manifest or when a listed file is missing,
         and :class:`ArtifactIntegrityError` on a mismatch that repeats on every retry (the bad file is not left
         in ``local_dir``).
@@ -113,11 +157,12 @@ class ManifestedDirsMixin:
         manifest = self.read_manifest(remote_prefix)
         if manifest is None:
             raise IncompleteArtifactError(f"{self.uri(remote_prefix)} has no valid {MANIFEST_NAME} (incomplete)")
+        files = [f for f in manifest.files if only is None or only(f.path)]
         dest = Path(local_dir)
-        tmps = [dest / f"{f.path}.part-{uuid.uuid4().hex[:8]}" for f in manifest.files]
+        tmps = [dest / f"{f.path}.part-{uuid.uuid4().hex[:8]}" for f in files]
         for tmp in tmps:
             tmp.parent.mkdir(parents=True, exist_ok=True)
-        rpaths = [self._full(f"{remote_prefix}/{f.path}") for f in manifest.files]
+        rpaths = [self._full(f"{remote_prefix}/{f.path}") for f in files]
 
         def download() -> None:
             """Fetch every file into its temporary name and verify it; on any error remove them all."""
@@ -127,7 +172,7 @@ class ManifestedDirsMixin:
                         shutil.copyfile(rpath, tmp)
                 elif rpaths:
                     self.fs.get(rpaths, [str(t) for t in tmps])
-                for entry, tmp in zip(manifest.files, tmps, strict=True):
+                for entry, tmp in zip(files, tmps, strict=True):
                     size, digest = tmp.stat().st_size, sha256_file(tmp)
                     if size != entry.size or digest != entry.sha256:
                         raise ArtifactIntegrityError(
@@ -143,8 +188,9 @@ class ManifestedDirsMixin:
                 raise
 
         self._call("download", remote_prefix, download)  # a corrupted or cut download is fetched again
-        for entry, tmp in zip(manifest.files, tmps, strict=True):
+        for entry, tmp in zip(files, tmps, strict=True):
             os.replace(tmp, dest / entry.path)
-        (dest / MANIFEST_NAME).write_text(manifest.to_json())
-        log.info("downloaded %d verified files from %s to %s", len(manifest.files), self.uri(remote_prefix), dest)
+        if only is None:
+            (dest / MANIFEST_NAME).write_text(manifest.to_json())
+        log.info("downloaded %d verified files from %s to %s", len(files), self.uri(remote_prefix), dest)
         return manifest

@@ -1,4 +1,13 @@
-"""Checkpoints and metrics between verl's local directories and the artifact store.
+"""Checkpoints and metrics between verl and the artifact store, on the flow's side.
+
+Two ways, one per kind of stage:
+
+* RL (the ``stable_sync`` trainer): verl's own processes upload each checkpoint and the metrics, and restore the
+  checkpoint to resume from (:mod:`stable_verl.verl_ext.store_sync`), on whichever nodes save and load them, so no
+  filesystem need be shared with the flow; :class:`CheckpointWatch` reports them to the flow as they land in the
+  store.
+* SFT (verl's ``sft_trainer`` under torchrun, which has no seam for this yet): the flow watches verl's local
+  folder, which must then be one the flow can read.
 
 * :class:`MetricsLog`: verl's file logger opens its file with ``"wb"``, so every attempt of a stage writes
   its own file; rows up to the checkpoint an attempt resumed from come from earlier attempts, later rows
@@ -23,6 +32,7 @@ from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, RunLayout, parse_step_dir, step_dir
 from stable_verl.pipeline import site
+from stable_verl.verl_ext.store_sync import StepMetrics, parse_restored
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +69,11 @@ class MetricsLog:
 
     def rows(self) -> list[dict]:
         """One row per step, ascending. Rows verl wrote for the same step (e.g. training, then validation) are
-        merged; for a key written twice the later value wins."""
-        merged: dict[int, dict] = {}
+        merged; for a key written twice the later value wins (:class:`~stable_verl.verl_ext.store_sync.StepMetrics`)."""
+        merged = StepMetrics(self.previous, self.resumed_step)
         for row in read_verl_metrics(self.attempt_file):
-            if row["step"] > self.resumed_step:
-                merged.setdefault(row["step"], {}).update(row)
-        return self.previous + [merged[s] for s in sorted(merged)]
+            merged.add(row)
+        return merged.rows()
 
     def steps(self) -> list[int]:
         return [r["step"] for r in self.rows()]
@@ -168,5 +177,61 @@ class CheckpointSyncer:
         seconds = time.monotonic() - start
         self.upload_seconds += seconds
         self.echo(f"synced checkpoint(s) {new} to {self.run.uri(self.run.checkpoints_dir)} in {seconds:.1f} s")
+        site.refresh_run(self.run)  # site hook: the page shows the new checkpoint(s) and metrics
+        return new
+
+
+class CheckpointWatch:
+    """The flow's view of checkpoints verl uploads itself: a thread that polls the store for new complete ones,
+    reports each (and refreshes the run's site page), and sums the upload time their manifests record; its
+    :meth:`on_line` reads from verl's output how long restoring the checkpoint to resume from took."""
+
+    def __init__(
+        self, run: RunLayout, already: int = 0, poll_s: float = 2.0, echo: Callable[[str], None] = log.info
+    ) -> None:
+        self.run, self.seen, self.poll_s, self.echo = run, already, poll_s, echo
+        self.landed: list[int] = []
+        self.upload_seconds = self.download_seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="checkpoint-watch", daemon=True)
+
+    def start(self) -> CheckpointWatch:
+        self._thread.start()
+        return self
+
+    def stop(self, final_poll: bool = True) -> None:
+        """Stop polling; with ``final_poll``, report what landed since the last poll."""
+        self._stop.set()
+        self._thread.join()
+        if final_poll:
+            self.poll_once()
+
+    def on_line(self, line: str) -> None:
+        """A line of verl's output: the trainer's report of the restored checkpoint gives its download time."""
+        seconds = parse_restored(line)
+        if seconds is not None:
+            self.download_seconds += seconds
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.poll_once()
+            except Exception as exc:  # a store hiccup: verl's uploads go on; the next poll catches up
+                log.warning("checkpoint watch: %s", exc)
+
+    def poll_once(self) -> list[int]:
+        """Report the complete checkpoints newer than the last one seen."""
+        new = [s for s in self.run.checkpoint_steps() if s > self.seen]
+        if not new:
+            return []
+        seconds = 0.0
+        for step in new:
+            manifest = self.run.store.read_manifest(self.run.checkpoint(step))
+            seconds += float((manifest.metadata if manifest else {}).get("upload_s", 0.0))
+        self.seen = new[-1]
+        self.landed += new
+        self.upload_seconds += seconds
+        where = self.run.uri(self.run.checkpoints_dir)
+        self.echo(f"checkpoint(s) {new} uploaded by verl to {where} in {seconds:.1f} s")
         site.refresh_run(self.run)  # site hook: the page shows the new checkpoint(s) and metrics
         return new

@@ -6,12 +6,15 @@
    run's train lease (:mod:`stable_verl.artifacts.lease`) is taken, waiting while another flow run holds it, and
    a launcher that finds the run already running (a Ray Job of an earlier attempt) refuses before anything changes;
 2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
-3. the latest complete checkpoint in the store is restored into an empty local checkpoint root, so verl's
-   ``resume_mode=auto`` continues from it (a killed stage resumes when rerun);
-4. verl runs through the job's launcher (:mod:`stable_verl.pipeline.launch.runner`: a local subprocess, or a Ray
-   Job) writing its metrics to ``metrics-attempt-<k>.jsonl`` while :class:`~.checkpoint_sync.CheckpointSyncer`
-   uploads checkpoints as they are saved (it reads the local folder: on a cluster, one the nodes share);
-5. the merged metrics (each step exactly once), the attempt's log and ``run.json`` (status ``complete``,
+3. verl runs through the job's launcher (:mod:`stable_verl.pipeline.launch.runner`: a local subprocess, or a Ray
+   Job) and resumes from the latest complete checkpoint in the store (a killed stage resumes when rerun):
+   * a ``store_sync`` job (RL): verl's own processes restore it, upload each checkpoint from the nodes that save
+     it and write the metrics (:mod:`stable_verl.verl_ext.store_sync`; no filesystem shared with the flow), while
+     :class:`~.checkpoint_sync.CheckpointWatch` reports the checkpoints as they land in the store;
+   * otherwise (SFT): the flow restores it into an empty local checkpoint root, and
+     :class:`~.checkpoint_sync.CheckpointSyncer` uploads checkpoints from that folder as verl saves them, with the
+     metrics verl writes to ``metrics-attempt-<k>.jsonl`` (on a cluster: a folder the nodes share);
+4. the merged metrics (each step exactly once), the attempt's log and ``run.json`` (status ``complete``,
    last) are written. On failure ``run.json`` says ``failed`` and the error; nothing is marked complete.
 """
 
@@ -29,8 +32,15 @@ from stable_verl.artifacts import RunLayout
 from stable_verl.artifacts.lease import Lease
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import site
-from stable_verl.pipeline.checkpoint_sync import CheckpointSyncer, MetricsLog, check_steps, restore_latest
+from stable_verl.pipeline.checkpoint_sync import (
+    CheckpointSyncer,
+    CheckpointWatch,
+    MetricsLog,
+    check_steps,
+    restore_latest,
+)
 from stable_verl.pipeline.launch.runner import Launcher, LaunchSpec, LocalLauncher, launch
+from stable_verl.verl_ext.store_sync import sync_env
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,9 @@ class VerlJob:
     """Makes the launcher of one attempt (a local subprocess unless the flow asks for a Ray Job)."""
     entrypoint_gpus: float = 0
     """GPUs the command's own process needs (SFT's torchrun runs the trainers itself; verl's RL driver: 0)."""
+    store_sync: bool = False
+    """verl uploads checkpoints and metrics and restores the checkpoint itself (the ``stable_sync`` trainer,
+    :mod:`stable_verl.verl_ext.store_sync`); False: the flow does, from the local checkpoint folder."""
 
 
 def run_tracked(
@@ -128,21 +141,28 @@ def run_tracked(
     site.refresh_run(run)  # site hook: the run's page says "running"
     try:
         t0 = time.monotonic()
-        resumed = restore_latest(run, ckpt_root)
-        download_s = time.monotonic() - t0 if resumed else 0.0
+        resumed = (run.latest_checkpoint() or 0) if job.store_sync else restore_latest(run, ckpt_root)
+        download_s = time.monotonic() - t0 if resumed and not job.store_sync else 0.0
         metrics = MetricsLog(run.read_metrics(), resumed, metrics_file)
         verl_s = upload_s = 0.0
         if resumed >= job.total_steps:
             echo(f"[{job.kind}] {run.run_id}: last checkpoint {resumed} already in the store, verl not needed")
         else:
             if resumed:
-                echo(f"[{job.kind}] {run.run_id}: resuming from checkpoint {resumed} ({download_s:.1f} s download)")
-            verl_s, upload_s = _run_verl(run, job, launcher, spec, local_dir, attempt, metrics, echo, on_line)
-        rows = metrics.rows()
-        check_steps([r["step"] for r in rows], job.total_steps)
-        t0 = time.monotonic()
-        run.write_metrics(rows)
-        upload_s += time.monotonic() - t0
+                where = "verl restores it from the store" if job.store_sync else f"{download_s:.1f} s download"
+                echo(f"[{job.kind}] {run.run_id}: resuming from checkpoint {resumed} ({where})")
+            verl_s, upload_s, restore_s = _run_verl(
+                run, job, launcher, spec, local_dir, attempt, metrics, echo, on_line
+            )
+            download_s += restore_s
+        if job.store_sync:  # verl wrote them, each step's row before its checkpoint's manifest
+            check_steps([r["step"] for r in run.read_metrics()], job.total_steps)
+        else:
+            rows = metrics.rows()
+            check_steps([r["step"] for r in rows], job.total_steps)
+            t0 = time.monotonic()
+            run.write_metrics(rows)
+            upload_s += time.monotonic() - t0
         checkpoints = run.checkpoint_steps()
         if not checkpoints or checkpoints[-1] != job.total_steps:
             raise RuntimeError(f"{run.run_id}: no complete checkpoint of the last step {job.total_steps} in the store")
@@ -170,7 +190,7 @@ def launch_spec(
     """What the launcher of ``attempt`` runs: ``argv`` with the job's settings and verl's metrics file."""
     return LaunchSpec(
         argv,
-        {**job.env, "VERL_FILE_LOGGER_PATH": str(metrics_file)},
+        {**job.env, "VERL_FILE_LOGGER_PATH": str(metrics_file), **(sync_env(run) if job.store_sync else {})},
         name=f"verl {job.kind}",
         cwd=local_dir,
         key=run_key(run),
@@ -191,9 +211,20 @@ def _run_verl(
     echo: Callable[[str], None],
     on_line: Callable[[str], None] | None,
 ) -> tuple[float, float]:
-    """verl with the checkpoint syncer alongside; returns (verl seconds, upload seconds). Log goes to the store."""
+    """verl with the checkpoint watch (or syncer) alongside; returns the seconds verl ran, uploaded and (watch)
+    restored its checkpoint. Log goes to the store."""
     log_path = local_dir / "logs" / f"attempt-{attempt}.log"
-    syncer = CheckpointSyncer(run, local_dir / "checkpoints", metrics, metrics.resumed_step, echo=echo).start()
+    if job.store_sync:
+        watch = CheckpointWatch(run, metrics.resumed_step, echo=echo).start()
+        syncer: CheckpointSyncer | CheckpointWatch = watch
+        outer = on_line
+
+        def on_line(line: str) -> None:
+            watch.on_line(line)
+            if outer is not None:
+                outer(line)
+    else:
+        syncer = CheckpointSyncer(run, local_dir / "checkpoints", metrics, metrics.resumed_step, echo=echo).start()
 
     def started(where: str) -> None:
         echo(f"[{job.kind}] verl started: {where}")
@@ -202,17 +233,17 @@ def _run_verl(
         result = launch(launcher, spec, log_path, job.timeout_s, on_line=on_line, on_start=started)
     except Exception:
         with contextlib.suppress(Exception):  # keep what verl completed before failing; its error comes first
-            syncer.stop(final_sync=True)
+            syncer.stop(True)
         raise
     except BaseException:  # cancellation, Ctrl-C: stop at once
-        syncer.stop(final_sync=False)
+        syncer.stop(False)
         raise
     else:
-        syncer.stop(final_sync=True)
+        syncer.stop(True)
     finally:
         with contextlib.suppress(Exception):
             run.store.write_text(f"{run.prefix}/logs/attempt-{attempt}.log", log_path.read_text(errors="replace"))
-    return result.seconds, syncer.upload_seconds
+    return result.seconds, syncer.upload_seconds, getattr(syncer, "download_seconds", 0.0)
 
 
 def _result(run: RunLayout, job: VerlJob, record: RunRecord, skipped: bool, wall_s: float) -> StageResult:

@@ -117,6 +117,7 @@ def rl_job(p: RLFlowParams, assets: Assets, model_dir: Path, parent: str | None)
         config=p.model_dump(mode="json", exclude={"store"}),
         parent_checkpoint=parent,
         launcher=launcher_factory(p.launcher),
+        store_sync=True,  # the stable_sync trainer uploads its checkpoints and metrics itself
     )
 
 

@@ -30,6 +30,7 @@ whose experts were not the replayed ones (0: replay held). Gate weights always c
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from functools import partial
 
@@ -44,6 +45,7 @@ from verl.workers.engine_workers import ActorRolloutRefWorker
 from stable_verl.core.routing import RoutingReplay, route_set_mismatch, valid_route_rows
 from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext.expert_audit import ExpertAudit
+from stable_verl.verl_ext.store_sync import StoreSync
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +265,11 @@ class RoutingReplayFSDPEngine(FSDPEngineWithLMHead):
 
 
 class RoutingActorRolloutRefWorker(ActorRolloutRefWorker):
-    """verl's hybrid worker with ``enable_routing_replay`` honoured for ``strategy=fsdp*``."""
+    """verl's hybrid worker with ``enable_routing_replay`` honoured for ``strategy=fsdp*``; with a store to sync
+    to (``store_sync``), each rank saves to and loads from its own node's checkpoint root, uploads the files it
+    saved and restores its own shards from the store."""
+
+    _sync: StoreSync | None | bool = False  # False: not looked up yet
 
     def __init__(self, config, role: str, **kwargs):
         super().__init__(config, role, **kwargs)
@@ -282,6 +288,41 @@ class RoutingActorRolloutRefWorker(ActorRolloutRefWorker):
         if "actor" in self.role and self.config.actor.policy_loss.get("loss_mode") == cispo_loss.LOSS_MODE:
             self.loss_fn = partial(cispo_loss.with_group_tokens, inner=self.loss_fn)  # verl's ppo_loss, wrapped
             self.actor.set_loss_fn(self.loss_fn)
+
+    def _store_sync(self) -> StoreSync | None:
+        if self._sync is False:
+            self._sync = StoreSync.from_env()
+        return self._sync
+
+    def _first_on_node(self) -> bool:
+        return int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+    def _local(self, path: str) -> str:
+        sync = self._store_sync()
+        return path if sync is None else sync.local(path)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save_checkpoint(self, local_path, hdfs_path=None, global_step=0, max_ckpt_to_keep=None):
+        super().save_checkpoint(self._local(local_path), hdfs_path, global_step, max_ckpt_to_keep)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def load_checkpoint(self, local_path, hdfs_path=None, del_local_after_load=False):
+        super().load_checkpoint(self._local(local_path), hdfs_path, del_local_after_load)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
+    def upload_checkpoint_files(self, local_path: str, step: int) -> list[dict]:
+        """Upload the files this rank saved into ``local_path`` (``global_step_N/actor``); their manifest entries.
+        Non-blocking: the trainer uploads its own files meanwhile."""
+        sync = self._store_sync()
+        assert sync is not None, "upload_checkpoint_files needs the store settings (store_sync.sync_env)"
+        return sync.upload_rank_files(step, self._local(local_path), self.rank, self._first_on_node())
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def restore_checkpoint_files(self, local_path: str, step: int) -> None:
+        """Download this rank's files of checkpoint ``step`` into ``local_path`` on this node."""
+        sync = self._store_sync()
+        assert sync is not None, "restore_checkpoint_files needs the store settings (store_sync.sync_env)"
+        sync.restore_rank_files(step, self._local(local_path), self.rank, self._first_on_node())
 
 
 def register() -> None:

@@ -15,6 +15,11 @@ Registered through verl's own ``register_trainer`` and selected with ``trainer.v
   router, old policy), ``mismatch_rate_replayed`` (vLLM vs the experts training used; 0 under R3),
   ``bytes_per_token`` (compact routes) and ``replay_r2`` / ``replay_r3``.
 
+With the store settings in its environment (``store_sync``), it also uploads each checkpoint to the run's store
+right after verl saves it (its own files here, each rank's shards from that rank's node, the step's metrics row
+once verl has logged it, then the manifest, last) and, before verl loads a checkpoint, restores the store's latest
+complete one onto the nodes that load it.
+
 It also builds stable-verl's actor worker (``RoutingActorRolloutRefWorker``), which is verl's with routing replay
 honoured for the FSDP engine, and, under ``loss_mode=cispo_group``, writes each response's group token count into
 the batch (``cispo_loss``).
@@ -25,11 +30,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import ray
 import torch
 import transfer_queue as tq
+from omegaconf import open_dict
 from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
@@ -38,6 +47,7 @@ from stable_verl.core.collapse import CollapseDetector
 from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_PER_TOKEN, KL_K3_KEYS
 from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext import routing_engine as re_
+from stable_verl.verl_ext.store_sync import StepMetrics, StoreSync, node_run_dir, restored_line, to_row
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +141,66 @@ def routing_metrics(fields: dict, replay: str) -> dict[str, float]:
     return out
 
 
+class _LoggedTo:
+    """verl's ``Tracking`` logger, calling ``after(data, step)`` once each ``log`` call has logged."""
+
+    def __init__(self, tracking: Any, after: Callable[[dict, int], None]) -> None:
+        self._tracking, self._after = tracking, after
+
+    def log(self, data: dict, step: int, *args, **kwargs) -> None:
+        self._tracking.log(data, step, *args, **kwargs)
+        self._after(data, step)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracking, name)
+
+
 class StableTrainerSync(PPOTrainerSync):
-    """verl's sync trainer with reward-function, per-token entropy, collapse and routing metrics on every step."""
+    """verl's sync trainer with reward-function, per-token entropy, collapse and routing metrics on every step, and
+    checkpoints and metrics in the run's store when its environment names one (see the module docstring)."""
+
+    _logger: Any = None  # verl's Tracking, once fit() has made it
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._collapse = CollapseDetector()
+        self._sync = StoreSync.from_env()
+        self._step_metrics = StepMetrics([], 0)
+        self._pending: dict[int, tuple[list[dict], float]] = {}  # uploaded checkpoints waiting for their metrics
+        if self._sync is not None:
+            trainer = self.config.trainer
+            with open_dict(self.config):
+                trainer.default_local_dir = self._sync.checkpoint_root(trainer.default_local_dir)
+            node_dir = node_run_dir(self._sync.run.run_id)
+            if node_dir is not None:  # the flow's path for verl's file logger need not exist on this node
+                name = os.path.basename(os.environ.get("VERL_FILE_LOGGER_PATH") or "metrics.jsonl")
+                os.makedirs(node_dir, exist_ok=True)
+                os.environ["VERL_FILE_LOGGER_PATH"] = os.path.join(node_dir, name)
+
+    @property
+    def logger(self) -> Any:
+        return self._logger
+
+    @logger.setter
+    def logger(self, tracking: Any) -> None:  # verl's fit() sets it: each step's row goes to the store too
+        self._logger = tracking if self._sync is None else _LoggedTo(tracking, self._logged)
+
+    def _logged(self, data: dict, step: int) -> None:
+        """After verl logged ``step``: its row joins the run's metrics; an uploaded checkpoint of it gets its
+        metrics, then its manifest."""
+        self._step_metrics.add(to_row(step, data))
+        if step in self._pending:
+            entries, upload_s = self._pending.pop(step)
+            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{step}")
+            manifest = self._sync.finish(step, entries, self._step_metrics.rows(), upload_s, folder)
+            logger.info(
+                "checkpoint %d in %s: %d files, %d bytes, %.1f s",
+                step,
+                self._sync.run.uri(self._sync.run.checkpoint(step)),
+                len(manifest.files),
+                manifest.total_size,
+                manifest.metadata["upload_s"],
+            )
 
     def _init_resource_pool_mgr(self):
         super()._init_resource_pool_mgr()
@@ -191,11 +255,31 @@ class StableTrainerSync(PPOTrainerSync):
 
     def _save_checkpoint(self):
         # Written before verl's own files, so it is in the folder before verl marks the checkpoint complete.
-        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        step = self.global_steps
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{step}")
         save_collapse_state(self._collapse, folder)
+        if self._sync is not None:
+            self._sync.begin(step)
         super()._save_checkpoint()
+        if self._sync is not None:
+            start = time.monotonic()
+            ranks = self.actor_rollout_wg.upload_checkpoint_files(os.path.join(folder, "actor"), step)  # refs
+            entries = self._sync.upload_driver_files(step, folder)  # while the ranks upload theirs
+            for rank_entries in ray.get(ranks):
+                entries += rank_entries
+            self._pending[step] = (entries, time.monotonic() - start)
 
     def _load_checkpoint(self):
+        if self._sync is not None and self.config.trainer.resume_mode == "auto":
+            if self.use_critic or self.config.actor_rollout_ref.actor.get("checkpoint", {}).get("async_save", False):
+                raise ValueError("stable-verl's store sync uploads actor checkpoints saved synchronously only")
+            start = time.monotonic()
+            step, previous = self._sync.restore(
+                self.config.trainer.default_local_dir, self.actor_rollout_wg.restore_checkpoint_files
+            )
+            self._step_metrics = StepMetrics(previous, step)
+            if step:
+                print(restored_line(step, time.monotonic() - start), flush=True)
         super()._load_checkpoint()
         if self.global_steps > 0:  # resumed from a checkpoint
             folder = resumed_step_folder(self.config.trainer, self.global_steps)

@@ -6,6 +6,10 @@ verl actor is placed on the worker, another node than the job's driver. Each nod
 session of its own with its own temp dir and ports, so stopping the cluster kills exactly the processes started
 here (never ``ray stop``, which would also stop other Ray instances on the machine), and no ``ray.init()`` elsewhere
 on the machine finds it (its address file is in its own temp dir).
+
+Each node's environment is that of ``ray start``: this process's (the AWS credentials of the moto fixture, when it
+runs first: credentials reach verl's processes only this way) plus ``STABLE_VERL_NODE_DIR``, a scratch folder of
+its own, so a checkpoint file saved on one node is not where another node, or the flow, would look for it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stable_verl.pipeline.launch import procs
+from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
 from tests.conftest import _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +38,11 @@ class LocalRayCluster:
     gcs_address: str
     temp_dir: Path
     nodes: list[subprocess.Popen]
+
+    def node_dir(self, name: str) -> Path:
+        """The node-local scratch ``ray start`` gave node ``name`` ('head', 'worker') as ``STABLE_VERL_NODE_DIR``:
+        verl's checkpoints on that node go there, a folder no other node (nor the flow) is told about."""
+        return self.temp_dir / f"{name}-local"
 
     def head_and_worker_ids(self) -> tuple[str, str]:
         """Node ids of the head and the worker node (Ray's state API over the dashboard)."""
@@ -82,8 +92,11 @@ def start_cluster(log_dir: Path, timeout_s: float = 120) -> LocalRayCluster:
     cluster = LocalRayCluster(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", temp_dir, [])
     try:
         for name, argv in (("head", head), ("worker", worker)):
+            node_env = {**env, ENV_NODE_DIR: str(cluster.node_dir(name))}  # each node's own checkpoint scratch
             with open(log_dir / f"ray-{name}.log", "w") as log:
-                node = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                node = subprocess.Popen(
+                    argv, env=node_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
             cluster.nodes.append(node)
             if name == "head":
                 _wait(lambda: _jobs_api_up(cluster.dashboard_url), timeout_s, "the head's Jobs API", log_dir)

@@ -1,10 +1,12 @@
 """verl stages as Ray Jobs on a real two-node Ray cluster started here (tests/integration/ray_cluster.py).
 
 The job's driver runs on the head node, verl's workers on the worker node (the only one with a logical GPU).
-Checkpoints and metrics reach moto S3 through the flow's checkpoint watcher, which reads the stage's local folder:
-both nodes are on this machine, so they share its filesystem (on a real cluster that folder must be shared, see
-README "On a cluster"). A stand-in trainer (verl's file contract, seconds) covers the launcher's failure paths;
-one real RL stage covers ``ray job stop`` and the resume; a SIGTERM to a flow process covers cancellation.
+The RL stage's checkpoints and metrics reach moto S3 from inside verl, on the node that saved them, and a resumed
+stage restores its checkpoint from S3 there: each node saves into a scratch folder of its own
+(``STABLE_VERL_NODE_DIR`` on ``ray start``), which neither the other node nor the flow reads, so nothing relies on
+a shared filesystem. A stand-in trainer (verl's file contract, seconds; the flow's watcher of a shared folder, as
+for SFT) covers the launcher's failure paths; one real RL stage covers ``ray job stop`` and the resume; a SIGTERM
+to a flow process covers cancellation.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ RL_STEPS = 4  # the first checkpoint in S3 triggers the stop; the margin keeps t
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> LocalRayCluster:
+def cluster(tmp_path_factory, moto_s3) -> LocalRayCluster:
+    # After moto_s3: its fake AWS credentials are in the environment each node starts with.
     started = start_cluster(tmp_path_factory.mktemp("ray-cluster-logs"))
     try:
         yield started
@@ -162,6 +165,19 @@ def test_rl_stage_on_the_cluster_survives_ray_job_stop_and_resumes_from_s3(prefe
     record = run.read_run()
     assert record["status"] == "complete" and record["attempts"] == 2
     assert "step:" in run.store.read_text(f"{run.prefix}/logs/attempt-2.log")
+
+    # No shared filesystem: verl saved (and restored) every file on the worker node, in its own scratch, and
+    # nothing in the folders the flow or the head would read; every file of each manifest came through S3.
+    saved = cluster.node_dir("worker") / run.run_id / "checkpoints"
+    assert (saved / f"global_step_{RL_STEPS}" / "actor" / "model_world_size_1_rank_0.pt").is_file()
+    assert (saved / f"global_step_{RL_STEPS}" / "data.pt").is_file()
+    assert not (cluster.node_dir("head") / run.run_id).exists()
+    flow_local = workdir / "runs" / run.run_id / "checkpoints"
+    assert not list(flow_local.glob("global_step_*")), list(flow_local.iterdir())
+    manifest = run.store.read_manifest(run.checkpoint(RL_STEPS))
+    paths = {f.path for f in manifest.files}
+    assert {"data.pt", "actor/model_world_size_1_rank_0.pt", "actor/optim_world_size_1_rank_0.pt"} <= paths
+    assert manifest.metadata["upload_s"] > 0
 
     # The driver ran on the head, verl's workers on the worker node.
     from ray.job_submission import JobSubmissionClient

@@ -1,4 +1,5 @@
-"""No module imports upward: core <- verl_ext <- pipeline <- flows / cli (ARCHITECTURE.md's layers).
+"""No module imports upward: core <- verl_ext <- pipeline <- flows / cli, with the artifact store (artifacts) below
+verl_ext and pipeline: verl's own processes upload checkpoints and metrics to it (verl_ext/store_sync.py).
 
 The imports are read from the source (ast), so a lazy import inside a function counts as well.
 """
@@ -23,7 +24,7 @@ FORBIDDEN: dict[str, set[str]] = {
         "flows",
     }
     | ENGINES,
-    "stable_verl.verl_ext": {"stable_verl.pipeline", "stable_verl.artifacts", "stable_verl.cli", "flows", "prefect"},
+    "stable_verl.verl_ext": {"stable_verl.pipeline", "stable_verl.cli", "flows", "prefect"},
     "stable_verl.artifacts": {"stable_verl.verl_ext", "stable_verl.pipeline", "stable_verl.cli", "flows"},
     "stable_verl.pipeline": {"stable_verl.cli", "flows"},
 }
