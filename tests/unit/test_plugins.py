@@ -101,3 +101,23 @@ def test_reward_extra_metrics_average_over_real_rows():
     ]
     out = reward_extra_metrics(fields, np.array([False, False, True]))
     assert out == {"reward/acc": 0.5, "reward/format": 1.0}
+
+
+def test_platform_only_plugin_leaves_verls_builtins_in_place():
+    """The plugin-price benchmark's baseline: the CPU platform, and nothing of stable-verl's method in verl."""
+    from stable_verl.verl_ext.cpu.verl_plugin import PLATFORM_ONLY_ENV
+
+    code = (
+        "import sys, verl\n"
+        "from verl.utils.device import get_device_name\n"
+        "from verl.trainer.ppo.core_algos import POLICY_LOSS_REGISTRY\n"
+        "from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY\n"
+        "from verl.workers.engine import EngineRegistry\n"
+        "engines = {cls.__name__ for c in EngineRegistry._engines['language_model'].values() for cls in c.values()}\n"
+        "ours = 'minirl' in POLICY_LOSS_REGISTRY or 'stable_sync' in TRAINER_REGISTRY\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('stable_verl.verl_ext.') and '.cpu' not in m)\n"
+        "print(get_device_name(), ours, 'RoutingReplayFSDPEngine' in engines, loaded)"
+    )
+    assert _run(code, VERL_PLATFORM="cpu", **PLATFORM_ONLY_ENV) == "cpu False False []"
+    # ... whereas the entry point registers them.
+    assert _run(code, VERL_PLATFORM="cpu").startswith("cpu True True [")
