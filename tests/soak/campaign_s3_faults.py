@@ -22,33 +22,14 @@ from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.retry import reset_retry_counts, retry_counts
 from tests.faults.audit import audit_store
 from tests.faults.s3_proxy import CLEAN, FaultRates, S3FaultProxy
+from tests.integration.coldstart_e2e import OVERRIDES as E2E_OVERRIDES
 from tests.soak.common import Count
 
 SOAK_FAULTS = FaultRates(error=0.10, drop=0.03, slow=0.05, delay_s=0.5)
-OVERRIDES = [
+OVERRIDES = [  # the CI e2e's small regime, one init, one benchmark
     "teachers=[stepwise]",
-    "task.difficulty=1",
-    "task.hard_difficulty=2",
-    "task.max_operand=null",
-    "task.n_sft=256",
-    "task.n_rl_train=64",
-    "task.n_bench=32",
-    "sft.steps=40",
-    "sft.batch_size=16",
-    "sft.micro_batch_size=8",
-    "rl.recipe=minirl",
-    "rl.train_batch_size=8",
-    "rl.rollout_n=4",
-    "rl.micro_batch_size=16",
-    "rl.lr=1e-4",
-    "rl.rollout_dtype=float32",
-    "rl.format_bonus=0.1",
-    "rl.total_steps=3",
-    "rl.save_freq=1",
+    *(o for o in E2E_OVERRIDES if not o.startswith(("teachers=", "eval.benchmarks="))),
     "eval.benchmarks=[bench_id]",
-    "eval.k=2",
-    "eval.n_prompts=8",
-    "eval.steps=all",
 ]
 
 
