@@ -52,6 +52,9 @@ from stable_verl.verl_ext.store_sync import StepMetrics, StoreSync, node_run_dir
 logger = logging.getLogger(__name__)
 
 TRAINER_NAME = "stable_sync"
+#: How often the sync replay buffer checks whether the step's rollouts are all in (verl's default: 2 s). Every step
+#: waits for its last rollout plus up to one interval: at 2 s that quantised ``timing_s/gen`` to 4, 6, 8 ... s on CPU.
+REPLAY_POLL_S = 0.2
 COLLAPSE_STATE = "stable_verl_collapse.json"  # in verl's global_step_N folder, beside data.pt
 
 
@@ -176,6 +179,22 @@ class StableTrainerSync(PPOTrainerSync):
                 name = os.path.basename(os.environ.get("VERL_FILE_LOGGER_PATH") or "metrics.jsonl")
                 os.makedirs(node_dir, exist_ok=True)
                 os.environ["VERL_FILE_LOGGER_PATH"] = os.path.join(node_dir, name)
+
+    # verl's v1 trainer chooses its synchronous code paths (the bufferless replay buffer, whole-batch data loading,
+    # no TransferQueue checkpoint) by ``trainer_mode == "sync"``. Registered as ``stable_sync``, this subclass of
+    # its sync trainer would run the asynchronous ones, so it reports verl's own mode name.
+    @property
+    def trainer_mode(self) -> str:
+        return "sync"
+
+    @trainer_mode.setter
+    def trainer_mode(self, registered_name: str) -> None:  # verl assigns config.trainer.v1.trainer_mode here
+        pass
+
+    def _build_replay_buffer(self):
+        buffer = super()._build_replay_buffer()
+        buffer.poll_interval = REPLAY_POLL_S
+        return buffer
 
     @property
     def logger(self) -> Any:

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from stable_verl.artifacts import ArtifactStore
+from stable_verl.artifacts.retry import NO_RETRY
 from stable_verl.pipeline.launch.runner import VerlRunError
 from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.transient import is_transient
@@ -82,6 +83,7 @@ def test_network_and_s3_hiccups_are_transient_bad_input_and_verl_failures_are_no
     unreachable = ArtifactStore(
         f"s3://{moto_s3.bucket}/x",
         moto_s3.options() | {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{_free_port()}"}},
+        retry=NO_RETRY,  # the error's class is the point here, not the store's backoff (tests/unit/artifacts)
     )
     with pytest.raises(Exception) as err:
         unreachable.write_text("probe", "x")

@@ -125,3 +125,25 @@ def test_resumed_step_folder_matches_verls_resolution(tmp_path, monkeypatch):
         {"resume_mode": "resume_path", "default_local_dir": "x", "resume_from_path": "/abs/run/global_step_4"}
     )
     assert resumed_step_folder(path, 4) == "/abs/run/global_step_4"
+
+
+# ------------------------------------------------------------------------------------------ verl's sync paths
+def test_stable_sync_takes_verls_synchronous_paths_with_a_short_poll():
+    """verl's v1 trainer keys its sync code on ``trainer_mode == "sync"``; under the name ``stable_sync`` it would
+    build the asynchronous replay buffer (and fetch prompts one by one, checkpoint TransferQueue)."""
+    import verl.trainer.config as verl_config
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+
+    from stable_verl.verl_ext.trainer import REPLAY_POLL_S, TRAINER_NAME, StableTrainerSync
+
+    config = OmegaConf.load(f"{verl_config.__path__[0]}/_generated_ppo_trainer.yaml")
+    config.trainer.v1.trainer_mode = TRAINER_NAME
+    trainer = StableTrainerSync.__new__(StableTrainerSync)  # only the replay-buffer part of verl's __init__
+    trainer.config = config
+    trainer.trainer_mode = config.trainer.v1.trainer_mode  # as verl's PPOTrainer.__init__ assigns it
+    assert trainer.trainer_mode == "sync"
+
+    buffer = trainer._build_replay_buffer()
+    assert type(buffer) is ReplayBuffer  # not ReplayBufferAsync
+    assert buffer.poll_interval == REPLAY_POLL_S < 2.0  # verl's default quantised every step's gen to 2 s
+    assert buffer.gen_batch_size == config.data.train_batch_size  # the whole batch at once, not 1 by 1
