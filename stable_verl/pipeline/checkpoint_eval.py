@@ -149,7 +149,8 @@ def evaluate_checkpoints(
         for rid in dict.fromkeys(t.run_id for t in targets):
             todo = [t for t in targets if t.run_id == rid]
             results |= {t: r for t in todo if (r := stored(t)) is not None}
-            if all(t in results for t in todo):
+            if all(t in results for t in todo):  # a holder killed after uploading them left its lease behind
+                Lease(store, "eval", rid).clear_stale(echo)
                 continue
             lease = Lease(store, "eval", rid)
             try:

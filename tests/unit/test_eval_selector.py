@@ -116,3 +116,29 @@ def test_a_run_another_evaluation_holds_is_skipped_and_said(store, tmp_path):
     assert any(f"{MINIRL}: skipped, another evaluation holds it" in s and "nightly flow run 1" in s for s in said)
     assert said[-1] == "[eval] nothing to evaluate: 1 of 2 checkpoint(s) already evaluated"
     assert not store.exists(lease_path("eval", GRPO))  # a run with nothing to evaluate is never leased
+
+
+def test_a_fully_evaluated_run_loses_the_lease_a_killed_evaluation_left(store, tmp_path):
+    # kill -9 of an evaluation between uploading the results and releasing its lease: the next call finds nothing
+    # to do for the run and removes the dead holder's lease, which would otherwise stay in the store for ever.
+    settings = EvalSettings(k=2)
+    bench = tmp_path / "bench_id.parquet"
+    pd.DataFrame({"prompt": ["1+1", "2+2"]}).to_parquet(bench)
+    done = tmp_path / "done"
+    done.mkdir()
+    results = {"avg@2": 0.5, "avg@2_stderr": 0.1, "format_rate": 1.0, "num_prompts": 2}
+    (done / "results.json").write_text(json.dumps({**results, "settings": dataclasses.asdict(settings)}))
+    store.put_dir(done, RunLayout(store, GRPO).eval_dir(5, "bench_id"))
+    dead = Lease(store, "eval", GRPO, owner="killed flow run", ttl_s=-1)
+    dead._write()  # expired: its holder stopped heart-beating
+    live = Lease(store, "eval", SFT, owner="running flow run", settle_s=0.05)
+    live.acquire()
+    store.put_dir(done, RunLayout(store, SFT).eval_dir(20, "bench_id"))  # its results are in; it has not released yet
+    said: list[str] = []
+    targets = [EvalTarget(GRPO, 5), EvalTarget(SFT, 20)]
+    outcome = evaluate_checkpoints(store, targets, {"bench_id": bench}, settings, tmp_path, 60, echo=said.append)
+    assert outcome.evaluated == [] and len(outcome.results) == 2
+    assert not store.exists(lease_path("eval", GRPO))
+    assert any(f"removing the stale eval lease on {GRPO} of killed flow run" in s for s in said)
+    assert live.read() is not None and live.read().owner == "running flow run"  # a live holder's lease stays
+    live.release()
