@@ -32,7 +32,7 @@ test-fast: setup       ## unit tests only (seconds)
 	$(PY) -m pytest -q tests/unit
 
 bench: setup           ## benchmarks; one `BENCH <name> <value> <op> <target>` line per figure
-	$(PY) tests/benchmarks/run.py
+	$(PY) tests/benchmarks/run.py $(BENCHES)
 
 soak: setup            ## fault campaigns kept out of CI (kill -9 points, S3 fault rates); one `SOAK` line per count
 	$(PY) tests/soak/run.py $(CAMPAIGNS)

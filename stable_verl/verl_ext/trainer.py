@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 TRAINER_NAME = "stable_sync"
 #: How often the sync replay buffer checks whether the step's rollouts are all in (verl's default: 2 s). Every step
 #: waits for its last rollout plus up to one interval: at 2 s that quantised ``timing_s/gen`` to 4, 6, 8 ... s on CPU.
+#: ``+trainer.v1.sampler.poll_interval_s=<s>`` sets another (``bench_plugin_price`` runs ours at verl's 2 s).
 REPLAY_POLL_S = 0.2
 COLLAPSE_STATE = "stable_verl_collapse.json"  # in verl's global_step_N folder, beside data.pt
 
@@ -193,7 +194,7 @@ class StableTrainerSync(PPOTrainerSync):
 
     def _build_replay_buffer(self):
         buffer = super()._build_replay_buffer()
-        buffer.poll_interval = REPLAY_POLL_S
+        buffer.poll_interval = float(self.config.trainer.v1.sampler.get("poll_interval_s", REPLAY_POLL_S))
         return buffer
 
     @property

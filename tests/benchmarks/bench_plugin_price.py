@@ -1,9 +1,9 @@
 """The price of our verl plugins: one RL step with them vs with verl's built-ins, same data, seed and work.
 
 * **ours**: what the RL stage of recipe ``minirl`` runs (``verl_command.ppo_overrides``): the ``stable_sync``
-  trainer, the routing FSDP engine and worker subclasses (routing replay off, as in ``minirl``), the ``minirl``
-  advantage estimator and the ``minirl`` loss with its diagnostics, stable-verl's verl plugin loaded by its entry
-  point.
+  trainer (at verl's replay-buffer poll interval, :data:`VERLS_POLL`), the routing FSDP engine and worker
+  subclasses (routing replay off, as in ``minirl``), the ``minirl`` advantage estimator and the ``minirl`` loss
+  with its diagnostics, stable-verl's verl plugin loaded by its entry point.
 * **base**: verl's ``sync`` trainer, its ``FSDPEngineWithLMHead`` and ``ActorRolloutRefWorker``, its ``grpo``
   estimator without the std division (the same advantages) and its ``vanilla`` loss, with the same aggregation,
   clip ratios and rollout correction (token IS weights, as ``minirl`` asks verl for). verl's entry-point discovery
@@ -48,6 +48,9 @@ TARGET = 1.10
 RUN_TIMEOUT_S = 600
 
 COMMON = ["actor_rollout_ref.rollout.ignore_eos=True"]  # every response max_response_length tokens: equal work
+# Ours polls the replay buffer every 0.2 s, verl's sync trainer every 2 s: at verl's interval in both arms the figure
+# prices the plugins' work, not the shorter wait (which alone made ours faster: a step is ~2 s of rollout here).
+VERLS_POLL = "+trainer.v1.sampler.poll_interval_s=2.0"
 # verl's built-ins with MiniRL's estimator, aggregation and clips: grpo without std = group-mean advantages.
 BASE_RECIPE = ["norm_adv_by_std=false", "loss_agg_mode=seq-mean-token-sum", "dual_clip=3.0"]
 # Present in one arm's metrics only: the minirl loss's and the stable_sync trainer's keys, and the vanilla loss's.
@@ -58,7 +61,7 @@ BASE_ONLY = ("actor/pg_clipfrac",)
 def _stages() -> dict[str, RLStage]:
     """The two arms' RL stages: recipe ``minirl``, and verl's built-ins with the same rollout correction."""
     settings = {"total_steps": STEPS, "save_freq": -1, "timeout_s": RUN_TIMEOUT_S}
-    ours = RLStage(recipe="minirl", overrides=list(COMMON), **settings)
+    ours = RLStage(recipe="minirl", overrides=[*COMMON, VERLS_POLL], **settings)
     rollout_correction = [o for o in ours.recipe_config.overrides() if o.startswith("algorithm.rollout_correction.")]
     assert rollout_correction, "recipe minirl no longer asks verl for its rollout correction"
     base_overrides = [*COMMON, *rollout_correction, "trainer.v1.trainer_mode=sync"]

@@ -1,5 +1,8 @@
 """``make bench``: run every ``bench_*.py`` here and print one ``BENCH <name> <value> <op> <target>`` line per figure.
 
+``python tests/benchmarks/run.py [name ...]`` (``make bench BENCHES="minirl_loss routing_replay"``) runs only the
+named modules (``bench_<name>.py``).
+
 Each benchmark module exposes ``run() -> list[Figure]`` and measures our code against a baseline side by
 side in the same process, so figures are ratios that can be compared across machines.
 """
@@ -15,9 +18,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.benchmarks.common import Figure
 
 
-def main() -> int:
+def main(names: list[str]) -> int:
+    paths = sorted(Path(__file__).parent.glob("bench_*.py"))
+    unknown = set(names) - {p.stem.removeprefix("bench_") for p in paths}
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     failed = 0
-    for path in sorted(Path(__file__).parent.glob("bench_*.py")):
+    for path in paths:
+        if names and path.stem.removeprefix("bench_") not in names:
+            continue
         module = importlib.import_module(f"tests.benchmarks.{path.stem}")
         figures: list[Figure] = module.run()
         for fig in figures:
@@ -27,4 +37,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
