@@ -1,10 +1,11 @@
 """A tiny stability grid end to end: real verl + vLLM (CPU) + Prefect (test harness), a local store.
 
-3 cells (minirl at N = 1; minirl and minirl_r3 at N = 2) x 1 seed x 3 steps, fp8 rollouts, from an SFT init the
-flow builds. The per-N arm list (``arms_by_n``) is the real grid's, and it keeps the test one RL run shorter.
+2 cells (minirl at N = 1, minirl_r3 at N = 2) x 1 seed x 3 steps, fp8 rollouts, from an SFT init the flow builds.
+The per-N arm lists (``arms_by_n``, as the real grid has them) keep the test at two RL runs (three verl start-ups
+with the resume, ~70 s each on 2 cores).
 
 1. attempt 1: the second cell's verl tree is SIGKILLed once its first checkpoint is in the store; the flow fails;
-2. attempt 2: the first cell is skipped (complete), the killed one resumes from its checkpoint, the others run,
+2. attempt 2: the first cell is skipped (complete), the killed one resumes from its checkpoint,
    checkpoints are evaluated, the report is written;
 3. attempt 3: nothing runs; the same report.
 """
@@ -31,7 +32,7 @@ SETTINGS = [  # every value pinned here (no YAML), whatever configs/stability_gr
     "seed=0",
     "arms=[minirl,minirl_r3]",
     "minibatches=[1,2]",
-    "arms_by_n={1:[minirl]}",
+    "arms_by_n={1:[minirl],2:[minirl_r3]}",
     "seeds=[0]",
     "model.kind=moe",
     "model.num_layers=2",
@@ -111,13 +112,11 @@ def test_rerun_skips_the_complete_cell_and_resumes_the_killed_one(tiny_grid):
     cells = tiny_grid.results[0]["cells"]
     assert [c["cell"] for c in cells] == [
         "minirl@N=1/seed0",
-        "minirl@N=2/seed0",
         "minirl_r3@N=2/seed0",
     ]
-    assert [c["skipped"] for c in cells] == [True, False, False]
+    assert [c["skipped"] for c in cells] == [True, False]
     resumed = cells[1]
     assert resumed["run_id"] == tiny_grid.killed_run and resumed["resumed_from"] >= 1
-    assert [c["resumed_from"] for c in cells[2:]] == [0]
     for c in cells:  # every step once, even in the resumed run
         assert [r["step"] for r in RunLayout(tiny_grid.store, c["run_id"]).read_metrics()] == [1, 2, 3], c["cell"]
 
@@ -136,7 +135,7 @@ def test_report_shape(tiny_grid):
         assert store.exists(f"{layout.prefix}/{name}"), name
     local = tiny_grid.params.workdir + f"/comparisons/{result['comparison_id']}"
     table, claims_csv = pd.read_csv(f"{local}/table.csv"), pd.read_csv(f"{local}/claims.csv")
-    assert len(table) == 3 and table["peak"].notna().all() and (table["steps_s"] > 0).all()
+    assert len(table) == 2 and table["peak"].notna().all() and (table["steps_s"] > 0).all()
     assert claims_csv["claim"].tolist() == [c.text for c in claims.CLAIMS]
     assert set(claims_csv["verdict"]) == {claims.INCONCLUSIVE}  # one seed: nothing can be held or rejected
     print("\n" + table[["arm", "N", "verl_s", "steps_s", "startup_s"]].to_string())
