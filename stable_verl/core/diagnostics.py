@@ -33,6 +33,28 @@ def train_infer_kl(
     }
 
 
+def train_infer_kl_from_ratio(rho: torch.Tensor, response_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`train_infer_kl` from rho_t = pi_old / mu_old itself (verl's token IS weights, untruncated), in two
+    masked dot products: no log-probs rebuilt, no ``exp(log rho)``; it runs on every training micro-batch.
+
+    Args:
+        rho: (B, T) pi_old(y_t) / mu_old(y_t), > 0 on response tokens (padding values are never used).
+        response_mask: (B, T) bool or 0/1.
+
+    Returns:
+        {"k1": 0-dim tensor, "k3": 0-dim tensor}, masked means over the response tokens.
+    """
+    mask = response_mask.bool()  # (B, T)
+    rho = torch.where(mask, rho, 1.0)  # (B, T) 1 on padding: log 1 = 0, and no NaN/inf leaks from there
+    log_rho = rho.log()  # (B, T)
+    m = mask.reshape(-1).to(rho.dtype)  # (N,)
+    n = m.sum().clamp_min(1)
+    return {
+        "k1": -torch.dot(log_rho.reshape(-1), m) / n,
+        "k3": torch.dot((rho - 1 - log_rho).reshape(-1), m) / n,
+    }
+
+
 def entropy_from_logits(logits: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
     """Masked mean of the full-vocabulary entropy H_t = -sum_v p_t(v) log p_t(v).
 

@@ -25,7 +25,7 @@ import torch
 from verl.trainer.ppo.core_algos import agg_loss
 from verl.workers.config import PolicyLossConfig
 
-from stable_verl.core.diagnostics import train_infer_kl
+from stable_verl.core.diagnostics import train_infer_kl_from_ratio
 from stable_verl.core.metric_keys import TRAIN_INFER_KL_K1, TRAIN_INFER_KL_K3
 from stable_verl.core.minirl import MiniRLConfig, MiniRLOptions, minirl_token_loss
 from stable_verl.verl_ext.registry import LossSettings, register_policy_loss
@@ -101,9 +101,7 @@ def minirl_policy_loss(
     metrics = {METRIC_KEYS[key]: float(value) for key, value in stats.items()}
     if rollout_is_weights is not None:
         with torch.no_grad():
-            mask = response_mask.bool()
-            log_is = torch.where(mask, rollout_is_weights.clamp_min(1e-30).log(), torch.zeros_like(old_log_prob))
-            kl = train_infer_kl(old_log_prob, old_log_prob - log_is, mask)  # mu_old = pi_old / w
+            kl = train_infer_kl_from_ratio(rollout_is_weights.clamp_min(1e-30), response_mask)  # w = pi_old / mu_old
         metrics[TRAIN_INFER_KL_K1] = float(kl["k1"])
         metrics[TRAIN_INFER_KL_K3] = float(kl["k3"])
     return pg_loss, metrics

@@ -61,7 +61,7 @@ from torch import nn
 from transformers import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeRMSNorm, Qwen3MoeSparseMoeBlock
 
-from stable_verl.core.diagnostics import train_infer_kl
+from stable_verl.core.diagnostics import train_infer_kl_from_ratio
 from stable_verl.core.minirl import MiniRLConfig, minirl_token_loss
 from stable_verl.core.precision import round_model_weights
 from stable_verl.core.routing import RoutingReplay, route_set_mismatch
@@ -371,8 +371,7 @@ def minirl_loss(
     """What ``stable_verl.verl_ext.minirl_loss`` computes (it imports verl): the loss, its stats, train-infer KL."""
     loss_mat, stats = minirl_token_loss(log_prob, old_log_prob, advantages, mask, MiniRLConfig(), is_ratio)
     with torch.no_grad():
-        log_is = torch.where(mask, is_ratio.clamp_min(1e-30).log(), torch.zeros_like(old_log_prob))  # (B, T)
-        kl = train_infer_kl(old_log_prob, old_log_prob - log_is, mask)
+        kl = train_infer_kl_from_ratio(is_ratio.clamp_min(1e-30), mask)
     return _agg_seq_mean_token_sum(loss_mat, mask), {**stats, **kl}
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from stable_verl.core.diagnostics import entropy_from_logits, train_infer_kl
+from stable_verl.core.diagnostics import entropy_from_logits, train_infer_kl, train_infer_kl_from_ratio
 
 
 def test_train_infer_kl_hand_values():
@@ -21,6 +21,23 @@ def test_train_infer_kl_hand_values():
     assert kl["k1"].item() == pytest.approx(0.25)
     assert kl["k3"].item() == pytest.approx((math.exp(0.5) - 1.5 + math.exp(-1.0)) / 2)
     assert kl["k3"].item() == pytest.approx(0.2583004, abs=1e-6)
+
+
+def test_train_infer_kl_from_the_ratio_equals_it_from_log_probs_by_hand():
+    rho = torch.tensor([[math.exp(0.5), math.exp(-1.0), float("nan")]])  # pi_old / mu_old; padding slot garbage
+    mask = torch.tensor([[1, 1, 0]])
+    kl = train_infer_kl_from_ratio(rho, mask)
+    # the hand values of the test above (log rho = [0.5, -1.0])
+    assert kl["k1"].item() == pytest.approx(0.25)
+    assert kl["k3"].item() == pytest.approx(0.2583004, abs=1e-6)
+    torch.manual_seed(0)
+    old, rollout = -torch.rand(4, 9) * 3, -torch.rand(4, 9) * 3
+    mask = torch.rand(4, 9) < 0.7
+    a, b = train_infer_kl(old, rollout, mask), train_infer_kl_from_ratio((old - rollout).exp(), mask)
+    assert a["k1"].item() == pytest.approx(b["k1"].item(), abs=1e-6)
+    assert a["k3"].item() == pytest.approx(b["k3"].item(), abs=1e-6)
+    empty = train_infer_kl_from_ratio(rho, torch.zeros(1, 3))
+    assert empty["k1"].item() == 0.0 and empty["k3"].item() == 0.0
 
 
 def test_train_infer_kl_is_zero_when_engines_agree():
