@@ -165,20 +165,20 @@ def _token_stats(
     clip = clipped.reshape(-1).to(dtype)  # (N,)
     abs_log_ratio = log_ratio.abs()  # (B, T), 0 on padding
 
-    def mean(x: torch.Tensor, over: torch.Tensor = m) -> torch.Tensor:
-        return torch.dot(x.reshape(-1), over) / over.sum().clamp_min(1)
+    n_tokens = m.sum().clamp_min(1)  # each count once, not once per statistic
 
-    def max_(x: torch.Tensor) -> torch.Tensor:
-        return torch.where(mask, x, float("-inf")).max().clamp_min(0) if bool(mask.any()) else x.new_zeros(())
+    def mean(x: torch.Tensor, over: torch.Tensor = m, count: torch.Tensor = n_tokens) -> torch.Tensor:
+        return torch.dot(x.reshape(-1), over) / count
 
+    # Both maxima are of values >= 0, so a masked-out token counts as 0 (and an empty mask gives 0).
     return {
         "is_weight_mean": mean(weight),
-        "is_weight_max": max_(weight),
+        "is_weight_max": (weight.reshape(-1) * m).max(),  # w_t >= 0
         "is_truncated_frac": mean(truncated.to(dtype)),
         "clip_frac": mean(clip),
-        "clip_frac_pos_adv": mean(clip, pos),
-        "clip_frac_neg_adv": mean(clip, neg),
+        "clip_frac_pos_adv": mean(clip, pos, pos.sum().clamp_min(1)),
+        "clip_frac_neg_adv": mean(clip, neg, neg.sum().clamp_min(1)),
         "staleness_log_ratio_abs_mean": mean(abs_log_ratio),
-        "staleness_log_ratio_abs_max": max_(abs_log_ratio),
+        "staleness_log_ratio_abs_max": abs_log_ratio.max(),  # 0 on padding
         "staleness_kl_k3": mean(ratio - 1 - log_ratio),
     }
