@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stable_verl.artifacts import RunLayout
 from stable_verl.artifacts.lease import Lease
@@ -41,6 +41,9 @@ from stable_verl.pipeline.checkpoint_sync import (
 )
 from stable_verl.pipeline.launch.runner import Launcher, LaunchSpec, LocalLauncher, launch
 from stable_verl.verl_ext.store_sync import sync_env
+
+if TYPE_CHECKING:
+    from stable_verl.pipeline.node_inputs import NodeInputs
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,11 @@ class VerlJob:
     entrypoint_gpus: float = 0
     """GPUs the command's own process needs (SFT's torchrun runs the trainers itself; verl's RL driver: 0)."""
     store_sync: bool = False
-    """verl uploads checkpoints and metrics and restores the checkpoint itself (the ``stable_sync`` trainer,
-    :mod:`stable_verl.verl_ext.store_sync`); False: the flow does, from the local checkpoint folder."""
+    """Checkpoints and metrics are uploaded and the checkpoint restored where verl runs (the ``stable_sync``
+    trainer, :mod:`stable_verl.verl_ext.store_sync`; an SFT job's entrypoint, :mod:`~.launch.node_sft`); False:
+    the flow does, from the local checkpoint folder."""
+    node_inputs: NodeInputs | None = None
+    """A cluster job's inputs in the store, which each node materialises (None: verl reads the flow's files)."""
 
 
 def run_tracked(
@@ -190,7 +196,12 @@ def launch_spec(
     """What the launcher of ``attempt`` runs: ``argv`` with the job's settings and verl's metrics file."""
     return LaunchSpec(
         argv,
-        {**job.env, "VERL_FILE_LOGGER_PATH": str(metrics_file), **(sync_env(run) if job.store_sync else {})},
+        {
+            **job.env,
+            # A cluster job's file is on its node ($STABLE_VERL_NODE_DIR/<run id>/): named, not this machine's path.
+            "VERL_FILE_LOGGER_PATH": metrics_file.name if job.node_inputs is not None else str(metrics_file),
+            **(sync_env(run) if job.store_sync else {}),
+        },
         name=f"verl {job.kind}",
         cwd=local_dir,
         key=run_key(run),
