@@ -1,11 +1,11 @@
 """A stage's inputs on a cluster without a shared filesystem (``launcher.kind=ray_job``): store prefixes, node paths.
 
-The command line of a Ray Job names node paths (``${oc.env:STABLE_VERL_NODE_DIR}/...``, resolved where verl reads
-its config); the job's environment lists the store prefixes behind them, which each node materialises
-(:mod:`stable_verl.verl_ext.inputs`). This module decides both from what the flow has locally:
+The command line of a Ray Job names node paths (``${oc.env:STABLE_VERL_NODE_DIR}/store/<store prefix>``, resolved
+where verl reads its config); the job's environment lists the store prefixes behind them, which each node
+materialises (:mod:`stable_verl.verl_ext.inputs`). This module decides both from what the flow has locally:
 
 * the built assets (``workdir/assets/<spec hash>``: tiny model, tokenizer, task splits) go to
-  ``inputs/assets/<spec hash>`` (:func:`publish_assets`, once per store: the hash names a deterministic build);
+  ``inputs/assets/<spec hash>`` (:meth:`NodeInputs.publish`, once per store: the hash names a deterministic build);
 * a seeded SFT training file (seed > 0) to ``inputs/assets/<spec hash>-seeded/<file stem>``;
 * an SFT checkpoint is in the store already (``runs/<id>/checkpoints/global_step_N``); only its HF folder is
   materialised (:func:`checkpoint_model`).
@@ -17,7 +17,6 @@ already, so copying them would only cost time and disk.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -105,8 +104,7 @@ def checkpoint_model(run: RunLayout, step: int) -> tuple[str, str]:
     raise ValueError(f"{run.uri(prefix)} has no HF model folder ({', '.join(HF_FOLDERS)}) with safetensors weights")
 
 
-def model_config_dir(store: ArtifactStore, prefix: str, folder: str) -> Path:
-    """A local folder with just ``config.json`` of the model at ``prefix``/``folder`` (for the flow's checks)."""
-    local = Path(tempfile.mkdtemp(prefix="stable-verl-model-config-"))
+def model_config_dir(store: ArtifactStore, prefix: str, folder: str, local: Path) -> Path:
+    """``folder`` of the model at ``prefix`` with just its ``config.json``, under ``local`` (for the flow's checks)."""
     store.get_dir(prefix, local, only=lambda rel: rel == f"{folder}/config.json")
     return local / folder

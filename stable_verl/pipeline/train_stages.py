@@ -10,6 +10,7 @@ the same jobs' command lines (:func:`sft_job`, :func:`rl_job`) without building 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -217,16 +218,18 @@ def run_rl_stage(
     workdir = Path(p.workdir).resolve()
     assets = prepare_assets(workdir, p.model, p.task, p.seed)
     parent, model_dir, folder = None, None, ""
+    p.rl.recipe_config.check_registered()
     if p.init_run is not None:
         init, step = init_checkpoint(store, p.init_run)
         parent = init.checkpoint(step)
         if p.launcher.on_cluster:  # the nodes fetch the HF folder; here only its config.json, for the check
             parent, folder = checkpoint_model(init, step)
-            model_dir = model_config_dir(store, parent, folder)
+            with tempfile.TemporaryDirectory() as tmp:
+                p.rl.recipe_config.check_model(model_config_dir(store, parent, folder, Path(tmp)))
         else:
             model_dir = ensure_hf_model(fetch_checkpoint(init, step, workdir))
-    p.rl.recipe_config.check_registered()
-    p.rl.recipe_config.check_model(model_dir or assets.model_dir)
+    if model_dir is not None or p.init_run is None:
+        p.rl.recipe_config.check_model(model_dir or assets.model_dir)
     run = RunLayout(store, rl_run_id(p, parent))
     job = rl_job(p, assets, model_dir, parent, folder)
     publish_inputs(job, store, echo)
