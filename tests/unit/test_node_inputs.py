@@ -172,3 +172,29 @@ def test_plan_prints_the_cluster_command_with_node_paths(capsys, tmp_path):
     verl = command[command.index("--") + 1 :]
     assert not [a for a in verl if str(tmp_path) in a]
     assert [a for a in verl if a.startswith("actor_rollout_ref.model.path=${oc.env:STABLE_VERL_NODE_DIR}/store/")]
+
+
+@pytest.mark.parametrize("kind", ["sft", "rl"])
+def test_verls_config_takes_the_node_paths_and_resolves_them_on_the_node(kind, tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_module
+
+    workdir = tmp_path / "work"
+    if kind == "sft":
+        p = SFTFlowParams.from_config(None, _cluster(f"workdir={workdir}"))
+        argv = sft_job(p, planned_assets(workdir, p.model, p.task, p.seed), "sft-x", workdir).argv(workdir / "c")
+        name, overrides, model_key = "sft_trainer_engine", argv[argv.index("verl.trainer.sft_trainer") + 1 :], "model"
+    else:
+        p = RLFlowParams.from_config(None, _cluster(f"workdir={workdir}"))
+        argv = rl_job(
+            p, planned_assets(workdir, p.model, p.task, p.seed), None, "runs/s/checkpoints/global_step_2", "huggingface"
+        ).argv(workdir / "rl-x" / "c")
+        name, overrides, model_key = "ppo_trainer", argv[3:], "actor_rollout_ref.model"
+    monkeypatch.setenv("STABLE_VERL_NODE_DIR", "/node-local")
+    with initialize_config_module("verl.trainer.config", version_base=None):
+        cfg = compose(name, overrides=overrides)
+    from omegaconf import OmegaConf
+
+    OmegaConf.resolve(cfg)  # what verl's TaskRunner does, on the node
+    model = OmegaConf.select(cfg, f"{model_key}.path")
+    assert model.startswith("/node-local/store/") and "${" not in model
+    assert cfg.trainer.default_local_dir.startswith("/node-local/") and str(workdir) not in str(cfg.data.train_files)
