@@ -93,6 +93,8 @@ def materialise(store: ArtifactStore, inp: StoreInput, node_dir: str | os.PathLi
     with FileLock(f"{dest}.lock"):
         if dest.is_dir():  # another process finished it while this one waited
             return dest
+        for stale in dest.parent.glob(f".{dest.name}-*"):  # left by a process killed mid-download (lock held)
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
         try:
             manifest = store.get_dir(inp.prefix, tmp, only=inp.wants)  # size + sha256 of each file checked

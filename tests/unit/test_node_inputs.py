@@ -198,3 +198,13 @@ def test_verls_config_takes_the_node_paths_and_resolves_them_on_the_node(kind, t
     model = OmegaConf.select(cfg, f"{model_key}.path")
     assert model.startswith("/node-local/store/") and "${" not in model
     assert cfg.trainer.default_local_dir.startswith("/node-local/") and str(workdir) not in str(cfg.data.train_files)
+
+
+def test_a_download_cut_short_by_a_killed_process_is_cleaned_up_and_redone(tmp_path):
+    store = ArtifactStore(tmp_path / "store")
+    inp = _published(tmp_path, store)
+    stale = tmp_path / "node/store/inputs/assets/.abc-dead1234"
+    (stale / "data").mkdir(parents=True)
+    (stale / "data/train.parquet").write_bytes(b"ro")  # half a file, no completion
+    dest = inputs.materialise(store, inp, tmp_path / "node")
+    assert (dest / "data/train.parquet").read_bytes() == b"rows" and not stale.exists()
