@@ -39,6 +39,7 @@ from stable_verl.pipeline.checkpoint_sync import (
     check_steps,
     restore_latest,
 )
+from stable_verl.pipeline.launch.node_sft import ATTEMPT_ENV
 from stable_verl.pipeline.launch.runner import Launcher, LaunchSpec, LocalLauncher, launch
 from stable_verl.verl_ext.store_sync import sync_env
 
@@ -201,6 +202,7 @@ def launch_spec(
             # A cluster job's file is on its node ($STABLE_VERL_NODE_DIR/<run id>/): named, not this machine's path.
             "VERL_FILE_LOGGER_PATH": metrics_file.name if job.node_inputs is not None else str(metrics_file),
             **(sync_env(run) if job.store_sync else {}),
+            **({ATTEMPT_ENV: str(attempt)} if job.node_inputs is not None else {}),
         },
         name=f"verl {job.kind}",
         cwd=local_dir,

@@ -14,6 +14,7 @@ import pytest
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.pipeline.launch import node_sft
 from stable_verl.pipeline.launch.runner import VerlRunError
+from stable_verl.pipeline.node_inputs import NodeInputs
 from stable_verl.pipeline.run_lifecycle import VerlJob, run_tracked
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
 from tests.unit.test_tracked_stage import TRAINER
@@ -42,6 +43,7 @@ def _job(node: Path, total: int, die_at: int = 0) -> VerlJob:
         timeout_s=60,
         config={"total": total},
         store_sync=True,
+        node_inputs=NodeInputs(),  # a cluster job (with no inputs to fetch here)
     )
 
 
@@ -59,5 +61,8 @@ def test_the_node_entrypoint_syncs_from_the_node_and_a_fresh_node_resumes_from_t
     assert [r["step"] for r in run.read_metrics()] == [1, 2, 3, 4]
     assert [r["started_at"] for r in run.read_metrics()] == [0, 0, 2, 2]  # steps 3-4 resumed from step 2
     assert any("restored checkpoint 2 from the store" in line for line in lines)
+    node_log = run.store.read_text(f"{run.prefix}/logs/attempt-2-node.log")  # uploaded by the node itself
+    assert "step:3 - loss:1.0" in node_log and "step:4 - loss:1.0" in node_log
+    assert "step:2 - loss:1.0" in run.store.read_text(f"{run.prefix}/logs/attempt-1-node.log")  # also when it fails
     assert (tmp_path / "node-b" / RUN / "checkpoints" / "global_step_4" / "_MANIFEST.json").is_file()
     assert not list((tmp_path / "flow").glob("checkpoints/global_step_*"))  # nothing saved on the flow's side

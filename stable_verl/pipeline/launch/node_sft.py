@@ -11,7 +11,8 @@ code (:mod:`stable_verl.pipeline.checkpoint_sync`):
    (the command's ``trainer.default_local_dir``), so verl's ``resume_mode=auto`` resumes from it;
 3. run ``python <args>`` (this interpreter) with verl's metrics file in that folder, and a
    :class:`~stable_verl.pipeline.checkpoint_sync.CheckpointSyncer` beside it: each checkpoint verl completes goes
-   up with the metrics first and its manifest last; at a normal end the merged metrics too.
+   up with the metrics first and its manifest last; at a normal end the merged metrics too. Its output goes to the
+   job's (which the Jobs API streams to the flow) and to ``logs/attempt-<k>-node.log`` in the run's store folder.
 
 The run comes from the job's environment (``store_sync.sync_env``: root, run id, endpoint; credentials are the
 node's own). ``ray job stop`` (SIGTERM to the job's process group) stops the child and the syncer, which then
@@ -32,6 +33,7 @@ from stable_verl.verl_ext import inputs
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR, StoreSync, restored_line
 
 METRICS_ENV = "VERL_FILE_LOGGER_PATH"
+ATTEMPT_ENV = "STABLE_VERL_ATTEMPT"  # the stage's attempt (launch_spec): names the node's log in the store
 
 
 def node_folder(run_id: str) -> Path:
@@ -61,7 +63,11 @@ def run(args: list[str]) -> int:
     syncer = CheckpointSyncer(run_layout, ckpt_root, metrics, resumed, echo=lambda s: print(s, flush=True)).start()
 
     env = {**os.environ, METRICS_ENV: str(metrics_file)}
-    child = subprocess.Popen([sys.executable, *args], env=env)
+    log_path = local / "logs" / f"attempt-{os.environ.get(ATTEMPT_ENV, '0')}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    child = subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
     stopped: list[int] = []
 
     def forward(signum: int, _frame) -> None:
@@ -71,10 +77,18 @@ def run(args: list[str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    code = child.wait()
-    syncer.stop(final_sync=not stopped)
-    if code == 0 and not stopped:
-        run_layout.write_metrics(metrics.rows())
+    try:
+        with open(log_path, "w", encoding="utf-8") as log:
+            for line in child.stdout:  # the job's output (the Jobs API streams it to the flow) and the node's log
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                log.write(line)
+        code = child.wait()
+        syncer.stop(final_sync=not stopped)
+        if code == 0 and not stopped:
+            run_layout.write_metrics(metrics.rows())
+    finally:  # the log as the node saw it, whatever the Jobs API's log stream delivered to the flow
+        run_layout.store.write_text(f"{run_layout.prefix}/logs/{log_path.stem}-node.log", log_path.read_text())
     return 128 + stopped[0] if stopped else code
 
 
