@@ -195,7 +195,7 @@ def test_sft_stage_on_the_cluster_syncs_from_its_node_and_reads_its_inputs_from_
     # The node's own log of the job, uploaded from the node. (The flow's attempt-1.log is what the Jobs API streamed;
     # on this test cluster, whose nodes have temp dirs of their own, it streams nothing of an entrypoint that runs on
     # the worker node.)
-    assert "step:2" in run.store.read_text(f"{run.prefix}/logs/attempt-1-node.log")
+    assert "step:" in run.store.read_text(f"{run.prefix}/logs/attempt-1-node.log")
     assert run.store.exists(f"{run.prefix}/logs/attempt-1.log")
     assert run.read_run()["status"] == "complete"
     assert not _flow_paths(run, workdir)
