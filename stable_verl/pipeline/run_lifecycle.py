@@ -8,12 +8,14 @@
 2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
 3. verl runs through the job's launcher (:mod:`stable_verl.pipeline.launch.runner`: a local subprocess, or a Ray
    Job) and resumes from the latest complete checkpoint in the store (a killed stage resumes when rerun):
-   * a ``store_sync`` job (RL): verl's own processes restore it, upload each checkpoint from the nodes that save
-     it and write the metrics (:mod:`stable_verl.verl_ext.store_sync`; no filesystem shared with the flow), while
-     :class:`~.checkpoint_sync.CheckpointWatch` reports the checkpoints as they land in the store;
-   * otherwise (SFT): the flow restores it into an empty local checkpoint root, and
+   * a ``store_sync`` job (RL; SFT on a cluster): it is restored, each checkpoint uploaded and the metrics written
+     on the node that saves them, with no filesystem shared with the flow (RL: verl's own processes,
+     :mod:`stable_verl.verl_ext.store_sync`; SFT: its job's entrypoint, :mod:`~.launch.node_sft`, running the syncer
+     below beside torchrun), while :class:`~.checkpoint_sync.CheckpointWatch` reports the checkpoints as they land
+     in the store; a cluster job's inputs are uploaded first (``node_inputs``) and materialised on its nodes;
+   * otherwise (a local SFT): the flow restores it into an empty local checkpoint root, and
      :class:`~.checkpoint_sync.CheckpointSyncer` uploads checkpoints from that folder as verl saves them, with the
-     metrics verl writes to ``metrics-attempt-<k>.jsonl`` (on a cluster: a folder the nodes share);
+     metrics verl writes to ``metrics-attempt-<k>.jsonl``;
 4. the merged metrics (each step exactly once), the attempt's log and ``run.json`` (status ``complete``,
    last) are written. On failure ``run.json`` says ``failed`` and the error; nothing is marked complete.
 """
