@@ -267,7 +267,7 @@ def test_rl_stage_on_the_cluster_survives_ray_job_stop_and_resumes_from_s3(
     assert f"actor_rollout_ref.model.path={model}" in overrides
     hf = cluster.node_dir("worker") / "store" / sft.checkpoint(SFT_STEPS) / "huggingface"
     assert _materialised(run.store, hf, sft.checkpoint(SFT_STEPS), "huggingface") >= 2
-    assert not (hf.parent / "model_world_size_1_rank_0.pt").exists()  # only the HF folder of the checkpoint
+    assert {p.name for p in hf.parent.iterdir()} == {"huggingface", "huggingface.lock"}  # of the checkpoint: HF only
     assert not (cluster.node_dir("head") / "store").exists()
 
     # The driver ran on the head, verl's workers on the worker node.
