@@ -121,7 +121,8 @@ def rl_job(
     """verl RL (the recipe, vLLM rollouts) of the HF model in ``model_dir``, which is ``parent`` in the store.
 
     On a cluster the command names node paths: the model is ``model_folder`` of the checkpoint ``parent`` (or the
-    built base model), materialised from the store on each node that reads it, as are the parquet files."""
+    built base model), materialised from the store on each node that reads it, as are the parquet files. A local
+    run names this machine's files: verl reads them here, so a copy would only cost time and disk."""
     env = {**stage_env(p.launcher), rollout_precision.ENV: p.rl.rollout_precision}
     data = assets.data
     model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
