@@ -6,8 +6,9 @@ Two ways, one per kind of stage:
   checkpoint to resume from (:mod:`stable_verl.verl_ext.store_sync`), on whichever nodes save and load them, so no
   filesystem need be shared with the flow; :class:`CheckpointWatch` reports them to the flow as they land in the
   store.
-* SFT (verl's ``sft_trainer`` under torchrun, which has no seam for this yet): the flow watches verl's local
-  folder, which must then be one the flow can read.
+* SFT (verl's ``sft_trainer`` under torchrun, which has no seam for this): :class:`CheckpointSyncer` watches verl's
+  local folder, beside verl: in the flow for a local stage, in the job's entrypoint on the node that runs torchrun
+  for a Ray Job (:mod:`stable_verl.pipeline.launch.node_sft`).
 
 * :class:`MetricsLog`: verl's file logger opens its file with ``"wb"``, so every attempt of a stage writes
   its own file; rows up to the checkpoint an attempt resumed from come from earlier attempts, later rows

@@ -97,8 +97,9 @@ class EvalParams(EvalSettings):
 class LauncherParams(_Model):
     """Where verl stages run: a local subprocess (default) or a Ray Job on an existing Ray cluster.
 
-    On a cluster the stage's local folder (``workdir``: inputs, checkpoints, metrics) must be on a filesystem
-    every node mounts at the same path; the flow's machine uploads checkpoints from it (README "On a cluster").
+    On a cluster nothing is shared with the flow's machine but the store: the flow uploads the stage's inputs, each
+    node materialises them into its ``STABLE_VERL_NODE_DIR``, and checkpoints and metrics go to the store from the
+    node that saves them (README "On a cluster").
     """
 
     kind: Literal["local", "ray_job"] = "local"

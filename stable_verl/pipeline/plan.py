@@ -48,7 +48,9 @@ def plan_rl(p: RLFlowParams, init_steps: int | None = None) -> PlannedStage:
         model_dir = local_run_dir(workdir, p.init_run) / "checkpoints" / last / "huggingface"
         parent = checkpoint_path(p.init_run, init_steps) if init_steps is not None else None
         run = rl_run_id(p, parent) if parent else f"<rl run from {p.init_run}>"
-    job = rl_job(p, assets, model_dir, parent)
+        if p.launcher.on_cluster:  # the nodes read the checkpoint's HF folder from the store
+            parent = parent or f"runs/{p.init_run}/checkpoints/{last}"
+    job = rl_job(p, assets, model_dir, parent, "huggingface")
     return PlannedStage("rl", run, _command(p, job, run, workdir))
 
 

@@ -8,12 +8,14 @@
 2. ``run.json`` (status ``running``, attempt k), ``config.yaml`` and ``command.json`` are written;
 3. verl runs through the job's launcher (:mod:`stable_verl.pipeline.launch.runner`: a local subprocess, or a Ray
    Job) and resumes from the latest complete checkpoint in the store (a killed stage resumes when rerun):
-   * a ``store_sync`` job (RL): verl's own processes restore it, upload each checkpoint from the nodes that save
-     it and write the metrics (:mod:`stable_verl.verl_ext.store_sync`; no filesystem shared with the flow), while
-     :class:`~.checkpoint_sync.CheckpointWatch` reports the checkpoints as they land in the store;
-   * otherwise (SFT): the flow restores it into an empty local checkpoint root, and
+   * a ``store_sync`` job (RL; SFT on a cluster): it is restored, each checkpoint uploaded and the metrics written
+     on the node that saves them, with no filesystem shared with the flow (RL: verl's own processes,
+     :mod:`stable_verl.verl_ext.store_sync`; SFT: its job's entrypoint, :mod:`~.launch.node_sft`, running the syncer
+     below beside torchrun), while :class:`~.checkpoint_sync.CheckpointWatch` reports the checkpoints as they land
+     in the store; a cluster job's inputs are uploaded first (``node_inputs``) and materialised on its nodes;
+   * otherwise (a local SFT): the flow restores it into an empty local checkpoint root, and
      :class:`~.checkpoint_sync.CheckpointSyncer` uploads checkpoints from that folder as verl saves them, with the
-     metrics verl writes to ``metrics-attempt-<k>.jsonl`` (on a cluster: a folder the nodes share);
+     metrics verl writes to ``metrics-attempt-<k>.jsonl``;
 4. the merged metrics (each step exactly once), the attempt's log and ``run.json`` (status ``complete``,
    last) are written. On failure ``run.json`` says ``failed`` and the error; nothing is marked complete.
 """
@@ -26,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stable_verl.artifacts import RunLayout
 from stable_verl.artifacts.lease import Lease
@@ -39,8 +41,12 @@ from stable_verl.pipeline.checkpoint_sync import (
     check_steps,
     restore_latest,
 )
+from stable_verl.pipeline.launch.node_sft import ATTEMPT_ENV
 from stable_verl.pipeline.launch.runner import Launcher, LaunchSpec, LocalLauncher, launch
 from stable_verl.verl_ext.store_sync import sync_env
+
+if TYPE_CHECKING:
+    from stable_verl.pipeline.node_inputs import NodeInputs
 
 
 @dataclass(frozen=True)
@@ -98,8 +104,11 @@ class VerlJob:
     entrypoint_gpus: float = 0
     """GPUs the command's own process needs (SFT's torchrun runs the trainers itself; verl's RL driver: 0)."""
     store_sync: bool = False
-    """verl uploads checkpoints and metrics and restores the checkpoint itself (the ``stable_sync`` trainer,
-    :mod:`stable_verl.verl_ext.store_sync`); False: the flow does, from the local checkpoint folder."""
+    """Checkpoints and metrics are uploaded and the checkpoint restored where verl runs (the ``stable_sync``
+    trainer, :mod:`stable_verl.verl_ext.store_sync`; an SFT job's entrypoint, :mod:`~.launch.node_sft`); False:
+    the flow does, from the local checkpoint folder."""
+    node_inputs: NodeInputs | None = None
+    """A cluster job's inputs in the store, which each node materialises (None: verl reads the flow's files)."""
 
 
 def run_tracked(
@@ -190,7 +199,13 @@ def launch_spec(
     """What the launcher of ``attempt`` runs: ``argv`` with the job's settings and verl's metrics file."""
     return LaunchSpec(
         argv,
-        {**job.env, "VERL_FILE_LOGGER_PATH": str(metrics_file), **(sync_env(run) if job.store_sync else {})},
+        {
+            **job.env,
+            # A cluster job's file is on its node ($STABLE_VERL_NODE_DIR/<run id>/): named, not this machine's path.
+            "VERL_FILE_LOGGER_PATH": metrics_file.name if job.node_inputs is not None else str(metrics_file),
+            **(sync_env(run) if job.store_sync else {}),
+            **({ATTEMPT_ENV: str(attempt)} if job.node_inputs is not None else {}),
+        },
         name=f"verl {job.kind}",
         cwd=local_dir,
         key=run_key(run),

@@ -10,8 +10,9 @@ the same jobs' command lines (:func:`sft_job`, :func:`rl_job`) without building 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, run_id, step_dir
@@ -19,9 +20,10 @@ from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import verl_command
 from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
 from stable_verl.pipeline.eval_worker import ensure_hf_model
-from stable_verl.pipeline.launch import cpu_env
+from stable_verl.pipeline.launch import cpu_env, node_sft
 from stable_verl.pipeline.launch.ray_job import RayJobLauncher
 from stable_verl.pipeline.launch.runner import Launcher, LocalLauncher
+from stable_verl.pipeline.node_inputs import NodeInputs, checkpoint_model, model_config_dir, node_checkpoint_root
 from stable_verl.pipeline.params import LauncherParams, RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.run_lifecycle import StageResult, VerlJob, run_tracked
 from stable_verl.tasks.datasets import sft_split
@@ -74,50 +76,84 @@ def local_run_dir(workdir: Path, run_id: str) -> Path:
 
 
 def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJob:
-    """verl SFT of ``assets``' base model on ``p.sft.teacher``'s data, as run ``run``."""
+    """verl SFT of ``assets``' base model on ``p.sft.teacher``'s data, as run ``run``.
+
+    On a cluster (``launcher.kind=ray_job``) the command names node paths and runs under the job entrypoint
+    :mod:`~.launch.node_sft` (inputs from the store, checkpoints to it, on the node that runs torchrun); the
+    job's ``node_inputs`` are what the flow uploads before submitting it."""
     data = assets.data
     train = seeded_sft_path(data[sft_split(p.sft.teacher, "train")], p.sft_seed, local_run_dir(workdir, run))
+    val = data[sft_split(p.sft.teacher, "val")]
+    model: Path | PurePosixPath = assets.model_dir
+    env = stage_env(p.launcher)
+    nodes = None
+    if p.launcher.on_cluster:
+        nodes = NodeInputs()
+        model, val = nodes.asset(assets, assets.model_dir), nodes.asset(assets, val)
+        train = nodes.seeded(assets, train) if p.sft_seed else nodes.asset(assets, train)
+        env = {**env, **nodes.env()}
+
+    def argv(ckpt_root: Path) -> list[str]:
+        if nodes is None:
+            return verl_command.sft_argv(p.sft, model, train, val, ckpt_root, p.sft_seed, p.launcher.cpu)
+        root = node_checkpoint_root(ckpt_root.parent.name)
+        command = verl_command.sft_argv(p.sft, model, train, val, root, p.sft_seed, p.launcher.cpu)
+        return [command[0], "-m", node_sft.__name__, "--", *command[1:]]
+
     return VerlJob(
         kind="sft",
         name=p.sft.teacher,
         total_steps=p.sft.steps,
-        argv=lambda ckpt_root: verl_command.sft_argv(
-            p.sft, assets.model_dir, train, data[sft_split(p.sft.teacher, "val")], ckpt_root, p.sft_seed, p.launcher.cpu
-        ),
-        env=stage_env(p.launcher),
+        argv=argv,
+        env=env,
         timeout_s=p.sft.timeout_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         launcher=launcher_factory(p.launcher),
         entrypoint_gpus=p.sft.n_gpus_per_node,  # torchrun's trainers run in the job's own process tree
+        store_sync=nodes is not None,  # on a cluster: node_sft syncs on the node that saves
+        node_inputs=nodes,
     )
 
 
-def rl_job(p: RLFlowParams, assets: Assets, model_dir: Path, parent: str | None) -> VerlJob:
-    """verl RL (the recipe, vLLM rollouts) of the HF model in ``model_dir``, which is ``parent`` in the store."""
+def rl_job(
+    p: RLFlowParams, assets: Assets, model_dir: Path | None, parent: str | None, model_folder: str = ""
+) -> VerlJob:
+    """verl RL (the recipe, vLLM rollouts) of the HF model in ``model_dir``, which is ``parent`` in the store.
+
+    On a cluster the command names node paths: the model is ``model_folder`` of the checkpoint ``parent`` (or the
+    built base model), materialised from the store on each node that reads it, as are the parquet files. A local
+    run names this machine's files: verl reads them here, so a copy would only cost time and disk."""
     env = {**stage_env(p.launcher), rollout_precision.ENV: p.rl.rollout_precision}
     data = assets.data
+    model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
+    train, val = data["rl_train"], data["rl_val"]
+    nodes = None
+    if p.launcher.on_cluster:
+        nodes = NodeInputs()
+        model = nodes.checkpoint(parent, model_folder) if parent else nodes.asset(assets, assets.model_dir)
+        train, val = nodes.asset(assets, train), nodes.asset(assets, val)
+        env = {**env, **nodes.env()}
+
+    def argv(ckpt_root: Path) -> list[str]:
+        root = ckpt_root if nodes is None else node_checkpoint_root(ckpt_root.parent.name)
+        return verl_command.ppo_argv(
+            verl_command.ppo_overrides(
+                p.rl, model, train, val, root, p.rl_seed, cluster=p.launcher.on_cluster, cpu=p.launcher.cpu
+            )
+        )
+
     return VerlJob(
         kind="rl",
         name=p.rl.recipe,
         total_steps=p.rl.total_steps,
-        argv=lambda ckpt_root: verl_command.ppo_argv(
-            verl_command.ppo_overrides(
-                p.rl,
-                model_dir,
-                data["rl_train"],
-                data["rl_val"],
-                ckpt_root,
-                p.rl_seed,
-                cluster=p.launcher.on_cluster,
-                cpu=p.launcher.cpu,
-            )
-        ),
+        argv=argv,
         env=env,
         timeout_s=p.rl.timeout_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         parent_checkpoint=parent,
         launcher=launcher_factory(p.launcher),
         store_sync=True,  # the stable_sync trainer uploads its checkpoints and metrics itself
+        node_inputs=nodes,
     )
 
 
@@ -161,7 +197,9 @@ def run_sft_stage(
     assets = prepare_assets(workdir, p.model, p.task, p.seed)
     local = local_run_dir(workdir, run.run_id)
     seeded_sft_file(assets.data[sft_split(p.sft.teacher, "train")], p.sft_seed, local)
-    return run_tracked(run, sft_job(p, assets, run.run_id, workdir), local, echo=echo, on_line=on_line)
+    job = sft_job(p, assets, run.run_id, workdir)
+    publish_inputs(job, store, echo)
+    return run_tracked(run, job, local, echo=echo, on_line=on_line)
 
 
 def rl_run_complete(p: RLFlowParams, store: ArtifactStore) -> bool:
@@ -180,14 +218,27 @@ def run_rl_stage(
     """verl RL (the recipe, vLLM rollouts) from ``p.init_run``'s last checkpoint, tracked in ``store``."""
     workdir = Path(p.workdir).resolve()
     assets = prepare_assets(workdir, p.model, p.task, p.seed)
-    parent = None
-    model_dir = assets.model_dir
+    parent, model_dir, folder = None, None, ""
+    p.rl.recipe_config.check_registered()
     if p.init_run is not None:
         init, step = init_checkpoint(store, p.init_run)
         parent = init.checkpoint(step)
-        model_dir = ensure_hf_model(fetch_checkpoint(init, step, workdir))
-    p.rl.recipe_config.check_registered()
-    p.rl.recipe_config.check_model(model_dir)
+        if p.launcher.on_cluster:  # the nodes fetch the HF folder; here only its config.json, for the check
+            parent, folder = checkpoint_model(init, step)
+            with tempfile.TemporaryDirectory() as tmp:
+                p.rl.recipe_config.check_model(model_config_dir(store, parent, folder, Path(tmp)))
+        else:
+            model_dir = ensure_hf_model(fetch_checkpoint(init, step, workdir))
+    if model_dir is not None or p.init_run is None:
+        p.rl.recipe_config.check_model(model_dir or assets.model_dir)
     run = RunLayout(store, rl_run_id(p, parent))
-    job = rl_job(p, assets, model_dir, parent)
+    job = rl_job(p, assets, model_dir, parent, folder)
+    publish_inputs(job, store, echo)
     return run_tracked(run, job, local_run_dir(workdir, run.run_id), echo=echo, on_line=on_line)
+
+
+def publish_inputs(job: VerlJob, store: ArtifactStore, echo: Callable[[str], None] = print) -> None:
+    """Upload the inputs a cluster job's nodes materialise that the store lacks (built assets: once per store)."""
+    if job.node_inputs is not None:
+        for prefix in job.node_inputs.publish(store):
+            echo(f"[{job.kind}] uploaded the stage's inputs to {store.uri(prefix)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from stable_verl.pipeline.config import RLStage, SFTStage
 from stable_verl.pipeline.launch import cpu_env
@@ -17,16 +17,17 @@ SFT_DATASET = ("pkg://stable_verl.verl_ext.sft_dataset", "CachedMultiTurnSFTData
 
 def sft_argv(
     sft: SFTStage,
-    model_path: Path,
-    train_file: Path,
-    val_file: Path,
-    out_dir: Path,
+    model_path: PurePath,
+    train_file: PurePath,
+    val_file: PurePath,
+    out_dir: PurePath,
     seed: int = 0,
     cpu: bool | None = None,
 ) -> list[str]:
     """``torchrun -m verl.trainer.sft_trainer`` on ``sft.n_gpus_per_node`` processes, saving HF weights at the end.
 
-    ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine)."""
+    ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine). The paths are this
+    machine's files (a local run) or node paths (a Ray Job: ``node_inputs``)."""
     overrides = [
         f"model.path={model_path}",
         f"data.train_files={train_file}",
@@ -71,10 +72,10 @@ def reward_overrides(format_bonus: float) -> list[str]:
 
 def ppo_overrides(
     rl: RLStage,
-    model_path: Path,
-    train_file: Path,
-    val_file: Path,
-    out_dir: Path,
+    model_path: PurePath,
+    train_file: PurePath,
+    val_file: PurePath,
+    out_dir: PurePath,
     seed: int | None = None,
     cluster: bool = False,
     cpu: bool | None = None,

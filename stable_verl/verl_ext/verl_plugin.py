@@ -3,9 +3,16 @@
 Order matters: the CPU platform is registered before anything that asks verl for its platform
 (verl caches the answer), so the trainer and loss modules are imported only afterwards. verl swallows
 plugin import errors at debug level; this module logs them at ERROR before re-raising.
+
+Then, in a Ray worker of a job whose environment lists stage inputs (``STABLE_VERL_INPUTS``, a Ray Job without a
+shared filesystem), the inputs are materialised on this node from the store (:mod:`.inputs`): every verl actor
+(the TaskRunner, which reads the tokenizer and the parquet files, the FSDP workers, vLLM's server, the agent-loop
+and reward workers) imports verl before it reads them. The job's driver (not a Ray worker yet when it imports verl)
+reads none of them, so the head node downloads nothing; SFT's job entrypoint materialises them before torchrun.
 """
 
 import logging
+import os
 import warnings
 
 # verl's engine package warns once per optional backend it cannot import (megatron, veomni, ...): noise here.
@@ -24,3 +31,15 @@ try:
 except Exception:
     logging.getLogger("stable_verl").exception("stable-verl: the verl plugin failed to load")
     raise
+
+if os.environ.get("STABLE_VERL_INPUTS"):
+    try:
+        import ray
+
+        if ray.is_initialized():  # a Ray worker (actor) of the job, not its driver
+            from stable_verl.verl_ext import inputs
+
+            inputs.materialise_from_env()
+    except Exception:
+        logging.getLogger("stable_verl").exception("stable-verl: the stage's inputs could not be materialised")
+        raise

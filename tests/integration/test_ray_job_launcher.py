@@ -1,16 +1,19 @@
 """verl stages as Ray Jobs on a real two-node Ray cluster started here (tests/integration/ray_cluster.py).
 
-The job's driver runs on the head node, verl's workers on the worker node (the only one with a logical GPU).
-The RL stage's checkpoints and metrics reach moto S3 from inside verl, on the node that saved them, and a resumed
-stage restores its checkpoint from S3 there: each node saves into a scratch folder of its own
-(``STABLE_VERL_NODE_DIR`` on ``ray start``), which neither the other node nor the flow reads, so nothing relies on
-a shared filesystem. A stand-in trainer (verl's file contract, seconds; the flow's watcher of a shared folder, as
-for SFT) covers the launcher's failure paths; one real RL stage covers ``ray job stop`` and the resume; a SIGTERM
-to a flow process covers cancellation.
+The RL job's driver runs on the head node, verl's workers on the worker node (the only one with a logical GPU); the
+SFT job's entrypoint (torchrun under ``launch.node_sft``) on the worker node. Nothing relies on a shared filesystem:
+each node keeps a scratch folder of its own (``STABLE_VERL_NODE_DIR`` on ``ray start``), which neither the other node
+nor the flow reads. The command lines name node paths, and the worker node materialises the stages' inputs (the
+built assets, the SFT checkpoint's HF model) from moto S3, checked against their manifests. Checkpoints and metrics
+reach S3 from the node that saved them (RL: inside verl; SFT: the entrypoint's syncer), and a resumed stage
+restores its checkpoint from S3 there. A stand-in trainer (verl's file contract, seconds) covers the launcher's
+failure paths; one real SFT stage and one real RL stage from its checkpoint cover the inputs, ``ray job stop`` and
+the resume; a SIGTERM to a flow process covers cancellation.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -24,13 +27,16 @@ from pathlib import Path
 import pytest
 
 from flows.rl import rl_flow
+from flows.sft import sft_flow
 from stable_verl.artifacts import RunLayout
+from stable_verl.artifacts.manifest import sha256_file
 from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.launch.ray_job import JobAlreadyRunning, RayJobLauncher
 from stable_verl.pipeline.launch.runner import LaunchSpec, VerlRunError, launch
-from stable_verl.pipeline.params import RLFlowParams
+from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.run_lifecycle import VerlJob, run_key, run_tracked
-from stable_verl.pipeline.train_stages import rl_run_id
+from stable_verl.pipeline.train_stages import rl_run_id, sft_run_id
+from stable_verl.verl_ext.inputs import MARK
 from tests.integration.interrupted import run_while_killing
 from tests.integration.ray_cluster import LocalRayCluster, start_cluster
 from tests.unit.test_tracked_stage import TRAINER
@@ -38,6 +44,8 @@ from tests.unit.test_tracked_stage import TRAINER
 pytestmark = pytest.mark.slow
 
 RL_STEPS = 4  # the first checkpoint in S3 triggers the stop; the margin keeps the run from ending before it lands
+SFT_STEPS = 2
+TASK = ["task.n_sft=32"]  # SFT and RL share one task, so one set of built assets (one store prefix)
 
 
 @pytest.fixture(scope="module")
@@ -117,21 +125,90 @@ def test_a_run_already_running_is_refused_and_the_timeout_stops_the_job(cluster,
     assert _active(cluster) == {}
 
 
-def _rl_params(moto_s3, workdir: Path, cluster: LocalRayCluster, name: str) -> RLFlowParams:
-    store = f"s3://{moto_s3.bucket}/{name}-{uuid.uuid4().hex[:8]}"
+def _store_root(moto_s3, name: str) -> str:
+    return f"s3://{moto_s3.bucket}/{name}-{uuid.uuid4().hex[:8]}"
+
+
+def _on_cluster(moto_s3, workdir: Path, cluster: LocalRayCluster, store: str) -> list[str]:
+    return [
+        f"workdir={workdir}",
+        f"store.root={store}",
+        f"store.endpoint_url={moto_s3.endpoint_url}",
+        "launcher.kind=ray_job",
+        f"launcher.ray_address={cluster.dashboard_url}",
+    ]
+
+
+def _rl_params(moto_s3, workdir: Path, cluster: LocalRayCluster, store: str, *more: str) -> RLFlowParams:
     return RLFlowParams.from_config(
         None,
         [
-            f"workdir={workdir}",
-            f"store.root={store}",
-            f"store.endpoint_url={moto_s3.endpoint_url}",
-            "launcher.kind=ray_job",
-            f"launcher.ray_address={cluster.dashboard_url}",
+            *_on_cluster(moto_s3, workdir, cluster, store),
             f"rl.total_steps={RL_STEPS}",
             "rl.save_freq=1",
             "rl.format_bonus=0.1",
+            *more,
         ],
     )
+
+
+@pytest.fixture(scope="module")
+def sft_store(moto_s3) -> str:
+    return _store_root(moto_s3, "sft")
+
+
+@pytest.fixture(scope="module")
+def sft_run(prefect_harness, moto_s3, cluster, workdir, sft_store) -> tuple[RunLayout, dict]:
+    """A short real SFT stage through the Ray Jobs launcher (the RL stage below starts from its checkpoint)."""
+    overrides = [f"sft.steps={SFT_STEPS}", "sft.batch_size=16", "sft.teacher=terse", "sft.timeout_s=400", *TASK]
+    params = SFTFlowParams.from_config(None, [*_on_cluster(moto_s3, workdir, cluster, sft_store), *overrides])
+    run = RunLayout(params.store.open(), sft_run_id(params))
+    return run, sft_flow(params)
+
+
+def _flow_paths(run: RunLayout, workdir: Path) -> list[str]:
+    """The arguments of the run's recorded command line that name a path under the flow's workdir."""
+    return [a for a in run.store.read_json(f"{run.prefix}/command.json")["overrides"] if str(workdir) in a]
+
+
+def _materialised(store, folder: Path, prefix: str, sub: str = "") -> int:
+    """Assert ``folder`` (on a node) holds exactly the files of ``prefix``'s manifest (``sub``: under it), each with
+    the manifest's sha256, plus the mark of the check; returns how many files."""
+    manifest = store.read_manifest(prefix)
+    want = {
+        e.path[len(sub) + 1 :] if sub else e.path: e for e in manifest.files if not sub or e.path.startswith(sub + "/")
+    }
+    have = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {MARK}
+    assert have == set(want), (have, set(want))
+    for rel, entry in want.items():
+        assert sha256_file(folder / rel) == entry.sha256 and (folder / rel).stat().st_size == entry.size
+    assert {e["path"] for e in json.loads((folder / MARK).read_text())["files"]} == {e.path for e in want.values()}
+    return len(want)
+
+
+def test_sft_stage_on_the_cluster_syncs_from_its_node_and_reads_its_inputs_from_s3(sft_run, cluster, workdir):
+    run, result = sft_run
+    assert result["checkpoints"] == [SFT_STEPS] and not result["skipped"]
+    manifest = run.store.read_manifest(run.checkpoint(SFT_STEPS))
+    assert manifest is not None and any(f.path.startswith("huggingface/") for f in manifest.files)
+    assert [r["step"] for r in run.read_metrics()] == list(range(1, SFT_STEPS + 1))
+    # The node's own log of the job, uploaded from the node. (The flow's attempt-1.log is what the Jobs API streamed;
+    # on this test cluster, whose nodes have temp dirs of their own, it streams nothing of an entrypoint that runs on
+    # the worker node.)
+    assert "step:" in run.store.read_text(f"{run.prefix}/logs/attempt-1-node.log")
+    assert run.store.exists(f"{run.prefix}/logs/attempt-1.log")
+    assert run.read_run()["status"] == "complete"
+    assert not _flow_paths(run, workdir)
+
+    # Saved on the worker node (where the entrypoint ran torchrun), nothing in the flow's folder or on the head.
+    saved = cluster.node_dir("worker") / run.run_id / "checkpoints" / f"global_step_{SFT_STEPS}"
+    assert (saved / "_MANIFEST.json").is_file()
+    assert not list((workdir / "runs" / run.run_id).glob("checkpoints/global_step_*"))
+    assert not (cluster.node_dir("head") / run.run_id).exists()
+    # The inputs (the built assets) came from S3 onto the worker node, every file as its manifest says.
+    [assets] = list((cluster.node_dir("worker") / "store" / "inputs" / "assets").glob("*[!k]"))
+    assert _materialised(run.store, assets, f"inputs/assets/{assets.name}") >= 3
+    assert not (cluster.node_dir("head") / "store").exists()
 
 
 def _stop_after_first_checkpoint(cluster: LocalRayCluster, run: RunLayout, stopped: list, stop: threading.Event):
@@ -147,9 +224,12 @@ def _stop_after_first_checkpoint(cluster: LocalRayCluster, run: RunLayout, stopp
             return
 
 
-def test_rl_stage_on_the_cluster_survives_ray_job_stop_and_resumes_from_s3(prefect_harness, moto_s3, cluster, workdir):
-    params = _rl_params(moto_s3, workdir, cluster, "rayjob")
-    run = RunLayout(params.store.open(), rl_run_id(params, None))
+def test_rl_stage_on_the_cluster_survives_ray_job_stop_and_resumes_from_s3(
+    prefect_harness, moto_s3, cluster, workdir, sft_run, sft_store
+):
+    sft, _ = sft_run
+    params = _rl_params(moto_s3, workdir, cluster, sft_store, f"init_run={sft.run_id}", *TASK)
+    run = RunLayout(params.store.open(), rl_run_id(params, sft.checkpoint(SFT_STEPS)))
     stopped: list[str] = []
     error, _ = run_while_killing(rl_flow, params, _stop_after_first_checkpoint, cluster, run, stopped)
     assert stopped == [f"{run_key(run)}-a1"], stopped
@@ -179,6 +259,17 @@ def test_rl_stage_on_the_cluster_survives_ray_job_stop_and_resumes_from_s3(prefe
     assert {"data.pt", "actor/model_world_size_1_rank_0.pt", "actor/optim_world_size_1_rank_0.pt"} <= paths
     assert manifest.metadata["upload_s"] > 0
 
+    # Its inputs: the command names node paths only; the SFT checkpoint's HF model came from S3 onto the worker
+    # node (materialised by the first verl actor there), the head (the job's driver) fetched nothing.
+    assert not _flow_paths(run, workdir)
+    overrides = run.store.read_json(f"{run.prefix}/command.json")["overrides"]
+    model = f"${{oc.env:STABLE_VERL_NODE_DIR}}/store/{sft.checkpoint(SFT_STEPS)}/huggingface"
+    assert f"actor_rollout_ref.model.path={model}" in overrides
+    hf = cluster.node_dir("worker") / "store" / sft.checkpoint(SFT_STEPS) / "huggingface"
+    assert _materialised(run.store, hf, sft.checkpoint(SFT_STEPS), "huggingface") >= 2
+    assert {p.name for p in hf.parent.iterdir()} == {"huggingface", "huggingface.lock"}  # of the checkpoint: HF only
+    assert not (cluster.node_dir("head") / "store").exists()
+
     # The driver ran on the head, verl's workers on the worker node.
     from ray.job_submission import JobSubmissionClient
     from ray.util.state import list_actors
@@ -195,7 +286,7 @@ def test_a_cancelled_flow_leaves_no_job_running(prefect_harness, moto_s3, cluste
     """``python -m flows.rl`` on the cluster in a child process; SIGTERM (Prefect's cancellation) once its job runs."""
     from prefect.settings import PREFECT_API_URL
 
-    params = _rl_params(moto_s3, workdir, cluster, "cancel")
+    params = _rl_params(moto_s3, workdir, cluster, _store_root(moto_s3, "cancel"))
     argv = [sys.executable, "-m", "flows.rl", f"workdir={workdir}", f"store.root={params.store.root}"]
     argv += [f"store.endpoint_url={moto_s3.endpoint_url}", "launcher.kind=ray_job"]
     argv += [f"launcher.ray_address={cluster.dashboard_url}", f"rl.total_steps={RL_STEPS}"]

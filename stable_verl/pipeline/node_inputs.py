@@ -1,0 +1,110 @@
+"""A stage's inputs on a cluster without a shared filesystem (``launcher.kind=ray_job``): store prefixes, node paths.
+
+The command line of a Ray Job names node paths (``${oc.env:STABLE_VERL_NODE_DIR}/store/<store prefix>``, resolved
+where verl reads its config); the job's environment lists the store prefixes behind them, which each node
+materialises (:mod:`stable_verl.verl_ext.inputs`). This module decides both from what the flow has locally:
+
+* the built assets (``workdir/assets/<spec hash>``: tiny model, tokenizer, task splits) go to
+  ``inputs/assets/<spec hash>`` (:meth:`NodeInputs.publish`, once per store: the hash names a deterministic build);
+* a seeded SFT training file (seed > 0) to ``inputs/assets/<spec hash>-seeded/<file stem>``;
+* an SFT checkpoint is in the store already (``runs/<id>/checkpoints/global_step_N``); only its HF folder is
+  materialised (:func:`checkpoint_model`).
+
+A local run (``launcher.kind=local``) names the flow's own files directly: verl runs on this machine, where they are
+already, so copying them would only cost time and disk.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from stable_verl.artifacts import ArtifactStore, RunLayout
+from stable_verl.pipeline.assets import Assets
+from stable_verl.verl_ext.inputs import StoreInput, inputs_env, node_expr, publish
+from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
+
+ASSETS_PREFIX = "inputs/assets"
+ASSETS_MARKER = "assets.json"  # the local build's marker: names this machine's paths, so it stays here
+HF_FOLDERS = ("huggingface", "actor/huggingface")  # an SFT checkpoint's HF weights; an RL checkpoint's
+
+
+def node_checkpoint_root(run_id: str) -> PurePosixPath:
+    """verl's checkpoint root of run ``run_id`` on whichever node saves it (as ``store_sync.node_path`` puts it)."""
+    return PurePosixPath("${oc.env:" + ENV_NODE_DIR + "}", run_id, "checkpoints")
+
+
+def assets_root(assets: Assets) -> Path:
+    """The folder of the built assets (``workdir/assets/<spec hash>``)."""
+    return Path(os.path.commonpath([assets.model_dir, *assets.data.values()]))
+
+
+@dataclass
+class NodeInputs:
+    """The inputs of one Ray Job: what each node materialises, and what the flow uploads first."""
+
+    inputs: list[StoreInput] = field(default_factory=list)
+    uploads: dict[str, tuple[Path, list[str]]] = field(default_factory=dict)
+    """Store prefix -> (local folder, files) that :meth:`publish` uploads unless the store has it."""
+
+    def asset(self, assets: Assets, path: Path) -> PurePosixPath:
+        """The node path of ``path``, a file or folder of the built assets."""
+        root = assets_root(assets)
+        inp = StoreInput(f"{ASSETS_PREFIX}/{root.name}")
+        if inp not in self.inputs:
+            self.inputs.append(inp)
+            rels = [r for r in _files(root) if r != ASSETS_MARKER]
+            self.uploads[inp.prefix] = (root, rels)
+        return PurePosixPath(node_expr(inp, path.relative_to(root).as_posix()))
+
+    def seeded(self, assets: Assets, path: Path) -> PurePosixPath:
+        """The node path of a seeded copy of a split (:func:`~.assets.seeded_sft_file`), kept in the run's folder."""
+        inp = StoreInput(f"{ASSETS_PREFIX}/{assets_root(assets).name}-seeded/{path.stem}")
+        self.inputs.append(inp)
+        self.uploads[inp.prefix] = (path.parent, [path.name])
+        return PurePosixPath(node_expr(inp, path.name))
+
+    def checkpoint(self, prefix: str, folder: str) -> PurePosixPath:
+        """The node path of ``folder`` of the checkpoint at ``prefix`` in the store (its HF model)."""
+        inp = StoreInput(prefix, folder)
+        self.inputs.append(inp)
+        return PurePosixPath(node_expr(inp))
+
+    def env(self) -> dict[str, str]:
+        return inputs_env(self.inputs)
+
+    def publish(self, store: ArtifactStore) -> list[str]:
+        """Upload what the store lacks (manifest last); returns the prefixes uploaded now."""
+        done = []
+        for prefix, (local, rels) in self.uploads.items():
+            if publish(store, local, rels, prefix):
+                done.append(prefix)
+        return done
+
+
+def _files(root: Path) -> list[str]:
+    from stable_verl.artifacts.manifest import list_files
+
+    return list_files(root) if root.is_dir() else []  # a plan's assets may not be built
+
+
+def checkpoint_model(run: RunLayout, step: int) -> tuple[str, str]:
+    """(store prefix, HF folder) of checkpoint ``step`` of ``run``, from its manifest: the folder that has
+    ``config.json`` and safetensors weights. ValueError if none has (shards only: merge them locally first)."""
+    prefix = run.checkpoint(step)
+    manifest = run.store.read_manifest(prefix)
+    if manifest is None:
+        raise ValueError(f"{run.uri(prefix)} is not a complete checkpoint")
+    paths = {f.path for f in manifest.files}
+    for folder in HF_FOLDERS:
+        weights = any(p.startswith(f"{folder}/") and p.endswith(".safetensors") for p in paths)
+        if f"{folder}/config.json" in paths and weights:
+            return prefix, folder
+    raise ValueError(f"{run.uri(prefix)} has no HF model folder ({', '.join(HF_FOLDERS)}) with safetensors weights")
+
+
+def model_config_dir(store: ArtifactStore, prefix: str, folder: str, local: Path) -> Path:
+    """``folder`` of the model at ``prefix`` with just its ``config.json``, under ``local`` (for the flow's checks)."""
+    store.get_dir(prefix, local, only=lambda rel: rel == f"{folder}/config.json")
+    return local / folder
