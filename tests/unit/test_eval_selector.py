@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -94,17 +95,25 @@ def test_parameters_take_a_selector_or_runs():
             EvaluateFlowParams.from_config(None, [bad])
 
 
-def test_a_run_another_evaluation_holds_is_skipped_and_said(store, tmp_path):
-    # minirl's pending steps are leased by another flow run; grpo's step 5 already has results with these settings:
-    # nothing is left to evaluate, so no vLLM process starts, and the log says which run was skipped and why.
+def _two_prompt_bench(store, tmp_path, evaluated: list[tuple[str, int]]) -> tuple[EvalSettings, Path]:
+    """A 2-prompt ``bench_id`` file, and stored avg@2 results (these settings) for each (run, step) of ``evaluated``."""
     settings = EvalSettings(k=2)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     bench = tmp_path / "bench_id.parquet"
     pd.DataFrame({"prompt": ["1+1", "2+2"]}).to_parquet(bench)
     done = tmp_path / "done"
     done.mkdir()
     results = {"avg@2": 0.5, "avg@2_stderr": 0.1, "format_rate": 1.0, "num_prompts": 2}
     (done / "results.json").write_text(json.dumps({**results, "settings": dataclasses.asdict(settings)}))
-    store.put_dir(done, RunLayout(store, GRPO).eval_dir(5, "bench_id"))
+    for run_id, step in evaluated:
+        store.put_dir(done, RunLayout(store, run_id).eval_dir(step, "bench_id"))
+    return settings, bench
+
+
+def test_a_run_another_evaluation_holds_is_skipped_and_said(store, tmp_path):
+    # minirl's pending steps are leased by another flow run; grpo's step 5 already has results with these settings:
+    # nothing is left to evaluate, so no vLLM process starts, and the log says which run was skipped and why.
+    settings, bench = _two_prompt_bench(store, tmp_path, [(GRPO, 5)])
     other = Lease(store, "eval", MINIRL, owner="nightly flow run 1", settle_s=0.05)
     other.acquire()
     targets = [EvalTarget(MINIRL, 3), EvalTarget(GRPO, 5)]
@@ -121,19 +130,12 @@ def test_a_run_another_evaluation_holds_is_skipped_and_said(store, tmp_path):
 def test_a_fully_evaluated_run_loses_the_lease_a_killed_evaluation_left(store, tmp_path):
     # kill -9 of an evaluation between uploading the results and releasing its lease: the next call finds nothing
     # to do for the run and removes the dead holder's lease, which would otherwise stay in the store for ever.
-    settings = EvalSettings(k=2)
-    bench = tmp_path / "bench_id.parquet"
-    pd.DataFrame({"prompt": ["1+1", "2+2"]}).to_parquet(bench)
-    done = tmp_path / "done"
-    done.mkdir()
-    results = {"avg@2": 0.5, "avg@2_stderr": 0.1, "format_rate": 1.0, "num_prompts": 2}
-    (done / "results.json").write_text(json.dumps({**results, "settings": dataclasses.asdict(settings)}))
-    store.put_dir(done, RunLayout(store, GRPO).eval_dir(5, "bench_id"))
+    settings, bench = _two_prompt_bench(store, tmp_path, [(GRPO, 5)])
     dead = Lease(store, "eval", GRPO, owner="killed flow run", ttl_s=-1)
     dead._write()  # expired: its holder stopped heart-beating
     live = Lease(store, "eval", SFT, owner="running flow run", settle_s=0.05)
     live.acquire()
-    store.put_dir(done, RunLayout(store, SFT).eval_dir(20, "bench_id"))  # its results are in; it has not released yet
+    _two_prompt_bench(store, tmp_path / "live", [(SFT, 20)])  # its results are in; it has not released yet
     said: list[str] = []
     targets = [EvalTarget(GRPO, 5), EvalTarget(SFT, 20)]
     outcome = evaluate_checkpoints(store, targets, {"bench_id": bench}, settings, tmp_path, 60, echo=said.append)
