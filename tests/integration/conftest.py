@@ -7,24 +7,29 @@
   e2e flow does not turn the MiniRL, routing and evaluation tests into errors. :func:`run_rl` runs one tracked RL
   stage from it and reads it back through the store.
 * ``minirl_run``: the MiniRL off-policy run on that model (``minirl_rows``, ``rl_checkpoint``).
+* ``tiny_grid``: the stability-grid flow from that SFT run, with two cells (CISPO at N = 1, MiniRL + R2 at N = 2)
+  whose runs the CISPO and R2 tests read back; one verl run serves the grid test and a method test.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from flows.stability_grid import stability_grid_flow, summary
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.pipeline.assets import planned_assets
 from stable_verl.pipeline.config import RLStage
 from stable_verl.pipeline.eval_worker import ensure_hf_model
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
+from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams, StabilityGridParams
 from stable_verl.pipeline.train_stages import fetch_checkpoint, run_rl_stage, run_sft_stage
 from stable_verl.tasks.datasets import TaskSpec
+from stable_verl.verl_ext.expert_audit import ENV as AUDIT_ENV
 from tests.faults.s3_proxy import CLEAN, S3FaultProxy
 from tests.integration.coldstart_e2e import CI_FAULTS, E2E, run_e2e
 
@@ -68,6 +73,8 @@ class SmallRegime:
     """The small regime's stage parameters and the local store its runs go to."""
 
     store: ArtifactStore
+    common: tuple[str, ...]
+    """The settings every stage of the regime shares (workdir, store root, COMMON_SETTINGS)."""
     sft: SFTFlowParams
     rl_params: RLFlowParams
     """RL from the base model; :func:`run_rl` starts from the SFT run instead."""
@@ -124,7 +131,8 @@ def small_regime(tmp_path_factory) -> SmallRegime:
     root = tmp_path_factory.mktemp("small-regime")
     common = [f"workdir={root / 'work'}", f"store.root={root / 'store'}", *COMMON_SETTINGS]
     sft = SFTFlowParams.from_config(None, [*common, *SFT_SETTINGS])
-    return SmallRegime(sft.store.open(), sft, RLFlowParams.from_config(None, [*common, *RL_SETTINGS]))
+    rl = RLFlowParams.from_config(None, [*common, *RL_SETTINGS])
+    return SmallRegime(sft.store.open(), tuple(common), sft, rl)
 
 
 @pytest.fixture(scope="session")
@@ -201,3 +209,50 @@ def e2e_report(coldstart_e2e) -> RLRun:
     sft_run = RunLayout(e2e.store, init["sft_run"])
     sft_model = ensure_hf_model(fetch_checkpoint(sft_run, sft_run.latest_checkpoint(), workdir))
     return read_rl_run(e2e.store, init["rl_run"], workdir, sft_model)
+
+
+# The tiny grid: two cells of the small regime's RL settings (fp8 rollouts: the grid's stress), each cell's recipe
+# and N set by the grid, scored at its last step beside the init.
+GRID_SETTINGS = [
+    "minibatches=[1,2]",
+    "arms_by_n={1:[cispo],2:[minirl_r2]}",  # R2 needs N >= 2; CISPO is the paper's on-policy baseline
+    "seeds=[0]",
+    "eval.benchmarks=[bench_id,bench_hard]",
+    "eval.k=2",
+    "eval.n_prompts=8",
+    "eval.steps=[3]",
+]
+
+
+@dataclass
+class TinyGrid:
+    """Two attempts of the grid flow (the second finds every cell complete), and the R2 cell's expert audit."""
+
+    params: StabilityGridParams
+    store: ArtifactStore
+    audit: Path
+    """The expert-audit folder of the first attempt (only a routing-replay cell writes to it)."""
+    results: list[dict] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def run(self, arm: str) -> tuple[list[dict], str]:
+        """(metrics rows, command.json text) of the first attempt's cell of ``arm``."""
+        run = RunLayout(self.store, next(c["run_id"] for c in self.results[0]["cells"] if c["cell"].startswith(arm)))
+        return run.read_metrics(), self.store.read_text(run.command_json)
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(prefect_harness, small_regime, sft_run, tmp_path_factory) -> TinyGrid:
+    params = StabilityGridParams.from_config(
+        None, [*small_regime.common, *RL_SETTINGS, f"init_run={sft_run}", *GRID_SETTINGS]
+    )
+    grid = TinyGrid(params, params.store.open(), tmp_path_factory.mktemp("grid") / "expert_audit")
+    for attempt in range(2):
+        with pytest.MonkeyPatch.context() as mp:
+            if attempt == 0:
+                mp.setenv(AUDIT_ENV, str(grid.audit))  # inherited by verl's Ray workers
+            t0 = time.monotonic()
+            grid.results.append(stability_grid_flow(params))
+            grid.seconds.append(time.monotonic() - t0)
+    print(f"\ntiny grid attempts: {[round(s) for s in grid.seconds]} s\n{summary(grid.results[0])}")
+    return grid

@@ -1,26 +1,23 @@
 """CISPO as Appendix A writes it, in a real verl run on CPU: ``loss_mode=cispo_group`` trains.
 
+The run is the tiny stability grid's CISPO cell (N = 1, fp8 rollouts; ``tiny_grid`` in conftest).
+
 The group token counts travel from the stable_sync trainer (batch field) through stable-verl's actor worker (loss
 wrapper) into the registered loss, which refuses to run without them: a break anywhere on that path fails the run.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
-
-from tests.integration.conftest import run_rl
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cispo_rows(small_regime, sft_run):
-    rl = dataclasses.replace(small_regime.rl, recipe="cispo", recipe_overrides=[])
-    run = run_rl(small_regime, sft_run, rl)
-    return run.rows, run.command
+def cispo_rows(tiny_grid):
+    return tiny_grid.run("cispo")
 
 
 def test_cispo_group_loss_trains(cispo_rows):

@@ -11,12 +11,15 @@ Besides the engine's own metrics, both runs save what every MoE layer's experts 
 the old-log-prob pass's experts for the same sequence (R2): a replay that never reaches the experts fails here even
 if the replay bookkeeping says it held. R3 runs with verl's remove-padding on (packed micro-batches, exact on CPU:
 tests/unit/test_cpu_attention.py), R2 with it off (padded), so both token layouts of the engine run.
+
+The R2 run is the tiny stability grid's minirl_r2 cell (``tiny_grid`` in conftest), audited the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,25 +36,26 @@ MAX_FP8_MISMATCH = 0.2
 PACKED = "actor_rollout_ref.model.use_remove_padding=True"
 
 
-def run(small_regime, sft_run, tmp_path_factory, recipe: str, **rl_fields) -> tuple[list[dict], list[dict]]:
-    """(metrics rows, expert-audit records) of a 3-step run."""
-    rl = dataclasses.replace(small_regime.rl, recipe=recipe, **rl_fields)
-    out = tmp_path_factory.mktemp(recipe)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(AUDIT_ENV, str(out / "expert_audit"))  # inherited by verl's Ray workers
-        rows = run_rl(small_regime, sft_run, rl).rows
-    records = [torch.load(p) for p in sorted((out / "expert_audit").glob("*.pt"))]
-    return rows, records
+def _audit(folder: Path) -> list[dict]:
+    return [torch.load(p) for p in sorted(folder.glob("*.pt"))]
 
 
 @pytest.fixture(scope="module")
 def r3_run(small_regime, sft_run, tmp_path_factory):
-    return run(small_regime, sft_run, tmp_path_factory, "minirl_r3", rollout_precision="fp8", overrides=[PACKED])
+    """(metrics rows, expert-audit records) of a 3-step MiniRL + R3 run, packed."""
+    rl = dataclasses.replace(small_regime.rl, recipe="minirl_r3", rollout_precision="fp8", overrides=[PACKED])
+    audit = tmp_path_factory.mktemp("minirl_r3") / "expert_audit"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(AUDIT_ENV, str(audit))  # inherited by verl's Ray workers
+        rows = run_rl(small_regime, sft_run, rl).rows
+    return rows, _audit(audit)
 
 
 @pytest.fixture(scope="module")
-def r2_run(small_regime, sft_run, tmp_path_factory):
-    return run(small_regime, sft_run, tmp_path_factory, "minirl_r2")
+def r2_run(tiny_grid):
+    """(metrics rows, expert-audit records) of the grid's MiniRL + R2 cell (N = 2, padded)."""
+    rows, _ = tiny_grid.run("minirl_r2")
+    return rows, _audit(tiny_grid.audit)
 
 
 def _sets(routes: torch.Tensor) -> torch.Tensor:
