@@ -82,7 +82,11 @@ def test_flow_module_exits_2_with_one_line_on_bad_input():
 def test_network_and_s3_hiccups_are_transient_bad_input_and_verl_failures_are_not(moto_s3):
     unreachable = ArtifactStore(
         f"s3://{moto_s3.bucket}/x",
-        moto_s3.options() | {"client_kwargs": {"endpoint_url": f"http://127.0.0.1:{_free_port()}"}},
+        moto_s3.options()
+        | {
+            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{_free_port()}"},
+            "config_kwargs": {"retries": {"max_attempts": 1}},  # nor botocore's own retries
+        },
         retry=NO_RETRY,  # the error's class is the point here, not the store's backoff (tests/unit/artifacts)
     )
     with pytest.raises(Exception) as err:
