@@ -237,7 +237,8 @@ class TinyGrid:
 
     def run(self, arm: str) -> tuple[list[dict], str]:
         """(metrics rows, command.json text) of the first attempt's cell of ``arm``."""
-        run = RunLayout(self.store, next(c["run_id"] for c in self.results[0]["cells"] if c["cell"].startswith(arm)))
+        cells = self.results[0]["cells"]  # labels: "<arm>@N=<n>/seed<s>"
+        run = RunLayout(self.store, next(c["run_id"] for c in cells if c["cell"].split("@")[0] == arm))
         return run.read_metrics(), self.store.read_text(run.command_json)
 
 
