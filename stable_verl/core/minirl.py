@@ -44,13 +44,17 @@ class MiniRLOptions:
     ablation (the factor is taken as 1). Recommended: True."""
     clipping: bool = True
     """Apply the staleness mask M_t. False is the paper's 'no clipping' ablation (M_t = 1). Recommended: True."""
+    staleness_is: bool = True
+    """Weight each token by the staleness ratio r_t = pi_theta/pi_old (part of w_t). False takes r_t as 1 in the
+    weight: with ``train_infer_is`` and ``clipping`` also False, w_t = 1 and the loss is plain REINFORCE on stale
+    samples (the ``pg_stale`` stress baseline, no protection at all). Recommended: True."""
 
     def __post_init__(self) -> None:
         if not self.tis_cap > 0:
             raise ValueError(f"tis_cap must be > 0 (paper: 5), got {self.tis_cap}")
         if self.truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {TRUNCATIONS} (paper: 'full'), got {self.truncation!r}")
-        for name in ("train_infer_is", "clipping"):
+        for name in ("train_infer_is", "clipping", "staleness_is"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be a bool (paper: True), got {value!r}")
@@ -95,8 +99,8 @@ def minirl_token_loss(
         loss_mat[b, t] = -M_t * sg(w_t) * A_t * log pi_theta(y_t) * mask_t,   so  d loss_mat / d log_prob = -M_t w_t A_t
 
     with r_t = pi_theta/pi_old, f_t = pi_old/mu_old (``is_ratio``; 1 if unavailable or ``cfg.train_infer_is`` is
-    False), w_t = min(f_t r_t, C) (``truncation='full'``) or min(f_t, C) r_t (``'decoupled'``), and M_t the
-    staleness mask (all ones if ``cfg.clipping`` is False). verl aggregates it (``seq-mean-token-sum``; written
+    False), w_t = min(f_t r_t, C) (``truncation='full'``) or min(f_t, C) r_t (``'decoupled'``), r_t taken as 1
+    in w_t if ``cfg.staleness_is`` is False, and M_t the staleness mask (all ones if ``cfg.clipping`` is False). verl aggregates it (``seq-mean-token-sum``; written
     out by hand in ``core.reference.aggregate_sequences``).
 
     Args:
@@ -118,6 +122,7 @@ def minirl_token_loss(
         log_ratio = torch.where(mask, log_prob.detach() - old_log_prob, 0.0)  # (B, T) log r_t, 0 on padding
         ratio = log_ratio.exp()  # (B, T) r_t = pi_theta / pi_old
         adv = advantages.detach().to(log_prob.dtype)  # (B, T)
+        stale = ratio if cfg.staleness_is else torch.ones_like(ratio)  # (B, T) r_t in the weight, or 1
 
         if cfg.clipping:
             clipped = ((adv > 0) & (ratio > 1 + cfg.eps_high)) | ((adv < 0) & (ratio < 1 - cfg.eps_low))  # (B, T)
@@ -130,12 +135,12 @@ def minirl_token_loss(
             factor = None  # the discrepancy factor is 1
 
         if cfg.truncation == "full":
-            raw = ratio if factor is None else factor * ratio  # (B, T) pi_theta / mu_old
+            raw = stale if factor is None else factor * stale  # (B, T) pi_theta / mu_old
             weight = raw.clamp(max=cfg.tis_cap)  # (B, T) w_t = min(pi_theta / mu_old, C)
             truncated = raw > cfg.tis_cap  # (B, T)
         else:
             capped = 1.0 if factor is None else factor.clamp(max=cfg.tis_cap)  # min(pi_old / mu_old, C)
-            weight = ratio * capped  # (B, T) w_t = min(pi_old / mu_old, C) * r_t
+            weight = stale * capped  # (B, T) w_t = min(pi_old / mu_old, C) * r_t
             truncated = torch.zeros_like(mask) if factor is None else factor > cfg.tis_cap  # (B, T)
 
         coef = torch.where(mask & ~clipped, weight * adv, 0.0)  # (B, T) M_t * sg(w_t) * A_t, 0 on padding

@@ -32,11 +32,19 @@ from stable_verl.verl_ext import rollout_precision
 _OPERATIONAL = ("timeout_s",)  # knobs that do not change the trained weights
 # Settings added after runs existed: left out of the identity at their default, so those runs keep their ids.
 _OMITTED_AT = {"nnodes": 1, "n_gpus_per_node": 1}
+_RECIPE_OMITTED_AT = {"minirl": {"staleness_is": True}}  # the same rule, for a recipe's nested blocks
 
 
 def _identity(obj: Any) -> dict:
     fields = dataclasses.asdict(obj).items()
     return {k: v for k, v in fields if k not in _OPERATIONAL and not (k in _OMITTED_AT and v == _OMITTED_AT[k])}
+
+
+def _recipe_identity(recipe: Any) -> dict:
+    out = dataclasses.asdict(recipe)
+    for block, defaults in _RECIPE_OMITTED_AT.items():
+        out[block] = {k: v for k, v in out[block].items() if not (k in defaults and v == defaults[k])}
+    return out
 
 
 def launcher_factory(params: LauncherParams) -> Callable[[], Launcher]:
@@ -61,7 +69,7 @@ def rl_run_id(p: RLFlowParams, parent: str | None) -> str:
     """The content-addressed id of the RL run ``p`` describes, from the checkpoint ``parent`` (None: base model)."""
     config = {
         "rl": _identity(p.rl),
-        "recipe": dataclasses.asdict(p.rl.recipe_config),
+        "recipe": _recipe_identity(p.rl.recipe_config),
         "rl_seed": p.rl_seed,
         "model": p.model,
         "task": p.task,

@@ -116,6 +116,28 @@ def test_without_train_infer_is_the_factor_is_one(cfg, with_is):
     assert stats["is_truncated_frac"].item() == 0.0
 
 
+def test_pg_stale_is_plain_reinforce_on_stale_samples():
+    # pg_stale: f := 1, r := 1 in the weight, M = 1 -> w = 1 on every token, loss = -A * log_prob
+    # row 0 (A = +1): [-(-1), -(-0.5), -(-2)] = [1, 0.5, 2]; row 1 (A = -1): [-0.25, -1.5, pad]
+    cfg = MiniRLConfig(train_infer_is=False, staleness_is=False, clipping=False)
+    loss_mat, stats, loss = loss_of(cfg)
+    expected = torch.tensor([[1.0, 0.5, 2.0], [-0.25, -1.5, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(loss_mat, expected)
+    assert loss.item() == pytest.approx((1 + 0.5 + 2 - 0.25 - 1.5) / 2)  # 0.875
+    assert stats["is_weight_mean"].item() == 1.0 and stats["clip_frac"].item() == 0.0
+    # the staleness statistics still describe r: |log r| of [1.25, 1.5, 1.1, 0.5, 1.2]
+    abs_log_r = [abs(math.log(r)) for r in (1.25, 1.5, 1.1, 0.5, 1.2)]
+    assert stats["staleness_log_ratio_abs_mean"].item() == pytest.approx(sum(abs_log_r) / 5)
+
+
+def test_without_staleness_is_the_weight_is_the_capped_discrepancy():
+    # r := 1 in w, f kept: w = min(f, 5) = [5, 1, 2, 1, 4.5]; M as before = [1, 0, 1, 0, 1]
+    # loss: row 0: [-5 * -1, 0, -2 * -2] = [5, 0, 4]; row 1: [0, -(-4.5)(-1.5)] = [0, -6.75]
+    loss_mat, _, _ = loss_of(MiniRLConfig(staleness_is=False))
+    expected = torch.tensor([[5.0, 0.0, 4.0], [0.0, -6.75, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(loss_mat, expected)
+
+
 @pytest.mark.parametrize("pad", [0.0, 123.0, NAN, float("inf"), -float("inf")])
 def test_padding_contributes_nothing(pad):
     log_prob, old, adv, mask, is_ratio = example(pad)
