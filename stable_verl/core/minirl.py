@@ -100,8 +100,8 @@ def minirl_token_loss(
 
     with r_t = pi_theta/pi_old, f_t = pi_old/mu_old (``is_ratio``; 1 if unavailable or ``cfg.train_infer_is`` is
     False), w_t = min(f_t r_t, C) (``truncation='full'``) or min(f_t, C) r_t (``'decoupled'``), r_t taken as 1
-    in w_t if ``cfg.staleness_is`` is False, and M_t the staleness mask (all ones if ``cfg.clipping`` is False). verl aggregates it (``seq-mean-token-sum``; written
-    out by hand in ``core.reference.aggregate_sequences``).
+    in w_t if ``cfg.staleness_is`` is False, and M_t the staleness mask (all ones if ``cfg.clipping`` is False).
+    verl aggregates it (``seq-mean-token-sum``; written out by hand in ``core.reference.aggregate_sequences``).
 
     Args:
         log_prob: (B, T) log pi_theta(y_t), with grad.
