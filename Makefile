@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: setup browser demo test test-fast bench soak lint lock clean
+.PHONY: setup browser demo test test-fast bench soak slow lint lock clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ bench: setup           ## benchmarks; one `BENCH <name> <value> <op> <target>` l
 
 soak: setup            ## fault campaigns kept out of CI (kill -9 points, S3 fault rates); one `SOAK` line per count
 	$(PY) tests/soak/run.py $(CAMPAIGNS)
+
+slow:                  ## run CMD on an emulated slower machine: SLOW_CPUS cores in all (default 0.4, ~5x slower here)
+	bash infra/slow_machine.sh $(CMD)
 
 lint: setup
 	$(VENV)/bin/ruff check .
