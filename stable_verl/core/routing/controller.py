@@ -79,6 +79,7 @@ class RoutingReplay:
         n = len(self._routers)
         self._recorded: list[torch.Tensor | None] = [None] * n  # (tokens, k) int64 per layer
         self._replay: list[torch.Tensor] | None = None  # (tokens, k) int64 contiguous per layer
+        self._replay_invalid: list[torch.Tensor | None] = [None] * n  # (tokens,) unrouted rows, None if there are none
         self._fwd_indices: list[torch.Tensor | None] = [None] * n  # what each layer's last forward replayed
         self._native: list[torch.Tensor | None] = [None] * n  # native top-k of each layer's last forward
         self._used: list[torch.Tensor | None] = [None] * n  # indices each layer's last forward routed by
@@ -144,13 +145,13 @@ class RoutingReplay:
                 recorded[slot] = self._native[slot] = self._used[slot] = out[2]
                 fwd_indices[slot] = None
                 return out
-            indices = self._replay_indices(slot, hidden_states)  # (tokens, k)
-            invalid = _invalid_rows(indices)  # (tokens,) rows with a repeated expert id
+            indices, invalid = self._replay_indices(slot, hidden_states)  # (tokens, k), (tokens,) or None
             native_ids = None
-            if self.track_native or bool(invalid.any()):
+            if self.track_native or invalid is not None:
                 with torch.no_grad():
                     native_ids = native(hidden_states)[2]  # (tokens, k)
-                indices = torch.where(invalid.unsqueeze(-1), native_ids, indices)
+                if invalid is not None:  # unrouted rows (a repeated expert id) take the router's own choice
+                    indices = torch.where(invalid.unsqueeze(-1), native_ids, indices)
             self._native[slot] = native_ids
             self._used[slot] = fwd_indices[slot] = indices
             return replay_gate(router, hidden_states, indices)
@@ -193,6 +194,7 @@ class RoutingReplay:
         self._native[:] = [None] * n
         self._used[:] = [None] * n
         self._replay = None
+        self._replay_invalid[:] = [None] * n
         if self._mode == "replay":
             self._mode = "off"
 
@@ -216,6 +218,7 @@ class RoutingReplay:
             yield self
         finally:
             self._replay = None
+            self._replay_invalid[:] = [None] * self.num_layers
             self._mode = previous if previous != "replay" else "off"
 
     # -- routes --------------------------------------------------------------------------------------------------
@@ -252,13 +255,20 @@ class RoutingReplay:
 
         Raises ``ValueError`` naming expected vs got for a wrong layer count, k or expert id; a token count that
         does not match what a router sees is reported at forward time.
+
+        The rows the inference engine never routed (a repeated expert id) are found here, once for every layer
+        with one host sync, so a router forward in replay mode never waits on the device.
         """
         routes = validate_routes(routes, self.num_layers, self.top_k, self.num_experts)  # (tokens, L, k)
         per_layer = routes.to(torch.long).permute(1, 0, 2).contiguous()  # (L, tokens, k)
         self._replay = list(per_layer.unbind(0))  # L x (tokens, k), each contiguous
+        invalid = _invalid_rows(per_layer.flatten(0, 1)).view(per_layer.shape[:2])  # (L, tokens)
+        any_invalid = invalid.any(dim=1).tolist()  # (L,) the one sync
+        self._replay_invalid = [rows if found else None for rows, found in zip(invalid, any_invalid, strict=True)]
         self._mode = "replay"
 
-    def _replay_indices(self, slot: int, hidden_states: torch.Tensor) -> torch.Tensor:
+    def _replay_indices(self, slot: int, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layer ``slot``'s replay routes ``(tokens, k)`` on the hidden states' device, and its unrouted rows."""
         replay = self._replay
         if replay is None:
             raise RuntimeError("routing replay is in replay mode without routes: call set_replay(routes)")
@@ -269,9 +279,12 @@ class RoutingReplay:
                 f"routing replay: decoder layer {self.layer_indices[slot]} router saw {tokens} tokens "
                 f"but the replay routes have {indices.shape[0]} tokens"
             )
+        invalid = self._replay_invalid[slot]
         if indices.device != hidden_states.device:
             indices = replay[slot] = indices.to(hidden_states.device)
-        return indices
+            if invalid is not None:
+                invalid = self._replay_invalid[slot] = invalid.to(hidden_states.device)
+        return indices, invalid
 
     def __repr__(self) -> str:
         return (

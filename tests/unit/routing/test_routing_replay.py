@@ -374,6 +374,24 @@ def test_native_and_used_routes_and_invalid_rows(family, ids):
         torch.testing.assert_close(indices, expected[:, layer].long(), atol=0, rtol=0)
 
 
+def test_unrouted_rows_found_once_per_layer_at_set_time(ids):
+    """Only a layer whose replay routes hold an unrouted row runs its router natively (without track_native)."""
+    model = build("qwen3_moe")
+    rr = RoutingReplay.attach(model)
+    routes, logits = record(rr, model, ids)
+    holes = routes.clone()
+    holes[-1, 1] = 0  # the last token is unrouted in layer 1 only
+    with torch.no_grad(), rr.replay(holes):
+        model(ids)
+        native = rr._native  # per layer: what the router computed by itself in this forward
+        assert native[0] is None and native[1] is not None  # layer 0 never ran its router
+        assert [rows is not None for rows in rr._replay_invalid] == [False, True]
+        assert rr._replay_invalid[1].tolist() == [False] * (routes.shape[0] - 1) + [True]
+    with torch.no_grad(), rr.replay(routes):  # no unrouted row: the replayed forward is the recorded one
+        torch.testing.assert_close(model(ids).logits, logits, atol=1e-6, rtol=0)
+        assert rr._native == [None, None]
+
+
 def test_route_set_mismatch_and_valid_rows():
     from stable_verl.core.routing import route_set_mismatch, valid_route_rows
 
