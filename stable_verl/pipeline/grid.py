@@ -32,7 +32,7 @@ import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
 from stable_verl.artifacts.run_record import RunRecord
-from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
+from stable_verl.core.metric_keys import COLLAPSE_WARNING_KEYS, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
 from stable_verl.pipeline import claims, site
 from stable_verl.pipeline.compare import NO_DATA, RunSeries, combined_stderr
 from stable_verl.pipeline.params import GridCell
@@ -58,8 +58,11 @@ class GridRun:
     run (from its run.json when this call skipped it)."""
 
     def collapse_step(self) -> int | None:
-        """First step at which ``stability/collapse`` reads 1 (the detector latches); None: never."""
-        return next((r["step"] for r in self.series.metrics if r.get(COLLAPSE, 0.0) >= 1.0), None)
+        """First step at which the entropy+KL warning reads 1 (``stability/collapse_warning``, or
+        ``stability/collapse`` in older stores; it latches); None: never."""
+        return next(
+            (r["step"] for r in self.series.metrics if any(r.get(k, 0.0) >= 1.0 for k in COLLAPSE_WARNING_KEYS)), None
+        )
 
     def summary(self) -> claims.RunSummary:
         """The run's RL checkpoints only (step 0, the shared init, excluded)."""
