@@ -156,9 +156,10 @@ def judge_passes(means: np.ndarray, sigma: np.ndarray) -> PassVerdicts:
         best[has] = b[rows[has], onset[has]]
         fall[has] = best[has] - e[has, -1]
     bad = ~finite.all(axis=1)  # a non-finite pass mean: diverged, whatever its length
-    code[bad] = VERDICTS.index(DIVERGED)
-    onset[bad] = (~finite[bad]).argmax(axis=1)
-    best[bad] = fall[bad] = np.nan
+    if bad.any():
+        code[bad] = VERDICTS.index(DIVERGED)
+        onset[bad] = (~finite[bad]).argmax(axis=1)
+        best[bad] = fall[bad] = np.nan
     return PassVerdicts(code, onset, best, fall, delta, sigma)
 
 

@@ -57,6 +57,8 @@ def betainc(a: float, b: float, x: float) -> float:
 
 def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with ``df`` degrees of freedom (df = inf: the normal)."""
+    if math.isinf(t):
+        return 1.0 if t > 0 else 0.0
     if math.isinf(df):
         return statistics.NormalDist().cdf(t)
     tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))  # P(T > |t|)
@@ -95,16 +97,24 @@ class Difference:
         half = t_ppf(1 - alpha / 2, self.df) * self.se
         return self.estimate - half, self.estimate + half
 
+    def _t(self, x: float) -> float:
+        """x / se; with se = 0 (no spread at all): +-inf, NaN for x = 0."""
+        if self.se > 0:
+            return x / self.se
+        return math.nan if x == 0 else math.copysign(math.inf, x)
+
     @property
     def t(self) -> float:
-        return self.estimate / self.se if self.se > 0 else math.copysign(math.inf, self.estimate)
+        return self._t(self.estimate)
 
     def p_two_sided(self) -> float:
-        return 2.0 * (1.0 - t_cdf(abs(self.t), self.df))
+        t = self.t
+        return math.nan if math.isnan(t) else 2.0 * (1.0 - t_cdf(abs(t), self.df))
 
     def p_greater(self, margin: float = 0.0) -> float:
         """One-sided p of H0: true difference <= -margin (margin 0: 'a beats b'; > 0: non-inferiority)."""
-        return 1.0 - t_cdf((self.estimate + margin) / self.se, self.df)
+        t = self._t(self.estimate + margin)
+        return math.nan if math.isnan(t) else 1.0 - t_cdf(t, self.df)
 
     def mdd(self, alpha: float = ALPHA, power: float = POWER) -> float:
         """Minimum detectable difference: the true |a - b| a two-sided level-alpha test finds with this power."""

@@ -67,6 +67,7 @@ def test_judge_rewards_one_run():
     assert cv.judge_rewards(rewards[:6] + [math.inf] + rewards[7:], w).onset_step == 7
     assert cv.judge_rewards(rewards, w, diverged_step=5).verdict == cv.DIVERGED
     assert cv.judge_rewards(rewards[:6], w).verdict == cv.TOO_SHORT
+    assert cv.judge_rewards(rewards[:1], w).verdict == cv.TOO_SHORT  # not even one full pass
 
 
 def test_heldout_fall_by_hand():

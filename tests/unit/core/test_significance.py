@@ -48,6 +48,8 @@ def test_mdd_and_one_sided_p_by_hand():
     assert sig.Difference(0.0, 0.01, math.inf).mdd() == pytest.approx(0.0280159, abs=1e-6)
     # non-inferiority at margin 0.02 with diff -0.01, SE 0.01, df inf: p = 1 - Phi(1) = 0.158655
     assert sig.Difference(-0.01, 0.01, math.inf).p_greater(0.02) == pytest.approx(0.158655, abs=1e-6)
+    # no spread at all: a nonzero difference is certain, a zero one untestable
+    assert sig.Difference(0.1, 0.0, 3).p_two_sided() == 0.0 and math.isnan(sig.Difference(0.0, 0.0, 3).p_two_sided())
 
 
 def test_per_prompt_pairing():
