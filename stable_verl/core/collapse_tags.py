@@ -4,8 +4,8 @@ Each tag is judged per pass of W steps (as the verdict, ``collapse_verdict``) an
 pass where it holds (a grad spike: the step of the pass's first spike). Rules (notes/grid-science.md §1.4, fixed
 before any result):
 
-  kl        median train-inference k3 over a pass > max(KL_RATIO x its median over the first pass after the
-            warm-up steps, KL_FLOOR)
+  kl        median train-inference k3 over a pass (after the first) > max(KL_RATIO x its median over the W steps
+            after the warm-up steps, KL_FLOOR)
   is        mean IS-weight truncation fraction over a pass > IS_TRUNCATED
   grad      grad-norm > GRAD_RATIO x the median of every earlier step, on >= 2 steps of one pass
   entropy+  pass-mean per-token entropy > ENTROPY_UP x the smallest earlier pass mean (explosion)
@@ -55,7 +55,8 @@ def _nanreduce(fn, values: np.ndarray, axis: int) -> np.ndarray:
 def kl_blowup(kl: np.ndarray, w: int) -> np.ndarray:
     p = _passes(kl, w)
     med = _nanreduce(np.nanmedian, p, 2)  # (R, K)
-    ref = _nanreduce(np.nanmedian, p[:, 0, WARMUP_STEPS:], 1)  # (R,)
+    v = np.atleast_2d(np.asarray(kl, dtype=float))
+    ref = _nanreduce(np.nanmedian, v[:, WARMUP_STEPS : WARMUP_STEPS + w], 1)  # (R,) the W steps after warm-up
     mask = med > np.maximum(KL_RATIO * ref, KL_FLOOR)[:, None]
     mask[:, 0] = False
     return _first(mask, w)

@@ -87,7 +87,8 @@ def test_heldout_fall_by_hand():
 def test_tags_by_hand():
     w = 4
     kl = np.array([[1e-2, 1e-2, 1e-2, 1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 2e-3, 2e-3, 2e-3, 2e-3]])
-    # pass-0 reference: median of the steps after warm-up (step 4: 1e-4); pass 2's median 2e-3 > max(1e-3, 1e-3)
+    # reference: median of the W=4 steps after the 3 warm-up steps (steps 4-7: 1e-4); pass 2's median 2e-3 >
+    # max(10 x 1e-4, 1e-3) = 1e-3; pass 1 (1e-4) is not
     assert tags.kl_blowup(kl, w).tolist() == [9]
     assert tags.kl_blowup(kl[:, :8], w).tolist() == [0]
     g = np.array([[1.0] * 5 + [20.0, 1.0, 30.0]])  # spikes at steps 6 and 8 (> 10 x median 1): pass 1, first at 6
