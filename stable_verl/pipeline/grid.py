@@ -36,6 +36,7 @@ from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, co
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.core import collapse_tags, collapse_verdict
 from stable_verl.core.metric_keys import COLLAPSE_WARNING_KEYS, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
+from stable_verl.core.significance import paired_prompts, per_prompt_means
 from stable_verl.pipeline import claims, grid_tables, site
 from stable_verl.pipeline.compare import NO_DATA, RunSeries, combined_stderr
 from stable_verl.pipeline.params import GridCell
@@ -56,6 +57,8 @@ class GridRun:
     cell: GridCell
     run_id: str
     series: RunSeries
+    prompts: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Checkpoint step -> benchmark -> prompt -> mean accuracy of its samples (``samples.jsonl``), for paired SEs."""
     timing: dict = field(default_factory=dict)
     """The stage result of this flow call (``skipped``, ``flow_s``) with ``verl_s`` of the attempt that completed the
     run (from its run.json when this call skipped it)."""
@@ -90,6 +93,8 @@ class GridRun:
         stderrs = self.series.score_stderr()
         keep = [i for i, s in enumerate(steps) if s > 0]
         verdict, onset, tags = self.outcome(w, max_response_length) if w else (None, None, ())
+        kept = [scores[i] for i in keep]
+        peak_step = steps[keep[kept.index(max(kept))]] if kept else None
         return claims.RunSummary(
             self.cell.arm,
             self.cell.n,
@@ -101,8 +106,19 @@ class GridRun:
             onset_step=onset,
             tags=tags,
             warning_step=self.warning_step(),
+            fall_se=self.paired_se(peak_step, steps[keep[-1]]) if kept else math.nan,
             run_id=self.run_id,
         )
+
+    def paired_se(self, a: int | None, b: int) -> float:
+        """SE of score(a) - score(b), paired per prompt and sample seed within each benchmark and combined over
+        benchmarks as the score averages them; NaN when a checkpoint lacks per-prompt results (or a == b)."""
+        if a is None or a == b or a not in self.prompts or b not in self.prompts:
+            return math.nan
+        benches = sorted(self.series.evals.get(b, {}))
+        if not benches or any(x not in self.prompts[a] or x not in self.prompts[b] for x in benches):
+            return math.nan
+        return combined_stderr([paired_prompts(self.prompts[a][x], self.prompts[b][x]).se for x in benches])
 
     def time_split(self) -> dict[str, float]:
         """verl's wall time split into start-up + shutdown (verl_s minus the steps) and the steps themselves."""
@@ -130,11 +146,17 @@ def build_runs(
                 stderr.setdefault(step, {})[row["benchmark"]] = row.get(f"{metric}_stderr")
         layout = RunLayout(store, stage["run_id"])
         series = RunSeries(cell.arm, cell.seed, layout.read_metrics(), evals, layout.uri(), stderr)
+        prompts: dict[int, dict[str, dict[str, float]]] = {}
+        for step, benches in evals.items():
+            for bench in benches if step > 0 else ():
+                rel = layout.eval_samples(step, bench)
+                if store.exists(rel):
+                    prompts.setdefault(step, {})[bench] = per_prompt_means(store.read_jsonl(rel))
         timing = dict(stage)
         if stage.get("skipped"):  # nothing ran now: the time of the attempt that completed it, as recorded
             record = RunRecord.read(layout)
             timing["verl_s"] = record.verl_s if record is not None else 0.0
-        runs.append(GridRun(cell, stage["run_id"], series, timing=timing))
+        runs.append(GridRun(cell, stage["run_id"], series, prompts, timing=timing))
     return runs
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -128,7 +129,7 @@ def _grid_runs() -> list[grid.GridRun]:
                 stderr = {s: {"bench_id": 0.01, "bench_hard": 0.01} for s in evals}
                 series = RunSeries(arm, seed, metrics, evals, f"/runs/rl-{arm}-{n}-{seed}", stderr)
                 timing = {"verl_s": 70.0, "flow_s": 80.0, "skipped": False}
-                runs.append(grid.GridRun(GridCell(arm, n, seed), f"rl-{arm}-{n}-{seed}", series, timing))
+                runs.append(grid.GridRun(GridCell(arm, n, seed), f"rl-{arm}-{n}-{seed}", series, timing=timing))
     return runs
 
 
@@ -215,3 +216,20 @@ def test_the_warning_is_read_under_its_new_and_its_old_key():
         metrics = [{"step": s, key: float(s >= 2)} for s in (1, 2, 3)]
         run = grid.GridRun(GridCell("minirl", 1, 0), "rl-x", RunSeries("minirl", 0, metrics))
         assert run.warning_step() == 2
+
+
+def test_a_fall_from_the_peak_is_judged_paired_per_prompt_when_samples_exist():
+    # 4 prompts, one benchmark; peak at step 8 (0.875), final at 16 (0.625); d = [0, .5, .5, 0]:
+    # mean 0.25, SD sqrt(1/12) = 0.2887, paired SE 0.1443 -> 0.25 < 2 x 0.1443: no fall. Unpaired it would use
+    # the evaluation SEs (0.3 each here): sqrt(2) x 0.3 = 0.42.
+    prompts = {8: {"bench_id": {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.5}}}
+    prompts[16] = {"bench_id": {"a": 1.0, "b": 0.5, "c": 0.5, "d": 0.5}}
+    evals = {8: {"bench_id": 0.875}, 16: {"bench_id": 0.625}}
+    stderr = {8: {"bench_id": 0.3}, 16: {"bench_id": 0.3}}
+    series = RunSeries("minirl_r2", 0, [{"step": 16, "reward/acc": 0.5}], evals, "", stderr)
+    run = grid.GridRun(GridCell("minirl_r2", 4, 0), "rl-x", series, prompts)
+    s = run.summary()
+    assert s.fall_se == pytest.approx(math.sqrt(1 / 12) / 2)
+    fall = s.heldout_fall()
+    assert fall.fall == pytest.approx(0.25) and fall.se == pytest.approx(s.fall_se) and not s.unstable
+    assert math.isnan(grid.GridRun(GridCell("minirl_r2", 4, 0), "rl-x", series).summary().fall_se)  # no samples
