@@ -193,7 +193,7 @@ class GridProgressArtifact:
 def grid_report(
     params: StabilityGridParams, init_run: str, cells: list[tuple[GridCell, dict]], scores: dict, timings: dict
 ) -> dict:
-    """Figures per N, crossover, collapse steps and the claims table to comparisons/<id>/; shown in Prefect."""
+    """Figures per N, crossover, outcome verdicts and the claims table to comparisons/<id>/; shown in Prefect."""
     store: ArtifactStore = params.store.open()
     runs = grid.build_runs(store, cells, init_run, scores["rows"], scores["metric"])
     comparison = grid.comparison_id(params.name, [r.run_id for r in runs])

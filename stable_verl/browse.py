@@ -44,7 +44,8 @@ EVAL_COLUMNS = ["step", "benchmark", "metric", "value", "stderr", "format_rate",
 #: Metrics shown by ``runs show`` (fnmatch patterns, in display order): reward and accuracy, the
 #: train-inference mismatch (verl's rollout-vs-train prob diff, rollout-correction KL, our MiniRL
 #: diagnostics), truncated-IS weights, per-token entropy (the stable_sync trainer's; verl's actor/entropy is
-#: aggregated with the loss_agg_mode, e.g. x length under MiniRL, so it is not shown), the collapse flag,
+#: aggregated with the loss_agg_mode, e.g. x length under MiniRL, so it is not shown), the entropy+KL collapse
+#: warning (stores before December 2026 logged it as stability/collapse),
 #: clipping, response length and losses (SFT runs).
 KEY_METRIC_PATTERNS = (
     "reward/*",
@@ -58,6 +59,7 @@ KEY_METRIC_PATTERNS = (
     "actor/ppo_kl",
     "actor/pg_clipfrac*",
     "actor/entropy_per_token",
+    "stability/collapse_warning",
     "stability/collapse",
     "response_length/mean",
     "response_length/clip_ratio",

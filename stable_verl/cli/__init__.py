@@ -12,6 +12,9 @@
     stable-verl comparisons list|show ID        cross-run comparison reports
     stable-verl comparisons publish ID [--out docs/results]
                                                 a finished stability grid as docs/results/stability-grid.md
+    stable-verl comparisons republish FOLDER [--out docs/results]
+                                                re-judge a published grid page from its own CSV under the
+                                                current rules (no store, no runs)
     stable-verl site build|presign ...          static HTML pages of the store (stable_verl.pipeline.site)
 
 The store is ``$STABLE_VERL_ARTIFACT_ROOT`` (``./artifacts`` when unset; S3 endpoint from
@@ -33,6 +36,7 @@ from stable_verl.artifacts.redact import env_secrets, scrub
 from stable_verl.cli.browse_cmds import (
     cmd_comparisons_list,
     cmd_comparisons_publish,
+    cmd_comparisons_republish,
     cmd_comparisons_show,
     cmd_runs_list,
     cmd_runs_show,
@@ -95,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish = "a finished stability grid as a results page in the repository"
     cmp_pub = _store_command(cmp_sub, "publish", publish, cmd_comparisons_publish, "comparison_id")
     cmp_pub.add_argument("--out", type=Path, default=Path("docs/results"), help="folder of the page")
+    republish = "re-judge a published stability-grid page from its own table.csv and grid.json (no store, no runs)"
+    cmp_rep = cmp_sub.add_parser("republish", help=republish)
+    cmp_rep.add_argument("folder", type=Path, help="the page's data folder, e.g. docs/results/stability-grid")
+    cmp_rep.add_argument("--out", type=Path, default=Path("docs/results"), help="folder of the page")
+    cmp_rep.set_defaults(func=cmd_comparisons_republish)
 
     from stable_verl.pipeline.site.commands import add_site_commands  # site hook: `stable-verl site ...`
 

@@ -117,3 +117,11 @@ def cmd_comparisons_publish(args: argparse.Namespace) -> int:
     page = write_page(_store(args), args.comparison_id, args.out)
     console.print(Text(f"wrote {page} (+ {page.with_suffix('')}/: plots, table.csv, claims.csv, grid.json)"))
     return 0
+
+
+def cmd_comparisons_republish(args: argparse.Namespace) -> int:
+    from stable_verl.pipeline.grid_page import republish
+
+    page = republish(args.folder, args.out)
+    console.print(Text(f"wrote {page} (+ {page.with_suffix('')}/: table.csv, claims.csv; plots kept)"))
+    return 0

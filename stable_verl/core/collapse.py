@@ -1,7 +1,10 @@
-"""A training-collapse flag: entropy has fallen and the training-inference KL has spiked at the same step.
+"""An early collapse WARNING: entropy has fallen and the training-inference KL has spiked at the same step.
 
-Unstable RL runs on LLMs typically collapse with the policy entropy falling sharply while the training-inference
-mismatch grows; this detector raises one latched flag when both happen together.
+Unstable RL runs on LLMs often collapse with the policy entropy falling sharply while the training-inference
+mismatch grows; this detector raises one latched warning when both happen together. It is not a verdict: entropy
+also halves as a healthy policy learns, and a noisy KL makes a 10x excursion over its running minimum near-certain
+in a long run (notes/grid-science.md §1.2; the synthetic suite of tests/unit/core/test_collapse_verdict.py shows it
+firing on every healthy 150-step run). Whether a run collapsed is an outcome: ``collapse_verdict``.
 """
 
 from __future__ import annotations

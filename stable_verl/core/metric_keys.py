@@ -24,5 +24,14 @@ ENTROPY_KEYS = (ENTROPY_PER_TOKEN,)
 REWARD_KEYS = ("reward/acc", "critic/score/mean")
 """Training reward: exact-match accuracy (our reward function), else verl's score."""
 LENGTH_KEYS = ("response_length/mean",)
-COLLAPSE = "stability/collapse"
-"""1.0 from the step the collapse detector fired (verl_ext.trainer)."""
+COLLAPSE_WARNING = "stability/collapse_warning"
+"""1.0 from the step the entropy+KL early warning fired (core.collapse, verl_ext.trainer): a warning, not a verdict
+(the verdict is an outcome: core.collapse_verdict)."""
+COLLAPSE_LEGACY = "stability/collapse"
+"""The same warning as stores written before December 2026 logged it."""
+COLLAPSE_WARNING_KEYS = (COLLAPSE_WARNING, COLLAPSE_LEGACY)
+"""Read the warning from new and old stores alike."""
+GRAD_NORM = "actor/grad_norm"
+"""verl's actor gradient norm (before clipping)."""
+IS_TRUNCATED_FRAC = "actor/tis/truncated_frac"
+"""Share of tokens whose train-inference IS weight hit its cap (verl_ext.minirl_loss)."""

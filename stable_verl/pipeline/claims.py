@@ -1,32 +1,34 @@
-"""The paper's claims (paper.md §6.5) as verdict rules over per-run summaries, written before any result exists.
+"""The paper's claims (paper.md §6.5) as verdict rules over per-run summaries, fixed before any result they judge.
 
 Input: one :class:`RunSummary` per grid run (arm = recipe name, N = mini-batches per rollout batch, seed): its
-evaluated score curve (mean avg@k over benchmarks, with the evaluation's standard error) and the step at which
-``stability/collapse`` first reads 1 (``stable_verl.verl_ext.trainer``: entropy dropped while the train-inference
-KL spiked), if it ever did. Output: one :class:`Verdict` per claim, ``held`` / ``not held`` / ``inconclusive``,
-with the numbers and the seed counts behind it.
+evaluated score curve (mean avg@k over benchmarks, with the evaluation's SE), its outcome collapse verdict
+(``stable_verl.core.collapse_verdict``: per-pass training reward; None when the per-step rewards are not at hand)
+and, as a diagnostic only, the step of the entropy+KL warning. Output: one :class:`Verdict` per claim, ``held`` /
+``not held`` / ``inconclusive``, with its estimate, interval, p-value, Holm-adjusted p and minimum detectable
+difference (``stable_verl.core.significance``). Rules (issue 26, notes/grid-science.md §1.6 and §4):
 
-The rules (every threshold is a module constant):
-
-* **An arm's score** at one N is the mean over seeds of each run's peak (or final) score. Its standard error is
-  ``max(std_seeds / sqrt(m), SE_eval)``: the spread across the m seeds, but never below the evaluation's own
-  noise (the seeds' avg@k standard errors combined, :func:`stable_verl.pipeline.compare.combined_stderr`).
-* **"A beats B"** (:func:`better`): held when ``mean_A - mean_B > Z * SE_diff`` with
-  ``SE_diff = sqrt(SE_A^2 + SE_B^2)`` and Z = 2; not held when B beats A by the same margin; inconclusive in
-  between, or when either arm has fewer than ``MIN_SEEDS`` = 2 seeds (a single curve cannot separate arms from
-  seed noise), or when an arm is missing from the grid.
-* **"A is at least as good as B"** (:func:`at_least`): not held when B beats A by ``Z * SE_diff``; held only
-  when the interval excludes a loss larger than ``EQUIV_MARGIN`` = 0.02 score points
-  (``mean_A - mean_B - Z * SE_diff >= -EQUIV_MARGIN``); inconclusive otherwise or with < 2 seeds.
-* **"arm X collapses"** (:func:`collapses`): held when every seed of X collapsed (and, where a stable reference
-  arm is given, no seed of it collapsed, or X collapsed earlier in every pairing); not held when >= 2 seeds ran
-  and none collapsed; inconclusive otherwise.
-* **"R2 becomes unstable at larger N"**: a run is *unstable* when it collapsed or its final score is below its
-  peak by more than Z times the two evaluations' combined standard error. Held when, at the largest N >= 4, at
-  least half of R2's seeds (>= 2) are unstable while R3's are not; not held when >= 2 seeds ran and no R2 run is.
-* **"Stable runs reach similar peaks across N"**: per N, the best arm none of whose seeds collapsed. Not held when
-  two N differ by more than Z * SE_diff; held when every pair is within the margin even at the interval's edge
-  (``|diff| + Z * SE_diff <= EQUIV_MARGIN``, twice that with more than two N); inconclusive otherwise.
+* **Scores are final scores** (the last evaluated checkpoint, a step fixed in advance), never peaks: the max of
+  noisy checkpoints is biased up, and by different amounts for different curve shapes.
+* **Arms are compared per training seed:** ``mean_A - mean_B`` over the arms' runs at one N, SE from the SD of final
+  scores pooled over every (arm, N) cell of the grid (df = runs - cells), Student-t intervals and p-values. The
+  seed-to-seed spread already holds the evaluation's noise; prompt difficulty, shared by every arm (same prompts,
+  same per-sample seeds), cancels and is not added as a floor.
+* **"A beats B"**: two-sided t-test; **"A is at least as good as B"**: non-inferiority at ``EQUIV_MARGIN`` (p of
+  H0: A - B <= -margin), not held when the 95% interval lies below 0. A claim over several N holds only if every N
+  does (its p is the largest).
+* **Holm** over every claim that has a p-value: held (or, for a "beats" claim, not held) needs Holm-adjusted
+  p < ``ALPHA``.
+* **"X collapses"** reads only outcome verdicts, never a warning, tag or diagnostic. Inconclusive when any run of
+  the claim is unjudged or "too short", or an arm has fewer than ``MIN_RATE_SEEDS`` = 4 seeds; otherwise X is
+  compared with ONE pre-declared reference arm (its twin without the ablation) by one-sided Fisher exact test: held
+  when X collapsed in >= 3 seeds, the reference in fewer, and the Holm-adjusted p < ALPHA; not held when X collapsed
+  in <= 1 seed. Its minimum detectable difference is the smallest collapse rate of X (reference 0) that could reach
+  p < ALPHA with these seed counts.
+* **"R2 becomes unstable at larger N"**: a run is unstable if its outcome verdict is a collapse, or its held-out
+  score fell from its best checkpoint to its last by more than 2 SE of the difference (paired per prompt where
+  per-prompt results exist, else unpaired); the same Fisher rule against R3 at the same N.
+* **"Stable runs reach similar final scores across N"**: only runs judged stable count; held when every pair of N's
+  best stable arms is equivalent within ``EQUIV_MARGIN`` (two one-sided tests, the largest p).
 * **"Different inits converge"** is the cold-start flow's claim; a grid of one init reports it inconclusive.
 """
 
@@ -35,16 +37,20 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from stable_verl.pipeline.compare import combined_stderr
+from stable_verl.core import collapse_verdict as cv
+from stable_verl.core import significance as sig
 
-Z = 2.0
-"""Differences within Z standard errors are noise (about a 95% interval)."""
-MIN_SEEDS = 2
-"""Fewer seeds per arm than this: no claim about arms can be held or rejected."""
+ALPHA = sig.ALPHA
 EQUIV_MARGIN = 0.02
 """Largest score difference (avg@k, 0..1) that still counts as 'as good as'."""
+MIN_SEEDS = 2
+"""Fewer seeds per arm than this: no score claim can be tested."""
+MIN_RATE_SEEDS = 4
+"""Fewer seeds per arm than this: no collapse-rate claim can be held (4/4 vs 0/4 gives Fisher p = 0.014)."""
+HELD_AT, REJECTED_AT = 3, 1
+"""A collapse claim is held with >= HELD_AT collapsed seeds of X, not held with <= REJECTED_AT."""
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "not held", "inconclusive"
 
@@ -69,8 +75,16 @@ class RunSummary:
     """Mean avg@k over benchmarks at each step."""
     stderrs: tuple[float, ...] = ()
     """The evaluation's standard error of each score (NaN: unknown); empty: all unknown."""
-    collapse_step: int | None = None
-    """First step with ``stability/collapse`` == 1; None: never collapsed."""
+    verdict: str | None = None
+    """Outcome collapse verdict (core.collapse_verdict.VERDICTS); None: not judged (no per-step rewards)."""
+    onset_step: int | None = None
+    """The verdict's onset step, if any."""
+    tags: tuple[str, ...] = ()
+    """Mechanism tags as 'name@step' (core.collapse_tags): diagnostics, never a verdict."""
+    warning_step: int | None = None
+    """First step of the entropy+KL early warning (core.collapse): a diagnostic, never read by a claim."""
+    fall_se: float = math.nan
+    """Paired SE of (best checkpoint - last checkpoint) from per-prompt results; NaN: use the unpaired SE."""
     run_id: str = ""
 
     def _se(self, i: int) -> float:
@@ -97,28 +111,30 @@ class RunSummary:
         return self._se(len(self.scores) - 1) if self.scores else math.nan
 
     @property
+    def collapsed(self) -> bool:
+        return self.verdict in cv.IS_COLLAPSE
+
+    def heldout_fall(self) -> cv.HeldoutFall | None:
+        """Best checkpoint to the last one (paired SE where known)."""
+        if len(self.scores) < 2:
+            return None
+        last = len(self.scores) - 1
+
+        def se(i: int, j: int) -> float:
+            paired = j == last and i == self.scores.index(self.peak) and not math.isnan(self.fall_se)
+            return self.fall_se if paired else math.hypot(self._se(i), self._se(j))
+
+        return cv.heldout_fall(self.steps, self.scores, se, until=self.steps[-2])
+
+    @property
+    def heldout_fell(self) -> bool:
+        fall = self.heldout_fall()
+        return fall is not None and fall.step == self.steps[-1] and fall.confirmed
+
+    @property
     def unstable(self) -> bool:
-        """Collapsed, or the final score fell below the peak by more than Z combined standard errors."""
-        if self.collapse_step is not None:
-            return True
-        se = math.sqrt(self.peak_stderr**2 + self.final_stderr**2)
-        return bool(self.scores) and not math.isnan(se) and self.peak - self.final > Z * se
-
-
-@dataclass(frozen=True)
-class ArmScore:
-    """An arm's peak (or final) score at one N over its seeds."""
-
-    arm: str
-    n: int
-    mean: float
-    stderr: float
-    """max(std across seeds / sqrt(seeds), the evaluation's SE of the mean); NaN when unknown."""
-    seeds: int
-
-    def __str__(self) -> str:
-        se = "n/a" if math.isnan(self.stderr) else f"{self.stderr:.3f}"
-        return f"{self.arm}@N={self.n} {self.mean:.3f} (SE {se}, {self.seeds} seed{'s' * (self.seeds != 1)})"
+        """Outcome collapse, or the last checkpoint fell from the best by more than 2 SE of the difference."""
+        return self.collapsed or self.heldout_fell
 
 
 @dataclass(frozen=True)
@@ -130,176 +146,181 @@ class Verdict:
     """The numbers and seed counts the verdict rests on, or why there are none."""
     seeds: int = 0
     """Fewest seeds of any arm the verdict compared (0: none ran)."""
+    estimate: float = math.nan
+    """The claim's effect: a score difference, or a collapse-rate difference."""
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p: float = math.nan
+    """The claim's p-value (NaN: not tested); Holm is applied across the claims by :func:`judge`."""
+    p_holm: float = math.nan
+    mdd: str = ""
+    """Minimum detectable difference of the claim's test at ALPHA, 80% power."""
+    on_held: str = HELD
+    """What a significant p means: HELD, or NOT_HELD (a 'beats' claim whose difference went the other way)."""
 
 
-def arm_score(runs: Sequence[RunSummary], arm: str, n: int, which: str = "peak") -> ArmScore | None:
-    """``which`` ('peak' or 'final') of ``arm`` at ``n``, over its seeds; None when the grid has no such run."""
-    mine = [r for r in runs if r.arm == arm and r.n == n and r.scores]
-    if not mine:
-        return None
-    values = [getattr(r, which) for r in mine]
-    eval_se = combined_stderr([getattr(r, f"{which}_stderr") for r in mine])
-    seed_se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    stderr = max((s for s in (seed_se, eval_se) if not math.isnan(s)), default=math.nan)
-    return ArmScore(arm, n, statistics.fmean(values), stderr, len(mine))
+# ------------------------------------------------------------------------------------------ score claims
+def final_scores(runs: Sequence[RunSummary], arm: str, n: int) -> list[float]:
+    return [r.final for r in runs if r.arm == arm and r.n == n and r.scores]
 
 
-def _diff(a: ArmScore, b: ArmScore) -> tuple[float, float]:
-    se = math.sqrt(a.stderr**2 + b.stderr**2) if not (math.isnan(a.stderr) or math.isnan(b.stderr)) else math.nan
-    return a.mean - b.mean, se
+def pooled_final_sd(runs: Sequence[RunSummary]) -> tuple[float, int]:
+    """SD of final scores within (arm, N) cells, pooled over every cell, and its df."""
+    cells: dict[tuple[str, int], list[float]] = {}
+    for r in runs:
+        if r.scores:
+            cells.setdefault((r.arm, r.n), []).append(r.final)
+    return sig.pooled_sd(list(cells.values()))
 
 
-def _missing(claim: str, *scores: tuple[str, ArmScore | None]) -> Verdict | None:
-    absent = [name for name, s in scores if s is None]
+def arm_difference(runs: Sequence[RunSummary], a: str, b: str, n: int) -> sig.Difference | str:
+    """Final score of ``a`` minus ``b`` at ``n`` (pooled seed SD), or why there is none."""
+    fa, fb = final_scores(runs, a, n), final_scores(runs, b, n)
+    absent = [arm for arm, f in ((a, fa), (b, fb)) if not f]
     if absent:
-        return Verdict(claim, INCONCLUSIVE, f"not in this grid: {', '.join(absent)}")
-    few = min(s.seeds for _, s in scores)  # type: ignore[union-attr]
-    if few < MIN_SEEDS:
-        evidence = "; ".join(str(s) for _, s in scores)
-        return Verdict(claim, INCONCLUSIVE, f"{evidence}; fewer than {MIN_SEEDS} seeds", few)
+        return f"not in this grid: {', '.join(absent)} at N={n}"
+    if min(len(fa), len(fb)) < MIN_SEEDS:
+        return f"{a}@N={n} ({len(fa)} seeds) vs {b}@N={n} ({len(fb)} seeds): fewer than {MIN_SEEDS} seeds"
+    try:
+        sd, df = pooled_final_sd(runs)
+    except ValueError as e:
+        return str(e)
+    return sig.pooled_difference(fa, fb, sd, df)
+
+
+def _seeds(runs: Sequence[RunSummary], arm: str, n: int) -> int:
+    return len(final_scores(runs, arm, n))
+
+
+def _score_verdict(claim: str, parts: list[tuple[str, sig.Difference]], p: float, on_held: str) -> Verdict:
+    """One verdict for one or more N: estimate and interval of the first part, MDD of the largest SE."""
+    d0 = parts[0][1]
+    lo, hi = d0.ci()
+    evidence = "; ".join(f"{label}: final diff {d}" for label, d in parts)
+    mdd = max(d.mdd() for _, d in parts)
+    return Verdict(claim, INCONCLUSIVE, evidence, 0, d0.estimate, lo, hi, p, math.nan, f"{mdd:.3f}", on_held)
+
+
+def better(claim: str, runs: Sequence[RunSummary], a: str, b: str, ns: Sequence[int]) -> Verdict:
+    """'a beats b' at every N in ``ns`` (final scores)."""
+    if not ns:
+        return Verdict(claim, INCONCLUSIVE, "no such N in this grid")
+    parts = [(f"{a} - {b} @N={n}", arm_difference(runs, a, b, n)) for n in ns]
+    missing = [d for _, d in parts if isinstance(d, str)]
+    if missing:
+        return Verdict(claim, INCONCLUSIVE, "; ".join(missing))
+    diffs = [d for _, d in parts]
+    if all(d.estimate > 0 for d in diffs) or all(d.estimate < 0 for d in diffs):
+        p = max(d.p_two_sided() for d in diffs)
+        on_held = HELD if diffs[0].estimate > 0 else NOT_HELD
+    else:  # the parts disagree in sign: not one direction to test
+        p, on_held = math.nan, HELD
+    v = _score_verdict(claim, parts, p, on_held)  # type: ignore[arg-type]
+    return replace(v, seeds=min(min(_seeds(runs, a, n), _seeds(runs, b, n)) for n in ns))
+
+
+def at_least(claim: str, runs: Sequence[RunSummary], a: str, b: str, n: int) -> Verdict:
+    """'a is at least as good as b' at ``n``: non-inferiority within EQUIV_MARGIN; not held when b is better."""
+    d = arm_difference(runs, a, b, n)
+    if isinstance(d, str):
+        return Verdict(claim, INCONCLUSIVE, d)
+    seeds = min(_seeds(runs, a, n), _seeds(runs, b, n))
+    v = _score_verdict(claim, [(f"{a} - {b} @N={n} (margin {EQUIV_MARGIN:g})", d)], d.p_greater(EQUIV_MARGIN), HELD)
+    if v.ci_high < 0:
+        return replace(v, verdict=NOT_HELD, seeds=seeds, p=math.nan, evidence=f"{v.evidence} (b better)")
+    return replace(v, seeds=seeds)
+
+
+# --------------------------------------------------------------------------------------- collapse claims
+def _unjudged(groups: Sequence[Sequence[RunSummary]]) -> str | None:
+    """Why these runs' outcome verdicts cannot carry a collapse claim, or None."""
+    flat = [r for g in groups for r in g]
+    if any(r.verdict is None for r in flat):
+        return "no outcome verdict (the per-step training rewards are not at hand)"
+    short = [r for r in flat if r.verdict == cv.TOO_SHORT]
+    if short:
+        return (
+            f"{len(short)}/{len(flat)} runs too short for the outcome rule (< {cv.MIN_PASSES} passes over the prompts)"
+        )
     return None
 
 
-@dataclass(frozen=True)
-class _Difference:
-    """a - b with the standard error of the difference, the evidence text and the fewest seeds compared."""
-
-    diff: float
-    se: float
-    evidence: str
-    seeds: int
+def _rate_text(runs: Sequence[RunSummary], arm: str, n: int, pred: Callable[[RunSummary], bool]) -> str:
+    mine = [r for r in runs if r.arm == arm and r.n == n]
+    verdicts = ", ".join(r.verdict or "unjudged" for r in mine)
+    return f"{arm}@N={n}: {sum(pred(r) for r in mine)}/{len(mine)} [{verdicts}]"
 
 
-def _difference(
-    claim: str, a: ArmScore | None, b: ArmScore | None, label_a: str, label_b: str, extra: str = ""
-) -> Verdict | _Difference:
-    """The early verdict (an arm missing, too few seeds, SE unknown), else the difference to judge."""
-    early = _missing(claim, (label_a, a), (label_b, b))
-    if early:
-        return early
-    diff, se = _diff(a, b)  # type: ignore[arg-type]
-    evidence = f"{a} vs {b}: diff {diff:+.3f}, {Z:g} SE = {Z * se:.3f}{extra}"
-    seeds = min(a.seeds, b.seeds)  # type: ignore[union-attr]
-    if math.isnan(se):
-        return Verdict(claim, INCONCLUSIVE, f"{evidence} (standard error unknown)", seeds)
-    return _Difference(diff, se, evidence, seeds)
-
-
-def better(claim: str, a: ArmScore | None, b: ArmScore | None, label_a: str = "A", label_b: str = "B") -> Verdict:
-    """'a beats b': held / not held outside Z * SE_diff, inconclusive inside it or with < MIN_SEEDS seeds."""
-    d = _difference(claim, a, b, label_a, label_b)
-    if isinstance(d, Verdict):
-        return d
-    if d.diff > Z * d.se:
-        return Verdict(claim, HELD, d.evidence, d.seeds)
-    if -d.diff > Z * d.se:
-        return Verdict(claim, NOT_HELD, d.evidence, d.seeds)
-    return Verdict(claim, INCONCLUSIVE, f"{d.evidence} (within noise)", d.seeds)
-
-
-def at_least(claim: str, a: ArmScore | None, b: ArmScore | None, label_a: str = "A", label_b: str = "B") -> Verdict:
-    """'a is at least as good as b': not held if b beats a; held if a loses at most EQUIV_MARGIN at the interval's
-    lower edge; otherwise inconclusive (or with < MIN_SEEDS seeds)."""
-    d = _difference(claim, a, b, label_a, label_b, extra=f", margin {EQUIV_MARGIN:g}")
-    if isinstance(d, Verdict):
-        return d
-    if -d.diff > Z * d.se:
-        return Verdict(claim, NOT_HELD, d.evidence, d.seeds)
-    if d.diff - Z * d.se >= -EQUIV_MARGIN:
-        return Verdict(claim, HELD, d.evidence, d.seeds)
-    return Verdict(claim, INCONCLUSIVE, f"{d.evidence} (interval too wide)", d.seeds)
-
-
-def _collapse_text(runs: Sequence[RunSummary]) -> str:
-    steps = [("-" if r.collapse_step is None else str(r.collapse_step)) for r in runs]
-    return f"{runs[0].arm}@N={runs[0].n}: collapse steps [{', '.join(steps)}]"
-
-
-def collapses(
-    claim: str, runs: Sequence[RunSummary], arms: Sequence[str], ns: Sequence[int], stable: Sequence[str] = ()
+def rate_contrast(
+    claim: str, runs: Sequence[RunSummary], pairs: Sequence[tuple[str, str, int]], pred: Callable[[RunSummary], bool]
 ) -> Verdict:
-    """'every arm in ``arms`` collapses at every N in ``ns``' (earlier than the ``stable`` arms, if given)."""
-    groups = [[r for r in runs if r.arm == arm and r.n == n] for n in ns for arm in arms]
-    groups = [g for g in groups if g]
-    refs = [[r for r in runs if r.arm == arm and r.n == n] for n in ns for arm in stable]
-    refs = [g for g in refs if g]
-    if not groups:
-        return Verdict(claim, INCONCLUSIVE, f"not in this grid: {', '.join(arms)} at N in {list(ns)}")
-    seeds = min(len(g) for g in groups)
-    evidence = "; ".join(_collapse_text(g) for g in groups + refs)
-    collapsed = [r for g in groups for r in g if r.collapse_step is not None]
-    if seeds >= MIN_SEEDS and not collapsed:
-        return Verdict(claim, NOT_HELD, f"{evidence} (none collapsed)", seeds)
-    if seeds < MIN_SEEDS:
-        return Verdict(claim, INCONCLUSIVE, f"{evidence}; fewer than {MIN_SEEDS} seeds", seeds)
-    if len(collapsed) < sum(len(g) for g in groups):
-        return Verdict(claim, INCONCLUSIVE, f"{evidence} (not every seed collapsed)", seeds)
-    for ref in refs:  # a stable arm that collapsed no later than the ablation at the same N and seed
-        for r in ref:
-            same = [a for a in collapsed if a.n == r.n and a.seed == r.seed]
-            if r.collapse_step is not None and any(a.collapse_step >= r.collapse_step for a in same):  # type: ignore[operator]
-                return Verdict(claim, INCONCLUSIVE, f"{evidence} (a reference arm collapsed as early)", seeds)
-    return Verdict(claim, HELD, evidence, seeds)
+    """Each (arm X, reference, N): X's runs meet ``pred`` (collapsed / unstable) more often than the reference's
+    (one-sided Fisher); held when every pair does (largest p)."""
+    groups = [
+        ([r for r in runs if r.arm == x and r.n == n], [r for r in runs if r.arm == ref and r.n == n])
+        for x, ref, n in pairs
+    ]
+    absent = [f"{x}/{ref}@N={n}" for (x, ref, n), (gx, gr) in zip(pairs, groups, strict=True) if not gx or not gr]
+    if not pairs or absent:
+        return Verdict(claim, INCONCLUSIVE, f"not in this grid: {', '.join(absent) or 'no such N'}")
+    evidence = "; ".join(f"{_rate_text(runs, x, n, pred)} vs {_rate_text(runs, ref, n, pred)}" for x, ref, n in pairs)
+    seeds = min(min(len(gx), len(gr)) for gx, gr in groups)
+    mdds = [sig.fisher_min_detectable(len(gx), len(gr)) for gx, gr in groups]
+    mdd = "unreachable with these seeds" if any(m is None for m in mdds) else f"rate {max(mdds):.2f} vs 0"  # type: ignore[type-var]
+    why = _unjudged([g for pair in groups for g in pair])
+    if why:
+        return Verdict(claim, INCONCLUSIVE, f"{evidence}; {why}", seeds, mdd=mdd)
+    hits = [(sum(map(pred, gx)), len(gx), sum(map(pred, gr)), len(gr)) for gx, gr in groups]
+    est = statistics.fmean(hx / nx - hr / nr for hx, nx, hr, nr in hits)
+    p = max(sig.fisher_one_sided(*h) for h in hits)
+    v = Verdict(claim, INCONCLUSIVE, evidence, seeds, estimate=est, p=p, mdd=mdd)
+    if seeds < MIN_RATE_SEEDS:
+        return replace(v, evidence=f"{evidence}; fewer than {MIN_RATE_SEEDS} seeds per arm", p=math.nan)
+    if all(hx <= REJECTED_AT for hx, *_ in hits):
+        return replace(v, verdict=NOT_HELD, p=math.nan)
+    if not all(hx >= HELD_AT and hr < hx for hx, _, hr, _ in hits):
+        return replace(v, p=math.nan)
+    return v
 
 
-def r2_unstable_at_large_n(claim: str, runs: Sequence[RunSummary]) -> Verdict:
-    """R2's runs at the largest N >= 4 are unstable (collapse or fall from their peak) while R3's are not."""
-    large = sorted({r.n for r in runs if r.n >= 4 and r.arm == R2})
-    if not large:
-        return Verdict(claim, INCONCLUSIVE, f"not in this grid: {R2} at N >= 4")
-    n = large[-1]
-    r2 = [r for r in runs if r.arm == R2 and r.n == n]
-    r3 = [r for r in runs if r.arm == R3 and r.n == n]
-    unstable = [r for r in r2 if r.unstable]
-    evidence = (
-        f"{R2}@N={n}: {len(unstable)}/{len(r2)} seeds unstable; "
-        f"{R3}@N={n}: {sum(r.unstable for r in r3)}/{len(r3)} unstable"
-    )
-    if len(r2) < MIN_SEEDS:
-        return Verdict(claim, INCONCLUSIVE, f"{evidence}; fewer than {MIN_SEEDS} seeds", len(r2))
-    if not unstable:
-        return Verdict(claim, NOT_HELD, evidence, len(r2))
-    if 2 * len(unstable) >= len(r2) and r3 and not any(r.unstable for r in r3):
-        return Verdict(claim, HELD, evidence, min(len(r2), len(r3)))
-    return Verdict(claim, INCONCLUSIVE, evidence, len(r2))
-
-
-def similar_stable_peaks(claim: str, runs: Sequence[RunSummary]) -> Verdict:
-    """Per N, the best arm with no collapsed seed; its peaks agree across N (see the module's rules)."""
-    best: list[ArmScore] = []
+def similar_final_across_n(claim: str, runs: Sequence[RunSummary]) -> Verdict:
+    """Per N, the best arm all of whose runs were judged stable; every pair of N equivalent within the margin."""
+    why = _unjudged([runs])
+    if why:
+        return Verdict(claim, INCONCLUSIVE, f"which runs are stable cannot be judged: {why}")
+    best: list[tuple[int, str, float]] = []
     for n in sorted({r.n for r in runs}):
-        stable_arms = {r.arm for r in runs if r.n == n} - {r.arm for r in runs if r.n == n and r.collapse_step}
-        scores = [s for arm in sorted(stable_arms) if (s := arm_score(runs, arm, n)) is not None]
-        if scores:
-            best.append(max(scores, key=lambda s: s.mean))
+        stable = {r.arm for r in runs if r.n == n} - {r.arm for r in runs if r.n == n and r.verdict != cv.STABLE}
+        scored = [(n, arm, statistics.fmean(final_scores(runs, arm, n))) for arm in sorted(stable)]
+        if scored:
+            best.append(max(scored, key=lambda s: s[2]))
     if len(best) < 2:
         return Verdict(claim, INCONCLUSIVE, "fewer than two N with a stable arm")
-    evidence = "; ".join(str(s) for s in best)
-    seeds = min(s.seeds for s in best)
-    if seeds < MIN_SEEDS:
-        return Verdict(claim, INCONCLUSIVE, f"{evidence}; fewer than {MIN_SEEDS} seeds", seeds)
-    pairs = [_diff(a, b) for i, a in enumerate(best) for b in best[i + 1 :]]
-    if any(math.isnan(se) for _, se in pairs):
-        return Verdict(claim, INCONCLUSIVE, f"{evidence} (standard error unknown)", seeds)
-    if any(abs(d) > Z * se for d, se in pairs):
-        return Verdict(claim, NOT_HELD, f"{evidence} (two N differ by more than {Z:g} SE)", seeds)
-    margin = EQUIV_MARGIN if len(best) == 2 else 2 * EQUIV_MARGIN
-    if all(abs(d) + Z * se <= margin for d, se in pairs):
-        return Verdict(claim, HELD, evidence, seeds)
-    return Verdict(claim, INCONCLUSIVE, f"{evidence} (within noise, interval wider than {margin:g})", seeds)
+    parts = [
+        (f"{a}@{na} - {b}@{nb}", arm_difference_cells(runs, (a, na), (b, nb)))
+        for (na, a, _), (nb, b, _) in _pairs(best)
+    ]
+    missing = [d for _, d in parts if isinstance(d, str)]
+    if missing:
+        return Verdict(claim, INCONCLUSIVE, "; ".join(missing))
+    p = max(max(d.p_greater(EQUIV_MARGIN), 1 - d.p_greater(-EQUIV_MARGIN)) for _, d in parts)  # type: ignore[union-attr]
+    v = _score_verdict(claim, parts, p, HELD)  # type: ignore[arg-type]
+    return replace(v, seeds=min(_seeds(runs, a, n) for n, a, _ in best))
 
 
-def _all_of(claim: str, parts: Sequence[Verdict]) -> Verdict:
-    """Held when every part is; not held when any part is not; else inconclusive."""
-    evidence = " | ".join(p.evidence for p in parts)
-    seeds = min((p.seeds for p in parts), default=0)
-    if parts and all(p.verdict == HELD for p in parts):
-        return Verdict(claim, HELD, evidence, seeds)
-    if any(p.verdict == NOT_HELD for p in parts):
-        return Verdict(claim, NOT_HELD, evidence, seeds)
-    return Verdict(claim, INCONCLUSIVE, evidence or "not in this grid", seeds)
+def _pairs(items: list) -> list[tuple]:
+    return [(a, b) for i, a in enumerate(items) for b in items[i + 1 :]]
 
 
+def arm_difference_cells(runs: Sequence[RunSummary], a: tuple[str, int], b: tuple[str, int]) -> sig.Difference | str:
+    fa, fb = final_scores(runs, *a), final_scores(runs, *b)
+    if min(len(fa), len(fb)) < MIN_SEEDS:
+        return f"{a} or {b}: fewer than {MIN_SEEDS} seeds"
+    sd, df = pooled_final_sd(runs)
+    return sig.pooled_difference(fa, fb, sd, df)
+
+
+# --------------------------------------------------------------------------------------------- the claims
 def _ns(runs: Sequence[RunSummary], pred: Callable[[int], bool]) -> list[int]:
     return sorted({r.n for r in runs if pred(r.n)})
 
@@ -312,38 +333,59 @@ class Claim:
     rule: Callable[[str, Sequence[RunSummary]], Verdict] = field(repr=False)
 
 
-def _off_policy_r2_vs_r3(winner: str, loser: str, ns: Callable[[int], bool]):
-    def rule(claim: str, runs: Sequence[RunSummary]) -> Verdict:
-        chosen = _ns(runs, ns)
-        if not chosen:
-            return Verdict(claim, INCONCLUSIVE, "no such N in this grid")
-        parts = [better(claim, arm_score(runs, winner, n), arm_score(runs, loser, n), winner, loser) for n in chosen]
-        return _all_of(claim, parts)
+def _collapsed(r: RunSummary) -> bool:
+    return r.collapsed
 
-    return rule
+
+def _unstable(r: RunSummary) -> bool:
+    return r.unstable
+
+
+def _r2_unstable(claim: str, runs: Sequence[RunSummary]) -> Verdict:
+    large = _ns(runs, lambda n: n >= 4)
+    if not large:
+        return Verdict(claim, INCONCLUSIVE, f"not in this grid: {R2} at N >= 4")
+    return rate_contrast(claim, runs, [(R2, R3, large[-1])], _unstable)
 
 
 CLAIMS: tuple[Claim, ...] = (
     Claim(
-        "On-policy (N=1): MiniRL >= +R3 (peak score)",
-        lambda c, runs: at_least(c, arm_score(runs, MINIRL, 1), arm_score(runs, R3, 1), MINIRL, R3),
+        "On-policy (N=1): MiniRL >= +R3 (final score)",
+        lambda c, runs: at_least(c, runs, MINIRL, R3, 1),
     ),
     Claim(
-        "On-policy (N=1): +R3 > +len-norm (peak score)",
-        lambda c, runs: better(c, arm_score(runs, R3, 1), arm_score(runs, LENNORM, 1), R3, LENNORM),
+        "On-policy (N=1): +R3 > +len-norm (final score)",
+        lambda c, runs: better(c, runs, R3, LENNORM, [1]),
     ),
     Claim(
-        "On-policy (N=1): the w/o-train-infer-IS arms collapse (entropy falls while KL rises)",
-        lambda c, runs: collapses(c, runs, [NO_IS, R3_NO_IS], [1], stable=[MINIRL]),
+        "On-policy (N=1): the w/o-train-infer-IS arms collapse (outcome verdict; reference: the same arm with IS)",
+        lambda c, runs: rate_contrast(c, runs, [(NO_IS, MINIRL, 1), (R3_NO_IS, R3, 1)], _collapsed),
     ),
     Claim(
-        "Off-policy (N>=2): the no-clip arms collapse early",
-        lambda c, runs: collapses(c, runs, [NOCLIP, R2_NOCLIP], _ns(runs, lambda n: n >= 2), stable=[R2, R3]),
+        "Off-policy (N>=2): the no-clip arms collapse (outcome verdict; reference: the same arm with clipping)",
+        lambda c, runs: rate_contrast(
+            c,
+            runs,
+            [
+                (x, ref, n)
+                for n in _ns(runs, lambda n: n >= 2)
+                for x, ref in ((NOCLIP, CLIP_NO_REPLAY), (R2_NOCLIP, R2))
+            ],
+            _collapsed,
+        ),
     ),
-    Claim("Off-policy: R2 beats R3 at N=2 (peak score)", _off_policy_r2_vs_r3(R2, R3, lambda n: n == 2)),
-    Claim("Off-policy: R3 beats R2 at N=4 and N=8 (peak score)", _off_policy_r2_vs_r3(R3, R2, lambda n: n >= 4)),
-    Claim("Off-policy: R2 becomes unstable at larger N", r2_unstable_at_large_n),
-    Claim("Stable runs at different N reach similar peaks", similar_stable_peaks),
+    Claim(
+        "Off-policy: R2 beats R3 at N=2 (final score)",
+        lambda c, runs: better(c, runs, R2, R3, _ns(runs, lambda n: n == 2)),
+    ),
+    Claim(
+        "Off-policy: R3 beats R2 at N=4 and N=8 (final score)",
+        lambda c, runs: better(c, runs, R3, R2, _ns(runs, lambda n: n >= 4)),
+    ),
+    Claim(
+        "Off-policy: R2 becomes unstable at larger N (outcome verdict or held-out fall; reference: R3)", _r2_unstable
+    ),
+    Claim("Stable runs at different N reach similar final scores", similar_final_across_n),
     Claim(
         "Different inits converge",
         lambda c, runs: Verdict(c, INCONCLUSIVE, "one init per grid: judged by the cold-start comparison"),
@@ -352,5 +394,26 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def judge(runs: Sequence[RunSummary]) -> list[Verdict]:
-    """Every claim of paper.md §6.5, judged on ``runs``."""
-    return [claim.rule(claim.text, runs) for claim in CLAIMS]
+    """Every claim of paper.md §6.5, judged on ``runs``, with Holm across the claims that have a p-value."""
+    verdicts = [claim.rule(claim.text, runs) for claim in CLAIMS]
+    adjusted = sig.holm([v.p for v in verdicts])
+    out = []
+    for v, p_holm in zip(verdicts, adjusted, strict=True):
+        v = replace(v, p_holm=p_holm)
+        if not math.isnan(p_holm):
+            v = replace(v, verdict=v.on_held if p_holm < ALPHA else INCONCLUSIVE)
+        out.append(v)
+    return out
+
+
+def arm_score(runs: Sequence[RunSummary], arm: str, n: int, which: str = "final") -> tuple[float, float, int] | None:
+    """(mean over seeds, SE from the pooled seed SD, seeds) of ``which`` ('final' or 'peak'); None: no such run.
+    For figures; the claims use :func:`arm_difference`."""
+    values = [getattr(r, which) for r in runs if r.arm == arm and r.n == n and r.scores]
+    if not values:
+        return None
+    try:
+        sd, _ = pooled_final_sd(runs)
+    except ValueError:  # no cell with two seeds
+        sd = math.nan
+    return statistics.fmean(values), sd / math.sqrt(len(values)), len(values)

@@ -82,8 +82,9 @@ class RLStage:
     train_dtype: str = "float32"
     """FSDP compute dtype of the actor (pi_old/pi_theta's numerics); bf16 vs fp32 is a real train-infer gap."""
     rollout_precision: str = "native"
-    """Stress knob: round the weights vLLM samples with through 'bf16' or 'fp8' (e4m3, per channel) on every
-    load and sync, a real and adjustable train-inference gap (paper: FP8 inference vs BF16 training)."""
+    """Stress knob: round the weights vLLM samples with through 'bf16', 'fp8' (e4m3, per channel) or 'int4'
+    (symmetric per row, amax/7) on every load and sync, a real and adjustable train-inference gap (paper: FP8
+    inference vs BF16 training; int4 when fp8's gap is too small to stress a tiny model)."""
     format_bonus: float = 0.0
     """Partial credit for a well-formed answer (reward shaping; 0 = exact-match 1/0 only)."""
     save_freq: int = -1

@@ -4,15 +4,17 @@ Input: one :class:`GridRun` per cell (arm, N, seed) with its RL metrics and chec
 :class:`stable_verl.pipeline.compare.RunSeries` (the same series, metric keys and standard errors as the cold-start
 report). Output in one folder (``comparisons/<name>-<hash of its runs>/`` in the store)::
 
-    report.md                  the claims table, collapse steps, per-run table, figures
+    report.md                  the claims table, outcome verdicts, per-run table, figures
     plots/regime_N<n>.png      per N: score (+-1 SE band), train-infer KL (log), reward, per-token entropy
-    plots/crossover.png        R2 vs R3 peak score against N
-    table.csv                  one row per run: peak/final score with SE, collapse step, timings
-    claims.csv                 claim, verdict, evidence, seeds (stable_verl.pipeline.claims)
+    plots/crossover.png        R2 vs R3 final score against N
+    table.csv                  one row per run: peak/final score with SE, outcome verdict, onset, tags, the
+                               entropy+KL warning step (a diagnostic), timings
+    claims.csv                 claim, verdict, evidence, seeds, estimate, interval, p, Holm p, minimum detectable
+                               difference (stable_verl.pipeline.claims)
     grid.json                  every setting of the grid and each cell's wall-time split
 
 The curves of one arm are averaged over its seeds; the band is +-1 standard error of that mean for the score
-(:func:`stable_verl.pipeline.claims.arm_score`'s rule, per step) and the seeds' min..max for the other panels.
+(the larger of the seeds' SE and the evaluation's, per step) and the seeds' min..max for the other panels.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -32,8 +34,10 @@ import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
 from stable_verl.artifacts.run_record import RunRecord
-from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
-from stable_verl.pipeline import claims, site
+from stable_verl.core import collapse_tags, collapse_verdict
+from stable_verl.core.metric_keys import COLLAPSE_WARNING_KEYS, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
+from stable_verl.core.significance import paired_prompts, per_prompt_means
+from stable_verl.pipeline import claims, grid_tables, site
 from stable_verl.pipeline.compare import NO_DATA, RunSeries, combined_stderr
 from stable_verl.pipeline.params import GridCell
 
@@ -53,19 +57,44 @@ class GridRun:
     cell: GridCell
     run_id: str
     series: RunSeries
+    prompts: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Checkpoint step -> benchmark -> prompt -> mean accuracy of its samples (``samples.jsonl``), for paired SEs."""
     timing: dict = field(default_factory=dict)
     """The stage result of this flow call (``skipped``, ``flow_s``) with ``verl_s`` of the attempt that completed the
     run (from its run.json when this call skipped it)."""
 
-    def collapse_step(self) -> int | None:
-        """First step at which ``stability/collapse`` reads 1 (the detector latches); None: never."""
-        return next((r["step"] for r in self.series.metrics if r.get(COLLAPSE, 0.0) >= 1.0), None)
+    def warning_step(self) -> int | None:
+        """First step at which the entropy+KL warning reads 1 (``stability/collapse_warning``, or
+        ``stability/collapse`` in older stores; it latches); None: never."""
+        return next(
+            (r["step"] for r in self.series.metrics if any(r.get(k, 0.0) >= 1.0 for k in COLLAPSE_WARNING_KEYS)), None
+        )
 
-    def summary(self) -> claims.RunSummary:
-        """The run's RL checkpoints only (step 0, the shared init, excluded)."""
+    def outcome(self, w: int, max_response_length: int | None = None) -> tuple[str | None, int | None, tuple]:
+        """(verdict, onset step, tags) by core.collapse_verdict / collapse_tags over the per-step training reward in
+        passes of ``w`` steps; (None, None, ()) when the run logged no reward."""
+        if self.series.metric_key(REWARD_KEYS) is None:
+            return None, None, ()
+        rows = self.series.metrics
+        steps = max(int(r["step"]) for r in rows)
+        rewards = collapse_tags.series(rows, REWARD_KEYS, steps)
+        v = collapse_verdict.judge_rewards(rewards, w)  # type: ignore[arg-type]
+        k = v.passes
+        down = None
+        if k and v.onset_step is not None:
+            down = [i * w + 1 >= v.onset_step for i in range(k)]
+        tags = collapse_tags.collapse_tags(rows, w, down, max_response_length)
+        return v.verdict, v.onset_step, tuple(str(t) for t in tags)
+
+    def summary(self, w: int | None = None, max_response_length: int | None = None) -> claims.RunSummary:
+        """The run's RL checkpoints only (step 0, the shared init, excluded); with ``w`` (steps per pass over the RL
+        prompts) its outcome verdict too, else the verdict is None (not judged)."""
         steps, scores = self.series.score_curve()
         stderrs = self.series.score_stderr()
         keep = [i for i, s in enumerate(steps) if s > 0]
+        verdict, onset, tags = self.outcome(w, max_response_length) if w else (None, None, ())
+        kept = [scores[i] for i in keep]
+        peak_step = steps[keep[kept.index(max(kept))]] if kept else None
         return claims.RunSummary(
             self.cell.arm,
             self.cell.n,
@@ -73,9 +102,23 @@ class GridRun:
             tuple(steps[i] for i in keep),
             tuple(scores[i] for i in keep),
             tuple(stderrs[i] for i in keep),
-            self.collapse_step(),
-            self.run_id,
+            verdict=verdict,
+            onset_step=onset,
+            tags=tags,
+            warning_step=self.warning_step(),
+            fall_se=self.paired_se(peak_step, steps[keep[-1]]) if kept else math.nan,
+            run_id=self.run_id,
         )
+
+    def paired_se(self, a: int | None, b: int) -> float:
+        """SE of score(a) - score(b), paired per prompt and sample seed within each benchmark and combined over
+        benchmarks as the score averages them; NaN when a checkpoint lacks per-prompt results (or a == b)."""
+        if a is None or a == b or a not in self.prompts or b not in self.prompts:
+            return math.nan
+        benches = sorted(self.series.evals.get(b, {}))
+        if not benches or any(x not in self.prompts[a] or x not in self.prompts[b] for x in benches):
+            return math.nan
+        return combined_stderr([paired_prompts(self.prompts[a][x], self.prompts[b][x]).se for x in benches])
 
     def time_split(self) -> dict[str, float]:
         """verl's wall time split into start-up + shutdown (verl_s minus the steps) and the steps themselves."""
@@ -103,11 +146,17 @@ def build_runs(
                 stderr.setdefault(step, {})[row["benchmark"]] = row.get(f"{metric}_stderr")
         layout = RunLayout(store, stage["run_id"])
         series = RunSeries(cell.arm, cell.seed, layout.read_metrics(), evals, layout.uri(), stderr)
+        prompts: dict[int, dict[str, dict[str, float]]] = {}
+        for step, benches in evals.items():
+            for bench in benches if step > 0 else ():
+                rel = layout.eval_samples(step, bench)
+                if store.exists(rel):
+                    prompts.setdefault(step, {})[bench] = per_prompt_means(store.read_jsonl(rel))
         timing = dict(stage)
         if stage.get("skipped"):  # nothing ran now: the time of the attempt that completed it, as recorded
             record = RunRecord.read(layout)
             timing["verl_s"] = record.verl_s if record is not None else 0.0
-        runs.append(GridRun(cell, stage["run_id"], series, timing=timing))
+        runs.append(GridRun(cell, stage["run_id"], series, prompts, timing=timing))
     return runs
 
 
@@ -134,7 +183,7 @@ def arm_curve(runs: Sequence[GridRun], keys: Sequence[str] | None) -> tuple[list
     for step in steps:
         values = [p[step][0] for p in points if step in p]
         m = statistics.fmean(values)
-        if keys is None:  # the arm_score rule per step: max(seed SE, evaluation SE)
+        if keys is None:  # per step: max(seed SE, evaluation SE)
             eval_se = combined_stderr([p[step][1] for p in points if step in p])
             seed_se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
             se = max((s for s in (seed_se, eval_se) if not math.isnan(s)), default=math.nan)
@@ -179,20 +228,21 @@ def regime_figure(runs: Sequence[GridRun], n: int, title: str) -> plt.Figure:
 
 
 def crossover_figure(summaries: Sequence[claims.RunSummary], title: str) -> plt.Figure:
-    """R2 vs R3 peak score against N (mean over seeds, +-1 SE): the crossover the paper's argument implies."""
+    """R2 vs R3 final score against N (mean over seeds, +-1 SE from the pooled seed SD): the crossover the paper's
+    argument implies."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for i, arm in enumerate((claims.R2, claims.R3)):
-        points = [s for n in (1, 2, 4, 8) if (s := claims.arm_score(summaries, arm, n)) is not None]
+        points = [(n, s) for n in (1, 2, 4, 8) if (s := claims.arm_score(summaries, arm, n)) is not None]
         if points:
-            ns, means = [p.n for p in points], [p.mean for p in points]
-            errs = [0.0 if math.isnan(p.stderr) else p.stderr for p in points]
+            ns, means = [n for n, _ in points], [s[0] for _, s in points]
+            errs = [0.0 if math.isnan(s[1]) else s[1] for _, s in points]
             ax.errorbar(ns, means, yerr=errs, marker="o", capsize=3, color=f"C{i}", label=arm)
     if not ax.lines:
         ax.text(0.5, 0.5, f"{NO_DATA}\n(no {claims.R2} or {claims.R3} runs)", transform=ax.transAxes, ha="center")
     ax.set_xscale("log", base=2)
     ax.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
     ax.set_xlabel("N (mini-batches per rollout batch)")
-    ax.set_ylabel("peak score (avg@k)")
+    ax.set_ylabel("final score (avg@k)")
     ax.set_title(f"{title}: R2 vs R3")
     ax.grid(alpha=0.3)
     if ax.lines:
@@ -209,22 +259,19 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ tables
-def runs_table(runs: Sequence[GridRun]) -> pd.DataFrame:
-    """One row per run: scores, collapse step and the wall-time split."""
+def steps_per_pass(settings: dict) -> int:
+    """W of the grid's regime: steps per pass over its RL prompts (``params.task.n_rl_train`` / train batch)."""
+    params = settings["params"]
+    return collapse_verdict.steps_per_pass(params["task"]["n_rl_train"], params["rl"]["train_batch_size"])
+
+
+def runs_table(runs: Sequence[GridRun], summaries: Sequence[claims.RunSummary]) -> pd.DataFrame:
+    """One row per run: scores, outcome verdict and tags, the warning step and the wall-time split."""
     rows = []
-    for run in runs:
-        s = run.summary()
+    for run, s in zip(runs, summaries, strict=True):
         rows.append(
             {
-                "arm": s.arm,
-                "N": s.n,
-                "seed": s.seed,
-                "peak": s.peak,
-                "peak_step": s.peak_step,
-                "peak_stderr": s.peak_stderr,
-                "final": s.final,
-                "final_stderr": s.final_stderr,
-                "collapse_step": s.collapse_step,
+                **grid_tables.summary_row(s),
                 **run.time_split(),
                 "skipped": bool(run.timing.get("skipped", False)),
                 "run_id": run.run_id,
@@ -233,76 +280,25 @@ def runs_table(runs: Sequence[GridRun]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
 
 
-def flags_against_scores(summaries: Sequence[claims.RunSummary]) -> list[str]:
-    """Did a run's score fall after its collapse flag? Per flagged run: the score at the last checkpoint at or before
-    the flag against the final one, a fall counted when it exceeds Z combined standard errors."""
-    flagged = [s for s in summaries if s.collapse_step is not None]
-    if not flagged:
-        return ["No run was flagged as collapsed."]
-    changes, fell, judged = [], 0, 0
-    for s in flagged:
-        before = [i for i, step in enumerate(s.steps) if step <= s.collapse_step]
-        if not before or s.steps[-1] <= s.collapse_step:
-            continue
-        b, f = before[-1], len(s.steps) - 1
-        change = s.scores[f] - s.scores[b]
-        se = math.hypot(s.stderrs[b], s.stderrs[f]) if s.stderrs else math.nan
-        judged += 1
-        changes.append(change)
-        fell += bool(change < -claims.Z * se)
-    if not judged:
-        return [f"{len(flagged)} run(s) were flagged, none with a checkpoint scored after the flag."]
-    mean = sum(changes) / judged
-    return [
-        f"{len(flagged)} of {len(summaries)} runs were flagged as collapsed (`stability/collapse`, stable_verl/core/"
-        f"collapse.py: entropy fallen while the train-inference KL spiked). Of the {judged} with a checkpoint "
-        f"scored after the flag, {fell} fell by more than {claims.Z:g} standard errors from the last checkpoint at or "
-        f"before the flag to the final one; the mean change was {mean:+.3f}. A flag without a fall in score means "
-        "the detector fired on the policy sharpening (entropy falls as it learns) plus a noisy KL, not on a collapse."
-    ]
-
-
-def claims_table(verdicts: Sequence[claims.Verdict]) -> pd.DataFrame:
-    return pd.DataFrame.from_records([asdict(v) for v in verdicts], columns=["claim", "verdict", "evidence", "seeds"])
-
-
-def _num(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
 def write_grid_report(runs: Sequence[GridRun], out_dir: Path, title: str, settings: dict) -> dict[str, Path]:
     """Figures per N, the crossover, table.csv, claims.csv, grid.json and report.md (last) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = [r.summary() for r in runs]
+    max_len = settings["params"]["rl"].get("max_response_length")
+    summaries = [r.summary(steps_per_pass(settings), max_len) for r in runs]
     ns = sorted({r.cell.n for r in runs})
     plots = {n: _save(regime_figure(runs, n, title), out_dir / "plots" / f"regime_N{n}.png") for n in ns}
     crossover = _save(crossover_figure(summaries, title), out_dir / "plots" / "crossover.png")
-    table, verdicts = runs_table(runs), claims.judge(summaries)
+    table, verdicts = runs_table(runs, summaries), claims.judge(summaries)
     table.to_csv(out_dir / "table.csv", index=False)
-    claims_table(verdicts).to_csv(out_dir / "claims.csv", index=False)
+    grid_tables.claims_table(verdicts).to_csv(out_dir / "claims.csv", index=False)
     (out_dir / "grid.json").write_text(json.dumps(settings, indent=1, default=str))
-    lines = [f"# {title}", "", "## Claims (paper.md §6.5)", "", "| claim | verdict | seeds | evidence |"]
-    lines.append("|---|---|---|---|")
-    lines += [f"| {v.claim} | **{v.verdict}** | {v.seeds} | {v.evidence} |" for v in verdicts]
-    lines += ["", f"Rules: stable_verl/pipeline/claims.py (Z = {claims.Z:g} standard errors, >= {claims.MIN_SEEDS}"]
-    lines[-1] += f" seeds per arm, equivalence margin {claims.EQUIV_MARGIN:g}), written before any result."
-    lines += ["", "## Collapse flags against scores", "", *flags_against_scores(summaries)]
+    lines = [f"# {title}", "", "## Claims (paper.md §6.5)", "", *grid_tables.claims_lines(verdicts)]
+    lines += ["", *grid_tables.rules_lines()]
+    lines += ["", "## Entropy+KL warnings against scores", "", *grid_tables.warnings_against_scores(summaries)]
     lines += ["", "## Curves per N", ""]
     lines += [f"![N={n}](plots/{p.name})" for n, p in plots.items()]
     lines += ["", "## R2 vs R3 against N", "", f"![crossover](plots/{crossover.name})", ""]
-    lines += [
-        "## Runs",
-        "",
-        "| arm | N | seed | peak (SE) | final (SE) | collapse step | run |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in table.itertuples():
-        lines.append(
-            f"| {row.arm} | {row.N} | {row.seed} | {_num(row.peak)} ({_num(row.peak_stderr)}) | "
-            f"{_num(row.final)} ({_num(row.final_stderr)}) | {_num(row.collapse_step)} | {row.run_id} |"
-        )
+    lines += ["## Runs", "", *grid_tables.runs_lines(table)]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
     return {"report": out_dir / "report.md", "table": out_dir / "table.csv", "claims": out_dir / "claims.csv"} | {
         f"regime_N{n}": p for n, p in plots.items()

@@ -1,6 +1,6 @@
 """``vllm.general_plugins`` entry point: round the rollout engine's weights (``STABLE_VERL_ROLLOUT_PRECISION``).
 
-With ``STABLE_VERL_ROLLOUT_PRECISION=bf16|fp8`` in vLLM's environment, every weight load (the initial one
+With ``STABLE_VERL_ROLLOUT_PRECISION=bf16|fp8|int4`` in vLLM's environment, every weight load (the initial one
 and each of verl's syncs, which both end in ``process_weights_after_loading``) first rounds the model's
 weights with ``stable_verl.core.precision``. Only the inference side changes, so mu_old moves away from
 pi_old by exactly the chosen precision. Unset or ``native``: nothing is patched.

@@ -7,10 +7,12 @@ Registered through verl's own ``register_trainer`` and selected with ``trainer.v
   token of the step's batch. verl's own ``actor/entropy`` (kept) aggregates the same per-token entropies with
   the actor's ``loss_agg_mode``: under ``seq-mean-token-sum`` (MiniRL) it is per-token entropy x length, so it
   is neither comparable across recipes nor a measure of collapse;
-* ``stability/collapse``: 1.0 from the first step at which the per-token entropy has dropped and the
-  train-inference KL has spiked together (``stable_verl.core.collapse``), else 0.0. It latches, so a plot or a
-  query over ``metrics.jsonl`` shows when a run collapsed. The detector's state is saved beside each checkpoint
-  (``COLLAPSE_STATE``) and loaded on resume, so a restarted run keeps its latch and references;
+* ``stability/collapse_warning``: 1.0 from the first step at which the per-token entropy has dropped and the
+  train-inference KL has spiked together (``stable_verl.core.collapse``), else 0.0: an early *warning*, not a
+  verdict (it also fires on healthy sharpening plus a noisy KL; the collapse verdict is an outcome, judged after the
+  run by ``stable_verl.core.collapse_verdict``). Stores written before December 2026 logged it as
+  ``stability/collapse``. It latches; its state is saved beside each checkpoint (``COLLAPSE_STATE``) and loaded on
+  resume, so a restarted run keeps its latch and references;
 * ``routing/*`` when the batch carries routes (``routing_engine``): ``mismatch_rate`` (vLLM vs the training
   router, old policy), ``mismatch_rate_replayed`` (vLLM vs the experts training used; 0 under R3),
   ``bytes_per_token`` (compact routes) and ``replay_r2`` / ``replay_r3``.
@@ -44,7 +46,7 @@ from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from stable_verl.core.collapse import CollapseDetector
-from stable_verl.core.metric_keys import COLLAPSE, ENTROPY_PER_TOKEN, KL_K3_KEYS
+from stable_verl.core.metric_keys import COLLAPSE_WARNING, ENTROPY_PER_TOKEN, KL_K3_KEYS
 from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext import routing_engine as re_
 from stable_verl.verl_ext.store_sync import StepMetrics, StoreSync, node_run_dir, restored_line, to_row
@@ -89,12 +91,12 @@ def entropy_per_token(entropy: torch.Tensor, response_mask: torch.Tensor, paddin
 
 
 def collapse_metric(detector: CollapseDetector, metrics: dict) -> dict[str, float]:
-    """Feed one step's per-token entropy and train-inference KL to the detector; empty if either is missing."""
+    """Feed one step's per-token entropy and train-inference KL to the early warning; empty if either is missing."""
     kl = next((metrics[k] for k in KL_K3_KEYS if k in metrics), None)
     if ENTROPY_PER_TOKEN not in metrics or kl is None:
         return {}
     detector.update(float(metrics[ENTROPY_PER_TOKEN]), float(kl))
-    return {COLLAPSE: float(detector.collapsed)}
+    return {COLLAPSE_WARNING: float(detector.collapsed)}
 
 
 def save_collapse_state(detector: CollapseDetector, step_folder: str) -> str:
@@ -260,7 +262,7 @@ class StableTrainerSync(PPOTrainerSync):
         return batch
 
     def step(self, metrics: dict, timing_raw: dict):
-        # Per-token entropy and the collapse flag here, not in _compute_metrics: verl saves the step's checkpoint
+        # Per-token entropy and the collapse warning here, not in _compute_metrics: verl saves the step's checkpoint
         # between the two, and the detector state saved with it must include this step.
         batch = super().step(metrics, timing_raw)
         rollout_corr = self.config.algorithm.get("rollout_correction", None)

@@ -20,7 +20,7 @@ MINIRL_METRICS = (
     *METRIC_KEYS.values(),
     "actor/train_infer_kl_k1",
     "actor/train_infer_kl_k3",
-    "stability/collapse",
+    "stability/collapse_warning",
     "reward/acc",
     "actor/entropy",
     "actor/entropy_per_token",

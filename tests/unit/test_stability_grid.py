@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -106,7 +107,8 @@ def test_progress_counts_only_the_cells_left_to_run():
 
 # ------------------------------------------------------------------------------------------ report
 def _grid_runs() -> list[grid.GridRun]:
-    """2 arms x N in {1, 2} x 2 seeds; minirl_r2 is absent at N=1; one run collapses at step 3."""
+    """2 arms x N in {1, 2} x 2 seeds; minirl_r2 is absent at N=1; one run raises the entropy+KL warning at step 3
+    (logged under the pre-December-2026 key ``stability/collapse``, which readers of old stores still take)."""
     runs = []
     for n, arms in ((1, ["minirl", "minirl_r3"]), (2, ["minirl_r2", "minirl_r3"])):
         for arm in arms:
@@ -127,20 +129,24 @@ def _grid_runs() -> list[grid.GridRun]:
                 stderr = {s: {"bench_id": 0.01, "bench_hard": 0.01} for s in evals}
                 series = RunSeries(arm, seed, metrics, evals, f"/runs/rl-{arm}-{n}-{seed}", stderr)
                 timing = {"verl_s": 70.0, "flow_s": 80.0, "skipped": False}
-                runs.append(grid.GridRun(GridCell(arm, n, seed), f"rl-{arm}-{n}-{seed}", series, timing))
+                runs.append(grid.GridRun(GridCell(arm, n, seed), f"rl-{arm}-{n}-{seed}", series, timing=timing))
     return runs
 
 
 def test_report_shape(tmp_path):
     runs = _grid_runs()
-    paths = grid.write_grid_report(runs, tmp_path, "Stability grid (test)", {"params": {}, "init_run": "sft-x"})
+    # W = 4 prompts / 4 per batch = 1 step per pass: 4 steps = 4 passes, enough for an outcome verdict
+    params = {"task": {"n_rl_train": 4}, "rl": {"train_batch_size": 4, "max_response_length": 48}}
+    paths = grid.write_grid_report(runs, tmp_path, "Stability grid (test)", {"params": params, "init_run": "sft-x"})
     assert (tmp_path / "plots" / "regime_N1.png").stat().st_size > 0
     assert (tmp_path / "plots" / "regime_N2.png").stat().st_size > 0
     assert (tmp_path / "plots" / "crossover.png").stat().st_size > 0
     table = pd.read_csv(paths["table"])
     assert len(table) == 8 and set(table["N"]) == {1, 2}
-    collapsed = table[table["collapse_step"].notna()]
-    assert collapsed[["arm", "N", "seed", "collapse_step"]].values.tolist() == [["minirl_r2", 2, 1, 3.0]]
+    warned = table[table["warning_step"].notna()]
+    assert warned[["arm", "N", "seed", "warning_step"]].values.tolist() == [["minirl_r2", 2, 1, 3.0]]
+    # the reward rises 0.1 per step in every run: no run collapsed, warning or not
+    assert set(table["verdict"]) == {"stable"}
     # time split: 70 s of verl, 4 steps x 10 s -> 30 s of start-up and shutdown
     assert (table["steps_s"] == 40.0).all() and (table["startup_s"] == 30.0).all()
     # peaks exclude the step-0 init: bench_id 0.4 (+0.01 seed 1) and bench_hard 0.2 at step 4 -> 0.3 / 0.305
@@ -190,16 +196,40 @@ def test_results_page_from_a_comparison_in_the_store(tmp_path, capsys):
     assert pd.read_csv(out / "stability-grid" / "claims.csv").shape[0] == len(claims.CLAIMS)
 
 
-def test_flags_against_scores_tells_a_fall_from_a_flag_on_a_rising_run():
+def test_warnings_against_scores_tells_a_fall_from_a_warning_on_a_rising_run():
     from stable_verl.pipeline.claims import RunSummary
-    from stable_verl.pipeline.grid import flags_against_scores
+    from stable_verl.pipeline.grid_tables import warnings_against_scores
 
-    rising = RunSummary("a", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.68, 0.70), (0.03,) * 4, collapse_step=7)
-    falling = RunSummary("b", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.30, 0.20), (0.03,) * 4, collapse_step=9)
-    late = RunSummary("c", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.68, 0.70), (0.03,) * 4, collapse_step=16)
+    rising = RunSummary("a", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.68, 0.70), (0.03,) * 4, warning_step=7)
+    falling = RunSummary("b", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.30, 0.20), (0.03,) * 4, warning_step=9)
+    late = RunSummary("c", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.68, 0.70), (0.03,) * 4, warning_step=16)
     calm = RunSummary("d", 1, 0, (4, 8), (0.5, 0.6), (0.03,) * 2)
-    (line,) = flags_against_scores([rising, falling, late, calm])
+    (line,) = warnings_against_scores([rising, falling, late, calm])
     # rising: 0.60 at step 4 -> 0.70 (+0.10); falling: 0.65 at step 8 -> 0.20 (-0.45, > 2 SE); late: nothing after
-    assert "3 of 4 runs were flagged" in line and "Of the 2 with a checkpoint" in line
-    assert ", 1 fell by more than 2 standard errors" in line and "mean change was -0.175" in line
-    assert flags_against_scores([calm]) == ["No run was flagged as collapsed."]
+    assert "3 of 4 runs raised the entropy+KL early warning" in line and "Of the 2 with a checkpoint" in line
+    assert ", 1 fell by more than 2 SE" in line and "mean change was -0.175" in line
+    assert warnings_against_scores([calm]) == ["No run raised the entropy+KL warning."]
+
+
+def test_the_warning_is_read_under_its_new_and_its_old_key():
+    for key in ("stability/collapse_warning", "stability/collapse"):
+        metrics = [{"step": s, key: float(s >= 2)} for s in (1, 2, 3)]
+        run = grid.GridRun(GridCell("minirl", 1, 0), "rl-x", RunSeries("minirl", 0, metrics))
+        assert run.warning_step() == 2
+
+
+def test_a_fall_from_the_peak_is_judged_paired_per_prompt_when_samples_exist():
+    # 4 prompts, one benchmark; peak at step 8 (0.875), final at 16 (0.625); d = [0, .5, .5, 0]:
+    # mean 0.25, SD sqrt(1/12) = 0.2887, paired SE 0.1443 -> 0.25 < 2 x 0.1443: no fall. Unpaired it would use
+    # the evaluation SEs (0.3 each here): sqrt(2) x 0.3 = 0.42.
+    prompts = {8: {"bench_id": {"a": 1.0, "b": 1.0, "c": 1.0, "d": 0.5}}}
+    prompts[16] = {"bench_id": {"a": 1.0, "b": 0.5, "c": 0.5, "d": 0.5}}
+    evals = {8: {"bench_id": 0.875}, 16: {"bench_id": 0.625}}
+    stderr = {8: {"bench_id": 0.3}, 16: {"bench_id": 0.3}}
+    series = RunSeries("minirl_r2", 0, [{"step": 16, "reward/acc": 0.5}], evals, "", stderr)
+    run = grid.GridRun(GridCell("minirl_r2", 4, 0), "rl-x", series, prompts)
+    s = run.summary()
+    assert s.fall_se == pytest.approx(math.sqrt(1 / 12) / 2)
+    fall = s.heldout_fall()
+    assert fall.fall == pytest.approx(0.25) and fall.se == pytest.approx(s.fall_se) and not s.unstable
+    assert math.isnan(grid.GridRun(GridCell("minirl_r2", 4, 0), "rl-x", series).summary().fall_se)  # no samples

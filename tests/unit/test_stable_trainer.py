@@ -62,7 +62,7 @@ def _rows(entropy_per_tok, verl_entropy, kl):
 
 def _flags(rows, detector=None):
     detector = detector or CollapseDetector()
-    return [collapse_metric(detector, row)["stability/collapse"] for row in rows]
+    return [collapse_metric(detector, row)["stability/collapse_warning"] for row in rows]
 
 
 def test_collapse_metric_fires_on_a_collapsing_run():
@@ -87,8 +87,9 @@ def test_collapse_metric_ignores_shorter_responses():
 
 def test_collapse_metric_uses_verls_kl_when_minirls_is_absent_and_needs_both_keys():
     detector = CollapseDetector(warmup_steps=0)
-    assert collapse_metric(detector, {ENTROPY_KEY: 1.0, "rollout_corr/k3_kl": 1e-3}) == {"stability/collapse": 0.0}
-    assert collapse_metric(detector, {ENTROPY_KEY: 0.4, "rollout_corr/k3_kl": 0.1}) == {"stability/collapse": 1.0}
+    warning = "stability/collapse_warning"
+    assert collapse_metric(detector, {ENTROPY_KEY: 1.0, "rollout_corr/k3_kl": 1e-3}) == {warning: 0.0}
+    assert collapse_metric(detector, {ENTROPY_KEY: 0.4, "rollout_corr/k3_kl": 0.1}) == {warning: 1.0}
     assert collapse_metric(CollapseDetector(), {"actor/entropy": 1.0, "actor/train_infer_kl_k3": 1e-3}) == {}
     assert collapse_metric(CollapseDetector(), {ENTROPY_KEY: 1.0}) == {}
 

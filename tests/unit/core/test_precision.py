@@ -22,6 +22,28 @@ def test_fp8_per_row_rounding_by_hand():
     torch.testing.assert_close(round_weight(round_weight(w, "fp8"), "fp8"), round_weight(w, "fp8"))
 
 
+def test_int4_per_row_rounding_by_hand():
+    # row 0: amax 1 -> scale 1/7; w/scale = [7, -3.85, 2.1, 0] -> nearest integers [7, -4, 2, 0] -> q/7
+    # row 1: amax 2 -> scale 2/7; w/scale = [7, -0.875, 1.75, -7] -> [7, -1, 2, -7] -> q * 2/7
+    w = torch.tensor([[1.0, -0.55, 0.3, 0.0], [2.0, -0.25, 0.5, -2.0]])
+    expected = torch.tensor([[1.0, -4 / 7, 2 / 7, 0.0], [2.0, -2 / 7, 4 / 7, -2.0]])
+    torch.testing.assert_close(round_weight(w, "int4"), expected)
+    torch.testing.assert_close(round_weight(w[1:], "int4"), expected[1:])  # per row: fusing rows changes nothing
+    torch.testing.assert_close(round_weight(round_weight(w, "int4"), "int4"), expected)  # idempotent
+    assert round_weight(w.double(), "int4").dtype == torch.float64  # returned in the weight's dtype
+    # coarser than fp8: on a random matrix the int4 error is several times fp8's
+    g = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    assert (round_weight(g, "int4") - g).abs().mean() > 5 * (round_weight(g, "fp8") - g).abs().mean()
+
+
+def test_rollout_precision_setting_accepts_int4():
+    from stable_verl.pipeline.config import RLStage
+
+    assert RLStage(rollout_precision="int4").rollout_precision == "int4"
+    with pytest.raises(ValueError, match="rl.rollout_precision must be one of"):
+        RLStage(rollout_precision="int3")
+
+
 def test_bf16_rounding_by_hand():
     # 1/3 in bf16 (8 significant bits): 0.333984375 = 171/512
     assert round_weight(torch.tensor([1 / 3]), "bf16").item() == 171 / 512
@@ -44,4 +66,4 @@ def test_model_rounding_skips_embeddings_head_and_norms():
     for key in ("embed_tokens.weight", "norm.weight", "lm_head.weight", "proj.bias"):
         assert torch.equal(after[key], before[key]), key
     with pytest.raises(ValueError, match="rollout precision"):
-        round_model_weights(model, "int4")
+        round_model_weights(model, "int3")
