@@ -40,6 +40,8 @@ class SFTStage:
     """Trainer processes (GPUs) on that node: ``torchrun --nproc_per_node``."""
     timeout_s: int = 600
     """Wall-clock limit; verl is killed and the stage fails past it."""
+    overrides: list[str] = field(default_factory=list)
+    """Extra raw Hydra overrides for verl.trainer.sft_trainer, applied last (as ``rl.overrides`` for main_ppo)."""
 
     def __post_init__(self) -> None:
         get_teacher(self.teacher)  # ValueError naming the available styles (= SFT datasets)

@@ -32,12 +32,13 @@ from stable_verl.verl_ext import rollout_precision
 _OPERATIONAL = ("timeout_s",)  # knobs that do not change the trained weights
 # Settings added after runs existed: left out of the identity at their default, so those runs keep their ids.
 _OMITTED_AT = {"nnodes": 1, "n_gpus_per_node": 1}
+_SFT_OMITTED_AT = {**_OMITTED_AT, "overrides": []}  # rl.overrides is as old as RL runs; sft.overrides came later
 _RECIPE_OMITTED_AT = {"minirl": {"staleness_is": True}}  # the same rule, for a recipe's nested blocks
 
 
-def _identity(obj: Any) -> dict:
+def _identity(obj: Any, omitted: dict[str, Any] = _OMITTED_AT) -> dict:
     fields = dataclasses.asdict(obj).items()
-    return {k: v for k, v in fields if k not in _OPERATIONAL and not (k in _OMITTED_AT and v == _OMITTED_AT[k])}
+    return {k: v for k, v in fields if k not in _OPERATIONAL and not (k in omitted and v == omitted[k])}
 
 
 def _recipe_identity(recipe: Any) -> dict:
@@ -61,7 +62,13 @@ def stage_env(params: LauncherParams) -> dict[str, str]:
 
 def sft_run_id(p: SFTFlowParams) -> str:
     """The content-addressed id of the SFT run ``p`` describes."""
-    config = {"sft": _identity(p.sft), "sft_seed": p.sft_seed, "model": p.model, "task": p.task, "seed": p.seed}
+    config = {
+        "sft": _identity(p.sft, _SFT_OMITTED_AT),
+        "sft_seed": p.sft_seed,
+        "model": p.model,
+        "task": p.task,
+        "seed": p.seed,
+    }
     return run_id("sft", p.sft.teacher, config)
 
 

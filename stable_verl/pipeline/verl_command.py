@@ -27,7 +27,7 @@ def sft_argv(
     """``torchrun -m verl.trainer.sft_trainer`` on ``sft.n_gpus_per_node`` processes, saving HF weights at the end.
 
     ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine). The paths are this
-    machine's files (a local run) or node paths (a Ray Job: ``node_inputs``)."""
+    machine's files (a local run) or node paths (a Ray Job: ``node_inputs``). ``sft.overrides`` come last."""
     overrides = [
         f"model.path={model_path}",
         f"data.train_files={train_file}",
@@ -56,6 +56,7 @@ def sft_argv(
     ]
     if cpu_env.on_cpu() if cpu is None else cpu:
         overrides += cpu_env.sft_cpu_overrides()
+    overrides += sft.overrides
     nproc = f"--nproc_per_node={sft.n_gpus_per_node}"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", nproc]
     return [*launcher, "-m", "verl.trainer.sft_trainer", *overrides]
