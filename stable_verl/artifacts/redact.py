@@ -58,6 +58,8 @@ _SUFFIXES = (
     "api_token",
     "security_token",
     "id_token",
+    "tracking_token",  # MLFLOW_TRACKING_TOKEN
+    "databricks_token",  # DATABRICKS_TOKEN (MLflow on Databricks)
 )
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")

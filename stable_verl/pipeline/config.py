@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from stable_verl.core.precision import PRECISIONS
+from stable_verl.pipeline.launch import tracking
 from stable_verl.pipeline.recipes import Recipe, load_recipe
 from stable_verl.tasks.teachers import get_teacher
 
@@ -53,6 +54,27 @@ class SFTStage:
             raise ValueError(f"sft.batch_size {self.batch_size} must be a multiple of micro_batch_size")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"sft.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+
+
+@dataclass
+class Logging:
+    """Experiment trackers verl's SFT and RL trainers also log to, beside the console and file loggers the pipeline
+    reads. Operational: never part of a run id. Credentials come from the environment (README "Loggers")."""
+
+    backends: list[str] = field(default_factory=list)
+    """Added to verl's ``trainer.logger=[console,file]``: wandb, mlflow, tensorboard, swanlab, clearml, trackio."""
+    project: str = "stable-verl"
+    """verl's ``trainer.project_name``: the W&B project, MLflow experiment, TensorBoard folder."""
+
+    def __post_init__(self) -> None:
+        bad = [b for b in self.backends if b not in tracking.BACKENDS]
+        if bad:
+            always = " (console and file are always on)" if set(bad) & set(tracking.ALWAYS) else ""
+            raise ValueError(f"logging.backends: no tracker {bad}{always}; choose from {', '.join(tracking.BACKENDS)}")
+        if len(set(self.backends)) != len(self.backends):
+            raise ValueError(f"logging.backends must be distinct, got {self.backends}")
+        if not self.project or any(c in self.project for c in "/\\ ,[]=:"):
+            raise ValueError(f"logging.project must be a plain name (no '/', spaces, commas), got {self.project!r}")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec
-from stable_verl.pipeline.config import RLStage, SFTStage
+from stable_verl.pipeline.config import Logging, RLStage, SFTStage
 from stable_verl.pipeline.eval_worker import EvalSettings
 from stable_verl.pipeline.selector import RunSelector
 from stable_verl.pipeline.yaml_config import load_yaml
@@ -140,10 +140,13 @@ class _StageParams(_Model):
     """Seed of the base model's weights and the task splits."""
     model: TinyModelSpec = Field(default_factory=TinyModelSpec)
     task: TaskSpec = Field(default_factory=TaskSpec)
+    logging: Logging = Field(default_factory=Logging)
+    """Trackers (wandb, mlflow, tensorboard, ...) verl also logs to; never part of a run id, credentials from the
+    environment only."""
 
     def _common(self) -> dict:
         """The shared fields, for the per-stage parameters a multi-stage flow derives."""
-        return {k: getattr(self, k) for k in ("store", "launcher", "workdir", "seed", "model", "task")}
+        return {k: getattr(self, k) for k in ("store", "launcher", "workdir", "seed", "model", "task", "logging")}
 
 
 def _check_saves(rl: RLStage) -> RLStage:

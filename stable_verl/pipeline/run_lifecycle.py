@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,8 @@ from stable_verl.pipeline.checkpoint_sync import (
     check_steps,
     restore_latest,
 )
+from stable_verl.pipeline.config import Logging
+from stable_verl.pipeline.launch import tracking
 from stable_verl.pipeline.launch.node_sft import ATTEMPT_ENV
 from stable_verl.pipeline.launch.runner import Launcher, LaunchSpec, LocalLauncher, launch
 from stable_verl.verl_ext.store_sync import sync_env
@@ -109,6 +111,8 @@ class VerlJob:
     the flow does, from the local checkpoint folder."""
     node_inputs: NodeInputs | None = None
     """A cluster job's inputs in the store, which each node materialises (None: verl reads the flow's files)."""
+    logging: Logging = field(default_factory=Logging)
+    """Trackers verl logs to beside console and file; their per-run settings go into each attempt's environment."""
 
 
 def run_tracked(
@@ -205,6 +209,7 @@ def launch_spec(
             "VERL_FILE_LOGGER_PATH": metrics_file.name if job.node_inputs is not None else str(metrics_file),
             **(sync_env(run) if job.store_sync else {}),
             **({ATTEMPT_ENV: str(attempt)} if job.node_inputs is not None else {}),
+            **tracking.run_env(job.logging.backends, job.logging.project, run.run_id, job.env),
         },
         name=f"verl {job.kind}",
         cwd=local_dir,

@@ -19,6 +19,7 @@ from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, run_i
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import verl_command
 from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
+from stable_verl.pipeline.config import Logging
 from stable_verl.pipeline.eval_worker import ensure_hf_model
 from stable_verl.pipeline.launch import cpu_env, node_sft
 from stable_verl.pipeline.launch.ray_job import RayJobLauncher
@@ -55,9 +56,10 @@ def launcher_factory(params: LauncherParams) -> Callable[[], Launcher]:
     return LocalLauncher
 
 
-def stage_env(params: LauncherParams) -> dict[str, str]:
-    """A local run gets this process's environment plus the settings; a Ray Job only the settings."""
-    return cpu_env.cluster_env(params.cpu) if params.on_cluster else cpu_env.verl_env()
+def stage_env(params: LauncherParams, log: Logging) -> dict[str, str]:
+    """A local run gets this process's environment plus the settings; a Ray Job only the settings (with the
+    trackers' non-secret ones)."""
+    return cpu_env.cluster_env(params.cpu, log.backends) if params.on_cluster else cpu_env.verl_env()
 
 
 def sft_run_id(p: SFTFlowParams) -> str:
@@ -100,7 +102,7 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
     train = seeded_sft_path(data[sft_split(p.sft.teacher, "train")], p.sft_seed, local_run_dir(workdir, run))
     val = data[sft_split(p.sft.teacher, "val")]
     model: Path | PurePosixPath = assets.model_dir
-    env = stage_env(p.launcher)
+    env = stage_env(p.launcher, p.logging)
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
@@ -110,9 +112,9 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
 
     def argv(ckpt_root: Path) -> list[str]:
         if nodes is None:
-            return verl_command.sft_argv(p.sft, model, train, val, ckpt_root, p.sft_seed, p.launcher.cpu)
+            return verl_command.sft_argv(p.sft, model, train, val, ckpt_root, p.sft_seed, p.launcher.cpu, p.logging)
         root = node_checkpoint_root(ckpt_root.parent.name)
-        command = verl_command.sft_argv(p.sft, model, train, val, root, p.sft_seed, p.launcher.cpu)
+        command = verl_command.sft_argv(p.sft, model, train, val, root, p.sft_seed, p.launcher.cpu, p.logging)
         return [command[0], "-m", node_sft.__name__, "--", *command[1:]]
 
     return VerlJob(
@@ -127,6 +129,7 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
         entrypoint_gpus=p.sft.n_gpus_per_node,  # torchrun's trainers run in the job's own process tree
         store_sync=nodes is not None,  # on a cluster: node_sft syncs on the node that saves
         node_inputs=nodes,
+        logging=p.logging,
     )
 
 
@@ -138,7 +141,7 @@ def rl_job(
     On a cluster the command names node paths: the model is ``model_folder`` of the checkpoint ``parent`` (or the
     built base model), materialised from the store on each node that reads it, as are the parquet files. A local
     run names this machine's files: verl reads them here, so a copy would only cost time and disk."""
-    env = {**stage_env(p.launcher), rollout_precision.ENV: p.rl.rollout_precision}
+    env = {**stage_env(p.launcher, p.logging), rollout_precision.ENV: p.rl.rollout_precision}
     data = assets.data
     model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
     train, val = data["rl_train"], data["rl_val"]
@@ -153,7 +156,15 @@ def rl_job(
         root = ckpt_root if nodes is None else node_checkpoint_root(ckpt_root.parent.name)
         return verl_command.ppo_argv(
             verl_command.ppo_overrides(
-                p.rl, model, train, val, root, p.rl_seed, cluster=p.launcher.on_cluster, cpu=p.launcher.cpu
+                p.rl,
+                model,
+                train,
+                val,
+                root,
+                p.rl_seed,
+                cluster=p.launcher.on_cluster,
+                cpu=p.launcher.cpu,
+                log=p.logging,
             )
         )
 
@@ -169,6 +180,7 @@ def rl_job(
         launcher=launcher_factory(p.launcher),
         store_sync=True,  # the stable_sync trainer uploads its checkpoints and metrics itself
         node_inputs=nodes,
+        logging=p.logging,
     )
 
 

@@ -6,8 +6,8 @@ import inspect
 import sys
 from pathlib import Path, PurePath
 
-from stable_verl.pipeline.config import RLStage, SFTStage
-from stable_verl.pipeline.launch import cpu_env
+from stable_verl.pipeline.config import Logging, RLStage, SFTStage
+from stable_verl.pipeline.launch import cpu_env, tracking
 from stable_verl.tasks import reward
 
 # verl's SFT dataset, tokenized once per conversation (stable_verl/verl_ext/sft_dataset.py): our SFT sets are small
@@ -23,10 +23,12 @@ def sft_argv(
     out_dir: PurePath,
     seed: int = 0,
     cpu: bool | None = None,
+    log: Logging | None = None,
 ) -> list[str]:
     """``torchrun -m verl.trainer.sft_trainer`` on ``sft.n_gpus_per_node`` processes, saving HF weights at the end.
 
-    ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine). The paths are this
+    ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine). ``log``: the trackers
+    verl logs to beside console and file (default: none), and their project. The paths are this
     machine's files (a local run) or node paths (a Ray Job: ``node_inputs``). ``sft.overrides`` come last."""
     overrides = [
         f"model.path={model_path}",
@@ -43,9 +45,7 @@ def sft_argv(
         f"trainer.total_training_steps={sft.steps}",
         "trainer.total_epochs=1000",
         f"trainer.default_local_dir={out_dir}",
-        "trainer.logger=[console,file]",  # file: $VERL_FILE_LOGGER_PATH, else ./stable-verl/<experiment>.jsonl
-        "trainer.project_name=stable-verl",
-        f"trainer.experiment_name={out_dir.parent.name}",
+        *logger_overrides(log, out_dir),
         f"trainer.n_gpus_per_node={sft.n_gpus_per_node}",
         "trainer.nnodes=1",
         f"trainer.seed={seed}",
@@ -60,6 +60,17 @@ def sft_argv(
     nproc = f"--nproc_per_node={sft.n_gpus_per_node}"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", nproc]
     return [*launcher, "-m", "verl.trainer.sft_trainer", *overrides]
+
+
+def logger_overrides(log: Logging | None, out_dir: PurePath) -> list[str]:
+    """verl's loggers (console and file, which the pipeline reads, plus ``log.backends``), the project and the
+    experiment: the run id. The file logger writes ``$VERL_FILE_LOGGER_PATH`` (set per attempt by the lifecycle)."""
+    log = log or Logging()
+    return [
+        tracking.logger_override(log.backends),
+        f"trainer.project_name={log.project}",
+        f"trainer.experiment_name={out_dir.parent.name}",
+    ]
 
 
 def reward_overrides(format_bonus: float) -> list[str]:
@@ -80,12 +91,13 @@ def ppo_overrides(
     seed: int | None = None,
     cluster: bool = False,
     cpu: bool | None = None,
+    log: Logging | None = None,
 ) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
 
     ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
     verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
-    ``cpu``: where it runs has no GPU (None: as this machine).
+    ``cpu``: where it runs has no GPU (None: as this machine). ``log``: trackers beside console and file.
     """
     overrides = [
         *rl.recipe_config.overrides(),
@@ -112,7 +124,6 @@ def ppo_overrides(
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={rl.micro_batch_size}",
         *reward_overrides(rl.format_bonus),
         "reward.num_workers=1",
-        "trainer.logger=[console,file]",
         "trainer.v1.trainer_mode=stable_sync",  # verl's sync trainer + reward/acc, reward/format per step
         f"trainer.n_gpus_per_node={rl.n_gpus_per_node}",
         f"trainer.nnodes={rl.nnodes}",
@@ -123,8 +134,7 @@ def ppo_overrides(
         "trainer.val_before_train=False",
         "trainer.resume_mode=auto",
         f"trainer.default_local_dir={out_dir}",
-        "trainer.project_name=stable-verl",
-        f"trainer.experiment_name={out_dir.parent.name}",
+        *logger_overrides(log, out_dir),
     ]
     if seed is not None:
         overrides += [f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}"]

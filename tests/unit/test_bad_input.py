@@ -45,6 +45,8 @@ CASES = [
     Case("micro-not-dividing", ("rl", "rl.train_batch_size=30", "rl.recipe=minirl_offpolicy"), "must divide"),
     Case("unknown-recipe", ("rl", "rl.recipe=nope"), "unknown recipe 'nope'"),
     Case("unknown-teacher", ("sft", "sft.teacher=nobody"), "unknown teacher style 'nobody'"),
+    Case("console-as-tracker", ("rl", "logging.backends=[console]"), "console and file are always on"),
+    Case("unknown-tracker", ("sft", "logging.backends=[neptune]"), "no tracker ['neptune']"),
     Case("dense-model-with-r3", ("rl", "model.kind=dense", "rl.recipe=minirl_r3"), "has no routers"),
     Case("dense-coldstart-with-r2", ("coldstart", "model.kind=dense"), "has no routers"),
     Case("eval-k-zero", ("evaluate", "runs=[" + EXISTING + "]", "eval.k=0"), "eval.k"),

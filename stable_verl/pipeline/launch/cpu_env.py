@@ -7,9 +7,12 @@ pipeline applies them when no CUDA device is present, so users never set them by
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import psutil
 import torch
+
+from stable_verl.pipeline.launch import tracking
 
 # Environment for every verl process (Ray workers inherit it from the driver).
 CPU_ENV: dict[str, str] = {
@@ -17,14 +20,14 @@ CPU_ENV: dict[str, str] = {
     "VERL_ENGINE_DEVICE": "cuda",  # verl registers its FSDP engine under "cuda" only; it runs fine on CPU
     "VLLM_TARGET_DEVICE": "cpu",  # vLLM platform detection
     "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache for the tiny models
-    "WANDB_MODE": "disabled",
 }
 
 # Defaults for a CPU run that a user's own environment overrides. One OpenMP thread per process: a verl RL run
 # is several busy processes (FSDP worker, vLLM, Ray actors), and on 2 cores torch's default of one spinning
 # thread per core and process oversubscribes them (verl SFT, 2 threads, beside a second busy process: 1.1-2.9 s
 # a step instead of 0.17 s). vLLM's CPU worker sets its own thread count (VLLM_CPU_OMP_THREADS_BIND).
-CPU_ENV_DEFAULTS: dict[str, str] = {"OMP_NUM_THREADS": "1"}
+# W&B is off on CPU unless the user's WANDB_MODE says otherwise (offline: local files; online: their account).
+CPU_ENV_DEFAULTS: dict[str, str] = {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
 # Environment for every run, CPU or GPU: nothing is downloaded at run time, output is streamed.
 COMMON_ENV: dict[str, str] = {
@@ -58,15 +61,16 @@ def verl_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def cluster_env(cpu: bool | None = None) -> dict[str, str]:
+def cluster_env(cpu: bool | None = None, backends: Sequence[str] = ()) -> dict[str, str]:
     """The variables a verl Ray Job needs, and only those (its ``runtime_env.env_vars``): the cluster's nodes
-    bring their own environment, and nothing of this machine's (paths, credentials) is sent there. The job's
-    driver finds the cluster through the ``RAY_ADDRESS`` Ray sets for it. ``cpu``: the nodes have no GPU
-    (None: as this machine)."""
+    bring their own environment, and nothing of this machine's (paths, credentials) is sent there but the
+    non-secret settings of the trackers in ``backends`` (:func:`.tracking.forwarded`). The job's driver finds the
+    cluster through the ``RAY_ADDRESS`` Ray sets for it. ``cpu``: the nodes have no GPU (None: as this machine)."""
     env = dict(COMMON_ENV)
     if on_cpu() if cpu is None else cpu:
         env.update(CPU_ENV)
         env.update({k: os.environ.get(k, v) for k, v in CPU_ENV_DEFAULTS.items()})
+    env.update(tracking.forwarded(backends, os.environ))
     return env
 
 
