@@ -21,6 +21,17 @@ FAILED = "failed"
 INTERRUPTED = "interrupted"
 
 
+def cpu_label(platform: Mapping[str, Any] | None) -> str:
+    """A run's ``platform`` facts in a few words: 'AVX512, native bf16' / 'AVX2, bf16 emulated' / 'unknown'."""
+    if not platform or "cpu_capability" not in platform:
+        return "unknown"
+    if platform.get("native_bf16"):
+        bf16 = "native bf16"
+    else:
+        bf16 = "bf16 emulated" if platform.get("bf16") else "no native bf16"
+    return f"{platform['cpu_capability']}, {bf16}"
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """The fields of run.json that stable-verl writes and reads."""
@@ -48,10 +59,18 @@ class RunRecord:
     download_s: float = 0.0
     error: str | None = None
     """Why the last attempt stopped (failed / interrupted runs)."""
+    platform: dict[str, Any] = field(default_factory=dict)
+    """The machine of the last attempt: ``cpu_capability`` (torch's, e.g. 'AVX2'), ``native_bf16``, and ``bf16``
+    when bf16 compute was emulated in fp32 there. Scores of one run id differ across such machines."""
 
     @property
     def complete(self) -> bool:
         return self.status == COMPLETE
+
+    @property
+    def cpu(self) -> str:
+        """The CPU of :attr:`platform` in a few words: 'AVX512, native bf16', 'AVX2, bf16 emulated' ('unknown')."""
+        return cpu_label(self.platform)
 
     @property
     def steps(self) -> str:
@@ -74,10 +93,18 @@ class RunRecord:
         return None if raw is None else cls.from_dict(run.run_id, raw)
 
     @staticmethod
-    def started(run: RunLayout, kind: str, name: str, attempt: int, total_steps: int, parent: str | None) -> None:
+    def started(
+        run: RunLayout,
+        kind: str,
+        name: str,
+        attempt: int,
+        total_steps: int,
+        parent: str | None,
+        platform: Mapping[str, Any] | None = None,
+    ) -> None:
         """An attempt starts: merged into the record already there (status ``running``)."""
         fields = {"kind": kind, "name": name, "status": RUNNING, "attempts": attempt, "total_steps": total_steps}
-        run.update_run(**fields, parent_checkpoint=parent)
+        run.update_run(**fields, parent_checkpoint=parent, **({"platform": dict(platform)} if platform else {}))
 
     @staticmethod
     def completed(run: RunLayout, checkpoints: list[int], resumed_from: int, **timings: float) -> RunRecord:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import site
 from stable_verl.pipeline.compare import RunSeries, write_report
 
@@ -46,7 +47,8 @@ def build_series(store: ArtifactStore, inits: list[InitRuns], scores: list[dict]
                 evals.setdefault(step, {})[row["benchmark"]] = row[metric]
                 stderr.setdefault(step, {})[row["benchmark"]] = row[f"{metric}_stderr"]
         rl = RunLayout(store, init.rl_run)
-        series.append(RunSeries(init.teacher, init.seed, rl.read_metrics(), evals, rl.uri(), stderr))
+        cpu = (RunRecord.read(rl) or RunRecord(init.rl_run)).cpu
+        series.append(RunSeries(init.teacher, init.seed, rl.read_metrics(), evals, rl.uri(), stderr, cpu))
     return series
 
 

@@ -45,6 +45,8 @@ class RunSeries:
     """Where the run's artifacts live."""
     eval_stderr: dict[int, dict[str, float | None]] = field(default_factory=dict)
     """Checkpoint step -> benchmark -> standard error of its avg@k across prompts (None: unknown)."""
+    cpu: str = ""
+    """The CPU the run trained on (:attr:`RunRecord.cpu`): scores of one run id differ across machines."""
 
     def metric_key(self, keys: Sequence[str]) -> str | None:
         """The first of ``keys`` that some metrics row has; None when the run logged none of them."""
@@ -255,7 +257,8 @@ def write_report(runs: Sequence[RunSeries], out_dir: Path, title: str) -> dict[s
         "within evaluation noise, and a gain is measured when it exceeds 2 of its SE. The training reward is on the "
         "RL prompts, which the run may revisit: it shows learning, not transfer.",
     ]
-    lines += ["", "Runs:", *[f"- {r.init} (seed {r.seed}): {run_link(r.run_uri)}" for r in runs]]
+    cpu = {r.run_uri: f"; CPU {r.cpu}" if r.cpu else "" for r in runs}
+    lines += ["", "Runs:", *[f"- {r.init} (seed {r.seed}): {run_link(r.run_uri)}{cpu[r.run_uri]}" for r in runs]]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return {"plot": plot, "table": out_dir / "table.csv", "report": report}

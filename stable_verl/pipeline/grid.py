@@ -145,7 +145,8 @@ def build_runs(
                 evals.setdefault(step, {})[row["benchmark"]] = row[metric]
                 stderr.setdefault(step, {})[row["benchmark"]] = row.get(f"{metric}_stderr")
         layout = RunLayout(store, stage["run_id"])
-        series = RunSeries(cell.arm, cell.seed, layout.read_metrics(), evals, layout.uri(), stderr)
+        cpu = (RunRecord.read(layout) or RunRecord(stage["run_id"])).cpu
+        series = RunSeries(cell.arm, cell.seed, layout.read_metrics(), evals, layout.uri(), stderr, cpu=cpu)
         prompts: dict[int, dict[str, dict[str, float]]] = {}
         for step, benches in evals.items():
             for bench in benches if step > 0 else ():
@@ -299,6 +300,9 @@ def write_grid_report(runs: Sequence[GridRun], out_dir: Path, title: str, settin
     lines += [f"![N={n}](plots/{p.name})" for n, p in plots.items()]
     lines += ["", "## R2 vs R3 against N", "", f"![crossover](plots/{crossover.name})", ""]
     lines += ["## Runs", "", *grid_tables.runs_lines(table)]
+    cpus = sorted({r.series.cpu for r in runs if r.series.cpu})
+    if cpus:  # scores of one run id differ across machines
+        lines += ["", f"Trained on CPU: {'; '.join(cpus)}."]
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
     return {"report": out_dir / "report.md", "table": out_dir / "table.csv", "claims": out_dir / "claims.csv"} | {
         f"regime_N{n}": p for n, p in plots.items()

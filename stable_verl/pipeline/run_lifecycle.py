@@ -113,6 +113,8 @@ class VerlJob:
     """A cluster job's inputs in the store, which each node materialises (None: verl reads the flow's files)."""
     logging: Logging = field(default_factory=Logging)
     """Trackers verl logs to beside console and file; their per-run settings go into each attempt's environment."""
+    platform: Mapping[str, Any] = field(default_factory=dict)
+    """The machine the command was built for (:func:`~.launch.cpu_env.platform_facts`): run.json and config.yaml."""
 
 
 def run_tracked(
@@ -145,9 +147,9 @@ def run_tracked(
     launcher, spec = job.launcher(), launch_spec(run, job, argv, local_dir, attempt, metrics_file)
     try:
         launcher.check(spec)  # e.g. an earlier attempt still running on the cluster: refuse before touching anything
-        run.write_config(dict(job.config))
+        run.write_config({**job.config, **({"platform": dict(job.platform)} if job.platform else {})})
         run.write_command(argv)
-        RunRecord.started(run, job.kind, job.name, attempt, job.total_steps, job.parent_checkpoint)
+        RunRecord.started(run, job.kind, job.name, attempt, job.total_steps, job.parent_checkpoint, job.platform)
     except BaseException:
         lease.release()
         raise

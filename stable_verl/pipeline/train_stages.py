@@ -126,6 +126,7 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
         timeout_s=p.sft.timeout_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         launcher=launcher_factory(p.launcher),
+        platform=cpu_env.platform_facts(p.launcher.cpu),
         entrypoint_gpus=p.sft.n_gpus_per_node,  # torchrun's trainers run in the job's own process tree
         store_sync=nodes is not None,  # on a cluster: node_sft syncs on the node that saves
         node_inputs=nodes,
@@ -141,7 +142,8 @@ def rl_job(
     On a cluster the command names node paths: the model is ``model_folder`` of the checkpoint ``parent`` (or the
     built base model), materialised from the store on each node that reads it, as are the parquet files. A local
     run names this machine's files: verl reads them here, so a copy would only cost time and disk."""
-    env = {**stage_env(p.launcher, p.logging), rollout_precision.ENV: p.rl.rollout_precision}
+    _, precision = cpu_env.rollout_numerics(p.rl.rollout_dtype, p.rl.rollout_precision, p.launcher.cpu)
+    env = {**stage_env(p.launcher, p.logging), rollout_precision.ENV: precision}
     data = assets.data
     model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
     train, val = data["rl_train"], data["rl_val"]
@@ -177,6 +179,7 @@ def rl_job(
         timeout_s=p.rl.timeout_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         parent_checkpoint=parent,
+        platform=cpu_env.platform_facts(p.launcher.cpu),
         launcher=launcher_factory(p.launcher),
         store_sync=True,  # the stable_sync trainer uploads its checkpoints and metrics itself
         node_inputs=nodes,

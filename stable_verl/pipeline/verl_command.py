@@ -98,7 +98,10 @@ def ppo_overrides(
     ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
     verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
     ``cpu``: where it runs has no GPU (None: as this machine). ``log``: trackers beside console and file.
+    A bf16 rollout on a CPU without native bf16 runs in fp32 (:func:`~.launch.cpu_env.rollout_numerics`; the job's
+    environment rounds its weights to bf16).
     """
+    rollout_dtype, _ = cpu_env.rollout_numerics(rl.rollout_dtype, rl.rollout_precision, cpu)
     overrides = [
         *rl.recipe_config.overrides(),
         "algorithm.use_kl_in_reward=False",
@@ -117,7 +120,7 @@ def ppo_overrides(
         "actor_rollout_ref.rollout.name=vllm",
         f"actor_rollout_ref.rollout.n={rl.rollout_n}",
         f"actor_rollout_ref.rollout.temperature={rl.temperature}",
-        f"actor_rollout_ref.rollout.dtype={rl.rollout_dtype}",
+        f"actor_rollout_ref.rollout.dtype={rollout_dtype}",
         *train_precision_overrides(rl.train_dtype),
         "actor_rollout_ref.rollout.calculate_log_probs=True",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={rl.micro_batch_size}",

@@ -165,3 +165,10 @@ def test_a_run_missing_a_metric_is_left_out_with_a_warning(runs):
     assert [label for label, _, _ in panels["train-inference KL"]] == ["terse (seed 0)", "terse (seed 1)"]
     with pytest.raises(KeyError, match="verbose .seed 0. logged none of"):
         runs[2].series(("actor/train_infer_kl_k3", "rollout_corr/kl"))
+
+
+def test_report_names_the_cpu_each_run_trained_on(tmp_path, runs):
+    runs[0].cpu = "AVX2, bf16 emulated"
+    report = write_report(runs, tmp_path / "cmp", "cold-start comparison")["report"].read_text()
+    assert f"- {runs[0].init} (seed {runs[0].seed}): " in report and "; CPU AVX2, bf16 emulated\n" in report
+    assert report.count("; CPU ") == 1  # a run without a record of its CPU names none

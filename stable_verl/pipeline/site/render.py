@@ -105,6 +105,7 @@ def run_page(data: RunData, has_plot: bool, generated_at: str) -> str:
         ("attempts", rec.attempts),
         ("created", rec.created_at),
         ("updated", rec.updated_at),
+        ("CPU", rec.cpu),
     ]
     if data.parent is not None:
         pid, pstep = data.parent
