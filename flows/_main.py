@@ -19,6 +19,18 @@ from stable_verl.pipeline.launch.runner import VerlRunError
 from stable_verl.pipeline.preflight import check_inputs
 
 
+def _server_hint(exc: BaseException) -> str | None:
+    """One line for Prefect's temporary server not starting in time (a busy machine), naming both ways out."""
+    if "ephemeral Prefect API server" not in str(exc):
+        return None
+    limit = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "?")
+    return (
+        f"Prefect's temporary server did not start within {limit} s (a busy machine?): raise "
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or start one (prefect server start) and point "
+        "PREFECT_API_URL at it (http://127.0.0.1:4200/api)"
+    )
+
+
 def run_flow_main(module: str, argv: list[str] | None = None, summary: Callable[[dict], str] | None = None) -> int:
     """Parse ``argv``, build the flow's parameters with ``from_config``, run it, print its result (or ``summary``).
 
@@ -37,12 +49,10 @@ def run_flow_main(module: str, argv: list[str] | None = None, summary: Callable[
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    # The temporary Prefect server would try to send telemetry, and log an ERROR where only registries are reachable.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         result = flow_fn(params)
     except (VerlRunError, ArtifactStoreError, ValueError, RuntimeError) as e:
-        print(f"{prog}: failed: {e}", file=sys.stderr)
+        print(f"{prog}: failed: {_server_hint(e) or e}", file=sys.stderr)
         return 1
     print(summary(result) if summary else json.dumps(result, indent=1, default=str))
     return 0

@@ -20,6 +20,7 @@ Expiry is in wall-clock seconds, so holders' clocks must agree to within a small
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import threading
@@ -163,7 +164,7 @@ class Lease:
             if time.monotonic() >= deadline:
                 raise LeaseHeld(other)
             if not said:
-                echo(f"[lease] waiting up to {wait_s:.0f} s: {LeaseHeld(other)}")
+                echo(f"[lease] waiting{'' if math.isinf(wait_s) else f' up to {wait_s:.0f} s'}: {LeaseHeld(other)}")
                 said = True
             time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
         self._stop.clear()

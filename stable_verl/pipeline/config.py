@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from stable_verl.core.precision import PRECISIONS
 from stable_verl.pipeline.launch import tracking
+from stable_verl.pipeline.launch.stall import DEFAULT_STALL_S
 from stable_verl.pipeline.recipes import Recipe, load_recipe
 from stable_verl.tasks.teachers import get_teacher
 
@@ -39,14 +40,18 @@ class SFTStage:
     """Nodes of the SFT run; verl's ``sft_trainer`` under ``torchrun --standalone`` runs on one."""
     n_gpus_per_node: int = 1
     """Trainer processes (GPUs) on that node: ``torchrun --nproc_per_node``."""
-    timeout_s: int = 600
-    """Wall-clock limit; verl is killed and the stage fails past it."""
+    stall_s: int = DEFAULT_STALL_S
+    """verl is killed and the stage fails when for this long it reaches no new step, prints no new line and its
+    processes use no CPU (stable_verl/pipeline/launch/stall.py)."""
+    timeout_s: int | None = None
+    """Optional total wall-clock limit (None: none; a slow machine is not a hung run)."""
     overrides: list[str] = field(default_factory=list)
     """Extra raw Hydra overrides for verl.trainer.sft_trainer, applied last (as ``rl.overrides`` for main_ppo)."""
 
     def __post_init__(self) -> None:
         get_teacher(self.teacher)  # ValueError naming the available styles (= SFT datasets)
-        _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "timeout_s", "n_gpus_per_node")
+        _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "stall_s", "n_gpus_per_node")
+        _positive_or_none(self, "timeout_s")
         if self.nnodes != 1:
             raise ValueError(f"sft.nnodes must be 1 (torchrun --standalone runs on one node), got {self.nnodes}")
         _learning_rate("SFTStage", self.lr, allow_zero=False)
@@ -117,15 +122,19 @@ class RLStage:
     """Nodes verl places its workers on (``trainer.nnodes``); more than 1 needs ``launcher.kind=ray_job``."""
     n_gpus_per_node: int = 1
     """GPUs per node verl uses (``trainer.n_gpus_per_node``); on CPU, logical GPUs of the Ray nodes."""
-    timeout_s: int = 900
-    """Wall-clock limit; verl is killed and the stage fails past it."""
+    stall_s: int = DEFAULT_STALL_S
+    """verl is killed and the stage fails when for this long it reaches no new step, prints no new line and its
+    processes use no CPU (stable_verl/pipeline/launch/stall.py)."""
+    timeout_s: int | None = None
+    """Optional total wall-clock limit (None: none; a slow machine is not a hung run)."""
     overrides: list[str] = field(default_factory=list)
     """Extra raw Hydra overrides for main_ppo, applied last."""
 
     def __post_init__(self) -> None:
         _positive(self, "total_steps", "train_batch_size", "rollout_n", "micro_batch_size")
         _learning_rate("RLStage", self.lr, allow_zero=True)  # lr 0: the no-update control of a calibration
-        _positive(self, "max_prompt_length", "max_response_length", "timeout_s", "nnodes", "n_gpus_per_node")
+        _positive(self, "max_prompt_length", "max_response_length", "stall_s", "nnodes", "n_gpus_per_node")
+        _positive_or_none(self, "timeout_s")
         n = self.recipe_config.minibatches
         if self.train_batch_size % n:
             raise ValueError(
@@ -158,6 +167,10 @@ class RLStage:
 def _learning_rate(owner: str, lr: float, allow_zero: bool) -> None:
     if not (math.isfinite(lr) and (lr >= 0 if allow_zero else lr > 0)):
         raise ValueError(f"{owner}.lr must be {'>= 0' if allow_zero else '> 0'} and finite, got {lr}")
+
+
+def _positive_or_none(obj: object, *names: str) -> None:
+    _positive(obj, *(n for n in names if getattr(obj, n) is not None))
 
 
 def _positive(obj: object, *names: str) -> None:

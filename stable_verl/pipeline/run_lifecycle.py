@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,7 @@ from stable_verl.pipeline.config import Logging
 from stable_verl.pipeline.launch import tracking
 from stable_verl.pipeline.launch.node_sft import ATTEMPT_ENV
 from stable_verl.pipeline.launch.runner import Launcher, LaunchSpec, LocalLauncher, launch
+from stable_verl.pipeline.launch.stall import DEFAULT_STALL_S
 from stable_verl.verl_ext.store_sync import sync_env
 
 if TYPE_CHECKING:
@@ -96,7 +98,8 @@ class VerlJob:
     argv: Callable[[Path], list[str]]
     """Command line, given the local checkpoint root verl saves into and resumes from."""
     env: Mapping[str, str]
-    timeout_s: float
+    timeout_s: float | None
+    """Optional total wall-clock limit of verl (None: none)."""
     config: Mapping[str, Any]
     """Resolved config, written to config.yaml."""
     parent_checkpoint: str | None = None
@@ -113,6 +116,8 @@ class VerlJob:
     """A cluster job's inputs in the store, which each node materialises (None: verl reads the flow's files)."""
     logging: Logging = field(default_factory=Logging)
     """Trackers verl logs to beside console and file; their per-run settings go into each attempt's environment."""
+    stall_s: float = DEFAULT_STALL_S
+    """verl is stopped when it makes no progress (no new step or log line, no CPU) for this long."""
     platform: Mapping[str, Any] = field(default_factory=dict)
     """The machine the command was built for (:func:`~.launch.cpu_env.platform_facts`): run.json and config.yaml."""
 
@@ -130,7 +135,7 @@ def run_tracked(
     lease = None
     if not record.complete:  # one trainer per run: wait while another flow run holds its train lease
         lease = Lease(run.store, "train", run.run_id)
-        lease.acquire(wait_s=job.timeout_s, echo=echo)
+        lease.acquire(wait_s=math.inf if job.timeout_s is None else job.timeout_s, echo=echo)
         record = RunRecord.read(run) or record  # the holder we waited for may have completed it
     if record.complete:
         if lease is not None:
@@ -252,7 +257,7 @@ def _run_verl(
         echo(f"[{job.kind}] verl started: {where}")
 
     try:
-        result = launch(launcher, spec, log_path, job.timeout_s, on_line=on_line, on_start=started)
+        result = launch(launcher, spec, log_path, job.timeout_s, on_line=on_line, on_start=started, stall_s=job.stall_s)
     except Exception:
         with contextlib.suppress(Exception):  # keep what verl completed before failing; its error comes first
             syncer.stop(True)

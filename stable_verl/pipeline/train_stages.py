@@ -1,7 +1,7 @@
 """The SFT and RL stages: content-addressed run ids, locally built inputs, the exact verl command lines.
 
 Run ids hash everything that determines the weights (stage config, recipe contents, seeds, model and
-task specs) and the upstream checkpoint, but not operational knobs such as ``timeout_s``, so a rerun of
+task specs) and the upstream checkpoint, but not operational knobs such as ``stall_s``, so a rerun of
 the same stage lands in the same run prefix and is skipped or resumed there. Each stage is a
 :class:`~.run_lifecycle.VerlJob` run by :func:`~.run_lifecycle.run_tracked`; ``stable-verl plan`` prints
 the same jobs' command lines (:func:`sft_job`, :func:`rl_job`) without building or running anything.
@@ -30,7 +30,7 @@ from stable_verl.pipeline.run_lifecycle import StageResult, VerlJob, run_tracked
 from stable_verl.tasks.datasets import sft_split
 from stable_verl.verl_ext import rollout_precision
 
-_OPERATIONAL = ("timeout_s",)  # knobs that do not change the trained weights
+_OPERATIONAL = ("timeout_s", "stall_s")  # knobs that do not change the trained weights
 # Settings added after runs existed: left out of the identity at their default, so those runs keep their ids.
 _OMITTED_AT = {"nnodes": 1, "n_gpus_per_node": 1}
 _SFT_OMITTED_AT = {**_OMITTED_AT, "overrides": []}  # rl.overrides is as old as RL runs; sft.overrides came later
@@ -124,6 +124,7 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
         argv=argv,
         env=env,
         timeout_s=p.sft.timeout_s,
+        stall_s=p.sft.stall_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         launcher=launcher_factory(p.launcher),
         platform=cpu_env.platform_facts(p.launcher.cpu),
@@ -177,6 +178,7 @@ def rl_job(
         argv=argv,
         env=env,
         timeout_s=p.rl.timeout_s,
+        stall_s=p.rl.stall_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         parent_checkpoint=parent,
         platform=cpu_env.platform_facts(p.launcher.cpu),

@@ -12,6 +12,12 @@ _STEP_LINE = re.compile(r"\bstep:(\d+)\b")
 _ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|^(\(\S+ pid=\d+\)\s*)?\w*(Error|Exception): ")
 
 
+def is_step_line(line: str) -> int | None:
+    """The step of a verl step line (``step:N`` with a loss or reward on it), else None."""
+    m = _STEP_LINE.search(line)
+    return int(m.group(1)) if m and ("loss" in line or "reward" in line) else None
+
+
 # What verl is doing before its first step (Ray, workers, vLLM, weight sync take ~80 s on 2 CPU cores): the first
 # log line matching each pattern is echoed once, as "[rl] starting: <phase> (<seconds> s)".
 STARTUP_PHASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
@@ -48,9 +54,9 @@ def progress_printer(
                 if phase not in seen and pattern.search(line):
                     seen.add(phase)
                     echo(f"[{stage}] starting: {phase} ({time.monotonic() - start:.0f} s)")
-        m = _STEP_LINE.search(line)
-        if m and ("loss" in line or "reward" in line) and int(m.group(1)) > last_step:
-            last_step = int(m.group(1))
+        step = is_step_line(line)
+        if step is not None and step > last_step:
+            last_step = step
             echo(f"[{stage}] step {last_step}/{total_steps}")
             if on_step is not None:
                 on_step(last_step)

@@ -4,7 +4,8 @@ The job's driver is verl's entry point; ``ray.init()`` inside it joins the clust
 job drivers), so verl's workers are placed by the cluster on its GPU nodes. The submission id is derived from
 the run and the attempt (:func:`submission_id`): before submitting, :meth:`RayJobLauncher.check` refuses while any
 job of the same run is PENDING or RUNNING, so a resubmitted stage (a Prefect retry, a second flow on the same
-config) never runs twice at once. The job's output is followed over the Jobs API's log stream; the timeout, an
+config) never runs twice at once. The job's output is followed over the Jobs API's log stream; a stall (no new
+step or log line for ``stall_s``: there is no local process tree whose CPU could count), the optional total limit, an
 error, Ctrl-C or a Prefect cancellation stop the job (``stop_job``) and wait until Ray reports it stopped.
 """
 
@@ -136,14 +137,16 @@ class RayJobLauncher(Launcher):
     def status(self) -> str:
         return str(self.client.get_job_status(self.job_id))
 
-    def stream(self, on_line: Callable[[str], None], deadline: float) -> int | None:
+    def stream(self, on_line: Callable[[str], None], halt: Callable[[], str | None]) -> int | None:
         lines: queue.Queue[str | None] = queue.Queue()
         thread = threading.Thread(target=self._follow, args=(lines,), name="ray-job-logs", daemon=True)
         thread.start()
-        tail_done, next_poll = False, 0.0
+        tail_done, next_poll, next_halt = False, 0.0, 0.0
         while True:
-            if time.monotonic() >= deadline:
-                return None
+            if time.monotonic() >= next_halt:  # no process tree here: steps and new log lines are the progress
+                next_halt = time.monotonic() + 1.0
+                if halt() is not None:
+                    return None
             try:
                 line = lines.get(timeout=0.5)
             except queue.Empty:

@@ -3,9 +3,10 @@
 :class:`Launcher` is the seam between the tracked stage lifecycle and where verl actually runs:
 :class:`LocalLauncher` (a subprocess in its own session, today's default) or
 :class:`~stable_verl.pipeline.launch.ray_job.RayJobLauncher` (a Ray Job on an existing cluster).
-:func:`launch` drives either one the same way: the log goes to a file and ``on_line``, a wall-clock limit
-stops it (two CPU failure modes make verl hang instead of exiting: Ray resource starvation, a dead vLLM
-engine), and an error or interrupt (Ctrl-C, Prefect cancellation) stops it before the exception propagates.
+:func:`launch` drives either one the same way: the log goes to a file and ``on_line``, the stall rule of
+:mod:`~.launch.stall` stops it when it stops making progress (two CPU failure modes make verl hang instead of
+exiting: Ray resource starvation, a dead vLLM engine), an optional total limit too, and an error or interrupt
+(Ctrl-C, Prefect cancellation) stops it before the exception propagates.
 While it runs it is registered in :mod:`stable_verl.pipeline.launch.procs` for cancellation hooks.
 """
 
@@ -21,8 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.launch.log_errors import failure_summary
+from stable_verl.pipeline.launch.stall import StallWatch
 
 
 class VerlRunError(RuntimeError):
@@ -66,9 +70,13 @@ class Launcher(ABC):
         """Start ``spec``; returns a line saying where it runs (a pid, a job id)."""
 
     @abstractmethod
-    def stream(self, on_line: Callable[[str], None], deadline: float) -> int | None:
+    def stream(self, on_line: Callable[[str], None], halt: Callable[[], str | None]) -> int | None:
         """Feed every output line to ``on_line`` until the run ends (returns its exit code, 0 = success) or
-        ``time.monotonic()`` passes ``deadline`` (returns None, the run still going)."""
+        ``halt()``, polled about every second, says why it must stop (returns None, the run still going)."""
+
+    def cpu_times(self) -> dict[int, float] | None:
+        """CPU seconds used by each live process of the run (None: no local process tree to measure)."""
+        return None
 
     @abstractmethod
     def stop(self) -> None:
@@ -83,19 +91,29 @@ def launch(
     launcher: Launcher,
     spec: LaunchSpec,
     log_path: str | Path,
-    timeout_s: float,
+    timeout_s: float | None = None,
     on_line: Callable[[str], None] | None = None,
     on_start: Callable[[str], None] | None = None,
+    stall_s: float | None = None,
 ) -> RunResult:
     """Run ``spec`` with ``launcher`` to completion, appending its output to ``log_path``.
 
-    Raises ``VerlRunError`` (with the log's tail) on failure or timeout; on any exception the run is stopped
-    first. ``on_line`` receives every output line and must be cheap; ``on_start`` the launcher's start line.
+    Raises ``VerlRunError`` (with the log's tail) on failure, a stall (no progress for ``stall_s``,
+    :mod:`~.launch.stall`) or past the total limit ``timeout_s``; on any exception the run is stopped first. None:
+    no such limit. ``on_line`` receives every output line and must be cheap; ``on_start`` the launcher's start line.
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: collections.deque[str] = collections.deque(maxlen=40)
     start = time.monotonic()
+    watch = StallWatch(stall_s or float("inf"), timeout_s, cpu_times=launcher.cpu_times)
+    halted: list[str] = []
+
+    def halt() -> str | None:
+        if not halted and (why := watch.check()) is not None:
+            halted.append(why)
+        return halted[0] if halted else None
+
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(spec.argv)}\n")
         log.flush()
@@ -103,6 +121,7 @@ def launch(
         def line(text: str) -> None:
             log.write(text + "\n")
             tail.append(text)
+            watch.on_line(text)
             if on_line is not None:
                 on_line(text)
 
@@ -110,13 +129,13 @@ def launch(
         if on_start is not None:
             on_start(where)
         try:
-            code = launcher.stream(line, start + timeout_s)
+            code = launcher.stream(line, halt)
         finally:  # also on KeyboardInterrupt, Prefect cancellation, a lost connection, ...
             launcher.stop()
             log.flush()
     seconds = time.monotonic() - start
     if code is None:
-        raise VerlRunError(_failure(spec.name, f"timed out after {timeout_s:.0f} s (stopped)", log_path, tail))
+        raise VerlRunError(_failure(spec.name, f"{halted[0] if halted else 'stopped'} (stopped)", log_path, tail))
     if code != 0:
         what = launcher.describe_failure() or f"exited with code {code}"
         raise VerlRunError(_failure(spec.name, what, log_path, tail))
@@ -163,26 +182,39 @@ class LocalLauncher(Launcher):
             procs.record_leader(self.folder, self.proc.pid, spec.name)
         return f"pid {self.proc.pid} (its own session and process group)"
 
-    def stream(self, on_line: Callable[[str], None], deadline: float) -> int | None:
+    def stream(self, on_line: Callable[[str], None], halt: Callable[[], str | None]) -> int | None:
         proc = self.proc
         assert proc is not None and proc.stdout is not None
-        timed_out = threading.Event()
+        halted, done = threading.Event(), threading.Event()
 
-        def _watchdog() -> None:  # reading stdout blocks: a timer ends it by killing the tree
-            if proc.poll() is None:
-                timed_out.set()
-                kill_process_group(proc)
+        def _watchdog() -> None:  # reading stdout blocks: a thread ends it by killing the tree
+            while not done.wait(1.0):
+                if halt() is not None and proc.poll() is None:
+                    halted.set()
+                    kill_process_group(proc)
+                    return
 
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), _watchdog)
-        timer.daemon = True
-        timer.start()
+        thread = threading.Thread(target=_watchdog, name="verl-watchdog", daemon=True)
+        thread.start()
         try:
             for text in proc.stdout:
                 on_line(text.rstrip("\n"))
             proc.wait()
         finally:
-            timer.cancel()
-        return None if timed_out.is_set() else proc.returncode
+            done.set()
+        return None if halted.is_set() else proc.returncode
+
+    def cpu_times(self) -> dict[int, float] | None:
+        if self.proc is None:
+            return None
+        times = {}
+        for pid in procs.tree(self.proc.pid):
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            times[pid] = t.user + t.system
+        return times
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -209,18 +241,20 @@ def run_streaming(
     argv: Sequence[str],
     log_path: str | Path,
     env: dict[str, str],
-    timeout_s: float,
+    timeout_s: float | None = None,
     cwd: str | Path | None = None,
     on_line: Callable[[str], None] | None = None,
     name: str = "verl",
     on_start: Callable[[int], None] | None = None,
+    stall_s: float | None = None,
 ) -> RunResult:
-    """Run ``argv`` locally (:class:`LocalLauncher`) to completion; ``on_start`` receives the leader's pid."""
+    """Run ``argv`` locally (:class:`LocalLauncher`) to completion; ``on_start`` receives the leader's pid. Limits
+    as :func:`launch`."""
     launcher = LocalLauncher()
     started = None if on_start is None else (lambda _: on_start(launcher.proc.pid))  # type: ignore[union-attr]
     spec = LaunchSpec(argv, env, name=name, cwd=cwd)
     launcher.check(spec)  # with a cwd: kill what an earlier attempt left running there
-    return launch(launcher, spec, log_path, timeout_s, on_line=on_line, on_start=started)
+    return launch(launcher, spec, log_path, timeout_s, on_line=on_line, on_start=started, stall_s=stall_s)
 
 
 def python_module(module: str, *args: str) -> list[str]:
