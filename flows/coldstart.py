@@ -24,7 +24,7 @@ from stable_verl.pipeline.params import ColdstartParams
 @flow(name="coldstart-comparison", on_cancellation=[kill_verl], on_crashed=[kill_verl], on_failure=[kill_verl])
 def coldstart_comparison_flow(params: ColdstartParams) -> dict:
     """N cold-start inits -> SFT of each -> the same RL recipe -> checkpoint evaluation -> comparison report."""
-    preflight(params.store)
+    preflight(params)
     pairs = [(teacher, seed) for teacher in params.teachers for seed in params.seeds]
     # verl SFT keeps one core busy, so the inits' SFTs run side by side; RL uses every core, one run at a time.
     sft_runs = [_sft_side_by_side.submit(params.sft_params(t, s)) for t, s in pairs]

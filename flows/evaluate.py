@@ -16,7 +16,7 @@ from stable_verl.pipeline.params import EvaluateFlowParams
 @flow(name="evaluate", on_cancellation=[kill_verl], on_crashed=[kill_verl])
 def evaluate_flow(params: EvaluateFlowParams) -> dict:
     """Checkpoint evaluation: results and samples under each run's eval/; returns flat score rows."""
-    preflight(params.store)
+    preflight(params)
     return evaluate_runs(params)
 
 

@@ -16,7 +16,7 @@ from stable_verl.pipeline.params import RLFlowParams
 @flow(name="rl", on_cancellation=[kill_verl], on_crashed=[kill_verl])
 def rl_flow(params: RLFlowParams) -> dict:
     """verl RL: checkpoints synced to the store as saved; a killed run resumes from the last one when rerun."""
-    preflight(params.store)
+    preflight(params)
     return rl_stage(params)
 
 

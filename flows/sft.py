@@ -16,7 +16,7 @@ from stable_verl.pipeline.params import SFTFlowParams
 @flow(name="sft", on_cancellation=[kill_verl], on_crashed=[kill_verl])
 def sft_flow(params: SFTFlowParams) -> dict:
     """verl SFT (cold start): skipped if complete in the store, resumed from its last checkpoint if killed."""
-    preflight(params.store)
+    preflight(params)
     return sft_stage(params)
 
 

@@ -26,7 +26,7 @@ from stable_verl.pipeline.train_stages import rl_run_complete
 @flow(name="stability-grid", on_cancellation=[kill_verl], on_crashed=[kill_verl])
 def stability_grid_flow(params: StabilityGridParams) -> dict:
     """One SFT init -> every (arm, N, seed) cell as a tracked RL run -> checkpoint evaluation -> claims report."""
-    preflight(params.store)
+    preflight(params)
     stages = [] if params.init_run else [_timed(sft_flow, params.sft_params())]
     init_run = params.init_run or stages[0]["run_id"]
     store = params.store.open()

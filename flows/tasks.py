@@ -32,8 +32,8 @@ from stable_verl.pipeline.params import (
     RLFlowParams,
     SFTFlowParams,
     StabilityGridParams,
-    StoreParams,
 )
+from stable_verl.pipeline.preflight import check_inputs
 from stable_verl.pipeline.transient import is_transient
 
 
@@ -62,12 +62,13 @@ def artifact_key(*parts: str) -> str:
 
 
 @task(name="preflight", cache_policy=NO_CACHE)
-def preflight(store: StoreParams) -> str:
-    """Every flow's first step: verl trees die with the flow on SIGTERM; an unusable store fails fast (no retry)."""
+def preflight(params) -> str:
+    """Every flow's first step: verl trees die with the flow on SIGTERM; unusable input (the store, the workdir, a
+    cluster's address, the input runs: :func:`~stable_verl.pipeline.preflight.check_inputs`) fails fast, never
+    retried, also when the flow was started by Prefect rather than ``python -m flows.<name>``."""
     procs.install_sigterm_handler()  # main thread: kill registered verl trees, then Prefect's own handler
-    opened = store.open()
-    opened.check()
-    return opened.uri()
+    check_inputs(params)
+    return params.store.open().uri()
 
 
 class _Progress:

@@ -1,13 +1,18 @@
 """Bad input that the parameters alone cannot see, found before a flow starts (no Prefect server, no stage).
 
 The parameter models reject unknown keys, wrong types and impossible settings; this checks what needs the world:
-the store answers and takes writes, the local scratch folder can be written, and the runs a flow starts from or
-evaluates are complete in the store. Each failure is one :class:`InputError` line (the CLI exits 2 on it).
+the store answers and takes writes, the local scratch folder can be written, a Ray cluster's Jobs API answers (for
+``launcher.kind=ray_job``), and the runs a flow starts from or evaluates are complete in the store. Each failure is
+one :class:`InputError` line (the CLI exits 2 on it).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,9 @@ def check_inputs(params: Any) -> None:
     except ArtifactStoreError as e:
         raise InputError(str(e)) from e
     _check_writable(Path(params.workdir))
+    launcher = getattr(params, "launcher", None)
+    if launcher is not None and launcher.on_cluster:
+        check_jobs_api(launcher.ray_address)
     for run_id, what in _input_runs(params):
         _check_complete(store, run_id, what)
 
@@ -38,14 +46,58 @@ def _input_runs(params: Any) -> list[tuple[str, str]]:
 
 
 def _check_writable(workdir: Path) -> None:
-    """``workdir`` exists as a writable folder, or could be created in its nearest existing parent."""
+    """``workdir`` exists as a writable folder, or could be created in its nearest existing parent: a file is created
+    and removed there (``os.access`` says yes to root for a folder such as /proc, which takes no files)."""
     existing = workdir.resolve()
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise InputError(f"workdir {workdir}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"workdir {workdir}: {existing} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".stable-verl-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(f"workdir {workdir}: cannot create a file in {existing} ({e.strerror or e})") from None
+
+
+JOBS_API_TIMEOUT_S = 5.0
+
+
+def check_jobs_api(address: str | None, timeout_s: float = JOBS_API_TIMEOUT_S) -> None:
+    """The Ray Jobs API at ``address`` (else ``$RAY_ADDRESS``) answers and lets us list jobs, within seconds.
+
+    Its version endpoint is asked first with a short timeout (an address with nothing behind it fails here), then
+    Ray's own client lists the jobs, as the launcher will, with the headers and credentials Ray reads itself."""
+    from stable_verl.pipeline.launch.ray_job import resolve_address
+
+    try:
+        url = resolve_address(address).rstrip("/")
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    where = f"launcher.ray_address {url}"
+    if "://" not in url:
+        url = f"http://{url}"  # as Ray's client reads <head>:8265
+    if not url.startswith(("http://", "https://")):
+        raise InputError(f"{where}: the Jobs API address is http(s)://<head>:8265")
+    try:
+        with urllib.request.urlopen(f"{url}/api/version", timeout=timeout_s) as response:
+            json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        if e.code not in (401, 403):  # an authenticating proxy: Ray's client below sends the credentials
+            raise InputError(f"{where}: not a Ray Jobs API (HTTP {e.code} from /api/version)") from None
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise InputError(
+            f"{where}: no Ray Jobs API answers there ({reason}); start the cluster or fix the address"
+        ) from None
+    try:
+        from ray.job_submission import JobSubmissionClient
+
+        JobSubmissionClient(url).list_jobs()
+    except Exception as e:  # Ray raises plain RuntimeError/ConnectionError for auth and HTTP trouble
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{where}: the Jobs API refused to list jobs ({first[:200]})") from None
 
 
 def _check_complete(store: ArtifactStore, run_id: str, what: str) -> None:

@@ -64,6 +64,14 @@ CASES = [
     Case("missing-bucket", ("sft", "store.root=s3://no-such-bucket/p", "store.endpoint_url={moto}"), "no-such-bucket"),
     Case("flow-module-bad-steps", ("sft.steps=0",), "steps must be > 0", entry="flows.sft"),
     Case("flow-module-missing-run", ("runs=[rl-x-00000000]",), "does not exist", entry="flows.evaluate"),
+    # root may write where os.access says so and no file can be made (/proc): a file is created and removed instead
+    Case("workdir-takes-no-files", ("workdir=/proc/forbidden",), "cannot create a file in /proc", "flows.coldstart"),
+    Case(
+        "ray-job-nothing-there",
+        ("launcher.kind=ray_job", "launcher.ray_address=http://127.0.0.1:1"),
+        "launcher.ray_address http://127.0.0.1:1: no Ray Jobs API answers there",
+        entry="flows.sft",
+    ),
 ]
 
 

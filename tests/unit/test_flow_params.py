@@ -11,6 +11,7 @@ from stable_verl.artifacts import ArtifactStore
 from stable_verl.artifacts.retry import NO_RETRY
 from stable_verl.pipeline.launch.runner import VerlRunError
 from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams
+from stable_verl.pipeline.preflight import InputError, check_jobs_api
 from stable_verl.pipeline.transient import is_transient
 from tests.conftest import _free_port
 
@@ -101,6 +102,14 @@ def test_network_and_s3_hiccups_are_transient_bad_input_and_verl_failures_are_no
     assert not is_transient(VerlRunError("verl main_ppo exited with code 1"))
     assert not is_transient(ValueError("unknown recipe"))
     assert not is_transient(None)
+    # Bad input found by probing the world (an address with no cluster) is input, not a hiccup: never retried.
+    with pytest.raises(InputError) as bad_address:
+        check_jobs_api("http://127.0.0.1:1")
+    assert not is_transient(bad_address.value)
+    try:
+        raise InputError("launcher.ray_address: no Ray Jobs API answers there") from ConnectionRefusedError(111)
+    except InputError as e:
+        assert not is_transient(e)  # its cause is a network error; the input is what is wrong
 
 
 def test_rl_lr_zero_is_the_no_update_control_and_a_dense_model_takes_a_recipe_without_replay():
