@@ -2,7 +2,9 @@
 
 The flow, its parameters and its default config come from :data:`flows.registry.FLOWS`.
 
-Bad input exits 2 with one line on stderr; a failed stage exits 1 with its (one-line) error.
+Bad input exits 2 with one line on stderr; a failed stage exits 1 with its (one-line) error. Each flow module calls
+:func:`check_or_exit` first when it runs as ``__main__``, before it imports Prefect (and through it torch and verl),
+so bad input fails in about a second: this module and the parameters import neither.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from flows.registry import by_module
 from stable_verl.artifacts import ArtifactStoreError
@@ -31,24 +34,47 @@ def _server_hint(exc: BaseException) -> str | None:
     )
 
 
+_CHECKED: dict[tuple[str, tuple[str, ...]], Any] = {}  # (module, argv) -> its checked parameters
+
+
+def checked_params(module: str, argv: list[str] | None = None) -> Any:
+    """The flow's parameters from ``argv`` (default: the command line), validated and preflighted (the store, the
+    workdir, a cluster's address, the input runs), once per process; None after printing one line on bad input."""
+    argv = sys.argv[1:] if argv is None else argv
+    key = (module, tuple(argv))
+    if key not in _CHECKED:
+        name, spec = by_module(module)
+        prog = f"python -m {module}"
+        parser = argparse.ArgumentParser(prog=prog, description=f"Run the {name!r} flow (flows/registry.py).")
+        parser.add_argument("--config", default=str(spec.config) if spec.config else None, help="YAML config")
+        parser.add_argument("overrides", nargs="*", help="config overrides, e.g. rl.total_steps=5")
+        args = parser.parse_args(argv)
+        try:
+            params = spec.params_class(name).from_config(args.config, args.overrides)
+            check_inputs(params)  # before the flow and its server
+        except ValueError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return None
+        _CHECKED[key] = params
+    return _CHECKED[key]
+
+
+def check_or_exit(module: str) -> None:
+    """Exit 2 unless the command line's parameters are good (one line on stderr); the flow module's first call."""
+    if checked_params(module) is None:
+        sys.exit(2)
+
+
 def run_flow_main(module: str, argv: list[str] | None = None, summary: Callable[[dict], str] | None = None) -> int:
     """Parse ``argv``, build the flow's parameters with ``from_config``, run it, print its result (or ``summary``).
 
     ``module`` is the flow's module (``flows.sft``), which ``python -m`` runs as ``__main__``.
     """
-    name, spec = by_module(module)
-    flow_fn, params_cls = spec.flow(name), spec.params_class(name)
-    prog = f"python -m {module}"
-    parser = argparse.ArgumentParser(prog=prog, description=(flow_fn.__doc__ or "").split("\n")[0])
-    parser.add_argument("--config", default=str(spec.config) if spec.config else None, help="YAML config")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. rl.total_steps=5")
-    args = parser.parse_args(argv)
-    try:
-        params = params_cls.from_config(args.config, args.overrides)
-        check_inputs(params)  # the store, the workdir and the input runs, before the flow and its server
-    except ValueError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+    params = checked_params(module, argv)
+    if params is None:
         return 2
+    name, spec = by_module(module)
+    flow_fn, prog = spec.flow(name), f"python -m {module}"
     try:
         result = flow_fn(params)
     except (VerlRunError, ArtifactStoreError, ValueError, RuntimeError) as e:

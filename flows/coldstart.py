@@ -5,6 +5,11 @@ python -m flows.coldstart [--config configs/coldstart.yaml] [key=value ...]     
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # bad input fails in about a second: checked before Prefect, torch and verl are imported
+    from flows._main import check_or_exit
+
+    check_or_exit("flows.coldstart")
+
 import dataclasses
 import sys
 import time

@@ -5,6 +5,11 @@ python -m flows.evaluate 'runs=[<run id>, ...]' eval.k=32 eval.steps=all [key=va
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # bad input fails in about a second: checked before Prefect, torch and verl are imported
+    from flows._main import check_or_exit
+
+    check_or_exit("flows.evaluate")
+
 import sys
 
 from prefect import flow

@@ -5,6 +5,11 @@ python -m flows.rl init_run=<sft run id> rl.recipe=minirl rl.total_steps=3 [key=
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # bad input fails in about a second: checked before Prefect, torch and verl are imported
+    from flows._main import check_or_exit
+
+    check_or_exit("flows.rl")
+
 import sys
 
 from prefect import flow

@@ -10,6 +10,11 @@ resumes a killed one from its last checkpoint in the store, so a grid of many ho
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # bad input fails in about a second: checked before Prefect, torch and verl are imported
+    from flows._main import check_or_exit
+
+    check_or_exit("flows.stability_grid")
+
 import sys
 
 from prefect import flow

@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PRECISIONS = ("native", "bf16", "fp8", "int4")
+from stable_verl.core.options import PRECISIONS
+
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 INT4_MIN, INT4_MAX = -8, 7
 # Kept in the engine's precision, as FP8 inference recipes do.

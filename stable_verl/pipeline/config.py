@@ -10,7 +10,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from stable_verl.core.precision import PRECISIONS
+from stable_verl.core.options import PRECISIONS
 from stable_verl.pipeline.launch import tracking
 from stable_verl.pipeline.launch.stall import DEFAULT_STALL_S
 from stable_verl.pipeline.recipes import Recipe, load_recipe

@@ -32,28 +32,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
-from pydantic import ConfigDict, Field
-from pydantic.dataclasses import dataclass
 
+from stable_verl.pipeline.eval_settings import EvalSettings
 from stable_verl.pipeline.launch import cpu_env
 from stable_verl.pipeline.launch.runner import python_module, run_streaming
 from stable_verl.tasks.reward import compute_score
-
-
-@dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
-class EvalSettings:
-    """Sampling settings of an evaluation: what results.json records and what a stored result must match.
-
-    The flows' ``eval`` parameters (``params.EvalParams``) are these plus what to evaluate."""
-
-    k: int = Field(32, ge=1)
-    """Samples per prompt (the paper reports avg@32)."""
-    temperature: float = Field(1.0, ge=0)
-    """Sampling temperature."""
-    max_tokens: int = Field(48, ge=1)
-    """Response budget in tokens."""
-    seed: int = 0
-    """Evaluation seed; each sample's own vLLM seed is derived from it (:func:`sample_seed`)."""
 
 
 def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:

@@ -27,12 +27,12 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.models.tiny import TinyModelSpec
+from stable_verl.models.spec import TinyModelSpec
 from stable_verl.pipeline.config import Logging, RLStage, SFTStage
-from stable_verl.pipeline.eval_worker import EvalSettings
+from stable_verl.pipeline.eval_settings import EvalSettings
 from stable_verl.pipeline.selector import RunSelector
 from stable_verl.pipeline.yaml_config import load_yaml
-from stable_verl.tasks.datasets import TaskSpec
+from stable_verl.tasks.spec import TaskSpec
 from stable_verl.tasks.teachers import TEACHERS, get_teacher
 
 BENCHMARKS = ("bench_id", "bench_hard")  # held-out splits written by stable_verl.tasks.datasets

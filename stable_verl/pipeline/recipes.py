@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stable_verl.core.minirl import MiniRLOptions
+from stable_verl.core.options import MiniRLOptions
 from stable_verl.pipeline.yaml_config import load_yaml
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
