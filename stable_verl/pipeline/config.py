@@ -40,6 +40,9 @@ class SFTStage:
     """Nodes of the SFT run; verl's ``sft_trainer`` under ``torchrun --standalone`` runs on one."""
     n_gpus_per_node: int = 1
     """Trainer processes (GPUs) on that node: ``torchrun --nproc_per_node``."""
+    save_freq: int = -1
+    """Also save a resumable checkpoint every N steps (-1: at the last step only). A killed or crashed SFT resumes
+    from the latest one in the store when its stage is rerun. Not part of the run id: it changes no weights."""
     stall_s: int = DEFAULT_STALL_S
     """verl is killed and the stage fails when for this long it reaches no new step, prints no new line and its
     processes use no CPU (stable_verl/pipeline/launch/stall.py)."""
@@ -50,6 +53,8 @@ class SFTStage:
 
     def __post_init__(self) -> None:
         get_teacher(self.teacher)  # ValueError naming the available styles (= SFT datasets)
+        if self.save_freq == 0 or self.save_freq < -1:
+            raise ValueError(f"sft.save_freq must be > 0, or -1 (the last step only), got {self.save_freq}")
         _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "stall_s", "n_gpus_per_node")
         _positive_or_none(self, "timeout_s")
         if self.nnodes != 1:

@@ -19,7 +19,7 @@ from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, run_i
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.pipeline import verl_command
 from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
-from stable_verl.pipeline.config import Logging
+from stable_verl.pipeline.config import Logging, SFTStage
 from stable_verl.pipeline.eval_worker import ensure_hf_model
 from stable_verl.pipeline.launch import cpu_env, node_sft
 from stable_verl.pipeline.launch.ray_job import RayJobLauncher
@@ -31,6 +31,8 @@ from stable_verl.tasks.datasets import sft_split
 from stable_verl.verl_ext import rollout_precision
 
 _OPERATIONAL = ("timeout_s", "stall_s")  # knobs that do not change the trained weights
+# An SFT run's checkpoints before its last are resume points only (RL's are evaluated: its save_freq is identity).
+_SFT_OPERATIONAL = ("save_freq",)
 # Settings added after runs existed: left out of the identity at their default, so those runs keep their ids.
 _OMITTED_AT = {"nnodes": 1, "n_gpus_per_node": 1}
 _SFT_OMITTED_AT = {**_OMITTED_AT, "overrides": []}  # rl.overrides is as old as RL runs; sft.overrides came later
@@ -39,7 +41,8 @@ _RECIPE_OMITTED_AT = {"minirl": {"staleness_is": True}}  # the same rule, for a 
 
 def _identity(obj: Any, omitted: dict[str, Any] = _OMITTED_AT) -> dict:
     fields = dataclasses.asdict(obj).items()
-    return {k: v for k, v in fields if k not in _OPERATIONAL and not (k in omitted and v == omitted[k])}
+    operational = _OPERATIONAL + (_SFT_OPERATIONAL if isinstance(obj, SFTStage) else ())
+    return {k: v for k, v in fields if k not in operational and not (k in omitted and v == omitted[k])}
 
 
 def _recipe_identity(recipe: Any) -> dict:

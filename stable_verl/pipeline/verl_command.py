@@ -49,7 +49,7 @@ def sft_argv(
         f"trainer.n_gpus_per_node={sft.n_gpus_per_node}",
         "trainer.nnodes=1",
         f"trainer.seed={seed}",
-        "trainer.save_freq=-1",
+        f"trainer.save_freq={sft.save_freq}",
         "trainer.test_freq=-1",
         f"data.custom_cls.path={SFT_DATASET[0]}",
         f"data.custom_cls.name={SFT_DATASET[1]}",

@@ -145,3 +145,12 @@ def test_field_docstrings_reach_prefects_parameter_form(name):
     assert len(described) >= 10, described
     if "rl" in params:
         assert defs["RLStage"]["properties"]["total_steps"]["description"] == "Training steps (rollout batches)."
+
+
+def test_sft_save_freq_is_a_resume_setting_outside_the_run_id():
+    from stable_verl.pipeline.train_stages import sft_run_id
+
+    default, periodic = SFTFlowParams.from_config(None, []), SFTFlowParams.from_config(None, ["sft.save_freq=5"])
+    assert default.sft.save_freq == -1 and sft_run_id(default) == sft_run_id(periodic)
+    with pytest.raises(ValueError, match=r"sft.save_freq must be > 0, or -1 \(the last step only\), got 0"):
+        SFTFlowParams.from_config(None, ["sft.save_freq=0"])
