@@ -111,3 +111,13 @@ def test_lines_steps_and_repeats():
     assert watch.last_progress == 2.0
     now[0] = 7.0
     assert watch.check() == "stalled: no new step, log line or CPU use for 5 s (stall_s), last step 3"
+
+
+def test_rays_daemons_are_not_the_runs_cpu():
+    venv = "/venv/lib/python3.11/site-packages/ray"
+    assert stall.is_ray_daemon([f"{venv}/core/src/ray/gcs/gcs_server", "--log_dir=/tmp/ray"])
+    assert stall.is_ray_daemon([f"{venv}/core/src/ray/raylet/raylet", "--raylet_socket_name=x"])
+    assert stall.is_ray_daemon(["/venv/bin/python", "-u", f"{venv}/_private/log_monitor.py", "--session-dir=x"])
+    assert stall.is_ray_daemon(["/venv/bin/python", f"{venv}/dashboard/dashboard.py", "--host=127.0.0.1"])
+    assert not stall.is_ray_daemon(["/venv/bin/python", "-m", "verl.trainer.main_ppo", "ray_kwargs.x=1"])
+    assert not stall.is_ray_daemon(["ray::WorkerDict.actor_rollout_init_model"])  # verl's workers are the run

@@ -26,7 +26,7 @@ import psutil
 
 from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.launch.log_errors import failure_summary
-from stable_verl.pipeline.launch.stall import StallWatch
+from stable_verl.pipeline.launch.stall import StallWatch, is_ray_daemon
 
 
 class VerlRunError(RuntimeError):
@@ -210,8 +210,11 @@ class LocalLauncher(Launcher):
         times = {}
         for pid in procs.tree(self.proc.pid):
             try:
-                t = psutil.Process(pid).cpu_times()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                process = psutil.Process(pid)
+                if is_ray_daemon(process.cmdline()):
+                    continue
+                t = process.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             times[pid] = t.user + t.system
         return times

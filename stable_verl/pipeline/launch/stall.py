@@ -8,9 +8,9 @@ a new log line, or its process tree used CPU. What counts, precisely:
   run. A process that repeats one message (a heartbeat, Ray's "resource request cannot be scheduled" warning,
   "waiting (12 s)") while doing nothing is stalled: it is killed after ``stall_s`` although it prints;
 * **CPU**: the tree (the leader's session and every descendant, :func:`~.procs.tree`) used at least
-  :data:`BUSY_CORES` of a core on average over a sample (:data:`SAMPLE_S`). Idle Ray daemons stay below that; any
-  trainer, compiler or loader working, even throttled to a slice of a core, is above it. A Ray Job has no local
-  tree: there, steps and new lines count alone.
+  :data:`BUSY_CORES` of a core on average over a sample (:data:`SAMPLE_S`), Ray's own daemons left out (they poll
+  while a hung run waits); any trainer, compiler or loader working, even throttled to a slice of a core, is above
+  it. A Ray Job has no local tree: there, steps and new lines count alone.
 
 ``timeout_s`` (optional, off by default) stays available as a total wall-clock limit.
 """
@@ -31,7 +31,25 @@ contended lock) before a run is called stalled."""
 SAMPLE_S = 5.0
 """Seconds between CPU samples of the process tree."""
 BUSY_CORES = 0.05
-"""Average CPU use, in cores, above which a sample counts as progress (an idle local Ray: well under 0.05)."""
+"""Average CPU use, in cores, above which a sample counts as progress. Chosen, not measured against an idle Ray:
+Ray's own daemons (:data:`RAY_DAEMONS`), which poll while a hung run waits, are left out of the sum instead."""
+RAY_DAEMONS = (
+    "gcs_server",
+    "raylet",
+    "ray/dashboard/",
+    "ray/_private/log_monitor.py",
+    "ray/autoscaler/_private/monitor.py",
+    "ray/_private/runtime_env/agent/",
+)
+"""Pieces of the command lines of the local Ray's daemons: their CPU is Ray keeping itself alive, not the run's."""
+
+
+def is_ray_daemon(cmdline: list[str]) -> bool:
+    """Whether a process of the tree is one of Ray's daemons (:data:`RAY_DAEMONS`), by its command line."""
+    text = " ".join(cmdline[:3])
+    return any(piece in text for piece in RAY_DAEMONS)
+
+
 _DIGITS = re.compile(r"\d+")
 _MAX_SEEN = 200_000  # distinct line shapes remembered (a long run's metric lines): then the memory starts over
 
