@@ -1,6 +1,6 @@
 """Native bf16 detected once; without it SFT trains in fp32 and a bf16 rollout is emulated; with it nothing changes.
 
-The golden command lines (golden/command_lines.json) were printed by main at 9a4733a, before the detection existed:
+The golden command lines (golden/command_lines.json) were printed by main at 0e21768, before the detection existed:
 on a CPU with native bf16 (this machine has avx512_bf16) every command line must stay byte-identical to them, but for
 the one setting changed since on purpose (:data:`SINCE_MAIN`: the demo's SFT saves a resumable checkpoint every 100
 steps).
