@@ -17,12 +17,14 @@ from typing import Any
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, run_id, step_dir
 from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.models.hf import HFModel
 from stable_verl.pipeline import verl_command
 from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
 from stable_verl.pipeline.eval_worker import ensure_hf_model
 from stable_verl.pipeline.launch import cpu_env, node_sft
 from stable_verl.pipeline.launch.ray_job import RayJobLauncher
 from stable_verl.pipeline.launch.runner import Launcher, LocalLauncher
+from stable_verl.pipeline.model_source import model_identity, model_key
 from stable_verl.pipeline.node_inputs import NodeInputs, checkpoint_model, model_config_dir, node_checkpoint_root
 from stable_verl.pipeline.params import LauncherParams, RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.run_lifecycle import StageResult, VerlJob, run_tracked
@@ -61,7 +63,8 @@ def stage_env(params: LauncherParams) -> dict[str, str]:
 
 def sft_run_id(p: SFTFlowParams) -> str:
     """The content-addressed id of the SFT run ``p`` describes."""
-    config = {"sft": _identity(p.sft), "sft_seed": p.sft_seed, "model": p.model, "task": p.task, "seed": p.seed}
+    model = model_identity(p.model, p.store.endpoint_url)
+    config = {"sft": _identity(p.sft), "sft_seed": p.sft_seed, "model": model, "task": p.task, "seed": p.seed}
     return run_id("sft", p.sft.teacher, config)
 
 
@@ -71,7 +74,7 @@ def rl_run_id(p: RLFlowParams, parent: str | None) -> str:
         "rl": _identity(p.rl),
         "recipe": _recipe_identity(p.rl.recipe_config),
         "rl_seed": p.rl_seed,
-        "model": p.model,
+        "model": model_identity(p.model, p.store.endpoint_url),
         "task": p.task,
         "seed": p.seed,
     }
@@ -93,19 +96,20 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
     train = seeded_sft_path(data[sft_split(p.sft.teacher, "train")], p.sft_seed, local_run_dir(workdir, run))
     val = data[sft_split(p.sft.teacher, "val")]
     model: Path | PurePosixPath = assets.model_dir
-    env = stage_env(p.launcher)
+    env = {**stage_env(p.launcher), **verl_command.model_env(p.model)}
+    model_args = verl_command.model_overrides(p.model, "model")
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
-        model, val = nodes.asset(assets, assets.model_dir), nodes.asset(assets, val)
+        model, val = nodes.model(assets, _model_key(p)), nodes.asset(assets, val)
         train = nodes.seeded(assets, train) if p.sft_seed else nodes.asset(assets, train)
         env = {**env, **nodes.env()}
 
     def argv(ckpt_root: Path) -> list[str]:
+        root = ckpt_root if nodes is None else node_checkpoint_root(ckpt_root.parent.name)
+        command = verl_command.sft_argv(p.sft, model, train, val, root, p.sft_seed, p.launcher.cpu, model_args)
         if nodes is None:
-            return verl_command.sft_argv(p.sft, model, train, val, ckpt_root, p.sft_seed, p.launcher.cpu)
-        root = node_checkpoint_root(ckpt_root.parent.name)
-        command = verl_command.sft_argv(p.sft, model, train, val, root, p.sft_seed, p.launcher.cpu)
+            return command
         return [command[0], "-m", node_sft.__name__, "--", *command[1:]]
 
     return VerlJob(
@@ -131,14 +135,14 @@ def rl_job(
     On a cluster the command names node paths: the model is ``model_folder`` of the checkpoint ``parent`` (or the
     built base model), materialised from the store on each node that reads it, as are the parquet files. A local
     run names this machine's files: verl reads them here, so a copy would only cost time and disk."""
-    env = {**stage_env(p.launcher), rollout_precision.ENV: p.rl.rollout_precision}
+    env = {**stage_env(p.launcher), rollout_precision.ENV: p.rl.rollout_precision, **verl_command.model_env(p.model)}
     data = assets.data
     model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
     train, val = data["rl_train"], data["rl_val"]
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
-        model = nodes.checkpoint(parent, model_folder) if parent else nodes.asset(assets, assets.model_dir)
+        model = nodes.checkpoint(parent, model_folder) if parent else nodes.model(assets, _model_key(p))
         train, val = nodes.asset(assets, train), nodes.asset(assets, val)
         env = {**env, **nodes.env()}
 
@@ -146,7 +150,18 @@ def rl_job(
         root = ckpt_root if nodes is None else node_checkpoint_root(ckpt_root.parent.name)
         return verl_command.ppo_argv(
             verl_command.ppo_overrides(
-                p.rl, model, train, val, root, p.rl_seed, cluster=p.launcher.on_cluster, cpu=p.launcher.cpu
+                p.rl,
+                model,
+                train,
+                val,
+                root,
+                p.rl_seed,
+                cluster=p.launcher.on_cluster,
+                cpu=p.launcher.cpu,
+                model_args=[
+                    *verl_command.model_overrides(p.model, "actor_rollout_ref.model"),
+                    *(["data.trust_remote_code=True"] if getattr(p.model, "trust_remote_code", False) else []),
+                ],
             )
         )
 
@@ -163,6 +178,11 @@ def rl_job(
         store_sync=True,  # the stable_sync trainer uploads its checkpoints and metrics itself
         node_inputs=nodes,
     )
+
+
+def _model_key(p: SFTFlowParams | RLFlowParams) -> str | None:
+    """A user model's content address (its store prefix on a cluster); None for the tiny model."""
+    return model_key(p.model, p.store.endpoint_url) if isinstance(p.model, HFModel) else None
 
 
 def init_checkpoint(store: ArtifactStore, init_run: str) -> tuple[RunLayout, int]:
@@ -202,7 +222,7 @@ def run_sft_stage(
     """verl SFT of the base model on ``p.sft.teacher``'s data, tracked in ``store``."""
     workdir = Path(p.workdir).resolve()
     run = RunLayout(store, sft_run_id(p))
-    assets = prepare_assets(workdir, p.model, p.task, p.seed)
+    assets = prepare_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url)
     local = local_run_dir(workdir, run.run_id)
     seeded_sft_file(assets.data[sft_split(p.sft.teacher, "train")], p.sft_seed, local)
     job = sft_job(p, assets, run.run_id, workdir)
@@ -225,7 +245,7 @@ def run_rl_stage(
 ) -> StageResult:
     """verl RL (the recipe, vLLM rollouts) from ``p.init_run``'s last checkpoint, tracked in ``store``."""
     workdir = Path(p.workdir).resolve()
-    assets = prepare_assets(workdir, p.model, p.task, p.seed)
+    assets = prepare_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url)
     parent, model_dir, folder = None, None, ""
     p.rl.recipe_config.check_registered()
     if p.init_run is not None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Sequence
 from pathlib import Path, PurePath
 
+from stable_verl.models.hf import HFModel
+from stable_verl.models.tiny import TinyModelSpec
 from stable_verl.pipeline.config import RLStage, SFTStage
 from stable_verl.pipeline.launch import cpu_env
 from stable_verl.tasks import reward
@@ -13,6 +16,7 @@ from stable_verl.tasks import reward
 # verl's SFT dataset, tokenized once per conversation (stable_verl/verl_ext/sft_dataset.py): our SFT sets are small
 # and visited many times, and re-tokenizing them was 11% of a CPU SFT step. Named, not imported: it imports verl.
 SFT_DATASET = ("pkg://stable_verl.verl_ext.sft_dataset", "CachedMultiTurnSFTDataset")
+CHAT_TEMPLATE_ENV = "STABLE_VERL_CHAT_TEMPLATE"  # a user model's chat template, for verl's custom_chat_template
 
 
 def sft_argv(
@@ -23,11 +27,13 @@ def sft_argv(
     out_dir: PurePath,
     seed: int = 0,
     cpu: bool | None = None,
+    model_args: Sequence[str] = (),
 ) -> list[str]:
     """``torchrun -m verl.trainer.sft_trainer`` on ``sft.n_gpus_per_node`` processes, saving HF weights at the end.
 
     ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine). The paths are this
-    machine's files (a local run) or node paths (a Ray Job: ``node_inputs``)."""
+    machine's files (a local run) or node paths (a Ray Job: ``node_inputs``). ``model_args``: the user model's
+    settings (:func:`model_overrides` with ``model``)."""
     overrides = [
         f"model.path={model_path}",
         f"data.train_files={train_file}",
@@ -53,12 +59,31 @@ def sft_argv(
         "trainer.test_freq=-1",
         f"data.custom_cls.path={SFT_DATASET[0]}",
         f"data.custom_cls.name={SFT_DATASET[1]}",
+        *model_args,
     ]
     if cpu_env.on_cpu() if cpu is None else cpu:
         overrides += cpu_env.sft_cpu_overrides()
     nproc = f"--nproc_per_node={sft.n_gpus_per_node}"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", nproc]
     return [*launcher, "-m", "verl.trainer.sft_trainer", *overrides]
+
+
+def model_overrides(model: TinyModelSpec | HFModel, key: str) -> list[str]:
+    """verl's settings for a user's model under the config node ``key`` (``model`` in SFT,
+    ``actor_rollout_ref.model`` in RL); none for the tiny model. The chat template travels in the environment
+    (:func:`model_env`), which OmegaConf reads where verl resolves its config: Jinja text is no Hydra value."""
+    if not isinstance(model, HFModel):
+        return []
+    out = [f"{key}.trust_remote_code=True"] if model.trust_remote_code else []
+    if model.chat_template is not None:
+        out.append(f"{key}.custom_chat_template=${{oc.env:{CHAT_TEMPLATE_ENV}}}")
+    return out
+
+
+def model_env(model: TinyModelSpec | HFModel) -> dict[str, str]:
+    """The environment :func:`model_overrides` refers to: the chat template's text, if one is given."""
+    template = model.chat_template_text() if isinstance(model, HFModel) else None
+    return {CHAT_TEMPLATE_ENV: template} if template is not None else {}
 
 
 def reward_overrides(format_bonus: float) -> list[str]:
@@ -79,12 +104,14 @@ def ppo_overrides(
     seed: int | None = None,
     cluster: bool = False,
     cpu: bool | None = None,
+    model_args: Sequence[str] = (),
 ) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
 
     ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
     verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
-    ``cpu``: where it runs has no GPU (None: as this machine).
+    ``cpu``: where it runs has no GPU (None: as this machine). ``model_args``: the user model's settings
+    (:func:`model_overrides` with ``actor_rollout_ref.model``).
     """
     overrides = [
         *rl.recipe_config.overrides(),
@@ -124,6 +151,7 @@ def ppo_overrides(
         f"trainer.default_local_dir={out_dir}",
         "trainer.project_name=stable-verl",
         f"trainer.experiment_name={out_dir.parent.name}",
+        *model_args,
     ]
     if seed is not None:
         overrides += [f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}"]
