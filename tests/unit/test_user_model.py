@@ -200,3 +200,26 @@ def test_a_cluster_job_gets_the_user_model_from_the_store_published_once(user_mo
     node = inputs.materialise(store, inputs.StoreInput(f"inputs/models/{key}"), tmp_path / "node")
     assert (node / "model.safetensors").read_bytes() == (user_model / "model.safetensors").read_bytes()
     assert rl_run_id(p, None) == rl_run_id(p.model_copy(update={"launcher": RLFlowParams().launcher}), None)
+
+
+def test_the_preflight_accepts_a_user_moe_for_routing_replay(user_model, tmp_path):
+    from stable_verl.pipeline.preflight import check_inputs
+
+    p = RLFlowParams.from_config(
+        None, [f"model.path={user_model}", "rl.recipe=minirl_r3", f"store.root={tmp_path / 's'}", f"workdir={tmp_path}"]
+    )
+    check_inputs(p)  # qwen3_moe: a supported family
+
+
+def test_verl_is_offline_on_cpu_and_on_gpu_as_the_user_says(monkeypatch):
+    from stable_verl.pipeline.launch import cpu_env
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert cpu_env.cluster_env(cpu=True)["HF_HUB_OFFLINE"] == "1"
+    assert "HF_HUB_OFFLINE" not in cpu_env.cluster_env(cpu=False)
+    monkeypatch.setattr(cpu_env, "on_cpu", lambda: True)
+    assert cpu_env.verl_env({})["HF_HUB_OFFLINE"] == "1"
+    monkeypatch.setattr(cpu_env, "on_cpu", lambda: False)
+    assert "HF_HUB_OFFLINE" not in cpu_env.verl_env({}) and cpu_env.verl_env({"HF_HUB_OFFLINE": "1"})["HF_HUB_OFFLINE"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cpu_env.cluster_env(cpu=False)["HF_HUB_OFFLINE"] == "1"

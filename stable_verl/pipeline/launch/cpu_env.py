@@ -20,17 +20,18 @@ CPU_ENV: dict[str, str] = {
     "WANDB_MODE": "disabled",
 }
 
+# Nothing is downloaded at run time on CPU (the tests, CI). On a GPU verl may reach the Hub (it reads a resolved
+# local folder anyway) unless the user sets these, which a local run inherits and a Ray Job is given.
+OFFLINE_ENV: dict[str, str] = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
 # Defaults for a CPU run that a user's own environment overrides. One OpenMP thread per process: a verl RL run
 # is several busy processes (FSDP worker, vLLM, Ray actors), and on 2 cores torch's default of one spinning
 # thread per core and process oversubscribes them (verl SFT, 2 threads, beside a second busy process: 1.1-2.9 s
 # a step instead of 0.17 s). vLLM's CPU worker sets its own thread count (VLLM_CPU_OMP_THREADS_BIND).
 CPU_ENV_DEFAULTS: dict[str, str] = {"OMP_NUM_THREADS": "1"}
 
-# Environment for every run, CPU or GPU: nothing is downloaded at run time, output is streamed.
+# Environment for every run, CPU or GPU: output is streamed.
 COMMON_ENV: dict[str, str] = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "PYTHONUNBUFFERED": "1",
     "RAY_DEDUP_LOGS": "0",
@@ -48,7 +49,7 @@ def verl_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update(COMMON_ENV)
     if on_cpu():
-        env.update(CPU_ENV)
+        env.update({**OFFLINE_ENV, **CPU_ENV})
         for key, value in CPU_ENV_DEFAULTS.items():
             env.setdefault(key, value)
         # TransferQueue asks for 8 torch threads per put/get and, on fewer cores, clamps and logs a warning each
@@ -65,8 +66,10 @@ def cluster_env(cpu: bool | None = None) -> dict[str, str]:
     (None: as this machine)."""
     env = dict(COMMON_ENV)
     if on_cpu() if cpu is None else cpu:
-        env.update(CPU_ENV)
+        env.update({**OFFLINE_ENV, **CPU_ENV})
         env.update({k: os.environ.get(k, v) for k, v in CPU_ENV_DEFAULTS.items()})
+    else:
+        env.update({k: os.environ[k] for k in OFFLINE_ENV if k in os.environ})
     return env
 
 
