@@ -223,3 +223,21 @@ def test_verl_is_offline_on_cpu_and_on_gpu_as_the_user_says(monkeypatch):
     assert "HF_HUB_OFFLINE" not in cpu_env.verl_env({}) and cpu_env.verl_env({"HF_HUB_OFFLINE": "1"})["HF_HUB_OFFLINE"]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cpu_env.cluster_env(cpu=False)["HF_HUB_OFFLINE"] == "1"
+
+
+def test_evaluation_trusts_remote_code_as_the_run_was_trained(tmp_path):
+    import dataclasses
+
+    from stable_verl.artifacts import RunLayout
+    from stable_verl.pipeline.checkpoint_eval import trusts_remote_code
+    from stable_verl.pipeline.eval_worker import EvalSettings, eval_argv
+
+    store = ArtifactStore(str(tmp_path / "s"))
+    user, tiny = RunLayout(store, "rl-grpo-0123abcd"), RunLayout(store, "rl-grpo-11111111")
+    assert not trusts_remote_code(user)  # no config.yaml (yet)
+    user.write_config({"model": {"path": "/m", "trust_remote_code": True}})
+    tiny.write_config({"model": dataclasses.asdict(TinyModelSpec())})
+    assert trusts_remote_code(user) and not trusts_remote_code(tiny)
+    jobs, bench = [(Path("m"), Path("o"))], {"b": Path("b.parquet")}
+    assert eval_argv(jobs, bench, EvalSettings(), True)[-1] == "--trust-remote-code"
+    assert "--trust-remote-code" not in eval_argv(jobs, bench, EvalSettings())
