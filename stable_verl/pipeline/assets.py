@@ -66,10 +66,16 @@ def planned_assets(
 
 
 def prepare_assets(
-    workdir: Path, model: TinyModelSpec | HFModel, task: TaskSpec, seed: int, endpoint_url: str | None = None
+    workdir: Path,
+    model: TinyModelSpec | HFModel,
+    task: TaskSpec,
+    seed: int,
+    endpoint_url: str | None = None,
+    fetch_model: bool = True,
 ) -> Assets:
     """Task splits (and the tiny model) under ``workdir/assets/<hash>``, built once (marker written last); a user
-    model resolved to its local folder (:func:`~.model_source.resolve_model_dir`).
+    model resolved to its local folder (:func:`~.model_source.resolve_model_dir`; ``fetch_model`` False: only where
+    it would be, for a model the nodes take from the store itself).
 
     A file lock makes stages started side by side (the cold-start SFTs) build them once and wait for it."""
     spec = _spec(model, task, seed)
@@ -84,7 +90,8 @@ def prepare_assets(
         saved = json.loads(marker.read_text())
     data = {k: Path(v) for k, v in saved["data"].items()}
     if isinstance(model, HFModel):
-        return Assets(resolve_model_dir(model, workdir, endpoint_url), data, root)
+        resolve = resolve_model_dir if fetch_model else planned_model_dir
+        return Assets(resolve(model, workdir, endpoint_url), data, root)
     return Assets(Path(saved["model_dir"]), data, root)
 
 

@@ -180,6 +180,14 @@ def resolve_model_dir(model: HFModel, workdir: Path, endpoint_url: str | None = 
     return materialise(store, inp, node_dir)
 
 
+def store_prefix(model: HFModel, store: ArtifactStore) -> str | None:
+    """The prefix of an ``s3://`` model inside ``store`` (nodes materialise it from there, nothing is copied), or
+    None for a model elsewhere."""
+    root = store.uri().rstrip("/") + "/"
+    path = model.path.rstrip("/")
+    return path[len(root) :] if model.source == "s3" and path.startswith(root) else None
+
+
 def model_config(model: HFModel, endpoint_url: str | None = None) -> dict:
     """The model's ``config.json``, read without fetching its weights; ValueError naming what is missing."""
     if model.source == "local":

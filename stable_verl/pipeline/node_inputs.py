@@ -60,15 +60,17 @@ class NodeInputs:
             self.uploads[inp.prefix] = (root, rels)
         return PurePosixPath(node_expr(inp, path.relative_to(root).as_posix()))
 
-    def model(self, assets: Assets, key: str | None) -> PurePosixPath:
-        """The node path of the base model: the built tiny model with the assets, or a user's model folder as its
-        own input ``inputs/models/<key>`` (``key``: its content address, :func:`~.model_source.model_key`)."""
+    def model(self, assets: Assets, key: str | None, in_store: str | None = None) -> PurePosixPath:
+        """The node path of the base model: the built tiny model with the assets, a user's ``s3://`` model folder
+        at its own prefix when it is in the store (``in_store``), else a user's folder as its own input
+        ``inputs/models/<key>`` (``key``: its content address, :func:`~.model_source.model_key`)."""
         if assets.model_built or key is None:
             return self.asset(assets, assets.model_dir)
-        inp = StoreInput(f"{MODELS_PREFIX}/{key}")
+        inp = StoreInput(in_store if in_store is not None else f"{MODELS_PREFIX}/{key}")
         if inp not in self.inputs:
             self.inputs.append(inp)
-            self.uploads[inp.prefix] = (assets.model_dir, [r for r in _files(assets.model_dir) if not _hidden(r)])
+            if in_store is None:  # published from the flow's copy (a local folder, a hub snapshot, an s3 download)
+                self.uploads[inp.prefix] = (assets.model_dir, [r for r in _files(assets.model_dir) if not _hidden(r)])
         return PurePosixPath(node_expr(inp))
 
     def seeded(self, assets: Assets, path: Path) -> PurePosixPath:

@@ -18,7 +18,7 @@ from typing import Any
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, run_id, step_dir
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.models.hf import HFModel
-from stable_verl.pipeline import verl_command
+from stable_verl.pipeline import model_source, verl_command
 from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
 from stable_verl.pipeline.eval_worker import ensure_hf_model
 from stable_verl.pipeline.launch import cpu_env, node_sft
@@ -101,7 +101,7 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
-        model, val = nodes.model(assets, _model_key(p)), nodes.asset(assets, val)
+        model, val = nodes.model(assets, _model_key(p), _in_store(p)), nodes.asset(assets, val)
         train = nodes.seeded(assets, train) if p.sft_seed else nodes.asset(assets, train)
         env = {**env, **nodes.env()}
 
@@ -142,7 +142,7 @@ def rl_job(
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
-        model = nodes.checkpoint(parent, model_folder) if parent else nodes.model(assets, _model_key(p))
+        model = nodes.checkpoint(parent, model_folder) if parent else nodes.model(assets, _model_key(p), _in_store(p))
         train, val = nodes.asset(assets, train), nodes.asset(assets, val)
         env = {**env, **nodes.env()}
 
@@ -185,6 +185,14 @@ def _model_key(p: SFTFlowParams | RLFlowParams) -> str | None:
     return model_key(p.model, p.store.endpoint_url) if isinstance(p.model, HFModel) else None
 
 
+def _in_store(p: SFTFlowParams | RLFlowParams) -> str | None:
+    """On a cluster, the store prefix of a user's ``s3://`` model that is in the store: the nodes take it from there
+    and the flow's machine never downloads it. None otherwise."""
+    if p.launcher.on_cluster and isinstance(p.model, HFModel):
+        return model_source.store_prefix(p.model, p.store.open())
+    return None
+
+
 def init_checkpoint(store: ArtifactStore, init_run: str) -> tuple[RunLayout, int]:
     """The complete run ``init_run`` and its last checkpoint; ValueError if there is none to start from."""
     run = RunLayout(store, init_run)
@@ -222,7 +230,7 @@ def run_sft_stage(
     """verl SFT of the base model on ``p.sft.teacher``'s data, tracked in ``store``."""
     workdir = Path(p.workdir).resolve()
     run = RunLayout(store, sft_run_id(p))
-    assets = prepare_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url)
+    assets = prepare_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url, fetch_model=not _in_store(p))
     local = local_run_dir(workdir, run.run_id)
     seeded_sft_file(assets.data[sft_split(p.sft.teacher, "train")], p.sft_seed, local)
     job = sft_job(p, assets, run.run_id, workdir)
@@ -245,7 +253,7 @@ def run_rl_stage(
 ) -> StageResult:
     """verl RL (the recipe, vLLM rollouts) from ``p.init_run``'s last checkpoint, tracked in ``store``."""
     workdir = Path(p.workdir).resolve()
-    assets = prepare_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url)
+    assets = prepare_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url, fetch_model=not _in_store(p))
     parent, model_dir, folder = None, None, ""
     p.rl.recipe_config.check_registered()
     if p.init_run is not None:
@@ -257,8 +265,11 @@ def run_rl_stage(
                 p.rl.recipe_config.check_model(model_config_dir(store, parent, folder, Path(tmp)))
         else:
             model_dir = ensure_hf_model(fetch_checkpoint(init, step, workdir))
-    if model_dir is not None or p.init_run is None:
+    if model_dir is not None or (p.init_run is None and not isinstance(p.model, HFModel)):
         p.rl.recipe_config.check_model(model_dir or assets.model_dir)
+    elif p.init_run is None:  # a user's model, wherever it is: its config.json alone
+        config = model_source.model_config(p.model, p.store.endpoint_url)
+        p.rl.recipe_config.check_model_type(config.get("model_type"), p.model.path)
     run = RunLayout(store, rl_run_id(p, parent))
     job = rl_job(p, assets, model_dir, parent, folder)
     publish_inputs(job, store, echo)

@@ -125,6 +125,13 @@ def test_verl_takes_the_user_model_settings(user_model, tmp_path, monkeypatch):
     assert model.path == str(user_model) and model.trust_remote_code and model.custom_chat_template == template
     assert cfg.data.trust_remote_code
 
+    sft = plan_sft(SFTFlowParams.from_config(str(config), [])).argv
+    with initialize_config_module("verl.trainer.config", version_base=None):
+        cfg = compose("sft_trainer_engine", overrides=sft[sft.index("verl.trainer.sft_trainer") + 1 :])
+    OmegaConf.resolve(cfg)
+    assert cfg.model.path == str(user_model) and cfg.model.trust_remote_code
+    assert cfg.model.custom_chat_template == template
+
 
 def test_an_s3_model_is_a_manifested_folder_downloaded_and_checked(user_model, moto_s3, tmp_path, capsys):
     store = moto_s3.store()
@@ -241,3 +248,33 @@ def test_evaluation_trusts_remote_code_as_the_run_was_trained(tmp_path):
     jobs, bench = [(Path("m"), Path("o"))], {"b": Path("b.parquet")}
     assert eval_argv(jobs, bench, EvalSettings(), True)[-1] == "--trust-remote-code"
     assert "--trust-remote-code" not in eval_argv(jobs, bench, EvalSettings())
+
+
+def test_an_s3_model_in_the_store_reaches_the_nodes_from_where_it_is(user_model, moto_s3, tmp_path):
+    """On a cluster, a model already in the store is each node's input at its own prefix: nothing is downloaded to
+    the flow's machine or uploaded again, and a node gets the files checked against the model's manifest."""
+    from stable_verl.pipeline.assets import prepare_assets
+    from stable_verl.pipeline.train_stages import rl_job
+    from stable_verl.verl_ext import inputs
+
+    store = moto_s3.store()
+    store.put_dir(user_model, "models/my")
+    workdir = tmp_path / "work"
+    cluster = ["launcher.kind=ray_job", "launcher.ray_address=http://h:8265", "launcher.device=cpu"]
+    p = RLFlowParams.from_config(
+        None,
+        [
+            *cluster,
+            f"model.path={store.uri('models/my')}",
+            f"store.root={store.uri()}",
+            f"store.endpoint_url={moto_s3.endpoint_url}",
+            f"workdir={workdir}",
+        ],
+    )
+    assets = prepare_assets(workdir, p.model, p.task, p.seed, moto_s3.endpoint_url, fetch_model=False)
+    assert not (workdir / "models").exists()  # the flow's machine holds no copy
+    job = rl_job(p, assets, None, None)
+    assert "actor_rollout_ref.model.path=${oc.env:STABLE_VERL_NODE_DIR}/store/models/my" in job.argv(workdir / "c")
+    assert "models/my" not in job.node_inputs.uploads and not [u for u in job.node_inputs.uploads if "models" in u]
+    node = inputs.materialise(p.store.open(), inputs.StoreInput("models/my"), tmp_path / "node")
+    assert (node / "model.safetensors").read_bytes() == (user_model / "model.safetensors").read_bytes()
