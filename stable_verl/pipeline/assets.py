@@ -1,7 +1,7 @@
 """A stage's inputs: the task's parquet splits and the base model (the tiny one with its tokenizer, built here;
 or the user's own, resolved by :mod:`.model_source`).
 
-Plain Python (no Prefect, no store): :mod:`.train_stages` builds them once per spec under the work directory.
+Plain Python (no Prefect): :mod:`.train_stages` builds them once per spec under the work directory.
 """
 
 from __future__ import annotations

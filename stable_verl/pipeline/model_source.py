@@ -133,8 +133,12 @@ def hub_commit(model: HFModel) -> str:
 
         try:
             return HfApi().model_info(model.path, revision=revision).sha
-        except (HfHubHTTPError, OSError) as e:
-            raise ValueError(f"model.path {model.path}@{revision}: the Hub does not resolve it ({e})") from None
+        except Exception as e:  # an HTTP error, or no network (httpx's errors are not OSErrors)
+            reason = str(e).splitlines()[0] if isinstance(e, HfHubHTTPError) else type(e).__name__
+            raise ValueError(
+                f"model.path {model.path}@{revision}: the Hub does not resolve it ({reason}); "
+                "set HF_HUB_OFFLINE=1 to use the local cache"
+            ) from None
     try:
         folder = snapshot_download(model.path, revision=revision, cache_dir=_hub_cache(), local_files_only=True)
     except (LocalEntryNotFoundError, OSError, ValueError):

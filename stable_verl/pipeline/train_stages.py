@@ -158,10 +158,7 @@ def rl_job(
                 p.rl_seed,
                 cluster=p.launcher.on_cluster,
                 cpu=p.launcher.cpu,
-                model_args=[
-                    *verl_command.model_overrides(p.model, "actor_rollout_ref.model"),
-                    *(["data.trust_remote_code=True"] if getattr(p.model, "trust_remote_code", False) else []),
-                ],
+                model_args=verl_command.ppo_model_overrides(p.model),
             )
         )
 

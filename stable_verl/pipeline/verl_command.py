@@ -80,6 +80,12 @@ def model_overrides(model: TinyModelSpec | HFModel, key: str) -> list[str]:
     return out
 
 
+def ppo_model_overrides(model: TinyModelSpec | HFModel) -> list[str]:
+    """:func:`model_overrides` of main_ppo's actor/rollout/ref model, and its RL dataset's tokenizer."""
+    trust = ["data.trust_remote_code=True"] if isinstance(model, HFModel) and model.trust_remote_code else []
+    return [*model_overrides(model, "actor_rollout_ref.model"), *trust]
+
+
 def model_env(model: TinyModelSpec | HFModel) -> dict[str, str]:
     """The environment :func:`model_overrides` refers to: the chat template's text, if one is given."""
     template = model.chat_template_text() if isinstance(model, HFModel) else None
