@@ -1,6 +1,7 @@
-"""A stage's locally built inputs: the tokenizer, the tiny base model and the task's parquet splits.
+"""A stage's inputs: the task's parquet splits and the base model (the tiny one with its tokenizer, built here;
+or the user's own, resolved by :mod:`.model_source`).
 
-Plain Python (no Prefect, no store): :mod:`.train_stages` builds them once per spec under the work directory.
+Plain Python (no Prefect): :mod:`.train_stages` builds them once per spec under the work directory.
 """
 
 from __future__ import annotations
@@ -14,40 +15,67 @@ import pandas as pd
 from filelock import FileLock
 
 from stable_verl.artifacts import config_hash
+from stable_verl.models.hf import HFModel
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from stable_verl.models.tokenizer import train_tokenizer
+from stable_verl.pipeline.model_source import planned_model_dir, resolve_model_dir
 from stable_verl.tasks.datasets import TaskSpec, split_names, split_path, tokenizer_corpus, write_task_data
 
 
 @dataclass(frozen=True)
 class Assets:
-    """The locally built starting point: a tiny HF model directory and the task's parquet splits."""
+    """A stage's starting point: the base model's HF folder and the task's parquet splits."""
 
     model_dir: Path
     data: dict[str, Path]
+    root: Path
+    """The folder built here (``workdir/assets/<hash>``): the splits, and the tiny model unless a user model is
+    given (then ``model_dir`` is that model's own folder)."""
+
+    @property
+    def model_built(self) -> bool:
+        """Whether the base model is the tiny one built in ``root`` (else it is the user's, elsewhere)."""
+        return self.model_dir.is_relative_to(self.root)
 
 
-def build_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int) -> Assets:
-    """Train the tokenizer, build the tiny model and write the task splits (all deterministic)."""
-    tokenizer = train_tokenizer(tokenizer_corpus(task))
-    model_dir = save_tiny_model(workdir / "models" / f"tiny-{model.kind}", model, tokenizer, seed=seed)
-    data = write_task_data(workdir / "data", task)
-    return Assets(model_dir=model_dir, data=data)
+def build_assets(workdir: Path, model: TinyModelSpec | HFModel, task: TaskSpec, seed: int) -> dict[str, Path]:
+    """Write the task splits and, for the tiny model, train the tokenizer and build the model (all deterministic).
+    Returns what was built (``model_dir`` and split names)."""
+    built = dict(write_task_data(workdir / "data", task))
+    if isinstance(model, TinyModelSpec):  # a user's model brings its own tokenizer
+        tokenizer = train_tokenizer(tokenizer_corpus(task))
+        built["model_dir"] = save_tiny_model(workdir / "models" / f"tiny-{model.kind}", model, tokenizer, seed=seed)
+    return built
 
 
-def _spec(model: TinyModelSpec, task: TaskSpec, seed: int) -> dict:
+def _spec(model: TinyModelSpec | HFModel, task: TaskSpec, seed: int) -> dict:
+    if isinstance(model, HFModel):  # only the splits are built here: they depend on the task alone
+        return {"task": dataclasses.asdict(task)}
     return {"model": dataclasses.asdict(model), "task": dataclasses.asdict(task), "seed": seed}
 
 
-def planned_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int) -> Assets:
-    """Where :func:`prepare_assets` puts (or finds) the assets of this spec, without building anything."""
+def planned_assets(
+    workdir: Path, model: TinyModelSpec | HFModel, task: TaskSpec, seed: int, endpoint_url: str | None = None
+) -> Assets:
+    """Where :func:`prepare_assets` puts (or finds) the assets of this spec, without building or downloading."""
     root = workdir / "assets" / config_hash(_spec(model, task, seed))
     data = {name: split_path(root / "data", name) for name in split_names()}
-    return Assets(model_dir=root / "models" / f"tiny-{model.kind}", data=data)
+    if isinstance(model, HFModel):
+        return Assets(planned_model_dir(model, workdir, endpoint_url), data, root)
+    return Assets(root / "models" / f"tiny-{model.kind}", data, root)
 
 
-def prepare_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int) -> Assets:
-    """Tokenizer, base model and task splits under ``workdir/assets/<hash>``, built once (marker written last).
+def prepare_assets(
+    workdir: Path,
+    model: TinyModelSpec | HFModel,
+    task: TaskSpec,
+    seed: int,
+    endpoint_url: str | None = None,
+    fetch_model: bool = True,
+) -> Assets:
+    """Task splits (and the tiny model) under ``workdir/assets/<hash>``, built once (marker written last); a user
+    model resolved to its local folder (:func:`~.model_source.resolve_model_dir`; ``fetch_model`` False: only where
+    it would be, for a model the nodes take from the store itself).
 
     A file lock makes stages started side by side (the cold-start SFTs) build them once and wait for it."""
     spec = _spec(model, task, seed)
@@ -55,13 +83,16 @@ def prepare_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: in
     marker = root / "assets.json"
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(root.parent / f"{root.name}.lock"):
-        if marker.exists():
-            saved = json.loads(marker.read_text())
-            return Assets(Path(saved["model_dir"]), {k: Path(v) for k, v in saved["data"].items()})
-        assets = build_assets(root, model, task, seed)
-        data = {k: str(v) for k, v in assets.data.items()}
-        marker.write_text(json.dumps({"model_dir": str(assets.model_dir), "data": data, "spec": spec}, indent=1))
-        return assets
+        if not marker.exists():
+            built = {k: str(v) for k, v in build_assets(root, model, task, seed).items()}
+            model_dir = built.pop("model_dir", None)
+            marker.write_text(json.dumps({"model_dir": model_dir, "data": built, "spec": spec}, indent=1))
+        saved = json.loads(marker.read_text())
+    data = {k: Path(v) for k, v in saved["data"].items()}
+    if isinstance(model, HFModel):
+        resolve = resolve_model_dir if fetch_model else planned_model_dir
+        return Assets(resolve(model, workdir, endpoint_url), data, root)
+    return Assets(Path(saved["model_dir"]), data, root)
 
 
 def seeded_sft_file(train_file: Path, seed: int, out_dir: Path) -> Path:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
 from stable_verl.artifacts.lease import Lease, LeaseHeld
@@ -172,6 +173,14 @@ def evaluate_checkpoints(
     return outcome
 
 
+def trusts_remote_code(run: RunLayout) -> bool:
+    """Whether ``run`` was trained from a user model with ``model.trust_remote_code`` (its config.yaml says)."""
+    if not run.store.exists(run.config_yaml):
+        return False
+    model = (yaml.safe_load(run.store.read_text(run.config_yaml)) or {}).get("model") or {}
+    return bool(model.get("trust_remote_code", False))
+
+
 def _evaluate_pending(
     store: ArtifactStore,
     pending: list[EvalTarget],
@@ -193,8 +202,9 @@ def _evaluate_pending(
         jobs.append((ensure_hf_model(ckpt), out_root / t.run_id / f"global_step_{t.step}"))
     outcome.download_s = time.monotonic() - t0
     echo(f"[eval] {len(pending)} checkpoint(s) x {len(benchmarks)} benchmark(s), avg@{settings.k}, one vLLM engine")
+    trust = any(trusts_remote_code(RunLayout(store, rid)) for rid in dict.fromkeys(t.run_id for t in pending))
     run_result = run_streaming(
-        eval_argv(jobs, benchmarks, settings), out_root / "eval.log", eval_env(), timeout_s, name="evaluation"
+        eval_argv(jobs, benchmarks, settings, trust), out_root / "eval.log", eval_env(), timeout_s, name="evaluation"
     )
     outcome.eval_s = run_result.seconds
     t0 = time.monotonic()

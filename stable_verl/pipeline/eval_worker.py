@@ -96,9 +96,13 @@ def _signature(model_dir: Path) -> str:
 
 
 def evaluate(
-    jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings
+    jobs: list[tuple[Path, Path]],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    trust_remote_code: bool = False,
 ) -> dict[Path, dict[str, dict]]:
-    """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)``; out_dir -> bench -> results."""
+    """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)``; out_dir -> bench -> results.
+    ``trust_remote_code``: the models are a user's that run their own code (``model.trust_remote_code``)."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
@@ -125,6 +129,7 @@ def evaluate(
                 enforce_eager=True,
                 gpu_memory_utilization=0.2,
                 seed=settings.seed,
+                trust_remote_code=trust_remote_code,
                 enable_prefix_caching=False,  # cached KV would outlive a weight reload
                 # A chunked prefill discards its sampled token and rewinds the request's seeded generator,
                 # which CPU generators cannot do: prompts * k over one step's token budget (4096 on CPU)
@@ -133,7 +138,7 @@ def evaluate(
                 enable_chunked_prefill=not cpu_env.on_cpu(),
             )
             loaded = signature
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         all_results[out_dir] = {}
         for name, bench in rows.items():
             prompts = [
@@ -169,16 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--trust-remote-code", action="store_true", help="run the models' own code (auto_map)")
     args = parser.parse_args(argv)
     if len(args.model) != len(args.out):
         parser.error("give one --out per --model")
     benchmarks = {name: Path(path) for name, path in (b.split("=", 1) for b in args.bench)}
     settings = EvalSettings(k=args.k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-    evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings)
+    evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings, args.trust_remote_code)
     return 0
 
 
-def eval_argv(jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings) -> list[str]:
+def eval_argv(
+    jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings, trust_remote_code: bool = False
+) -> list[str]:
     """argv that runs :func:`main` in a fresh interpreter over ``(model_dir, out_dir)`` jobs."""
     models = [a for model, out in jobs for a in ("--model", str(model), "--out", str(out))]
     bench = [a for name, path in benchmarks.items() for a in ("--bench", f"{name}={path}")]
@@ -194,6 +202,7 @@ def eval_argv(jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settin
         str(settings.max_tokens),
         "--seed",
         str(settings.seed),
+        *(["--trust-remote-code"] if trust_remote_code else []),
     )
 
 

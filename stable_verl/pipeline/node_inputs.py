@@ -6,6 +6,8 @@ materialises (:mod:`stable_verl.verl_ext.inputs`). This module decides both from
 
 * the built assets (``workdir/assets/<spec hash>``: tiny model, tokenizer, task splits) go to
   ``inputs/assets/<spec hash>`` (:meth:`NodeInputs.publish`, once per store: the hash names a deterministic build);
+* a user's model folder (local, a hub snapshot, or downloaded from ``s3://``) to ``inputs/models/<content key>``,
+  also once per store;
 * a seeded SFT training file (seed > 0) to ``inputs/assets/<spec hash>-seeded/<file stem>``;
 * an SFT checkpoint is in the store already (``runs/<id>/checkpoints/global_step_N``); only its HF folder is
   materialised (:func:`checkpoint_model`).
@@ -16,7 +18,6 @@ already, so copying them would only cost time and disk.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +27,7 @@ from stable_verl.verl_ext.inputs import StoreInput, inputs_env, node_expr, publi
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
 
 ASSETS_PREFIX = "inputs/assets"
+MODELS_PREFIX = "inputs/models"  # a user's model folder, by content address: uploaded once per store
 ASSETS_MARKER = "assets.json"  # the local build's marker: names this machine's paths, so it stays here
 HF_FOLDERS = ("huggingface", "actor/huggingface")  # an SFT checkpoint's HF weights; an RL checkpoint's
 
@@ -37,7 +39,7 @@ def node_checkpoint_root(run_id: str) -> PurePosixPath:
 
 def assets_root(assets: Assets) -> Path:
     """The folder of the built assets (``workdir/assets/<spec hash>``)."""
-    return Path(os.path.commonpath([assets.model_dir, *assets.data.values()]))
+    return assets.root
 
 
 @dataclass
@@ -57,6 +59,19 @@ class NodeInputs:
             rels = [r for r in _files(root) if r != ASSETS_MARKER]
             self.uploads[inp.prefix] = (root, rels)
         return PurePosixPath(node_expr(inp, path.relative_to(root).as_posix()))
+
+    def model(self, assets: Assets, key: str | None, in_store: str | None = None) -> PurePosixPath:
+        """The node path of the base model: the built tiny model with the assets, a user's ``s3://`` model folder
+        at its own prefix when it is in the store (``in_store``), else a user's folder as its own input
+        ``inputs/models/<key>`` (``key``: its content address, :func:`~.model_source.model_key`)."""
+        if assets.model_built or key is None:
+            return self.asset(assets, assets.model_dir)
+        inp = StoreInput(in_store if in_store is not None else f"{MODELS_PREFIX}/{key}")
+        if inp not in self.inputs:
+            self.inputs.append(inp)
+            if in_store is None:  # published from the flow's copy (a local folder, a hub snapshot, an s3 download)
+                self.uploads[inp.prefix] = (assets.model_dir, [r for r in _files(assets.model_dir) if not _hidden(r)])
+        return PurePosixPath(node_expr(inp))
 
     def seeded(self, assets: Assets, path: Path) -> PurePosixPath:
         """The node path of a seeded copy of a split (:func:`~.assets.seeded_sft_file`), kept in the run's folder."""
@@ -87,6 +102,11 @@ def _files(root: Path) -> list[str]:
     from stable_verl.artifacts.manifest import list_files
 
     return list_files(root) if root.is_dir() else []  # a plan's assets may not be built
+
+
+def _hidden(rel: str) -> bool:
+    """A dot file or folder (a hub download's ``.cache/``, a node's materialisation mark): not part of the model."""
+    return any(part.startswith(".") for part in rel.split("/"))
 
 
 def checkpoint_model(run: RunLayout, step: int) -> tuple[str, str]:

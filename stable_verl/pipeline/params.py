@@ -12,14 +12,16 @@ Credentials are never parameters: S3 access comes from the AWS environment (see 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,6 +29,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from stable_verl.artifacts import ArtifactStore
+from stable_verl.models.hf import HFModel
 from stable_verl.models.spec import TinyModelSpec
 from stable_verl.pipeline.config import Logging, RLStage, SFTStage
 from stable_verl.pipeline.eval_settings import EvalSettings
@@ -36,6 +39,7 @@ from stable_verl.tasks.spec import TaskSpec
 from stable_verl.tasks.teachers import TEACHERS, get_teacher
 
 BENCHMARKS = ("bench_id", "bench_hard")  # held-out splits written by stable_verl.tasks.datasets
+_UNION_TAGS = ("tiny", "hf")  # pydantic's names of a union's members in error locations: not config keys
 
 
 class _Model(BaseModel):
@@ -51,7 +55,8 @@ class _Model(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as e:
             err = e.errors()[0]
-            where = " at " + ".".join(str(p) for p in err["loc"]) if err["loc"] else ""
+            loc = [str(p) for p in err["loc"] if p not in _UNION_TAGS]
+            where = " at " + ".".join(loc) if loc else ""
             raise ValueError(f"invalid config{where}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
@@ -128,6 +133,33 @@ class LauncherParams(_Model):
         return None if self.device == "auto" else self.device == "cpu"
 
 
+def _model_kind(value: Any) -> str:
+    """'hf' for a user's model (it has a ``path``), else 'tiny' (the built-in model's shape)."""
+    return "hf" if (value.get("path") if isinstance(value, dict) else isinstance(value, HFModel)) else "tiny"
+
+
+def _one_model_kind(value: Any) -> Any:
+    """``model.path`` (your model) and the tiny model's shape keys (``model.kind``, ...) are exclusive."""
+    if isinstance(value, dict) and "path" in value:
+        tiny = sorted(set(value) & {f.name for f in dataclasses.fields(TinyModelSpec)})
+        if tiny:
+            raise ValueError(
+                f"model.path names your own model, so the built-in tiny model's {', '.join('model.' + k for k in tiny)}"
+                " does not apply: drop it (or drop model.path to train the tiny model)"
+            )
+    return value
+
+
+ModelParam = Annotated[
+    Annotated[TinyModelSpec, Tag("tiny")] | Annotated[HFModel, Tag("hf")],
+    Discriminator(_model_kind),
+    BeforeValidator(_one_model_kind),
+]
+"""The base model: the built-in tiny model (default; ``model.kind``, ``model.num_layers``, ...) or your own
+(``model.path``: a local folder, ``s3://`` prefix or hub id, with ``revision``, ``trust_remote_code``,
+``chat_template``)."""
+
+
 class _StageParams(_Model):
     """What every stage needs: the store, a local scratch folder, and the inputs it builds locally."""
 
@@ -138,7 +170,8 @@ class _StageParams(_Model):
     """Local scratch: built assets, checkpoints being written or read, logs. Not the system of record."""
     seed: int = 0
     """Seed of the base model's weights and the task splits."""
-    model: TinyModelSpec = Field(default_factory=TinyModelSpec)
+    model: ModelParam = Field(default_factory=TinyModelSpec)
+    """The built-in tiny model (default) or your own (``model.path``)."""
     task: TaskSpec = Field(default_factory=TaskSpec)
     logging: Logging = Field(default_factory=Logging)
     """Trackers (wandb, mlflow, tensorboard, ...) verl also logs to; never part of a run id, credentials from the
@@ -159,10 +192,11 @@ def _save_every_step_by_default(value: object) -> object:
     return {**value, "save_freq": value.get("save_freq", 1)} if isinstance(value, dict) else value
 
 
-def _check_routers(model: TinyModelSpec, rl: RLStage) -> None:
-    """Routing replay needs routers: refuse a dense model with an R2/R3 recipe before anything runs."""
+def _check_routers(model: TinyModelSpec | HFModel, rl: RLStage) -> None:
+    """Routing replay needs routers: refuse a dense tiny model with an R2/R3 recipe before anything runs (your own
+    model's config.json is read by the preflight, :mod:`.preflight`)."""
     replay = rl.recipe_config.routing_replay
-    if model.kind != "moe" and replay != "disabled":
+    if isinstance(model, TinyModelSpec) and model.kind != "moe" and replay != "disabled":
         raise ValueError(
             f"rl.recipe {rl.recipe!r} replays expert routes ({replay}) but model.kind={model.kind!r} has no routers; "
             "use model.kind=moe or a recipe without routing replay"

@@ -32,14 +32,14 @@ class PlannedStage:
 def plan_sft(p: SFTFlowParams) -> PlannedStage:
     workdir = Path(p.workdir).resolve()
     run = sft_run_id(p)
-    job = sft_job(p, planned_assets(workdir, p.model, p.task, p.seed), run, workdir)
+    job = sft_job(p, planned_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url), run, workdir)
     return PlannedStage("sft", run, _command(p, job, run, workdir))
 
 
 def plan_rl(p: RLFlowParams, init_steps: int | None = None) -> PlannedStage:
     """The RL stage of ``p``; ``init_steps``: the last checkpoint of ``p.init_run`` when the plan knows it."""
     workdir = Path(p.workdir).resolve()
-    assets = planned_assets(workdir, p.model, p.task, p.seed)
+    assets = planned_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url)
     if p.init_run is None:
         model_dir, parent = assets.model_dir, None
         run = rl_run_id(p, parent)

@@ -2,8 +2,9 @@
 
 The parameter models reject unknown keys, wrong types and impossible settings; this checks what needs the world:
 the store answers and takes writes, the local scratch folder can be written, a Ray cluster's Jobs API answers (for
-``launcher.kind=ray_job``), and the runs a flow starts from or evaluates are complete in the store. Each failure is
-one :class:`InputError` line (the CLI exits 2 on it).
+``launcher.kind=ray_job``), the runs a flow starts from or evaluates are complete in the store, and a user's model
+(``model.path``) has a ``config.json`` that the flow's recipes accept (routing replay needs a supported MoE family);
+that one file is read, never the weights. Each failure is one :class:`InputError` line (the CLI exits 2 on it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 from stable_verl.artifacts import ArtifactStore, ArtifactStoreError, RunLayout
 from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.models.hf import HFModel
+from stable_verl.pipeline.model_source import model_config
 
 
 class InputError(ValueError):
@@ -38,6 +41,29 @@ def check_inputs(params: Any) -> None:
         check_jobs_api(launcher.ray_address)
     for run_id, what in _input_runs(params):
         _check_complete(store, run_id, what)
+    _check_model(params)
+
+
+def _check_model(params: Any) -> None:
+    """A user's model: its config.json is readable (local folder, s3:// folder or hub cache) and every recipe the
+    flow runs can train its family."""
+    model = getattr(params, "model", None)
+    if not isinstance(model, HFModel):
+        return  # the tiny model: checked by the parameters (model.kind)
+    try:
+        config = model_config(model, params.store.endpoint_url)
+        for recipe in _recipes(params):
+            recipe.check_model_type(config.get("model_type"), model.path)
+    except (ValueError, ArtifactStoreError, OSError) as e:
+        raise InputError(str(e).splitlines()[0]) from e
+
+
+def _recipes(params: Any) -> list[Any]:
+    """The RL recipes a flow runs: each grid cell's, else its one ``rl`` stage's (none for SFT)."""
+    if hasattr(params, "cells"):
+        return [params.cell_rl(cell).recipe_config for cell in params.cells()]
+    rl = getattr(params, "rl", None)
+    return [rl.recipe_config] if rl is not None else []
 
 
 def _input_runs(params: Any) -> list[tuple[str, str]]:

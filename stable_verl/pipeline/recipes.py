@@ -110,15 +110,19 @@ class Recipe:
 
     def check_model(self, model_path: str | Path) -> None:
         """Fail before launch if the recipe replays MoE routes but the model has no supported MoE router."""
+        config = Path(model_path) / "config.json"
+        model_type = json.loads(config.read_text()).get("model_type") if config.exists() else None
+        self.check_model_type(model_type, str(model_path))
+
+    def check_model_type(self, model_type: str | None, where: str) -> None:
+        """:meth:`check_model` on a ``config.json``'s ``model_type`` (the model at ``where``)."""
         if self.routing_replay == "disabled" and not self.rollout_routes:
             return
         from stable_verl.core.routing import SUPPORTED_MODEL_TYPES
 
-        config = Path(model_path) / "config.json"
-        model_type = json.loads(config.read_text()).get("model_type") if config.exists() else None
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(
-                f"recipe {self.name} uses MoE routing replay, but the model at {model_path} is "
+                f"recipe {self.name} uses MoE routing replay, but the model at {where} is "
                 f"{model_type!r}, not a supported MoE ({', '.join(SUPPORTED_MODEL_TYPES)})"
             )
 

@@ -17,13 +17,15 @@ from typing import Any
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, run_id, step_dir
 from stable_verl.artifacts.run_record import RunRecord
-from stable_verl.pipeline import verl_command
+from stable_verl.models.hf import HFModel
+from stable_verl.pipeline import model_source, verl_command
 from stable_verl.pipeline.assets import Assets, prepare_assets, seeded_sft_file, seeded_sft_path
 from stable_verl.pipeline.config import Logging, SFTStage
 from stable_verl.pipeline.eval_worker import ensure_hf_model
 from stable_verl.pipeline.launch import cpu_env, node_sft
 from stable_verl.pipeline.launch.ray_job import RayJobLauncher
 from stable_verl.pipeline.launch.runner import Launcher, LocalLauncher
+from stable_verl.pipeline.model_source import model_identity, model_key
 from stable_verl.pipeline.node_inputs import NodeInputs, checkpoint_model, model_config_dir, node_checkpoint_root
 from stable_verl.pipeline.params import LauncherParams, RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.run_lifecycle import StageResult, VerlJob, run_tracked
@@ -67,10 +69,11 @@ def stage_env(params: LauncherParams, log: Logging) -> dict[str, str]:
 
 def sft_run_id(p: SFTFlowParams) -> str:
     """The content-addressed id of the SFT run ``p`` describes."""
+    model = model_identity(p.model, p.store.endpoint_url)
     config = {
         "sft": _identity(p.sft, _SFT_OMITTED_AT),
         "sft_seed": p.sft_seed,
-        "model": p.model,
+        "model": model,
         "task": p.task,
         "seed": p.seed,
     }
@@ -83,7 +86,7 @@ def rl_run_id(p: RLFlowParams, parent: str | None) -> str:
         "rl": _identity(p.rl),
         "recipe": _recipe_identity(p.rl.recipe_config),
         "rl_seed": p.rl_seed,
-        "model": p.model,
+        "model": model_identity(p.model, p.store.endpoint_url),
         "task": p.task,
         "seed": p.seed,
     }
@@ -105,19 +108,22 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
     train = seeded_sft_path(data[sft_split(p.sft.teacher, "train")], p.sft_seed, local_run_dir(workdir, run))
     val = data[sft_split(p.sft.teacher, "val")]
     model: Path | PurePosixPath = assets.model_dir
-    env = stage_env(p.launcher, p.logging)
+    env = {**stage_env(p.launcher, p.logging), **verl_command.model_env(p.model)}
+    model_args = verl_command.model_overrides(p.model, "model")
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
-        model, val = nodes.asset(assets, assets.model_dir), nodes.asset(assets, val)
+        model, val = nodes.model(assets, _model_key(p), _in_store(p)), nodes.asset(assets, val)
         train = nodes.seeded(assets, train) if p.sft_seed else nodes.asset(assets, train)
         env = {**env, **nodes.env()}
 
     def argv(ckpt_root: Path) -> list[str]:
+        root = ckpt_root if nodes is None else node_checkpoint_root(ckpt_root.parent.name)
+        command = verl_command.sft_argv(
+            p.sft, model, train, val, root, p.sft_seed, p.launcher.cpu, log=p.logging, model_args=model_args
+        )
         if nodes is None:
-            return verl_command.sft_argv(p.sft, model, train, val, ckpt_root, p.sft_seed, p.launcher.cpu, p.logging)
-        root = node_checkpoint_root(ckpt_root.parent.name)
-        command = verl_command.sft_argv(p.sft, model, train, val, root, p.sft_seed, p.launcher.cpu, p.logging)
+            return command
         return [command[0], "-m", node_sft.__name__, "--", *command[1:]]
 
     return VerlJob(
@@ -147,14 +153,14 @@ def rl_job(
     built base model), materialised from the store on each node that reads it, as are the parquet files. A local
     run names this machine's files: verl reads them here, so a copy would only cost time and disk."""
     _, precision = cpu_env.rollout_numerics(p.rl.rollout_dtype, p.rl.rollout_precision, p.launcher.cpu)
-    env = {**stage_env(p.launcher, p.logging), rollout_precision.ENV: precision}
+    env = {**stage_env(p.launcher, p.logging), rollout_precision.ENV: precision, **verl_command.model_env(p.model)}
     data = assets.data
     model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
     train, val = data["rl_train"], data["rl_val"]
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
-        model = nodes.checkpoint(parent, model_folder) if parent else nodes.asset(assets, assets.model_dir)
+        model = nodes.checkpoint(parent, model_folder) if parent else nodes.model(assets, _model_key(p), _in_store(p))
         train, val = nodes.asset(assets, train), nodes.asset(assets, val)
         env = {**env, **nodes.env()}
 
@@ -171,6 +177,7 @@ def rl_job(
                 cluster=p.launcher.on_cluster,
                 cpu=p.launcher.cpu,
                 log=p.logging,
+                model_args=verl_command.ppo_model_overrides(p.model),
             )
         )
 
@@ -190,6 +197,19 @@ def rl_job(
         node_inputs=nodes,
         logging=p.logging,
     )
+
+
+def _model_key(p: SFTFlowParams | RLFlowParams) -> str | None:
+    """A user model's content address (its store prefix on a cluster); None for the tiny model."""
+    return model_key(p.model, p.store.endpoint_url) if isinstance(p.model, HFModel) else None
+
+
+def _in_store(p: SFTFlowParams | RLFlowParams) -> str | None:
+    """On a cluster, the store prefix of a user's ``s3://`` model that is in the store: the nodes take it from there
+    and the flow's machine never downloads it. None otherwise."""
+    if p.launcher.on_cluster and isinstance(p.model, HFModel):
+        return model_source.store_prefix(p.model, p.store.open())
+    return None
 
 
 def init_checkpoint(store: ArtifactStore, init_run: str) -> tuple[RunLayout, int]:
@@ -229,7 +249,7 @@ def run_sft_stage(
     """verl SFT of the base model on ``p.sft.teacher``'s data, tracked in ``store``."""
     workdir = Path(p.workdir).resolve()
     run = RunLayout(store, sft_run_id(p))
-    assets = prepare_assets(workdir, p.model, p.task, p.seed)
+    assets = prepare_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url, fetch_model=not _in_store(p))
     local = local_run_dir(workdir, run.run_id)
     seeded_sft_file(assets.data[sft_split(p.sft.teacher, "train")], p.sft_seed, local)
     job = sft_job(p, assets, run.run_id, workdir)
@@ -252,7 +272,7 @@ def run_rl_stage(
 ) -> StageResult:
     """verl RL (the recipe, vLLM rollouts) from ``p.init_run``'s last checkpoint, tracked in ``store``."""
     workdir = Path(p.workdir).resolve()
-    assets = prepare_assets(workdir, p.model, p.task, p.seed)
+    assets = prepare_assets(workdir, p.model, p.task, p.seed, p.store.endpoint_url, fetch_model=not _in_store(p))
     parent, model_dir, folder = None, None, ""
     p.rl.recipe_config.check_registered()
     if p.init_run is not None:
@@ -264,8 +284,11 @@ def run_rl_stage(
                 p.rl.recipe_config.check_model(model_config_dir(store, parent, folder, Path(tmp)))
         else:
             model_dir = ensure_hf_model(fetch_checkpoint(init, step, workdir))
-    if model_dir is not None or p.init_run is None:
+    if model_dir is not None or (p.init_run is None and not isinstance(p.model, HFModel)):
         p.rl.recipe_config.check_model(model_dir or assets.model_dir)
+    elif p.init_run is None:  # a user's model, wherever it is: its config.json alone
+        config = model_source.model_config(p.model, p.store.endpoint_url)
+        p.rl.recipe_config.check_model_type(config.get("model_type"), p.model.path)
     run = RunLayout(store, rl_run_id(p, parent))
     job = rl_job(p, assets, model_dir, parent, folder)
     publish_inputs(job, store, echo)

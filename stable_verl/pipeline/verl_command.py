@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Sequence
 from pathlib import Path, PurePath
 
+from stable_verl.models.hf import HFModel
+from stable_verl.models.spec import TinyModelSpec
 from stable_verl.pipeline.config import Logging, RLStage, SFTStage
 from stable_verl.pipeline.launch import cpu_env, tracking
 from stable_verl.tasks import reward
@@ -13,6 +16,7 @@ from stable_verl.tasks import reward
 # verl's SFT dataset, tokenized once per conversation (stable_verl/verl_ext/sft_dataset.py): our SFT sets are small
 # and visited many times, and re-tokenizing them was 11% of a CPU SFT step. Named, not imported: it imports verl.
 SFT_DATASET = ("pkg://stable_verl.verl_ext.sft_dataset", "CachedMultiTurnSFTDataset")
+CHAT_TEMPLATE_ENV = "STABLE_VERL_CHAT_TEMPLATE"  # a user model's chat template, for verl's custom_chat_template
 
 
 def sft_argv(
@@ -24,12 +28,14 @@ def sft_argv(
     seed: int = 0,
     cpu: bool | None = None,
     log: Logging | None = None,
+    model_args: Sequence[str] = (),
 ) -> list[str]:
     """``torchrun -m verl.trainer.sft_trainer`` on ``sft.n_gpus_per_node`` processes, saving HF weights at the end.
 
     ``cpu``: where it runs has no GPU, so the CPU settings apply (None: as this machine). ``log``: the trackers
     verl logs to beside console and file (default: none), and their project. The paths are this
-    machine's files (a local run) or node paths (a Ray Job: ``node_inputs``). ``sft.overrides`` come last."""
+    machine's files (a local run) or node paths (a Ray Job: ``node_inputs``). ``model_args``: the user model's
+    settings (:func:`model_overrides` with ``model``). ``sft.overrides`` come last."""
     overrides = [
         f"model.path={model_path}",
         f"data.train_files={train_file}",
@@ -53,6 +59,7 @@ def sft_argv(
         "trainer.test_freq=-1",
         f"data.custom_cls.path={SFT_DATASET[0]}",
         f"data.custom_cls.name={SFT_DATASET[1]}",
+        *model_args,
     ]
     if cpu_env.on_cpu() if cpu is None else cpu:
         overrides += cpu_env.sft_cpu_overrides()
@@ -71,6 +78,30 @@ def logger_overrides(log: Logging | None, out_dir: PurePath) -> list[str]:
         f"trainer.project_name={log.project}",
         f"trainer.experiment_name={out_dir.parent.name}",
     ]
+
+
+def model_overrides(model: TinyModelSpec | HFModel, key: str) -> list[str]:
+    """verl's settings for a user's model under the config node ``key`` (``model`` in SFT,
+    ``actor_rollout_ref.model`` in RL); none for the tiny model. The chat template travels in the environment
+    (:func:`model_env`), which OmegaConf reads where verl resolves its config: Jinja text is no Hydra value."""
+    if not isinstance(model, HFModel):
+        return []
+    out = [f"{key}.trust_remote_code=True"] if model.trust_remote_code else []
+    if model.chat_template is not None:
+        out.append(f"{key}.custom_chat_template=${{oc.env:{CHAT_TEMPLATE_ENV}}}")
+    return out
+
+
+def ppo_model_overrides(model: TinyModelSpec | HFModel) -> list[str]:
+    """:func:`model_overrides` of main_ppo's actor/rollout/ref model, and its RL dataset's tokenizer."""
+    trust = ["data.trust_remote_code=True"] if isinstance(model, HFModel) and model.trust_remote_code else []
+    return [*model_overrides(model, "actor_rollout_ref.model"), *trust]
+
+
+def model_env(model: TinyModelSpec | HFModel) -> dict[str, str]:
+    """The environment :func:`model_overrides` refers to: the chat template's text, if one is given."""
+    template = model.chat_template_text() if isinstance(model, HFModel) else None
+    return {CHAT_TEMPLATE_ENV: template} if template is not None else {}
 
 
 def reward_overrides(format_bonus: float) -> list[str]:
@@ -92,12 +123,14 @@ def ppo_overrides(
     cluster: bool = False,
     cpu: bool | None = None,
     log: Logging | None = None,
+    model_args: Sequence[str] = (),
 ) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
 
     ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
     verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
     ``cpu``: where it runs has no GPU (None: as this machine). ``log``: trackers beside console and file.
+    ``model_args``: the user model's settings (:func:`model_overrides` with ``actor_rollout_ref.model``).
     A bf16 rollout on a CPU without native bf16 runs in fp32 (:func:`~.launch.cpu_env.rollout_numerics`; the job's
     environment rounds its weights to bf16).
     """
@@ -138,6 +171,7 @@ def ppo_overrides(
         "trainer.resume_mode=auto",
         f"trainer.default_local_dir={out_dir}",
         *logger_overrides(log, out_dir),
+        *model_args,
     ]
     if seed is not None:
         overrides += [f"data.seed={seed}", f"actor_rollout_ref.rollout.seed={seed}"]

@@ -62,6 +62,13 @@ CASES = [
     Case("workdir-is-a-file", ("sft", "workdir={tmp}/a-file"), "is not a folder"),
     Case("unreachable-endpoint", ("sft", "store.root=s3://b/p", "store.endpoint_url=http://127.0.0.1:9"), ":9"),
     Case("missing-bucket", ("sft", "store.root=s3://no-such-bucket/p", "store.endpoint_url={moto}"), "no-such-bucket"),
+    Case("model-kind-and-path", ("rl", "model.kind=moe", "model.path=x"), "model.path names your own model"),
+    Case("model-missing-folder", ("rl", "model.path={tmp}/no-model"), "no-model: no such folder"),
+    Case("model-without-config", ("sft", "model.path={tmp}/empty-model"), "no config.json"),
+    Case("dense-user-model-with-r2", ("rl", "model.path={dense_model}", "rl.recipe=minirl_r2"), "'qwen3', not a"),
+    Case("dense-user-model-grid-r3", ("stability-grid", "model.path={dense_model}", "arms=[minirl_r3]"), "qwen3"),
+    Case("hub-model-not-cached", ("rl", "model.path=org/not-cached"), "org/not-cached@main"),
+    Case("s3-model-missing", ("rl", "model.path=s3://{bucket}/no-model", "store.endpoint_url={moto}"), "_MANIFEST"),
     Case("flow-module-bad-steps", ("sft.steps=0",), "steps must be > 0", entry="flows.sft"),
     Case("flow-module-missing-run", ("runs=[rl-x-00000000]",), "does not exist", entry="flows.evaluate"),
     # root may write where os.access says so and no file can be made (/proc): a file is created and removed instead
@@ -81,8 +88,11 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def world(tmp_path, moto_s3):
-    """A local store holding one complete run, a malformed and an unknown-key YAML file, a plain file."""
+def world(tmp_path, moto_s3, monkeypatch, tmp_path_factory):
+    """A local store holding one complete run, a malformed and an unknown-key YAML file, a plain file, a user's
+    dense model folder and an empty one; the Hugging Face hub offline with an empty cache."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
     store = ArtifactStore(str(tmp_path / "store"))
     run = RunLayout(store, EXISTING)
     RunRecord.started(run, "sft", "terse", 1, 2, None)
@@ -90,7 +100,14 @@ def world(tmp_path, moto_s3):
     (tmp_path / "bad.yaml").write_text("rl: [\n")
     (tmp_path / "unknown.yaml").write_text("nonsense: 1\n")
     (tmp_path / "a-file").write_text("not a folder\n")
+    (tmp_path / "empty-model").mkdir()
+    (tmp_path / "dense-model").mkdir()  # a user's dense Qwen3: the preflight reads config.json alone
+    (tmp_path / "dense-model" / "config.json").write_text(
+        '{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"]}'
+    )
     return {
+        "dense_model": str(tmp_path / "dense-model"),
+        "bucket": moto_s3.bucket,
         "tmp": str(tmp_path),
         "bad_yaml": str(tmp_path / "bad.yaml"),
         "unknown_yaml": str(tmp_path / "unknown.yaml"),

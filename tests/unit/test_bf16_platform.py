@@ -96,7 +96,9 @@ def test_without_native_bf16_sft_trains_in_fp32_and_a_bf16_rollout_is_emulated(m
 
 def test_the_rl_job_rounds_the_rollout_weights_and_records_the_platform(monkeypatch, tmp_path):
     p = ColdstartParams.from_config("configs/coldstart.yaml", [f"workdir={tmp_path}"]).rl_params("sft-x-0", 0)
-    assets = Assets(model_dir=tmp_path / "m", data={"rl_train": tmp_path / "t", "rl_val": tmp_path / "v"})
+    assets = Assets(
+        model_dir=tmp_path / "m", data={"rl_train": tmp_path / "t", "rl_val": tmp_path / "v"}, root=tmp_path
+    )
     monkeypatch.setenv(cpu_env.NATIVE_BF16_ENV, "0")
     job = train_stages.rl_job(p, assets, tmp_path / "m", None)
     assert job.env["STABLE_VERL_ROLLOUT_PRECISION"] == "bf16"

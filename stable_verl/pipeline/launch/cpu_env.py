@@ -24,6 +24,10 @@ CPU_ENV: dict[str, str] = {
     "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache for the tiny models
 }
 
+# Nothing is downloaded at run time on CPU (the tests, CI). On a GPU verl may reach the Hub (it reads a resolved
+# local folder anyway) unless the user sets these, which a local run inherits and a Ray Job is given.
+OFFLINE_ENV: dict[str, str] = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
 # Defaults for a CPU run that a user's own environment overrides. One OpenMP thread per process: a verl RL run
 # is several busy processes (FSDP worker, vLLM, Ray actors), and on 2 cores torch's default of one spinning
 # thread per core and process oversubscribes them (verl SFT, 2 threads, beside a second busy process: 1.1-2.9 s
@@ -31,11 +35,8 @@ CPU_ENV: dict[str, str] = {
 # W&B is off on CPU unless the user's WANDB_MODE says otherwise (offline: local files; online: their account).
 CPU_ENV_DEFAULTS: dict[str, str] = {"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
-# Environment for every run, CPU or GPU: nothing is downloaded at run time, output is streamed.
+# Environment for every run, CPU or GPU: output is streamed.
 COMMON_ENV: dict[str, str] = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "PYTHONUNBUFFERED": "1",
     "RAY_DEDUP_LOGS": "0",
@@ -121,7 +122,7 @@ def verl_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update(COMMON_ENV)
     if on_cpu():
-        env.update(CPU_ENV)
+        env.update({**OFFLINE_ENV, **CPU_ENV})
         for key, value in CPU_ENV_DEFAULTS.items():
             env.setdefault(key, value)
         # TransferQueue asks for 8 torch threads per put/get and, on fewer cores, clamps and logs a warning each
@@ -138,8 +139,10 @@ def cluster_env(cpu: bool | None = None, backends: Sequence[str] = ()) -> dict[s
     cluster through the ``RAY_ADDRESS`` Ray sets for it. ``cpu``: the nodes have no GPU (None: as this machine)."""
     env = dict(COMMON_ENV)
     if on_cpu() if cpu is None else cpu:
-        env.update(CPU_ENV)
+        env.update({**OFFLINE_ENV, **CPU_ENV})
         env.update({k: os.environ.get(k, v) for k, v in CPU_ENV_DEFAULTS.items()})
+    else:
+        env.update({k: os.environ[k] for k in OFFLINE_ENV if k in os.environ})
     env.update(tracking.forwarded(backends, os.environ))
     return env
 
