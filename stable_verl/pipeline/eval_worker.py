@@ -31,13 +31,14 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
 from stable_verl.pipeline.launch import cpu_env
 from stable_verl.pipeline.launch.runner import python_module, run_streaming
-from stable_verl.tasks.reward import compute_score
+from stable_verl.pipeline.reward_fn import RewardFn, builtin_reward, correct, load_reward, score_one
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
@@ -70,31 +71,55 @@ def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
     return target
 
 
-def score_samples(rows: pd.DataFrame, outputs: list[list[str]]) -> tuple[dict, list[dict]]:
-    """avg@k, its standard error across prompts, and format rate; ``outputs[i]`` are the k responses to row i.
+def score_samples(
+    rows: pd.DataFrame, outputs: list[list[str]], reward: RewardFn | None = None
+) -> tuple[dict, list[dict]]:
+    """avg@k, its standard error across prompts, and the scorer's means; ``outputs[i]`` are the k responses to row i.
 
-    With a_i the mean exact-match accuracy of prompt i's k samples over n prompts:
+    Each response is scored by ``reward`` (default: the built-in task's, without a format bonus) with the row's
+    ``data_source``, ``reward_model.ground_truth`` and ``extra_info``, as verl's RL reward is. A sample counts as
+    correct by its ``acc`` when the scorer returns one, else by its ``score`` (:func:`~.reward_fn.correct`).
+    With a_i the mean correctness of prompt i's k samples over n prompts:
     ``avg@k = mean_i a_i`` and ``avg@k_stderr = std_i(a_i) / sqrt(n)`` (sample std, n - 1; None when n < 2).
-    The standard error covers both the k-sample noise per prompt and the spread across prompts.
+    The standard error covers both the k-sample noise per prompt and the spread across prompts. ``format_rate`` is
+    the mean of the scorer's ``format`` (None when it has none); ``scores`` the mean of every numeric key it returns
+    for every sample.
     """
-    samples, per_prompt_acc, formatted = [], [], []
+    reward = reward or builtin_reward()
+    fn = load_reward(reward)
+    samples, per_prompt_acc, scores = [], [], []
     for (_, row), responses in zip(rows.iterrows(), outputs, strict=True):
-        truth = row["reward_model"]["ground_truth"]
-        scores = [compute_score(row["data_source"], r, truth) for r in responses]
-        per_prompt_acc.append(statistics.fmean(s["acc"] for s in scores))
-        formatted.extend(s["format"] for s in scores)
-        for r, s in zip(responses, scores, strict=True):
-            samples.append({"prompt": row["prompt"][0]["content"], "ground_truth": truth, "response": r, **s})
+        truth = _plain(row["reward_model"]["ground_truth"])
+        extra = _plain(row["extra_info"]) if "extra_info" in row else None
+        scored = [score_one(fn, reward.kwargs, row["data_source"], r, truth, extra) for r in responses]
+        per_prompt_acc.append(statistics.fmean(correct(s) for s in scored))
+        scores.extend(scored)
+        for r, s in zip(responses, scored, strict=True):
+            samples.append({"prompt": row["prompt"][-1]["content"], "ground_truth": truth, "response": r, **s})
     k = len(outputs[0]) if outputs else 0
     n = len(per_prompt_acc)
+    numeric = [key for key in scores[0] if all(isinstance(s.get(key), float) for s in scores)] if scores else []
+    means = {key: statistics.fmean(s[key] for s in scores) for key in numeric}
     results = {
         f"avg@{k}": statistics.fmean(per_prompt_acc),
         f"avg@{k}_stderr": statistics.stdev(per_prompt_acc) / math.sqrt(n) if n > 1 else None,
-        "format_rate": statistics.fmean(formatted),
+        "format_rate": means.get("format"),
+        "scores": means,
         "num_prompts": n,
         "k": k,
     }
     return results, samples
+
+
+def _plain(value):
+    """Parquet's numpy arrays as lists, recursively (what verl's dataset hands the reward)."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def sample_seed(seed: int, benchmark: str, prompt: int, sample: int) -> int:
@@ -113,9 +138,13 @@ def _signature(model_dir: Path) -> str:
 
 
 def evaluate(
-    jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings
+    jobs: list[tuple[Path, Path]],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    reward: RewardFn | None = None,
 ) -> dict[Path, dict[str, dict]]:
-    """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)``; out_dir -> bench -> results."""
+    """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)`` with ``reward`` (default: the
+    built-in task's); out_dir -> bench -> results."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
@@ -163,11 +192,11 @@ def evaluate(
                 [prompts[i] for i, _ in requests], [params(name, i, j) for i, j in requests], use_tqdm=False
             )
             texts = [g.outputs[0].text for g in generations]  # (prompts * k,), in request order
-            results, samples = score_samples(bench, [texts[i * k : (i + 1) * k] for i in range(len(prompts))])
+            results, samples = score_samples(bench, [texts[i * k : (i + 1) * k] for i in range(len(prompts))], reward)
             results.update(benchmark=name, model=str(model_dir), settings=asdict(settings))
             bench_dir = out_dir / name
             bench_dir.mkdir(parents=True, exist_ok=True)
-            (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+            (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in samples))
             (bench_dir / "results.json").write_text(json.dumps(results, indent=1))  # last: marks completion
             all_results[out_dir][name] = results
             score, stderr = results[f"avg@{k}"], results[f"avg@{k}_stderr"]
@@ -186,16 +215,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--reward", default=None, help="the reward as RewardFn JSON (default: the built-in task's)")
     args = parser.parse_args(argv)
     if len(args.model) != len(args.out):
         parser.error("give one --out per --model")
     benchmarks = {name: Path(path) for name, path in (b.split("=", 1) for b in args.bench)}
     settings = EvalSettings(k=args.k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-    evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings)
+    reward = RewardFn.model_validate_json(args.reward) if args.reward else None
+    evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings, reward)
     return 0
 
 
-def eval_argv(jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings) -> list[str]:
+def eval_argv(
+    jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings, reward: RewardFn | None = None
+) -> list[str]:
     """argv that runs :func:`main` in a fresh interpreter over ``(model_dir, out_dir)`` jobs."""
     models = [a for model, out in jobs for a in ("--model", str(model), "--out", str(out))]
     bench = [a for name, path in benchmarks.items() for a in ("--bench", f"{name}={path}")]
@@ -211,6 +244,7 @@ def eval_argv(jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settin
         str(settings.max_tokens),
         "--seed",
         str(settings.seed),
+        *(["--reward", reward.model_dump_json()] if reward is not None else []),
     )
 
 
