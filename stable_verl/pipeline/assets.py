@@ -16,7 +16,8 @@ from filelock import FileLock
 from stable_verl.artifacts import config_hash
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from stable_verl.models.tokenizer import train_tokenizer
-from stable_verl.tasks.datasets import TaskSpec, split_names, split_path, tokenizer_corpus, write_task_data
+from stable_verl.pipeline.task_data import Task, assets_identity, corpus, split_names, write_splits
+from stable_verl.tasks.datasets import split_path
 
 
 @dataclass(frozen=True)
@@ -27,26 +28,27 @@ class Assets:
     data: dict[str, Path]
 
 
-def build_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int) -> Assets:
-    """Train the tokenizer, build the tiny model and write the task splits (all deterministic)."""
-    tokenizer = train_tokenizer(tokenizer_corpus(task))
+def build_assets(workdir: Path, model: TinyModelSpec, task: Task, seed: int) -> Assets:
+    """Train the tokenizer, build the tiny model and write the task splits (generated for the built-in task, the
+    user's files normalised for :class:`~.task_data.TaskData`; all deterministic)."""
+    tokenizer = train_tokenizer(corpus(task))
     model_dir = save_tiny_model(workdir / "models" / f"tiny-{model.kind}", model, tokenizer, seed=seed)
-    data = write_task_data(workdir / "data", task)
+    data = write_splits(workdir / "data", task)
     return Assets(model_dir=model_dir, data=data)
 
 
-def _spec(model: TinyModelSpec, task: TaskSpec, seed: int) -> dict:
-    return {"model": dataclasses.asdict(model), "task": dataclasses.asdict(task), "seed": seed}
+def _spec(model: TinyModelSpec, task: Task, seed: int) -> dict:
+    return {"model": dataclasses.asdict(model), "task": assets_identity(task), "seed": seed}
 
 
-def planned_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int) -> Assets:
+def planned_assets(workdir: Path, model: TinyModelSpec, task: Task, seed: int) -> Assets:
     """Where :func:`prepare_assets` puts (or finds) the assets of this spec, without building anything."""
     root = workdir / "assets" / config_hash(_spec(model, task, seed))
-    data = {name: split_path(root / "data", name) for name in split_names()}
+    data = {name: split_path(root / "data", name) for name in split_names(task)}
     return Assets(model_dir=root / "models" / f"tiny-{model.kind}", data=data)
 
 
-def prepare_assets(workdir: Path, model: TinyModelSpec, task: TaskSpec, seed: int) -> Assets:
+def prepare_assets(workdir: Path, model: TinyModelSpec, task: Task, seed: int) -> Assets:
     """Tokenizer, base model and task splits under ``workdir/assets/<hash>``, built once (marker written last).
 
     A file lock makes stages started side by side (the cold-start SFTs) build them once and wait for it."""

@@ -18,15 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
 from stable_verl.artifacts.lease import Lease, LeaseHeld
 from stable_verl.pipeline import site
 from stable_verl.pipeline.eval_worker import EvalSettings, ensure_hf_model, eval_argv, eval_env
 from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.pipeline.reward_fn import RewardFn
 from stable_verl.pipeline.selector import RunSelector, Steps, choose_steps
+from stable_verl.pipeline.task_data import Task, TaskData, digest, normalised_benchmark
 from stable_verl.pipeline.train_stages import fetch_checkpoint
-from stable_verl.tasks.datasets import TaskSpec, write_task_data
+from stable_verl.tasks.datasets import write_task_data
 
 
 @dataclass(frozen=True)
@@ -89,14 +93,25 @@ def select_targets(
     return targets
 
 
-def benchmark_files(workdir: Path, task: TaskSpec, names: list[str], n_prompts: int | None) -> dict[str, Path]:
-    """The held-out splits (built from ``task``), cut to their first ``n_prompts`` rows if given."""
-    root = workdir / "benchmarks" / config_hash(dataclasses.asdict(task))
-    marker = root / "data.json"
-    if not marker.exists():
-        data = write_task_data(root / "data", task)
-        marker.write_text(json.dumps({k: str(v) for k, v in data.items()}))
-    data = {k: Path(v) for k, v in json.loads(marker.read_text()).items()}
+def benchmark_files(workdir: Path, task: Task, names: list[str], n_prompts: int | None) -> dict[str, Path]:
+    """The benchmark files (the built-in task's held-out splits, generated; or the user's files, normalised to verl's
+    RL schema), cut to their first ``n_prompts`` rows if given."""
+    if isinstance(task, TaskData):
+        rows = {name: normalised_benchmark(task, name) for name in names}
+        root = workdir / "benchmarks" / config_hash({name: digest(r) for name, r in rows.items()})
+        data = {}
+        for name, r in rows.items():
+            data[name] = root / f"{name}.parquet"
+            if not data[name].exists():
+                root.mkdir(parents=True, exist_ok=True)
+                pq.write_table(pa.Table.from_pylist(r), data[name])
+    else:
+        root = workdir / "benchmarks" / config_hash(dataclasses.asdict(task))
+        marker = root / "data.json"
+        if not marker.exists():
+            written = write_task_data(root / "data", task)
+            marker.write_text(json.dumps({k: str(v) for k, v in written.items()}))
+        data = {k: Path(v) for k, v in json.loads(marker.read_text()).items()}
     if n_prompts is None:
         return {name: data[name] for name in names}
     files = {}
@@ -105,6 +120,12 @@ def benchmark_files(workdir: Path, task: TaskSpec, names: list[str], n_prompts: 
         if not files[name].exists():
             pd.read_parquet(data[name]).head(n_prompts).to_parquet(files[name], index=False)
     return files
+
+
+def eval_reward(task: Task) -> RewardFn | None:
+    """The reward evaluation scores with: the user's task's own (the one RL trains with), None for the built-in task
+    (its reward without the format bonus: avg@k counts exact answers)."""
+    return task.reward if isinstance(task, TaskData) else None
 
 
 def _stored_result(run: RunLayout, step: int, bench: str, settings: EvalSettings, n: int) -> dict | None:
@@ -130,11 +151,13 @@ def evaluate_checkpoints(
     timeout_s: float,
     echo: Callable[[str], None] = print,
     lease_wait_s: float = 0.0,
+    reward: RewardFn | None = None,
 ) -> EvalOutcome:
     """Evaluate the targets missing from the store in one process, upload them, return every target's scores.
 
     Each run with checkpoints to evaluate is leased (``leases/eval/<run_id>.json``) until its results are uploaded;
     a run whose lease another owner holds for longer than ``lease_wait_s`` is left out (``outcome.busy``).
+    ``reward`` scores the samples (None: the built-in task's; see :func:`eval_reward`).
     """
     sizes = {name: len(pd.read_parquet(path)) for name, path in benchmarks.items()}
     results: dict[EvalTarget, dict[str, dict]] = {}
@@ -165,7 +188,7 @@ def evaluate_checkpoints(
             pending += [t for t in todo if t not in results]
         outcome = EvalOutcome(results, evaluated=pending, busy=busy)
         if pending:
-            _evaluate_pending(store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome)
+            _evaluate_pending(store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome, reward)
         else:
             echo(f"[eval] nothing to evaluate: {len(results)} of {len(targets)} checkpoint(s) already evaluated")
     outcome.results = {t: outcome.results[t] for t in targets if t in outcome.results}
@@ -182,10 +205,12 @@ def _evaluate_pending(
     timeout_s: float,
     echo: Callable[[str], None],
     outcome: EvalOutcome,
+    reward: RewardFn | None = None,
 ) -> None:
     """One evaluation process over ``pending``; results uploaded and added to ``outcome``."""
     results = outcome.results
-    out_root = workdir / "eval" / config_hash({"settings": dataclasses.asdict(settings), "sizes": sizes})
+    scored_by = {} if reward is None else {"reward": reward.identity()}  # the built-in's folder as before
+    out_root = workdir / "eval" / config_hash({"settings": dataclasses.asdict(settings), "sizes": sizes, **scored_by})
     t0 = time.monotonic()
     jobs = []
     for t in pending:
@@ -194,7 +219,7 @@ def _evaluate_pending(
     outcome.download_s = time.monotonic() - t0
     echo(f"[eval] {len(pending)} checkpoint(s) x {len(benchmarks)} benchmark(s), avg@{settings.k}, one vLLM engine")
     run_result = run_streaming(
-        eval_argv(jobs, benchmarks, settings), out_root / "eval.log", eval_env(), timeout_s, name="evaluation"
+        eval_argv(jobs, benchmarks, settings, reward), out_root / "eval.log", eval_env(), timeout_s, name="evaluation"
     )
     outcome.eval_s = run_result.seconds
     t0 = time.monotonic()

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from stable_verl.core.precision import PRECISIONS
 from stable_verl.pipeline.recipes import Recipe, load_recipe
-from stable_verl.tasks.teachers import get_teacher
 
 
 @dataclass
@@ -20,7 +19,8 @@ class SFTStage:
     """verl SFT (``verl.trainer.sft_trainer``) of the tiny model on one teacher's solutions."""
 
     teacher: str = "stepwise"
-    """Teacher style of the SFT data (stable_verl.tasks.teachers)."""
+    """SFT data: a teacher style of the built-in task (stable_verl.tasks.teachers) or an init of your ``task.sft``
+    (checked by the flow's parameters, which know the task)."""
     steps: int = 40
     """Optimizer steps."""
     batch_size: int = 16
@@ -42,7 +42,6 @@ class SFTStage:
     """Wall-clock limit; verl is killed and the stage fails past it."""
 
     def __post_init__(self) -> None:
-        get_teacher(self.teacher)  # ValueError naming the available styles (= SFT datasets)
         _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "timeout_s", "n_gpus_per_node")
         if self.nnodes != 1:
             raise ValueError(f"sft.nnodes must be 1 (torchrun --standalone runs on one node), got {self.nnodes}")

@@ -26,6 +26,7 @@ from stable_verl.pipeline.launch.runner import Launcher, LocalLauncher
 from stable_verl.pipeline.node_inputs import NodeInputs, checkpoint_model, model_config_dir, node_checkpoint_root
 from stable_verl.pipeline.params import LauncherParams, RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.run_lifecycle import StageResult, VerlJob, run_tracked
+from stable_verl.pipeline.task_data import TaskData, task_identity
 from stable_verl.tasks.datasets import sft_split
 from stable_verl.verl_ext import rollout_precision
 
@@ -61,7 +62,8 @@ def stage_env(params: LauncherParams) -> dict[str, str]:
 
 def sft_run_id(p: SFTFlowParams) -> str:
     """The content-addressed id of the SFT run ``p`` describes."""
-    config = {"sft": _identity(p.sft), "sft_seed": p.sft_seed, "model": p.model, "task": p.task, "seed": p.seed}
+    task = task_identity(p.task)
+    config = {"sft": _identity(p.sft), "sft_seed": p.sft_seed, "model": p.model, "task": task, "seed": p.seed}
     return run_id("sft", p.sft.teacher, config)
 
 
@@ -72,7 +74,7 @@ def rl_run_id(p: RLFlowParams, parent: str | None) -> str:
         "recipe": _recipe_identity(p.rl.recipe_config),
         "rl_seed": p.rl_seed,
         "model": p.model,
-        "task": p.task,
+        "task": task_identity(p.task),
         "seed": p.seed,
     }
     return run_id("rl", p.rl.recipe, config, upstream=[parent] if parent else [])
@@ -135,6 +137,7 @@ def rl_job(
     data = assets.data
     model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
     train, val = data["rl_train"], data["rl_val"]
+    reward = p.task.reward if isinstance(p.task, TaskData) else None  # None: the built-in's, with rl.format_bonus
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
@@ -146,7 +149,15 @@ def rl_job(
         root = ckpt_root if nodes is None else node_checkpoint_root(ckpt_root.parent.name)
         return verl_command.ppo_argv(
             verl_command.ppo_overrides(
-                p.rl, model, train, val, root, p.rl_seed, cluster=p.launcher.on_cluster, cpu=p.launcher.cpu
+                p.rl,
+                model,
+                train,
+                val,
+                root,
+                p.rl_seed,
+                cluster=p.launcher.on_cluster,
+                cpu=p.launcher.cpu,
+                reward=reward,
             )
         )
 

@@ -18,6 +18,7 @@ from stable_verl.tasks.arithmetic import Problem, sample_problems
 from stable_verl.tasks.teachers import TEACHERS, direct, solution
 
 DATA_SOURCE = "stable_verl/arith"
+BENCHMARKS = ("bench_id", "bench_hard")  # the held-out splits, in-distribution and harder
 
 
 @dataclass
@@ -95,7 +96,7 @@ def sft_split(teacher: str, part: str) -> str:
 def split_names() -> list[str]:
     """Every split :func:`write_task_data` writes: the benchmarks, the RL prompts, each teacher's SFT data."""
     sft = [sft_split(teacher, part) for teacher in TEACHERS for part in ("train", "val")]
-    return ["bench_id", "bench_hard", "rl_val", "rl_train", *sft]
+    return [*BENCHMARKS, "rl_val", "rl_train", *sft]
 
 
 def split_path(out_dir: str | Path, name: str) -> Path:
