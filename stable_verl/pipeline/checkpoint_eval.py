@@ -20,16 +20,18 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
-from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
+from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash, step_dir
 from stable_verl.artifacts.lease import Lease, LeaseHeld
 from stable_verl.pipeline import site
-from stable_verl.pipeline.eval_worker import EvalSettings, ensure_hf_model, eval_argv, eval_env
+from stable_verl.pipeline.eval_worker import EvalEngine, EvalSettings, ensure_hf_model, eval_argv, eval_env
 from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.pipeline.node_inputs import checkpoint_model
 from stable_verl.pipeline.reward_fn import RewardFn
 from stable_verl.pipeline.selector import RunSelector, Steps, choose_steps
 from stable_verl.pipeline.task_data import Task, TaskData, digest, normalised_benchmark
-from stable_verl.pipeline.train_stages import fetch_checkpoint
+from stable_verl.pipeline.train_stages import fetch_checkpoint, local_run_dir
 from stable_verl.tasks.datasets import write_task_data
 
 
@@ -122,6 +124,37 @@ def benchmark_files(workdir: Path, task: Task, names: list[str], n_prompts: int 
     return files
 
 
+def fetch_hf_model(run: RunLayout, step: int, workdir: Path) -> Path:
+    """The HF folder of checkpoint ``step`` of ``run``, downloaded alone (not the FSDP shards and optimizer state);
+    a checkpoint without one (shards only) is fetched whole and merged (:func:`~.eval_worker.ensure_hf_model`).
+
+    A local copy counts if every file of the folder has the size the store's manifest lists."""
+    try:
+        prefix, folder = checkpoint_model(run, step)
+    except ValueError:
+        return ensure_hf_model(fetch_checkpoint(run, step, workdir))
+    local = local_run_dir(workdir, run.run_id) / "checkpoints" / step_dir(step)
+    manifest = run.store.read_manifest(prefix)
+    wanted = [f for f in manifest.files if f.path.startswith(f"{folder}/")]
+    if not all((local / f.path).is_file() and (local / f.path).stat().st_size == f.size for f in wanted):
+        run.store.get_dir(prefix, local, only=lambda rel: rel.startswith(f"{folder}/"))
+    return local / folder
+
+
+def resolve_dtype(store: ArtifactStore, targets: list[EvalTarget], settings: EvalSettings) -> EvalSettings:
+    """``settings`` with dtype 'auto' made concrete: float32 when every run trained the built-in tiny model (its
+    config.yaml's ``model`` has no ``path``), bfloat16 when one trained your own model."""
+    if settings.dtype != "auto":
+        return settings
+    own = False
+    for rid in dict.fromkeys(t.run_id for t in targets):
+        run = RunLayout(store, rid)
+        config = yaml.safe_load(store.read_text(run.config_yaml)) if store.exists(run.config_yaml) else None
+        model = (config or {}).get("model")
+        own = own or (isinstance(model, dict) and bool(model.get("path")))
+    return dataclasses.replace(settings, dtype="bfloat16" if own else "float32")
+
+
 def eval_reward(task: Task) -> RewardFn | None:
     """The reward evaluation scores with: the user's task's own (the one RL trains with), None for the built-in task
     (its reward without the format bonus: avg@k counts exact answers)."""
@@ -138,7 +171,8 @@ def _stored_result(run: RunLayout, step: int, bench: str, settings: EvalSettings
     if not run.store.is_complete(prefix):
         return None
     results = run.store.read_json(run.eval_results(step, bench))
-    same = results.get("settings") == dataclasses.asdict(settings) and results.get("num_prompts") == n
+    recorded = {"dtype": "float32", **(results.get("settings") or {})}  # results before eval.dtype were float32
+    same = recorded == dataclasses.asdict(settings) and results.get("num_prompts") == n
     return results if same and f"avg@{settings.k}_stderr" in results else None
 
 
@@ -152,13 +186,15 @@ def evaluate_checkpoints(
     echo: Callable[[str], None] = print,
     lease_wait_s: float = 0.0,
     reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
 ) -> EvalOutcome:
     """Evaluate the targets missing from the store in one process, upload them, return every target's scores.
 
     Each run with checkpoints to evaluate is leased (``leases/eval/<run_id>.json``) until its results are uploaded;
     a run whose lease another owner holds for longer than ``lease_wait_s`` is left out (``outcome.busy``).
-    ``reward`` scores the samples (None: the built-in task's; see :func:`eval_reward`).
+    ``reward`` scores the samples (None: the built-in task's; see :func:`eval_reward`); ``engine`` lays out vLLM.
     """
+    settings = resolve_dtype(store, targets, settings)
     sizes = {name: len(pd.read_parquet(path)) for name, path in benchmarks.items()}
     results: dict[EvalTarget, dict[str, dict]] = {}
 
@@ -188,7 +224,9 @@ def evaluate_checkpoints(
             pending += [t for t in todo if t not in results]
         outcome = EvalOutcome(results, evaluated=pending, busy=busy)
         if pending:
-            _evaluate_pending(store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome, reward)
+            _evaluate_pending(
+                store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome, reward, engine
+            )
         else:
             echo(f"[eval] nothing to evaluate: {len(results)} of {len(targets)} checkpoint(s) already evaluated")
     outcome.results = {t: outcome.results[t] for t in targets if t in outcome.results}
@@ -206,6 +244,7 @@ def _evaluate_pending(
     echo: Callable[[str], None],
     outcome: EvalOutcome,
     reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
 ) -> None:
     """One evaluation process over ``pending``; results uploaded and added to ``outcome``."""
     results = outcome.results
@@ -214,12 +253,16 @@ def _evaluate_pending(
     t0 = time.monotonic()
     jobs = []
     for t in pending:
-        ckpt = fetch_checkpoint(RunLayout(store, t.run_id), t.step, workdir)
-        jobs.append((ensure_hf_model(ckpt), out_root / t.run_id / f"global_step_{t.step}"))
+        model_dir = fetch_hf_model(RunLayout(store, t.run_id), t.step, workdir)
+        jobs.append((model_dir, out_root / t.run_id / f"global_step_{t.step}"))
     outcome.download_s = time.monotonic() - t0
     echo(f"[eval] {len(pending)} checkpoint(s) x {len(benchmarks)} benchmark(s), avg@{settings.k}, one vLLM engine")
     run_result = run_streaming(
-        eval_argv(jobs, benchmarks, settings, reward), out_root / "eval.log", eval_env(), timeout_s, name="evaluation"
+        eval_argv(jobs, benchmarks, settings, reward, engine),
+        out_root / "eval.log",
+        eval_env(),
+        timeout_s,
+        name="evaluation",
     )
     outcome.eval_s = run_result.seconds
     t0 = time.monotonic()

@@ -22,6 +22,7 @@ fallback for checkpoints made without them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import hashlib
 import json
@@ -30,6 +31,7 @@ import statistics
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -55,6 +57,21 @@ class EvalSettings:
     """Response budget in tokens."""
     seed: int = 0
     """Evaluation seed; each sample's own vLLM seed is derived from it (:func:`sample_seed`)."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """vLLM's weights/activations dtype. 'auto': float32 for the built-in tiny model, bfloat16 for your own model
+    (resolved before evaluating: results.json records the dtype used, and a stored result is reused only at it)."""
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))
+class EvalEngine:
+    """How the evaluation's vLLM engine is laid out: operational (no run id, no stored result depends on it)."""
+
+    tensor_parallel_size: int = Field(1, ge=1)
+    """GPUs the model is sharded over (vLLM ``tensor_parallel_size``)."""
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    """Share of each GPU's memory vLLM may take (None: 0.2, the tiny model's; a real model wants ~0.85)."""
+    max_model_len: int | None = Field(None, ge=1)
+    """Longest prompt + response in tokens (None: the model's own limit)."""
 
 
 def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
@@ -142,11 +159,16 @@ def evaluate(
     benchmarks: dict[str, Path],
     settings: EvalSettings,
     reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
 ) -> dict[Path, dict[str, dict]]:
     """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)`` with ``reward`` (default: the
     built-in task's); out_dir -> bench -> results."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
+
+    if settings.dtype == "auto":  # the flow resolves it per run (checkpoint_eval.resolve_dtype); here: the tiny model's
+        settings = dataclasses.replace(settings, dtype="float32")
+    engine = engine or EvalEngine()
 
     # One request per sample, each with its own seeded generator (vLLM's per-request seed), instead of
     # n=k requests drawing from the global torch generator: there, a sample's noise depends on its row in
@@ -167,9 +189,11 @@ def evaluate(
             gc.collect()
             llm = LLM(
                 str(model_dir),
-                dtype="float32",
+                dtype=settings.dtype,
                 enforce_eager=True,
-                gpu_memory_utilization=0.2,
+                gpu_memory_utilization=engine.gpu_memory_utilization or 0.2,
+                tensor_parallel_size=engine.tensor_parallel_size,
+                max_model_len=engine.max_model_len,
                 seed=settings.seed,
                 enable_prefix_caching=False,  # cached KV would outlive a weight reload
                 # A chunked prefill discards its sampled token and rewinds the request's seeded generator,
@@ -193,7 +217,7 @@ def evaluate(
             )
             texts = [g.outputs[0].text for g in generations]  # (prompts * k,), in request order
             results, samples = score_samples(bench, [texts[i * k : (i + 1) * k] for i in range(len(prompts))], reward)
-            results.update(benchmark=name, model=str(model_dir), settings=asdict(settings))
+            results.update(benchmark=name, model=str(model_dir), settings=asdict(settings), engine=asdict(engine))
             bench_dir = out_dir / name
             bench_dir.mkdir(parents=True, exist_ok=True)
             (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in samples))
@@ -215,19 +239,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--dtype", default=defaults.dtype, choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--engine", default=None, help="the vLLM engine layout as EvalEngine JSON")
     parser.add_argument("--reward", default=None, help="the reward as RewardFn JSON (default: the built-in task's)")
     args = parser.parse_args(argv)
     if len(args.model) != len(args.out):
         parser.error("give one --out per --model")
     benchmarks = {name: Path(path) for name, path in (b.split("=", 1) for b in args.bench)}
-    settings = EvalSettings(k=args.k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
+    settings = EvalSettings(
+        k=args.k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, dtype=args.dtype
+    )
+    engine = EvalEngine(**json.loads(args.engine)) if args.engine else None
     reward = RewardFn.model_validate_json(args.reward) if args.reward else None
-    evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings, reward)
+    evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings, reward, engine)
     return 0
 
 
 def eval_argv(
-    jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings, reward: RewardFn | None = None
+    jobs: list[tuple[Path, Path]],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
 ) -> list[str]:
     """argv that runs :func:`main` in a fresh interpreter over ``(model_dir, out_dir)`` jobs."""
     models = [a for model, out in jobs for a in ("--model", str(model), "--out", str(out))]
@@ -244,6 +277,9 @@ def eval_argv(
         str(settings.max_tokens),
         "--seed",
         str(settings.seed),
+        "--dtype",
+        settings.dtype,
+        *(["--engine", json.dumps(asdict(engine))] if engine is not None else []),
         *(["--reward", reward.model_dump_json()] if reward is not None else []),
     )
 

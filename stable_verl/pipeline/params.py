@@ -31,7 +31,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec
 from stable_verl.pipeline.config import RLStage, SFTStage
-from stable_verl.pipeline.eval_worker import EvalSettings
+from stable_verl.pipeline.eval_worker import EvalEngine, EvalSettings
 from stable_verl.pipeline.selector import RunSelector
 from stable_verl.pipeline.task_data import TaskData, benchmark_names, init_names
 from stable_verl.pipeline.yaml_config import load_yaml
@@ -84,6 +84,8 @@ class EvalParams(EvalSettings):
     """Checkpoints of each RL run to evaluate ('last', 'all' or a list of steps); SFT runs: their last."""
     timeout_s: int = Field(1200, ge=1)
     """Wall-clock limit of the evaluation process."""
+    engine: EvalEngine = Field(default_factory=EvalEngine)
+    """vLLM's layout (tensor parallelism, memory share, max model length): operational, in no id or stored result."""
 
     def benchmark_list(self, task: Task) -> list[str]:
         """The benchmarks to score: those named, else all of ``task``'s."""
