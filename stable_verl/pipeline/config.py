@@ -117,6 +117,7 @@ class RLStage:
         for name in ("rollout_dtype", "train_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"rl.{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")
+        _check_sampling_filters(self)
 
     @functools.cached_property
     def recipe_config(self) -> Recipe:
@@ -127,6 +128,34 @@ class RLStage:
     def ppo_mini_batch_size(self) -> int:
         """Prompts per optimizer step: train_batch_size / N."""
         return self.train_batch_size // self.recipe_config.minibatches
+
+
+# vLLM sampling filters (verl's rollout keys, settable through rl.overrides) and their neutral values.
+_FILTERS = {"top_p": lambda v: v >= 1, "top_k": lambda v: v <= 0, "min_p": lambda v: v <= 0}
+
+
+def _check_sampling_filters(rl: RLStage) -> None:
+    """Refuse top_p / top_k / min_p filters with a recipe that IS-corrects by vLLM's log-probs (MiniRL's
+    train-infer IS): vLLM returns the log-probs of the unfiltered distribution while it samples from the filtered
+    one, and the trainer recomputes pi_old unfiltered, so mu_old is not the sampling policy and the IS ratio
+    pi_old/mu_old is biased on every filtered step."""
+    recipe = rl.recipe_config
+    if recipe.loss_mode != "minirl" or not recipe.minirl.train_infer_is:
+        return
+    for override in rl.overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        name = key.removeprefix("actor_rollout_ref.rollout.")
+        if name in _FILTERS and key != name:
+            try:
+                neutral = _FILTERS[name](float(value))
+            except ValueError:
+                continue  # not a number: verl reports it
+            if not neutral:
+                raise ValueError(
+                    f"rl.overrides sets {name}={value} with recipe {rl.recipe!r}, which corrects the train-inference "
+                    "gap by vLLM's log-probs: those are of the unfiltered distribution, so the IS ratio would be "
+                    f"biased; drop the {name} override or use a recipe without train-infer IS (e.g. minirl_no_is)"
+                )
 
 
 def _learning_rate(owner: str, lr: float, allow_zero: bool) -> None:

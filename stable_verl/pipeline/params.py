@@ -137,7 +137,23 @@ def _task_kind(value: Any) -> str:
     return "data" if isinstance(value, TaskData) else "builtin"
 
 
-Task = Annotated[Annotated[TaskSpec, Tag("builtin")] | Annotated[TaskData, Tag("data")], Discriminator(_task_kind)]
+def _one_task_kind(value: Any) -> Any:
+    """Your data (``task.rl_train``, ...) and the built-in task's spec (``task.difficulty``, ...) are exclusive."""
+    if isinstance(value, dict) and _task_kind(value) == "data":
+        builtin = sorted(set(value) & {f.name for f in dataclasses.fields(TaskSpec)})
+        if builtin:
+            raise ValueError(
+                f"task.{', task.'.join(builtin)} set the built-in task, which your data (task.rl_train, ...) replaces:"
+                " drop them (a shipped config sets them: start from your own --config)"
+            )
+    return value
+
+
+Task = Annotated[
+    Annotated[TaskSpec, Tag("builtin")] | Annotated[TaskData, Tag("data")],
+    Discriminator(_task_kind),
+    BeforeValidator(_one_task_kind),
+]
 """The task: the built-in arithmetic task (default; ``task.difficulty``, ...) or your data and reward
 (``task.rl_train``, ``task.sft``, ``task.benchmarks``, ``task.reward``: :class:`~.task_data.TaskData`)."""
 

@@ -1,8 +1,10 @@
 """Bad input that the parameters alone cannot see, found before a flow starts (no Prefect server, no stage).
 
 The parameter models reject unknown keys, wrong types and impossible settings; this checks what needs the world:
-the store answers and takes writes, the local scratch folder can be written, and the runs a flow starts from or
-evaluates are complete in the store. Each failure is one :class:`InputError` line (the CLI exits 2 on it).
+the store answers and takes writes, the local scratch folder can be written, the runs a flow starts from or
+evaluates are complete in the store, and a user task's (:class:`~.task_data.TaskData`) files exist and have verl's
+columns and its reward imports and scores the first RL prompt. Each failure is one :class:`InputError` line (the
+CLI exits 2 on it).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from stable_verl.artifacts import ArtifactStore, ArtifactStoreError, RunLayout
 from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.pipeline.reward_fn import load_reward, score_one
+from stable_verl.pipeline.task_data import TaskData, normalised_splits
 
 
 class InputError(ValueError):
@@ -30,6 +34,31 @@ def check_inputs(params: Any) -> None:
     _check_writable(Path(params.workdir))
     for run_id, what in _input_runs(params):
         _check_complete(store, run_id, what)
+    task = getattr(params, "task", None)
+    if isinstance(task, TaskData):
+        check_task(task)
+
+
+def check_task(task: TaskData) -> None:
+    """Every file of ``task`` reads and has verl's columns (normalised in memory: nothing is written), and its reward
+    imports and returns a number, or a dict with ``score``, on the first RL prompt (its ground truth as response)."""
+    try:
+        splits = normalised_splits(task)
+        fn = load_reward(task.reward)
+    except (ValueError, OSError, ImportError) as e:
+        raise InputError(_one_line(e)) from e
+    row = splits["rl_train"][0]
+    truth = row["reward_model"]["ground_truth"]
+    try:
+        score_one(fn, task.reward.kwargs, row["data_source"], str(truth), truth, row["extra_info"])
+    except Exception as e:  # the user's code: any failure is bad input
+        where = "verl's default_compute_score" if task.reward.path is None else f"{task.reward.path}:{task.reward.name}"
+        raise InputError(f"reward {where} failed on the first rl_train row: {_one_line(e)}") from e
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if isinstance(e, ValueError) else f"{type(e).__name__}: {text}"
 
 
 def _input_runs(params: Any) -> list[tuple[str, str]]:
