@@ -161,7 +161,9 @@ def eval_reward(task: Task) -> RewardFn | None:
     return task.reward if isinstance(task, TaskData) else None
 
 
-def _stored_result(run: RunLayout, step: int, bench: str, settings: EvalSettings, n: int) -> dict | None:
+def _stored_result(
+    run: RunLayout, step: int, bench: str, settings: EvalSettings, n: int, reward: RewardFn | None = None
+) -> dict | None:
     """The store's results.json for this checkpoint and benchmark if complete and made with these settings.
 
     Results without ``avg@k_stderr`` predate per-sample seeds (their samples came from the global generator
@@ -173,6 +175,7 @@ def _stored_result(run: RunLayout, step: int, bench: str, settings: EvalSettings
     results = run.store.read_json(run.eval_results(step, bench))
     recorded = {"dtype": "float32", **(results.get("settings") or {})}  # results before eval.dtype were float32
     same = recorded == dataclasses.asdict(settings) and results.get("num_prompts") == n
+    same = same and results.get("reward") == (reward.identity() if reward is not None else None)
     return results if same and f"avg@{settings.k}_stderr" in results else None
 
 
@@ -200,7 +203,7 @@ def evaluate_checkpoints(
 
     def stored(t: EvalTarget) -> dict[str, dict] | None:
         run = RunLayout(store, t.run_id)
-        found = {b: _stored_result(run, t.step, b, settings, n) for b, n in sizes.items()}
+        found = {b: _stored_result(run, t.step, b, settings, n, reward) for b, n in sizes.items()}
         return found if all(r is not None for r in found.values()) else None  # type: ignore[return-value]
 
     with contextlib.ExitStack() as leases:

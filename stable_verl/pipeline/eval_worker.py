@@ -218,6 +218,8 @@ def evaluate(
             texts = [g.outputs[0].text for g in generations]  # (prompts * k,), in request order
             results, samples = score_samples(bench, [texts[i * k : (i + 1) * k] for i in range(len(prompts))], reward)
             results.update(benchmark=name, model=str(model_dir), settings=asdict(settings), engine=asdict(engine))
+            if reward is not None:  # a stored result is reused only with the same reward (the built-in's: absent)
+                results["reward"] = reward.identity()
             bench_dir = out_dir / name
             bench_dir.mkdir(parents=True, exist_ok=True)
             (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in samples))

@@ -77,3 +77,20 @@ def test_engine_settings_reach_the_worker_and_stay_out_of_the_settings(tmp_path)
         "gpu_memory_utilization": 0.85,
         "max_model_len": 4096,
     }
+
+
+def test_a_stored_result_is_reused_only_with_the_same_reward(tmp_path):
+    from stable_verl.pipeline.reward_fn import RewardFn
+
+    store = _store_with_runs(tmp_path)
+    run = RunLayout(store, "rl-grpo-00000002")
+    settings = EvalSettings(k=4, dtype="bfloat16")
+    scored = RewardFn(path="pkg://stable_verl.tasks.reward", kwargs={"format_bonus": 0.0})
+    (tmp_path / "res").mkdir()
+    results = {"settings": settings.__dict__, "num_prompts": 2, "avg@4_stderr": 0, "reward": scored.identity()}
+    (tmp_path / "res" / "results.json").write_text(json.dumps(results))
+    store.put_dir(tmp_path / "res", run.eval_dir(3, "mybench"))
+    assert _stored_result(run, 3, "mybench", settings, 2, scored) is not None
+    other = RewardFn(path="pkg://stable_verl.tasks.reward", kwargs={"format_bonus": 0.5})
+    assert _stored_result(run, 3, "mybench", settings, 2, other) is None
+    assert _stored_result(run, 3, "mybench", settings, 2, None) is None  # the built-in's results carry no reward
