@@ -174,3 +174,18 @@ def test_bad_files_name_the_column(byo):
         normalised_splits(task)
     with pytest.raises(ValueError, match="does not exist"):
         task_data.read_rows(str(byo / "nope.parquet"))
+
+
+def test_assets_hold_the_normalised_splits_where_the_plan_says(byo):
+    """The tiny model with your data: its tokenizer is trained on your SFT and RL text, the splits are written as
+    parquet into the content-addressed assets folder the plan names."""
+    from transformers import AutoTokenizer
+
+    from stable_verl.pipeline.assets import planned_assets, prepare_assets
+
+    p = ColdstartParams.from_config(str(byo / "byo.yaml"), [])
+    built = prepare_assets(byo / "work", p.model, p.task, p.seed)
+    assert built == planned_assets(byo / "work", p.model, p.task, p.seed)
+    assert pd.read_parquet(built.data["benchmark_mybench"])["reward_model"][0]["ground_truth"] == "7"
+    assert pd.read_parquet(built.data["sft_short_val"])["messages"][1][0]["content"] == "What is 19 + 1?"
+    assert "What" in AutoTokenizer.from_pretrained(built.model_dir).get_vocab()  # learnt from the user's prompts
