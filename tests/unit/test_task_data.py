@@ -189,3 +189,23 @@ def test_assets_hold_the_normalised_splits_where_the_plan_says(byo):
     assert pd.read_parquet(built.data["benchmark_mybench"])["reward_model"][0]["ground_truth"] == "7"
     assert pd.read_parquet(built.data["sft_short_val"])["messages"][1][0]["content"] == "What is 19 + 1?"
     assert "What" in AutoTokenizer.from_pretrained(built.model_dir).get_vocab()  # learnt from the user's prompts
+
+
+def test_files_in_s3_are_the_same_data(byo, moto_s3, monkeypatch):
+    """An s3:// object (moto server; the endpoint from $STABLE_VERL_S3_ENDPOINT) reads as the local file does, and
+    the identity is the content's: the same run ids."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **moto_s3.options())
+    for name in ("short.jsonl", "rl_train.parquet"):
+        fs.put(str(byo / name), f"{moto_s3.bucket}/user/{name}")
+    monkeypatch.setenv("STABLE_VERL_S3_ENDPOINT", moto_s3.endpoint_url)
+    local = TaskData(rl_train=[str(byo / "rl_train.parquet")], sft={"short": {"train": [str(byo / "short.jsonl")]}})
+    remote = TaskData(
+        rl_train=[f"s3://{moto_s3.bucket}/user/rl_train.parquet"],
+        sft={"short": {"train": [f"s3://{moto_s3.bucket}/user/short.jsonl"]}},
+    )
+    assert normalised_splits(remote) == normalised_splits(local)
+    assert task_identity(remote) == task_identity(local)
+    with pytest.raises(ValueError, match="does not exist"):
+        task_data.read_rows(f"s3://{moto_s3.bucket}/user/nope.parquet")
