@@ -130,17 +130,25 @@ def evaluate_runs(params: EvaluateFlowParams) -> dict:
     log = get_run_logger()
     store = params.store.open()
     workdir = Path(params.workdir).resolve()
-    targets = checkpoint_eval.select_targets(
-        store, params.runs, params.eval.steps, params.select, params.eval.benchmarks
-    )
+    names = params.eval.benchmark_list(params.task)
+    targets = checkpoint_eval.select_targets(store, params.runs, params.eval.steps, params.select, names)
     if params.select is not None:
         log.info(f"[eval] selector {params.select.model_dump(exclude_defaults=True)}: {len(targets)} checkpoint(s)")
-    benchmarks = checkpoint_eval.benchmark_files(workdir, params.task, params.eval.benchmarks, params.eval.n_prompts)
-    settings = params.eval.settings()
+    benchmarks = checkpoint_eval.benchmark_files(workdir, params.task, names, params.eval.n_prompts)
+    settings = checkpoint_eval.resolve_dtype(store, targets, params.eval.settings())
     # Listed runs are waited for (a comparison needs their scores); a selector's scheduled run skips busy ones.
     wait_s = params.eval.timeout_s if params.select is None else 0.0
     outcome = checkpoint_eval.evaluate_checkpoints(
-        store, targets, benchmarks, settings, workdir, params.eval.timeout_s, echo=log.info, lease_wait_s=wait_s
+        store,
+        targets,
+        benchmarks,
+        settings,
+        workdir,
+        params.eval.timeout_s,
+        echo=log.info,
+        lease_wait_s=wait_s,
+        reward=checkpoint_eval.eval_reward(params.task),
+        engine=params.eval.engine,
     )
     metric = f"avg@{settings.k}"
     rows = outcome.rows(metric)

@@ -13,6 +13,7 @@ from flows.registry import FLOWS
 from stable_verl.artifacts.redact import env_secrets, redact
 from stable_verl.cli.tables import console, fmt, frame_table, kv_table
 from stable_verl.pipeline.preflight import check_inputs
+from stable_verl.pipeline.task_data import TaskData, describe
 
 
 def _params(args: argparse.Namespace) -> Any:
@@ -34,7 +35,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the exact verl command line of every stage the flow would run; builds, runs and reads nothing."""
     planner = FLOWS[args.flow].planner(args.flow)
-    for stage in planner(_params(args)):
+    params = _params(args)
+    if isinstance(getattr(params, "task", None), TaskData):
+        console.print(Text("\n".join(describe(params.task)), style="bold"))
+    for stage in planner(params):
         console.print(Text(f"# {stage.kind.upper()} {stage.run_id}", style="bold"))
         console.print(Text(" \\\n  ".join(shlex.quote(a) for a in stage.argv)), soft_wrap=True)
     return 0

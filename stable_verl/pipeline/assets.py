@@ -19,7 +19,8 @@ from stable_verl.models.hf import HFModel
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from stable_verl.models.tokenizer import train_tokenizer
 from stable_verl.pipeline.model_source import planned_model_dir, resolve_model_dir
-from stable_verl.tasks.datasets import TaskSpec, split_names, split_path, tokenizer_corpus, write_task_data
+from stable_verl.pipeline.task_data import Task, assets_identity, corpus, split_names, write_splits
+from stable_verl.tasks.datasets import split_path
 
 
 @dataclass(frozen=True)
@@ -38,28 +39,29 @@ class Assets:
         return self.model_dir.is_relative_to(self.root)
 
 
-def build_assets(workdir: Path, model: TinyModelSpec | HFModel, task: TaskSpec, seed: int) -> dict[str, Path]:
-    """Write the task splits and, for the tiny model, train the tokenizer and build the model (all deterministic).
-    Returns what was built (``model_dir`` and split names)."""
-    built = dict(write_task_data(workdir / "data", task))
+def build_assets(workdir: Path, model: TinyModelSpec | HFModel, task: Task, seed: int) -> dict[str, Path]:
+    """Write the task splits (generated for the built-in task, the user's files normalised for
+    :class:`~.task_data.TaskData`) and, for the tiny model, train its tokenizer on the task's text and build it (all
+    deterministic). Returns what was built (``model_dir`` and split names)."""
+    built = dict(write_splits(workdir / "data", task))
     if isinstance(model, TinyModelSpec):  # a user's model brings its own tokenizer
-        tokenizer = train_tokenizer(tokenizer_corpus(task))
+        tokenizer = train_tokenizer(corpus(task))
         built["model_dir"] = save_tiny_model(workdir / "models" / f"tiny-{model.kind}", model, tokenizer, seed=seed)
     return built
 
 
-def _spec(model: TinyModelSpec | HFModel, task: TaskSpec, seed: int) -> dict:
+def _spec(model: TinyModelSpec | HFModel, task: Task, seed: int) -> dict:
     if isinstance(model, HFModel):  # only the splits are built here: they depend on the task alone
-        return {"task": dataclasses.asdict(task)}
-    return {"model": dataclasses.asdict(model), "task": dataclasses.asdict(task), "seed": seed}
+        return {"task": assets_identity(task)}
+    return {"model": dataclasses.asdict(model), "task": assets_identity(task), "seed": seed}
 
 
 def planned_assets(
-    workdir: Path, model: TinyModelSpec | HFModel, task: TaskSpec, seed: int, endpoint_url: str | None = None
+    workdir: Path, model: TinyModelSpec | HFModel, task: Task, seed: int, endpoint_url: str | None = None
 ) -> Assets:
     """Where :func:`prepare_assets` puts (or finds) the assets of this spec, without building or downloading."""
     root = workdir / "assets" / config_hash(_spec(model, task, seed))
-    data = {name: split_path(root / "data", name) for name in split_names()}
+    data = {name: split_path(root / "data", name) for name in split_names(task)}
     if isinstance(model, HFModel):
         return Assets(planned_model_dir(model, workdir, endpoint_url), data, root)
     return Assets(root / "models" / f"tiny-{model.kind}", data, root)
@@ -68,7 +70,7 @@ def planned_assets(
 def prepare_assets(
     workdir: Path,
     model: TinyModelSpec | HFModel,
-    task: TaskSpec,
+    task: Task,
     seed: int,
     endpoint_url: str | None = None,
     fetch_model: bool = True,

@@ -18,16 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
-from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
+from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash, step_dir
 from stable_verl.artifacts.lease import Lease, LeaseHeld
 from stable_verl.pipeline import site
-from stable_verl.pipeline.eval_worker import EvalSettings, ensure_hf_model, eval_argv, eval_env
+from stable_verl.pipeline.eval_worker import EvalEngine, EvalSettings, ensure_hf_model, eval_argv, eval_env
 from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.pipeline.node_inputs import checkpoint_model
+from stable_verl.pipeline.reward_fn import RewardFn
 from stable_verl.pipeline.selector import RunSelector, Steps, choose_steps
-from stable_verl.pipeline.train_stages import fetch_checkpoint
-from stable_verl.tasks.datasets import TaskSpec, write_task_data
+from stable_verl.pipeline.task_data import Task, TaskData, digest, normalised_benchmark
+from stable_verl.pipeline.train_stages import fetch_checkpoint, local_run_dir
+from stable_verl.tasks.datasets import write_task_data
 
 
 @dataclass(frozen=True)
@@ -90,14 +95,25 @@ def select_targets(
     return targets
 
 
-def benchmark_files(workdir: Path, task: TaskSpec, names: list[str], n_prompts: int | None) -> dict[str, Path]:
-    """The held-out splits (built from ``task``), cut to their first ``n_prompts`` rows if given."""
-    root = workdir / "benchmarks" / config_hash(dataclasses.asdict(task))
-    marker = root / "data.json"
-    if not marker.exists():
-        data = write_task_data(root / "data", task)
-        marker.write_text(json.dumps({k: str(v) for k, v in data.items()}))
-    data = {k: Path(v) for k, v in json.loads(marker.read_text()).items()}
+def benchmark_files(workdir: Path, task: Task, names: list[str], n_prompts: int | None) -> dict[str, Path]:
+    """The benchmark files (the built-in task's held-out splits, generated; or the user's files, normalised to verl's
+    RL schema), cut to their first ``n_prompts`` rows if given."""
+    if isinstance(task, TaskData):
+        rows = {name: normalised_benchmark(task, name) for name in names}
+        root = workdir / "benchmarks" / config_hash({name: digest(r) for name, r in rows.items()})
+        data = {}
+        for name, r in rows.items():
+            data[name] = root / f"{name}.parquet"
+            if not data[name].exists():
+                root.mkdir(parents=True, exist_ok=True)
+                pq.write_table(pa.Table.from_pylist(r), data[name])
+    else:
+        root = workdir / "benchmarks" / config_hash(dataclasses.asdict(task))
+        marker = root / "data.json"
+        if not marker.exists():
+            written = write_task_data(root / "data", task)
+            marker.write_text(json.dumps({k: str(v) for k, v in written.items()}))
+        data = {k: Path(v) for k, v in json.loads(marker.read_text()).items()}
     if n_prompts is None:
         return {name: data[name] for name in names}
     files = {}
@@ -108,7 +124,46 @@ def benchmark_files(workdir: Path, task: TaskSpec, names: list[str], n_prompts: 
     return files
 
 
-def _stored_result(run: RunLayout, step: int, bench: str, settings: EvalSettings, n: int) -> dict | None:
+def fetch_hf_model(run: RunLayout, step: int, workdir: Path) -> Path:
+    """The HF folder of checkpoint ``step`` of ``run``, downloaded alone (not the FSDP shards and optimizer state);
+    a checkpoint without one (shards only) is fetched whole and merged (:func:`~.eval_worker.ensure_hf_model`).
+
+    A local copy counts if every file of the folder has the size the store's manifest lists."""
+    try:
+        prefix, folder = checkpoint_model(run, step)
+    except ValueError:
+        return ensure_hf_model(fetch_checkpoint(run, step, workdir))
+    local = local_run_dir(workdir, run.run_id) / "checkpoints" / step_dir(step)
+    manifest = run.store.read_manifest(prefix)
+    wanted = [f for f in manifest.files if f.path.startswith(f"{folder}/")]
+    if not all((local / f.path).is_file() and (local / f.path).stat().st_size == f.size for f in wanted):
+        run.store.get_dir(prefix, local, only=lambda rel: rel.startswith(f"{folder}/"))
+    return local / folder
+
+
+def resolve_dtype(store: ArtifactStore, targets: list[EvalTarget], settings: EvalSettings) -> EvalSettings:
+    """``settings`` with dtype 'auto' made concrete: float32 when every run trained the built-in tiny model (its
+    config.yaml's ``model`` has no ``path``), bfloat16 when one trained your own model."""
+    if settings.dtype != "auto":
+        return settings
+    own = False
+    for rid in dict.fromkeys(t.run_id for t in targets):
+        run = RunLayout(store, rid)
+        config = yaml.safe_load(store.read_text(run.config_yaml)) if store.exists(run.config_yaml) else None
+        model = (config or {}).get("model")
+        own = own or (isinstance(model, dict) and bool(model.get("path")))
+    return dataclasses.replace(settings, dtype="bfloat16" if own else "float32")
+
+
+def eval_reward(task: Task) -> RewardFn | None:
+    """The reward evaluation scores with: the user's task's own (the one RL trains with), None for the built-in task
+    (its reward without the format bonus: avg@k counts exact answers)."""
+    return task.reward if isinstance(task, TaskData) else None
+
+
+def _stored_result(
+    run: RunLayout, step: int, bench: str, settings: EvalSettings, n: int, reward: RewardFn | None = None
+) -> dict | None:
     """The store's results.json for this checkpoint and benchmark if complete and made with these settings.
 
     Results without ``avg@k_stderr`` predate per-sample seeds (their samples came from the global generator
@@ -118,7 +173,9 @@ def _stored_result(run: RunLayout, step: int, bench: str, settings: EvalSettings
     if not run.store.is_complete(prefix):
         return None
     results = run.store.read_json(run.eval_results(step, bench))
-    same = results.get("settings") == dataclasses.asdict(settings) and results.get("num_prompts") == n
+    recorded = {"dtype": "float32", **(results.get("settings") or {})}  # results before eval.dtype were float32
+    same = recorded == dataclasses.asdict(settings) and results.get("num_prompts") == n
+    same = same and results.get("reward") == (reward.identity() if reward is not None else None)
     return results if same and f"avg@{settings.k}_stderr" in results else None
 
 
@@ -131,18 +188,22 @@ def evaluate_checkpoints(
     timeout_s: float,
     echo: Callable[[str], None] = print,
     lease_wait_s: float = 0.0,
+    reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
 ) -> EvalOutcome:
     """Evaluate the targets missing from the store in one process, upload them, return every target's scores.
 
     Each run with checkpoints to evaluate is leased (``leases/eval/<run_id>.json``) until its results are uploaded;
     a run whose lease another owner holds for longer than ``lease_wait_s`` is left out (``outcome.busy``).
+    ``reward`` scores the samples (None: the built-in task's; see :func:`eval_reward`); ``engine`` lays out vLLM.
     """
+    settings = resolve_dtype(store, targets, settings)
     sizes = {name: len(pd.read_parquet(path)) for name, path in benchmarks.items()}
     results: dict[EvalTarget, dict[str, dict]] = {}
 
     def stored(t: EvalTarget) -> dict[str, dict] | None:
         run = RunLayout(store, t.run_id)
-        found = {b: _stored_result(run, t.step, b, settings, n) for b, n in sizes.items()}
+        found = {b: _stored_result(run, t.step, b, settings, n, reward) for b, n in sizes.items()}
         return found if all(r is not None for r in found.values()) else None  # type: ignore[return-value]
 
     with contextlib.ExitStack() as leases:
@@ -166,7 +227,9 @@ def evaluate_checkpoints(
             pending += [t for t in todo if t not in results]
         outcome = EvalOutcome(results, evaluated=pending, busy=busy)
         if pending:
-            _evaluate_pending(store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome)
+            _evaluate_pending(
+                store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome, reward, engine
+            )
         else:
             echo(f"[eval] nothing to evaluate: {len(results)} of {len(targets)} checkpoint(s) already evaluated")
     outcome.results = {t: outcome.results[t] for t in targets if t in outcome.results}
@@ -191,20 +254,27 @@ def _evaluate_pending(
     timeout_s: float,
     echo: Callable[[str], None],
     outcome: EvalOutcome,
+    reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
 ) -> None:
     """One evaluation process over ``pending``; results uploaded and added to ``outcome``."""
     results = outcome.results
-    out_root = workdir / "eval" / config_hash({"settings": dataclasses.asdict(settings), "sizes": sizes})
+    scored_by = {} if reward is None else {"reward": reward.identity()}  # the built-in's folder as before
+    out_root = workdir / "eval" / config_hash({"settings": dataclasses.asdict(settings), "sizes": sizes, **scored_by})
     t0 = time.monotonic()
     jobs = []
     for t in pending:
-        ckpt = fetch_checkpoint(RunLayout(store, t.run_id), t.step, workdir)
-        jobs.append((ensure_hf_model(ckpt), out_root / t.run_id / f"global_step_{t.step}"))
+        model_dir = fetch_hf_model(RunLayout(store, t.run_id), t.step, workdir)
+        jobs.append((model_dir, out_root / t.run_id / f"global_step_{t.step}"))
     outcome.download_s = time.monotonic() - t0
     echo(f"[eval] {len(pending)} checkpoint(s) x {len(benchmarks)} benchmark(s), avg@{settings.k}, one vLLM engine")
     trust = any(trusts_remote_code(RunLayout(store, rid)) for rid in dict.fromkeys(t.run_id for t in pending))
     run_result = run_streaming(
-        eval_argv(jobs, benchmarks, settings, trust), out_root / "eval.log", eval_env(), timeout_s, name="evaluation"
+        eval_argv(jobs, benchmarks, settings, reward, engine, trust_remote_code=trust),
+        out_root / "eval.log",
+        eval_env(),
+        timeout_s,
+        name="evaluation",
     )
     outcome.eval_s = run_result.seconds
     t0 = time.monotonic()

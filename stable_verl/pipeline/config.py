@@ -14,7 +14,6 @@ from stable_verl.core.options import PRECISIONS
 from stable_verl.pipeline.launch import tracking
 from stable_verl.pipeline.launch.stall import DEFAULT_STALL_S
 from stable_verl.pipeline.recipes import Recipe, load_recipe
-from stable_verl.tasks.teachers import get_teacher
 
 
 @dataclass
@@ -22,7 +21,8 @@ class SFTStage:
     """verl SFT (``verl.trainer.sft_trainer``) of the tiny model on one teacher's solutions."""
 
     teacher: str = "stepwise"
-    """Teacher style of the SFT data (stable_verl.tasks.teachers)."""
+    """SFT data: a teacher style of the built-in task (stable_verl.tasks.teachers) or an init of your ``task.sft``
+    (checked by the flow's parameters, which know the task)."""
     steps: int = 40
     """Optimizer steps."""
     batch_size: int = 16
@@ -52,7 +52,6 @@ class SFTStage:
     """Extra raw Hydra overrides for verl.trainer.sft_trainer, applied last (as ``rl.overrides`` for main_ppo)."""
 
     def __post_init__(self) -> None:
-        get_teacher(self.teacher)  # ValueError naming the available styles (= SFT datasets)
         if self.save_freq == 0 or self.save_freq < -1:
             raise ValueError(f"sft.save_freq must be > 0, or -1 (the last step only), got {self.save_freq}")
         _positive(self, "steps", "batch_size", "micro_batch_size", "max_length", "stall_s", "n_gpus_per_node")
@@ -157,6 +156,7 @@ class RLStage:
         for name in ("rollout_dtype", "train_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"rl.{name} must be float32, bfloat16 or float16, got {getattr(self, name)!r}")
+        _check_sampling_filters(self)
 
     @functools.cached_property
     def recipe_config(self) -> Recipe:
@@ -167,6 +167,34 @@ class RLStage:
     def ppo_mini_batch_size(self) -> int:
         """Prompts per optimizer step: train_batch_size / N."""
         return self.train_batch_size // self.recipe_config.minibatches
+
+
+# vLLM sampling filters (verl's rollout keys, settable through rl.overrides) and their neutral values.
+_FILTERS = {"top_p": lambda v: v >= 1, "top_k": lambda v: v <= 0, "min_p": lambda v: v <= 0}
+
+
+def _check_sampling_filters(rl: RLStage) -> None:
+    """Refuse top_p / top_k / min_p filters with a recipe that IS-corrects by vLLM's log-probs (MiniRL's
+    train-infer IS): vLLM returns the log-probs of the unfiltered distribution while it samples from the filtered
+    one, and the trainer recomputes pi_old unfiltered, so mu_old is not the sampling policy and the IS ratio
+    pi_old/mu_old is biased on every filtered step."""
+    recipe = rl.recipe_config
+    if recipe.loss_mode != "minirl" or not recipe.minirl.train_infer_is:
+        return
+    for override in rl.overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        name = key.removeprefix("actor_rollout_ref.rollout.")
+        if name in _FILTERS and key != name:
+            try:
+                neutral = _FILTERS[name](float(value))
+            except ValueError:
+                continue  # not a number: verl reports it
+            if not neutral:
+                raise ValueError(
+                    f"rl.overrides sets {name}={value} with recipe {rl.recipe!r}, which corrects the train-inference "
+                    "gap by vLLM's log-probs: those are of the unfiltered distribution, so the IS ratio would be "
+                    f"biased; drop the {name} override or use a recipe without train-infer IS (e.g. minirl_no_is)"
+                )
 
 
 def _learning_rate(owner: str, lr: float, allow_zero: bool) -> None:

@@ -22,6 +22,7 @@ fallback for checkpoints made without them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import hashlib
 import json
@@ -31,12 +32,13 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from stable_verl.pipeline.eval_settings import EvalSettings
+from stable_verl.pipeline.eval_settings import EvalEngine, EvalSettings
 from stable_verl.pipeline.launch import cpu_env
 from stable_verl.pipeline.launch.runner import python_module, run_streaming
-from stable_verl.tasks.reward import compute_score
+from stable_verl.pipeline.reward_fn import RewardFn, builtin_reward, correct, load_reward, score_one
 
 
 def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
@@ -53,31 +55,55 @@ def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
     return target
 
 
-def score_samples(rows: pd.DataFrame, outputs: list[list[str]]) -> tuple[dict, list[dict]]:
-    """avg@k, its standard error across prompts, and format rate; ``outputs[i]`` are the k responses to row i.
+def score_samples(
+    rows: pd.DataFrame, outputs: list[list[str]], reward: RewardFn | None = None
+) -> tuple[dict, list[dict]]:
+    """avg@k, its standard error across prompts, and the scorer's means; ``outputs[i]`` are the k responses to row i.
 
-    With a_i the mean exact-match accuracy of prompt i's k samples over n prompts:
+    Each response is scored by ``reward`` (default: the built-in task's, without a format bonus) with the row's
+    ``data_source``, ``reward_model.ground_truth`` and ``extra_info``, as verl's RL reward is. A sample counts as
+    correct by its ``acc`` when the scorer returns one, else by its ``score`` (:func:`~.reward_fn.correct`).
+    With a_i the mean correctness of prompt i's k samples over n prompts:
     ``avg@k = mean_i a_i`` and ``avg@k_stderr = std_i(a_i) / sqrt(n)`` (sample std, n - 1; None when n < 2).
-    The standard error covers both the k-sample noise per prompt and the spread across prompts.
+    The standard error covers both the k-sample noise per prompt and the spread across prompts. ``format_rate`` is
+    the mean of the scorer's ``format`` (None when it has none); ``scores`` the mean of every numeric key it returns
+    for every sample.
     """
-    samples, per_prompt_acc, formatted = [], [], []
+    reward = reward or builtin_reward()
+    fn = load_reward(reward)
+    samples, per_prompt_acc, scores = [], [], []
     for (_, row), responses in zip(rows.iterrows(), outputs, strict=True):
-        truth = row["reward_model"]["ground_truth"]
-        scores = [compute_score(row["data_source"], r, truth) for r in responses]
-        per_prompt_acc.append(statistics.fmean(s["acc"] for s in scores))
-        formatted.extend(s["format"] for s in scores)
-        for r, s in zip(responses, scores, strict=True):
-            samples.append({"prompt": row["prompt"][0]["content"], "ground_truth": truth, "response": r, **s})
+        truth = _plain(row["reward_model"]["ground_truth"])
+        extra = _plain(row["extra_info"]) if "extra_info" in row else None
+        scored = [score_one(fn, reward.kwargs, row["data_source"], r, truth, extra) for r in responses]
+        per_prompt_acc.append(statistics.fmean(correct(s) for s in scored))
+        scores.extend(scored)
+        for r, s in zip(responses, scored, strict=True):
+            samples.append({"prompt": row["prompt"][-1]["content"], "ground_truth": truth, "response": r, **s})
     k = len(outputs[0]) if outputs else 0
     n = len(per_prompt_acc)
+    numeric = [key for key in scores[0] if all(isinstance(s.get(key), float) for s in scores)] if scores else []
+    means = {key: statistics.fmean(s[key] for s in scores) for key in numeric}
     results = {
         f"avg@{k}": statistics.fmean(per_prompt_acc),
         f"avg@{k}_stderr": statistics.stdev(per_prompt_acc) / math.sqrt(n) if n > 1 else None,
-        "format_rate": statistics.fmean(formatted),
+        "format_rate": means.get("format"),
+        "scores": means,
         "num_prompts": n,
         "k": k,
     }
     return results, samples
+
+
+def _plain(value):
+    """Parquet's numpy arrays as lists, recursively (what verl's dataset hands the reward)."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def sample_seed(seed: int, benchmark: str, prompt: int, sample: int) -> int:
@@ -99,12 +125,19 @@ def evaluate(
     jobs: list[tuple[Path, Path]],
     benchmarks: dict[str, Path],
     settings: EvalSettings,
+    reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
     trust_remote_code: bool = False,
 ) -> dict[Path, dict[str, dict]]:
-    """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)``; out_dir -> bench -> results.
-    ``trust_remote_code``: the models are a user's that run their own code (``model.trust_remote_code``)."""
+    """Generate with vLLM and score every benchmark for each ``(model_dir, out_dir)`` with ``reward`` (default: the
+    built-in task's); out_dir -> bench -> results. ``trust_remote_code``: the models are a user's that run their own
+    code (``model.trust_remote_code``)."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
+
+    if settings.dtype == "auto":  # the flow resolves it per run (checkpoint_eval.resolve_dtype); here: the tiny model's
+        settings = dataclasses.replace(settings, dtype="float32")
+    engine = engine or EvalEngine()
 
     # One request per sample, each with its own seeded generator (vLLM's per-request seed), instead of
     # n=k requests drawing from the global torch generator: there, a sample's noise depends on its row in
@@ -125,9 +158,11 @@ def evaluate(
             gc.collect()
             llm = LLM(
                 str(model_dir),
-                dtype="float32",
+                dtype=settings.dtype,
                 enforce_eager=True,
-                gpu_memory_utilization=0.2,
+                gpu_memory_utilization=engine.gpu_memory_utilization or 0.2,
+                tensor_parallel_size=engine.tensor_parallel_size,
+                max_model_len=engine.max_model_len,
                 seed=settings.seed,
                 trust_remote_code=trust_remote_code,
                 enable_prefix_caching=False,  # cached KV would outlive a weight reload
@@ -151,11 +186,13 @@ def evaluate(
                 [prompts[i] for i, _ in requests], [params(name, i, j) for i, j in requests], use_tqdm=False
             )
             texts = [g.outputs[0].text for g in generations]  # (prompts * k,), in request order
-            results, samples = score_samples(bench, [texts[i * k : (i + 1) * k] for i in range(len(prompts))])
-            results.update(benchmark=name, model=str(model_dir), settings=asdict(settings))
+            results, samples = score_samples(bench, [texts[i * k : (i + 1) * k] for i in range(len(prompts))], reward)
+            results.update(benchmark=name, model=str(model_dir), settings=asdict(settings), engine=asdict(engine))
+            if reward is not None:  # a stored result is reused only with the same reward (the built-in's: absent)
+                results["reward"] = reward.identity()
             bench_dir = out_dir / name
             bench_dir.mkdir(parents=True, exist_ok=True)
-            (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+            (bench_dir / "samples.jsonl").write_text("".join(json.dumps(s, default=str) + "\n" for s in samples))
             (bench_dir / "results.json").write_text(json.dumps(results, indent=1))  # last: marks completion
             all_results[out_dir][name] = results
             score, stderr = results[f"avg@{k}"], results[f"avg@{k}_stderr"]
@@ -175,17 +212,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--trust-remote-code", action="store_true", help="run the models' own code (auto_map)")
+    parser.add_argument("--dtype", default=defaults.dtype, choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--engine", default=None, help="the vLLM engine layout as EvalEngine JSON")
+    parser.add_argument("--reward", default=None, help="the reward as RewardFn JSON (default: the built-in task's)")
     args = parser.parse_args(argv)
     if len(args.model) != len(args.out):
         parser.error("give one --out per --model")
     benchmarks = {name: Path(path) for name, path in (b.split("=", 1) for b in args.bench)}
-    settings = EvalSettings(k=args.k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-    evaluate(list(zip(args.model, args.out, strict=True)), benchmarks, settings, args.trust_remote_code)
+    settings = EvalSettings(
+        k=args.k, temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed, dtype=args.dtype
+    )
+    engine = EvalEngine(**json.loads(args.engine)) if args.engine else None
+    reward = RewardFn.model_validate_json(args.reward) if args.reward else None
+    jobs = list(zip(args.model, args.out, strict=True))
+    evaluate(jobs, benchmarks, settings, reward, engine, trust_remote_code=args.trust_remote_code)
     return 0
 
 
 def eval_argv(
-    jobs: list[tuple[Path, Path]], benchmarks: dict[str, Path], settings: EvalSettings, trust_remote_code: bool = False
+    jobs: list[tuple[Path, Path]],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
+    trust_remote_code: bool = False,
 ) -> list[str]:
     """argv that runs :func:`main` in a fresh interpreter over ``(model_dir, out_dir)`` jobs."""
     models = [a for model, out in jobs for a in ("--model", str(model), "--out", str(out))]
@@ -202,6 +252,10 @@ def eval_argv(
         str(settings.max_tokens),
         "--seed",
         str(settings.seed),
+        "--dtype",
+        settings.dtype,
+        *(["--engine", json.dumps(asdict(engine))] if engine is not None else []),
+        *(["--reward", reward.model_dump_json()] if reward is not None else []),
         *(["--trust-remote-code"] if trust_remote_code else []),
     )
 

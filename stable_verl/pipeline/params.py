@@ -32,14 +32,15 @@ from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.hf import HFModel
 from stable_verl.models.spec import TinyModelSpec
 from stable_verl.pipeline.config import Logging, RLStage, SFTStage
-from stable_verl.pipeline.eval_settings import EvalSettings
+from stable_verl.pipeline.eval_settings import EvalEngine, EvalSettings
 from stable_verl.pipeline.selector import RunSelector
+from stable_verl.pipeline.task_data import TaskData, benchmark_names, init_names
 from stable_verl.pipeline.yaml_config import load_yaml
 from stable_verl.tasks.spec import TaskSpec
 from stable_verl.tasks.teachers import TEACHERS, get_teacher
 
-BENCHMARKS = ("bench_id", "bench_hard")  # held-out splits written by stable_verl.tasks.datasets
-_UNION_TAGS = ("tiny", "hf")  # pydantic's names of a union's members in error locations: not config keys
+# pydantic's names of the model and task unions' members in error locations: not config keys
+_UNION_TAGS = ("tiny", "hf", "builtin", "data")
 
 
 class _Model(BaseModel):
@@ -77,22 +78,20 @@ class EvalParams(EvalSettings):
     """Checkpoint evaluation: avg@k on held-out benchmarks, sampled with vLLM (the sampling settings, then what to
     evaluate)."""
 
-    benchmarks: list[str] = Field(default_factory=lambda: list(BENCHMARKS))
-    """Held-out splits to score."""
+    benchmarks: list[str] | None = None
+    """Benchmarks to score (None: every benchmark of the task; the built-in task's are bench_id, bench_hard)."""
     n_prompts: int | None = Field(None, ge=1)
     """Score only the first n prompts of each benchmark (None: all)."""
     steps: Literal["last", "all"] | list[int] = "last"
     """Checkpoints of each RL run to evaluate ('last', 'all' or a list of steps); SFT runs: their last."""
     timeout_s: int = Field(1200, ge=1)
     """Wall-clock limit of the evaluation process."""
+    engine: EvalEngine = Field(default_factory=EvalEngine)
+    """vLLM's layout (tensor parallelism, memory share, max model length): operational, in no id or stored result."""
 
-    @field_validator("benchmarks")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        unknown = [b for b in value if b not in BENCHMARKS]
-        if unknown or not value:
-            raise ValueError(f"no such benchmark dataset {unknown or value}; available: {', '.join(BENCHMARKS)}")
-        return value
+    def benchmark_list(self, task: Task) -> list[str]:
+        """The benchmarks to score: those named, else all of ``task``'s."""
+        return list(self.benchmarks) if self.benchmarks is not None else benchmark_names(task)
 
     def settings(self) -> EvalSettings:
         """The sampling settings alone (what results.json records)."""
@@ -150,6 +149,25 @@ def _one_model_kind(value: Any) -> Any:
     return value
 
 
+def _task_kind(value: Any) -> str:
+    """'data' for the user's task (any of TaskData's keys), else 'builtin' (the arithmetic task's spec)."""
+    if isinstance(value, dict):
+        return "data" if set(value) & set(TaskData.model_fields) else "builtin"
+    return "data" if isinstance(value, TaskData) else "builtin"
+
+
+def _one_task_kind(value: Any) -> Any:
+    """Your data (``task.rl_train``, ...) and the built-in task's spec (``task.difficulty``, ...) are exclusive."""
+    if isinstance(value, dict) and _task_kind(value) == "data":
+        builtin = sorted(set(value) & {f.name for f in dataclasses.fields(TaskSpec)})
+        if builtin:
+            raise ValueError(
+                f"task.{', task.'.join(builtin)} set the built-in task, which your data (task.rl_train, ...) replaces:"
+                " drop them (a shipped config sets them: start from your own --config)"
+            )
+    return value
+
+
 ModelParam = Annotated[
     Annotated[TinyModelSpec, Tag("tiny")] | Annotated[HFModel, Tag("hf")],
     Discriminator(_model_kind),
@@ -158,6 +176,40 @@ ModelParam = Annotated[
 """The base model: the built-in tiny model (default; ``model.kind``, ``model.num_layers``, ...) or your own
 (``model.path``: a local folder, ``s3://`` prefix or hub id, with ``revision``, ``trust_remote_code``,
 ``chat_template``)."""
+
+
+Task = Annotated[
+    Annotated[TaskSpec, Tag("builtin")] | Annotated[TaskData, Tag("data")],
+    Discriminator(_task_kind),
+    BeforeValidator(_one_task_kind),
+]
+"""The task: the built-in arithmetic task (default; ``task.difficulty``, ...) or your data and reward
+(``task.rl_train``, ``task.sft``, ``task.benchmarks``, ``task.reward``: :class:`~.task_data.TaskData`)."""
+
+
+def _check_inits(task: TaskSpec | TaskData, names: list[str], what: str) -> None:
+    """Every SFT init named is one the task has data for (the built-in teacher styles, or the user's inits)."""
+    for name in names:
+        if isinstance(task, TaskSpec):
+            get_teacher(name)  # ValueError naming the available styles
+        elif name not in task.sft:
+            available = ", ".join(task.sft) or "none: task.sft is empty"
+            raise ValueError(f"{what} {name!r} is not an SFT init of the task; task.sft has: {available}")
+
+
+def _check_benchmarks(task: TaskSpec | TaskData, eval_params: EvalParams) -> None:
+    known = benchmark_names(task)
+    value = eval_params.benchmark_list(task)
+    unknown = [b for b in value if b not in known]
+    if unknown or not value:
+        raise ValueError(f"no such benchmark dataset {unknown or value}; available: {', '.join(known) or 'none'}")
+
+
+def _check_reward(task: TaskSpec | TaskData, rl: RLStage) -> None:
+    if isinstance(task, TaskData) and rl.format_bonus:
+        raise ValueError(
+            "rl.format_bonus shapes the built-in task's reward; give your reward's own kwargs in task.reward.kwargs"
+        )
 
 
 class _StageParams(_Model):
@@ -172,7 +224,8 @@ class _StageParams(_Model):
     """Seed of the base model's weights and the task splits."""
     model: ModelParam = Field(default_factory=TinyModelSpec)
     """The built-in tiny model (default) or your own (``model.path``)."""
-    task: TaskSpec = Field(default_factory=TaskSpec)
+    task: Task = Field(default_factory=TaskSpec)
+    """The built-in arithmetic task (default) or your own data and reward (``task.rl_train``, ...)."""
     logging: Logging = Field(default_factory=Logging)
     """Trackers (wandb, mlflow, tensorboard, ...) verl also logs to; never part of a run id, credentials from the
     environment only."""
@@ -214,6 +267,11 @@ class SFTFlowParams(_StageParams):
     sft_seed: int = 0
     """Seed of verl's SFT trainer (data order)."""
 
+    @model_validator(mode="after")
+    def _init(self) -> Self:
+        _check_inits(self.task, [self.sft.teacher], "sft.teacher")
+        return self
+
 
 class RLFlowParams(_StageParams):
     """verl RL (main_ppo, vLLM rollouts) from an SFT run's checkpoint (or the base model)."""
@@ -228,6 +286,7 @@ class RLFlowParams(_StageParams):
     def _routers(self) -> Self:
         _check_routers(self.model, self.rl)
         _check_nodes(self.launcher, self.rl)
+        _check_reward(self.task, self.rl)
         return self
 
 
@@ -242,13 +301,18 @@ class EvaluateFlowParams(_Model):
     store: StoreParams = Field(default_factory=StoreParams)
     workdir: str = "artifacts/work"
     """Local scratch (downloaded checkpoints, benchmark files, eval outputs)."""
-    task: TaskSpec = Field(default_factory=TaskSpec)
-    """Task spec the benchmark splits are generated from."""
+    task: Task = Field(default_factory=TaskSpec)
+    """The task whose benchmarks and reward score the checkpoints (the built-in one, or your data)."""
     runs: list[str] = Field(default_factory=list)
     """Run ids (``sft-...``/``rl-...``) to evaluate."""
     select: RunSelector | None = None
     """Runs picked from the store as well (``{}``: every complete checkpoint with no evaluation yet)."""
     eval: EvalParams = Field(default_factory=EvalParams)
+
+    @model_validator(mode="after")
+    def _benchmarks(self) -> Self:
+        _check_benchmarks(self.task, self.eval)
+        return self
 
     @model_validator(mode="after")
     def _runs_or_selector(self) -> Self:
@@ -265,7 +329,8 @@ class ColdstartParams(_StageParams):
     name: str = "coldstart"
     """Comparison name; the report goes to comparisons/<name>-<hash of its runs>/."""
     teachers: list[str] = Field(default_factory=lambda: list(TEACHERS))
-    """Cold-start initialisations: teacher styles of the SFT data."""
+    """Cold-start initialisations: teacher styles of the SFT data, or the init names of your ``task.sft`` (default:
+    every init the task has)."""
     seeds: list[int] = Field(default_factory=lambda: [0])
     """SFT + RL seeds per teacher; several give the spread across seeds."""
     sft: SFTStage = Field(default_factory=SFTStage)
@@ -279,15 +344,19 @@ class ColdstartParams(_StageParams):
     def _distinct(cls, value: list) -> list:
         if not value or len(set(value)) != len(value):
             raise ValueError(f"must be distinct and non-empty, got {value}")
-        for teacher in value:
-            if isinstance(teacher, str):
-                get_teacher(teacher)  # ValueError naming the available styles
         return value
 
     @model_validator(mode="after")
     def _routers(self) -> Self:
+        if "teachers" not in self.model_fields_set:
+            self.teachers = init_names(self.task)  # the built-in styles, or every init of the user's task
+            if not self.teachers:
+                raise ValueError("task.sft names no init: a cold start needs SFT data per init (task.sft.<name>.train)")
+        _check_inits(self.task, self.teachers, "teacher")
+        _check_benchmarks(self.task, self.eval)
         _check_routers(self.model, self.rl)
         _check_nodes(self.launcher, self.rl)
+        _check_reward(self.task, self.rl)
         return self
 
     def sft_params(self, teacher: str, seed: int) -> SFTFlowParams:
@@ -363,6 +432,10 @@ class StabilityGridParams(_StageParams):
     @model_validator(mode="after")
     def _cells_compile(self) -> Self:
         """Every cell's recipe loads and its N divides the batch; R2 needs N >= 2 (it is a no-op on-policy)."""
+        if self.init_run is None:
+            _check_inits(self.task, [self.sft.teacher], "sft.teacher")
+        _check_benchmarks(self.task, self.eval)
+        _check_reward(self.task, self.rl)
         if self.rl.recipe_overrides and any(o.startswith("minibatches=") for o in self.rl.recipe_overrides):
             raise ValueError("rl.recipe_overrides must not set minibatches: the grid sets N per cell (minibatches)")
         extra = sorted(set(self.arms_by_n) - set(self.minibatches))

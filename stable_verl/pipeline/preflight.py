@@ -2,9 +2,11 @@
 
 The parameter models reject unknown keys, wrong types and impossible settings; this checks what needs the world:
 the store answers and takes writes, the local scratch folder can be written, a Ray cluster's Jobs API answers (for
-``launcher.kind=ray_job``), the runs a flow starts from or evaluates are complete in the store, and a user's model
-(``model.path``) has a ``config.json`` that the flow's recipes accept (routing replay needs a supported MoE family);
-that one file is read, never the weights. Each failure is one :class:`InputError` line (the CLI exits 2 on it).
+``launcher.kind=ray_job``), the runs a flow starts from or evaluates are complete in the store, a user's model
+(``model.path``) has a ``config.json`` that the flow's recipes accept (routing replay needs a supported MoE family;
+that one file is read, never the weights), and a user task's (:class:`~.task_data.TaskData`) files exist and have
+verl's columns and its reward imports and scores the first RL prompt. Each failure is one :class:`InputError` line
+(the CLI exits 2 on it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from stable_verl.artifacts import ArtifactStore, ArtifactStoreError, RunLayout
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.models.hf import HFModel
 from stable_verl.pipeline.model_source import model_config
+from stable_verl.pipeline.reward_fn import load_reward, score_one
+from stable_verl.pipeline.task_data import TaskData, normalised_splits
 
 
 class InputError(ValueError):
@@ -42,6 +46,9 @@ def check_inputs(params: Any) -> None:
     for run_id, what in _input_runs(params):
         _check_complete(store, run_id, what)
     _check_model(params)
+    task = getattr(params, "task", None)
+    if isinstance(task, TaskData):
+        check_task(task)
 
 
 def _check_model(params: Any) -> None:
@@ -64,6 +71,28 @@ def _recipes(params: Any) -> list[Any]:
         return [params.cell_rl(cell).recipe_config for cell in params.cells()]
     rl = getattr(params, "rl", None)
     return [rl.recipe_config] if rl is not None else []
+
+
+def check_task(task: TaskData) -> None:
+    """Every file of ``task`` reads and has verl's columns (normalised in memory: nothing is written), and its reward
+    imports and returns a number, or a dict with ``score``, on the first RL prompt (its ground truth as response)."""
+    try:
+        splits = normalised_splits(task)
+        fn = load_reward(task.reward)
+    except (ValueError, OSError, ImportError) as e:
+        raise InputError(_one_line(e)) from e
+    row = splits["rl_train"][0]
+    truth = row["reward_model"]["ground_truth"]
+    try:
+        score_one(fn, task.reward.kwargs, row["data_source"], str(truth), truth, row["extra_info"])
+    except Exception as e:  # the user's code: any failure is bad input
+        where = "verl's default_compute_score" if task.reward.path is None else f"{task.reward.path}:{task.reward.name}"
+        raise InputError(f"reward {where} failed on the first rl_train row: {_one_line(e)}") from e
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if isinstance(e, ValueError) else f"{type(e).__name__}: {text}"
 
 
 def _input_runs(params: Any) -> list[tuple[str, str]]:

@@ -29,6 +29,7 @@ from stable_verl.pipeline.model_source import model_identity, model_key
 from stable_verl.pipeline.node_inputs import NodeInputs, checkpoint_model, model_config_dir, node_checkpoint_root
 from stable_verl.pipeline.params import LauncherParams, RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.run_lifecycle import StageResult, VerlJob, run_tracked
+from stable_verl.pipeline.task_data import TaskData, task_identity
 from stable_verl.tasks.datasets import sft_split
 from stable_verl.verl_ext import rollout_precision
 
@@ -69,12 +70,11 @@ def stage_env(params: LauncherParams, log: Logging) -> dict[str, str]:
 
 def sft_run_id(p: SFTFlowParams) -> str:
     """The content-addressed id of the SFT run ``p`` describes."""
-    model = model_identity(p.model, p.store.endpoint_url)
     config = {
         "sft": _identity(p.sft, _SFT_OMITTED_AT),
         "sft_seed": p.sft_seed,
-        "model": model,
-        "task": p.task,
+        "model": model_identity(p.model, p.store.endpoint_url),
+        "task": task_identity(p.task),
         "seed": p.seed,
     }
     return run_id("sft", p.sft.teacher, config)
@@ -87,7 +87,7 @@ def rl_run_id(p: RLFlowParams, parent: str | None) -> str:
         "recipe": _recipe_identity(p.rl.recipe_config),
         "rl_seed": p.rl_seed,
         "model": model_identity(p.model, p.store.endpoint_url),
-        "task": p.task,
+        "task": task_identity(p.task),
         "seed": p.seed,
     }
     return run_id("rl", p.rl.recipe, config, upstream=[parent] if parent else [])
@@ -157,6 +157,7 @@ def rl_job(
     data = assets.data
     model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
     train, val = data["rl_train"], data["rl_val"]
+    reward = p.task.reward if isinstance(p.task, TaskData) else None  # None: the built-in's, with rl.format_bonus
     nodes = None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
@@ -178,6 +179,7 @@ def rl_job(
                 cpu=p.launcher.cpu,
                 log=p.logging,
                 model_args=verl_command.ppo_model_overrides(p.model),
+                reward=reward,
             )
         )
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Sequence
-from pathlib import Path, PurePath
+from pathlib import PurePath
 
 from stable_verl.models.hf import HFModel
 from stable_verl.models.spec import TinyModelSpec
 from stable_verl.pipeline.config import Logging, RLStage, SFTStage
 from stable_verl.pipeline.launch import cpu_env, tracking
-from stable_verl.tasks import reward
+from stable_verl.pipeline.reward_fn import RewardFn, builtin_reward, reward_overrides
 
 # verl's SFT dataset, tokenized once per conversation (stable_verl/verl_ext/sft_dataset.py): our SFT sets are small
 # and visited many times, and re-tokenizing them was 11% of a CPU SFT step. Named, not imported: it imports verl.
@@ -104,15 +103,6 @@ def model_env(model: TinyModelSpec | HFModel) -> dict[str, str]:
     return {CHAT_TEMPLATE_ENV: template} if template is not None else {}
 
 
-def reward_overrides(format_bonus: float) -> list[str]:
-    """Point verl's custom-reward hook at ``stable_verl.tasks.reward.compute_score``."""
-    return [
-        f"reward.custom_reward_function.path={Path(inspect.getfile(reward)).resolve()}",
-        "reward.custom_reward_function.name=compute_score",
-        f"+reward.custom_reward_function.reward_kwargs.format_bonus={format_bonus}",
-    ]
-
-
 def ppo_overrides(
     rl: RLStage,
     model_path: PurePath,
@@ -124,8 +114,11 @@ def ppo_overrides(
     cpu: bool | None = None,
     log: Logging | None = None,
     model_args: Sequence[str] = (),
+    reward: RewardFn | None = None,
 ) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
+
+    ``reward``: the task's reward (:mod:`.reward_fn`); None: the built-in task's, with ``rl.format_bonus``.
 
     ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
     verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
@@ -158,7 +151,7 @@ def ppo_overrides(
         "actor_rollout_ref.rollout.calculate_log_probs=True",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={rl.micro_batch_size}",
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={rl.micro_batch_size}",
-        *reward_overrides(rl.format_bonus),
+        *reward_overrides(reward or builtin_reward(rl.format_bonus)),
         "reward.num_workers=1",
         "trainer.v1.trainer_mode=stable_sync",  # verl's sync trainer + reward/acc, reward/format per step
         f"trainer.n_gpus_per_node={rl.n_gpus_per_node}",

@@ -20,6 +20,7 @@ from stable_verl.tasks.teachers import TEACHERS, direct, solution
 __all__ = ["DATA_SOURCE", "TaskSpec"]
 
 DATA_SOURCE = "stable_verl/arith"
+BENCHMARKS = ("bench_id", "bench_hard")  # the held-out splits, in-distribution and harder
 
 
 def rl_rows(problems: list[Problem], split: str) -> pd.DataFrame:
@@ -60,7 +61,7 @@ def sft_split(teacher: str, part: str) -> str:
 def split_names() -> list[str]:
     """Every split :func:`write_task_data` writes: the benchmarks, the RL prompts, each teacher's SFT data."""
     sft = [sft_split(teacher, part) for teacher in TEACHERS for part in ("train", "val")]
-    return ["bench_id", "bench_hard", "rl_val", "rl_train", *sft]
+    return [*BENCHMARKS, "rl_val", "rl_train", *sft]
 
 
 def split_path(out_dir: str | Path, name: str) -> Path:

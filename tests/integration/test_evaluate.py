@@ -106,3 +106,38 @@ def test_fsdp_only_checkpoint_is_merged_with_verls_model_merger(rl_checkpoint, t
     rebuilt = load_file(merged / "model.safetensors")
     assert saved.keys() == rebuilt.keys()
     assert all(torch.equal(saved[k].to(torch.bfloat16), rebuilt[k]) for k in saved)
+
+
+def test_a_user_benchmark_scored_by_verls_default_compute_score(two_checkpoints, tmp_path):
+    """Your task's benchmark (the arithmetic task in GSM8K's '#### <answer>' form, data_source openai/gsm8k), scored
+    in the real worker by the reward RL trains with: path null = verl's default_compute_score, which returns a float
+    (no acc, no format)."""
+    from stable_verl.pipeline.reward_fn import RewardFn
+    from stable_verl.pipeline.task_data import TaskData
+
+    rows = [
+        {
+            "data_source": "openai/gsm8k",
+            "prompt": [{"role": "user", "content": f"What is {i} + 2?"}],
+            "reward_model": {"style": "rule", "ground_truth": str(i + 2)},
+        }
+        for i in range(4)
+    ]
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(tmp_path / "mybench.parquet")
+    task = TaskData(
+        rl_train=[str(tmp_path / "mybench.parquet")], benchmarks={"mybench": str(tmp_path / "mybench.parquet")}
+    )
+    bench = benchmark_files(tmp_path / "work", task, ["mybench"], n_prompts=None)
+    settings = EvalSettings(k=2, max_tokens=16)  # dtype auto: float32 in the worker, the tiny model's
+    out = tmp_path / "out"
+    run_streaming(
+        eval_argv([(two_checkpoints[0], out)], bench, settings, RewardFn()), tmp_path / "eval.log", eval_env(), 600
+    )
+    results = json.loads((out / "mybench" / "results.json").read_text())
+    samples = [json.loads(s) for s in (out / "mybench" / "samples.jsonl").read_text().splitlines()]
+    assert results["num_prompts"] == 4 and len(samples) == 8 and results["settings"]["dtype"] == "float32"
+    assert results["format_rate"] is None and set(results["scores"]) == {"score"}  # a float scorer
+    assert results["avg@2"] == pytest.approx(sum(s["score"] for s in samples) / 8)  # avg@k from score
+    assert results["engine"] == {"tensor_parallel_size": 1, "gpu_memory_utilization": None, "max_model_len": None}

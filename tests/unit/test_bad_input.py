@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import s3fs
 
@@ -79,6 +80,35 @@ CASES = [
         "launcher.ray_address http://127.0.0.1:1: no Ray Jobs API answers there",
         entry="flows.sft",
     ),
+    Case(
+        "top-p-with-train-infer-is",
+        ("rl", "rl.recipe=minirl", "rl.overrides=[actor_rollout_ref.rollout.top_p=0.9]"),
+        "the IS ratio would be biased",
+    ),
+    Case("task-file-missing", ("rl", "task.rl_train=[{tmp}/nope.parquet]"), "nope.parquet does not exist"),
+    Case("task-columns-missing", ("rl", "task.rl_train=[{tmp}/qa.parquet]"), "needs data_source, prompt"),
+    Case(
+        "task-sft-columns",
+        ("sft", "task.rl_train=[{rl}]", "task.sft.a.train=[{tmp}/qa.parquet]", "sft.teacher=a"),
+        "needs 'messages' (chat list) or 'prompt' + 'response'",
+    ),
+    Case(
+        "reward-returns-text",
+        ("rl", "task.rl_train=[{rl}]", "task.reward.path={tmp}/text_reward.py"),
+        "failed on the first rl_train row: the reward returned str",
+    ),
+    Case("reward-file-missing", ("rl", "task.rl_train=[{rl}]", "task.reward.path={tmp}/none.py"), "does not exist"),
+    Case("task-on-shipped-config", ("coldstart", "task.rl_train=[{rl}]"), "task.difficulty, task.hard_difficulty"),
+    Case(
+        "teacher-not-in-task",
+        ("coldstart", "--config", "{tmp}/empty.yaml", "task.rl_train=[{rl}]", "teachers=[terse]"),
+        "'terse' is not an SFT init of the task; task.sft has: none",
+    ),
+    Case(
+        "benchmark-not-in-task",
+        ("evaluate", "runs=[" + EXISTING + "]", "task.rl_train=[{rl}]", "eval.benchmarks=[bench_id]"),
+        "no such benchmark dataset ['bench_id']; available: none",
+    ),
 ]
 
 
@@ -105,6 +135,17 @@ def world(tmp_path, moto_s3, monkeypatch, tmp_path_factory):
     (tmp_path / "dense-model" / "config.json").write_text(
         '{"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"]}'
     )
+    pd.DataFrame({"question": ["1+1?"], "answer": ["2"]}).to_parquet(tmp_path / "qa.parquet")  # not verl's schema
+    rl = {
+        "data_source": "openai/gsm8k",
+        "prompt": [{"role": "user", "content": "1+1?"}],
+        "reward_model": {"ground_truth": "2"},
+    }
+    pd.DataFrame([rl]).to_parquet(tmp_path / "rl.parquet")
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    (tmp_path / "text_reward.py").write_text(
+        "def compute_score(data_source, solution_str, ground_truth, extra_info):\n    return 'right'\n"
+    )
     return {
         "dense_model": str(tmp_path / "dense-model"),
         "bucket": moto_s3.bucket,
@@ -112,6 +153,7 @@ def world(tmp_path, moto_s3, monkeypatch, tmp_path_factory):
         "bad_yaml": str(tmp_path / "bad.yaml"),
         "unknown_yaml": str(tmp_path / "unknown.yaml"),
         "moto": moto_s3.endpoint_url,
+        "rl": str(tmp_path / "rl.parquet"),
         "store": store,
     }
 

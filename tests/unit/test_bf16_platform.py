@@ -2,8 +2,8 @@
 
 The golden command lines (golden/command_lines.json) were printed by main at 0e21768, before the detection existed:
 on a CPU with native bf16 (this machine has avx512_bf16) every command line must stay byte-identical to them, but for
-the one setting changed since on purpose (:data:`SINCE_MAIN`: the demo's SFT saves a resumable checkpoint every 100
-steps).
+the settings changed since on purpose (:data:`SINCE_MAIN`: the demo's SFT saves a resumable checkpoint every 100
+steps; the built-in reward is named by module).
 """
 
 from __future__ import annotations
@@ -23,7 +23,13 @@ from stable_verl.pipeline.launch import cpu_env
 from stable_verl.pipeline.params import ColdstartParams
 
 GOLDEN = Path(__file__).parent / "golden" / "command_lines.json"
-SINCE_MAIN = {"trainer.save_freq=-1": "trainer.save_freq=100"}  # configs/coldstart.yaml sft.save_freq
+SINCE_MAIN = {
+    "trainer.save_freq=-1": "trainer.save_freq=100",  # configs/coldstart.yaml sft.save_freq
+    # the built-in reward by module, not by this machine's file path (a cluster's nodes have their own install)
+    "reward.custom_reward_function.path=<repo>/stable_verl/tasks/reward.py": (
+        "reward.custom_reward_function.path=pkg://stable_verl.tasks.reward"
+    ),
+}
 
 
 def _golden() -> dict[str, list[str]]:

@@ -72,8 +72,12 @@ def test_rl_overrides_carry_the_reward_hook(tmp_path):
     overrides = ppo_overrides(
         RLStage(format_bonus=0.25), tmp_path / "m", tmp_path / "t", tmp_path / "v", tmp_path / "c"
     )
-    hook = [o for o in overrides if o.startswith("reward.custom_reward_function.path=")]
-    assert hook and hook[0].endswith("stable_verl/tasks/reward.py")
+    hook = [o for o in overrides if o.startswith("reward.custom_reward_function.")]
+    # By module, not by this machine's file path: a cluster's nodes import it from their own install.
+    assert hook[:2] == [
+        "reward.custom_reward_function.path=pkg://stable_verl.tasks.reward",
+        "reward.custom_reward_function.name=compute_score",
+    ]
     assert "+reward.custom_reward_function.reward_kwargs.format_bonus=0.25" in overrides
 
 

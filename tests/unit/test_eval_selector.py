@@ -97,7 +97,7 @@ def test_parameters_take_a_selector_or_runs():
 
 def _two_prompt_bench(store, tmp_path, evaluated: list[tuple[str, int]]) -> tuple[EvalSettings, Path]:
     """A 2-prompt ``bench_id`` file, and stored avg@2 results (these settings) for each (run, step) of ``evaluated``."""
-    settings = EvalSettings(k=2)
+    settings = EvalSettings(k=2, dtype="float32")  # results.json records the dtype used, never "auto"
     tmp_path.mkdir(parents=True, exist_ok=True)
     bench = tmp_path / "bench_id.parquet"
     pd.DataFrame({"prompt": ["1+1", "2+2"]}).to_parquet(bench)

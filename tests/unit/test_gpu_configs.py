@@ -5,15 +5,17 @@ cluster, driven from this machine without one); verl's ``ppo_trainer`` / ``sft_t
 from each stage's exact arguments with verl's config module, then checked as verl checks them before it starts:
 ``validate_config`` for main_ppo, the engine/optimizer/checkpoint dataclasses for sft_trainer.
 
-The configs name the user's model and data (``model.path``, ``task.sft`` / ``rl_train`` / ``benchmarks``). Until those
-parameters exist, the settings are checked with the built-in tiny model and task standing in for them, and the
-config-as-written test skips, naming what is missing.
+The configs name the user's model and data (``model.path``, ``task.sft`` / ``rl_train`` / ``benchmarks``): one test
+checks the settings with the built-in tiny model and task standing in for them, the other the config as written,
+with its hub model given by an offline cache and its S3 files made locally.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from omegaconf import DictConfig
 
@@ -92,16 +94,49 @@ def test_gpu_settings_compose_against_verls_schema(path, tmp_path):
     _check_against_verl(p)
 
 
+def _stand_in_inputs(raw: dict, tmp_path: Path, monkeypatch) -> dict:
+    """The config as written, its inputs made here: the hub model as an offline Hugging Face cache holding its
+    config.json (its family, as the preflight reads it), and each ``s3://my-bucket/...`` file as a small local file
+    of the schema verl reads (SFT ``messages``; RL prompts and benchmarks in the RL schema)."""
+    hub_id = raw["model"]["path"]
+    family = "olmoe" if "OLMoE" in hub_id else "qwen3_moe"
+    snapshot = tmp_path / "hf" / "hub" / f"models--{hub_id.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": family}))
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+
+    rl_row = {
+        "data_source": "openai/gsm8k",
+        "prompt": [{"role": "user", "content": "What is 1 + 1?"}],
+        "reward_model": {"style": "rule", "ground_truth": "2"},
+        "extra_info": {"split": "train", "index": 0},
+    }
+    chat = [{"role": "user", "content": "What is 1 + 1?"}, {"role": "assistant", "content": "#### 2"}]
+
+    def local(uri: str, sft: bool) -> str:
+        path = tmp_path / "data" / uri.removeprefix("s3://my-bucket/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([{"messages": chat}] * 20 if sft else [rl_row] * 20).to_parquet(path)
+        return str(path)
+
+    task = raw["task"]
+    task["sft"] = {k: {s: [local(u, True) for u in v[s]] for s in v} for k, v in task["sft"].items()}
+    task["rl_train"] = [local(u, False) for u in task["rl_train"]]
+    task["rl_val"] = [local(u, False) for u in task.get("rl_val", [])]
+    task["benchmarks"] = {k: local(u, False) for k, u in task["benchmarks"].items()}
+    return raw
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_gpu_config_as_written_plans_and_composes(path, tmp_path):
-    try:
-        p = ColdstartParams.from_config(str(path), _cluster(tmp_path))
-    except ValueError as e:
-        if any(f" at {key}" in str(e) for key in USER_INPUTS):
-            pytest.skip(
-                f"{path.name}: the user's model and data parameters (model.path, task data) are not here yet: {e}"
-            )
-        raise
+def test_gpu_config_as_written_plans_and_composes(path, tmp_path, monkeypatch):
+    """The config with only its inputs' locations changed: a user's hub model and S3 files, made here offline."""
+    raw = _stand_in_inputs(load_yaml(str(path), _cluster(tmp_path)), tmp_path, monkeypatch)
+    p = ColdstartParams.model_validate(raw)
+    assert p.model.path == load_yaml(str(path), [])["model"]["path"] and p.teachers == list(p.task.sft)
     _check_against_verl(p)
 
 

@@ -246,7 +246,7 @@ def test_evaluation_trusts_remote_code_as_the_run_was_trained(tmp_path):
     tiny.write_config({"model": dataclasses.asdict(TinyModelSpec())})
     assert trusts_remote_code(user) and not trusts_remote_code(tiny)
     jobs, bench = [(Path("m"), Path("o"))], {"b": Path("b.parquet")}
-    assert eval_argv(jobs, bench, EvalSettings(), True)[-1] == "--trust-remote-code"
+    assert eval_argv(jobs, bench, EvalSettings(), trust_remote_code=True)[-1] == "--trust-remote-code"
     assert "--trust-remote-code" not in eval_argv(jobs, bench, EvalSettings())
 
 
