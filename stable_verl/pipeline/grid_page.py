@@ -84,16 +84,7 @@ def write_page(store: ArtifactStore, comparison: str, out_dir: Path) -> Path:
         f"`stable-verl comparisons publish {comparison}`. Data: [{PAGE}/table.csv]({PAGE}/table.csv) (one row per "
         f"run), [{PAGE}/claims.csv]({PAGE}/claims.csv), every setting in [{PAGE}/grid.json]({PAGE}/grid.json).",
         "",
-        "## Budget",
-        "",
-        *_budget(table, settings),
-        "",
-        "## Regime (shared by every arm; no arm was tuned on its own)",
-        "",
-        f"- model: {params['model']}; task: {params['task']}",
-        f"- RL (the recipe is each cell's arm, its minibatches the cell's N): "
-        f"{ {k: v for k, v in params['rl'].items() if k != 'recipe'} }",
-        f"- evaluation: {params['eval']}",
+        *_budget_and_regime(table, settings, params),
         "",
         body.lstrip("\n"),
         "## Every setting",
@@ -225,16 +216,7 @@ def republish(folder: Path, out_dir: Path) -> Path:
         f"[{PAGE}/table.csv]({PAGE}/table.csv) (one row per run), [{PAGE}/claims.csv]({PAGE}/claims.csv), every "
         f"setting in [{PAGE}/grid.json]({PAGE}/grid.json).",
         "",
-        "## Budget",
-        "",
-        *_budget(table, settings),
-        "",
-        "## Regime (shared by every arm; no arm was tuned on its own)",
-        "",
-        f"- model: {params['model']}; task: {params['task']}",
-        f"- RL (the recipe is each cell's arm, its minibatches the cell's N): "
-        f"{ {k: v for k, v in params['rl'].items() if k != 'recipe'} }",
-        f"- evaluation: {params['eval']}",
+        *_budget_and_regime(table, settings, params),
         "",
         *_unjudgeable(total, w, seeds),
         "",
@@ -272,3 +254,19 @@ def republish(folder: Path, out_dir: Path) -> Path:
     page = out_dir / f"{PAGE}.md"
     page.write_text("\n".join(lines))
     return page
+
+
+def _budget_and_regime(table: pd.DataFrame, settings: dict, params: dict) -> list[str]:
+    """The page's budget and the regime every arm shared (both pages: a first publication and a republication)."""
+    return [
+        "## Budget",
+        "",
+        *_budget(table, settings),
+        "",
+        "## Regime (shared by every arm; no arm was tuned on its own)",
+        "",
+        f"- model: {params['model']}; task: {params['task']}",
+        f"- RL (the recipe is each cell's arm, its minibatches the cell's N): "
+        f"{ {k: v for k, v in params['rl'].items() if k != 'recipe'} }",
+        f"- evaluation: {params['eval']}",
+    ]
