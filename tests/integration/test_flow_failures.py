@@ -21,6 +21,7 @@ from stable_verl.artifacts import ArtifactStoreError, RunLayout, list_runs
 from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.launch.runner import VerlRunError
 from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams, StoreParams
+from stable_verl.pipeline.preflight import InputError
 from tests.conftest import _free_port
 
 
@@ -32,8 +33,9 @@ def test_unreachable_store_fails_fast_before_any_verl(prefect_harness, moto_s3, 
     endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     params = SFTFlowParams(store=StoreParams(root="s3://bucket/x", endpoint_url=endpoint), workdir=str(tmp_path))
     start = time.monotonic()
-    with pytest.raises(ArtifactStoreError) as err:
+    with pytest.raises(InputError) as err:  # the flow's preflight: one line, before any stage
         sft_flow(params)
+    assert isinstance(err.value.__cause__, ArtifactStoreError)
     assert time.monotonic() - start < 60
     message = str(err.value)
     assert "\n" not in message and "not reachable" in message and endpoint in message
