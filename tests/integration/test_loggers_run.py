@@ -5,6 +5,7 @@ reaches no artifact."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,8 @@ def _check_trackers(run: RunLayout, steps: int, tb_root: Path, mlflow) -> None:
     assert names, rows[0]
     events = EventAccumulator(str(tb_root / "stable-verl" / run.run_id), size_guidance={"scalars": 0})
     events.Reload()
-    client = mlflow.MlflowClient()
+    # the env's store, not a tracking URI an earlier test set in this process (mlflow keeps it globally)
+    client = mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
     (mlrun,) = client.search_runs(
         [client.get_experiment_by_name("stable-verl").experiment_id], f"attributes.run_name = '{run.run_id}'"
     )

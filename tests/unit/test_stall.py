@@ -97,6 +97,19 @@ def test_cpu_threshold_of_a_sample():
     assert watch.check() == "stalled: no new step, log line or CPU use for 10 s (stall_s), last step 0"
 
 
+def test_a_launcher_with_no_tree_to_read_is_judged_by_lines_and_steps():
+    # A Ray Job's launcher reads no process tree (cpu_times() gives None): no CPU sample, no crash.
+    now = [0.0]
+    watch = StallWatch(10, cpu_times=lambda: None, clock=lambda: now[0])
+    now[0] = 5.0
+    assert watch.check() is None
+    watch.on_line("step:1 - loss:0.5")
+    now[0] = 14.0
+    assert watch.check() is None and watch.last_progress == 5.0
+    now[0] = 15.0
+    assert watch.check() == "stalled: no new step, log line or CPU use for 10 s (stall_s), last step 1"
+
+
 def test_lines_steps_and_repeats():
     now = [0.0]
     watch = StallWatch(5, clock=lambda: now[0])

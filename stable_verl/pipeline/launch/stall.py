@@ -64,7 +64,7 @@ class StallWatch:
         self,
         stall_s: float,
         timeout_s: float | None = None,
-        cpu_times: Callable[[], dict[int, float]] | None = None,
+        cpu_times: Callable[[], dict[int, float] | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if stall_s <= 0:
@@ -96,6 +96,8 @@ class StallWatch:
         if self.cpu_times is None or now < self._next_sample:
             return
         current = self.cpu_times()
+        if current is None:  # no process tree to read (a Ray Job's, or one that has ended): steps and lines only
+            return
         if self._last_sample is not None:
             # A process seen for the first time brings all of its CPU so far: it started since the last sample.
             used = sum(max(0.0, t - self._cpu.get(pid, 0.0)) for pid, t in current.items())
