@@ -62,12 +62,13 @@ COLLAPSE_STATE = "stable_verl_collapse.json"  # in verl's global_step_N folder, 
 
 
 def reward_extra_metrics(extra_fields: list, padding: np.ndarray) -> dict[str, float]:
-    """Mean of each numeric key of ``extra_fields[i]["reward_extra_info"]`` over non-padding rows."""
+    """Mean of each numeric key of ``extra_fields[i]["reward_extra_info"]`` over non-padding rows; a boolean (a
+    scorer's ``acc: True``, as verl's math scorers return) counts as 0/1, as evaluation counts it."""
     values: dict[str, list[float]] = {}
     for fields, is_padding in zip(extra_fields, padding, strict=True):
         info = fields.get("reward_extra_info", {}) if isinstance(fields, dict) and not is_padding else {}
         for key, value in info.items():
-            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            if isinstance(value, (bool, int, float, np.number, np.bool_)):
                 values.setdefault(key, []).append(float(value))
     return {f"reward/{key}": float(np.mean(v)) for key, v in values.items()}
 

@@ -126,6 +126,17 @@ def test_reward_extra_metrics_average_over_real_rows():
     assert out == {"reward/acc": 0.5, "reward/format": 1.0}
 
 
+def test_reward_extra_metrics_count_boolean_acc_as_0_1():
+    """verl's math scorers return ``acc`` as a bool (numpy's too): the training metric must keep it, as eval does."""
+    import numpy as np
+
+    from stable_verl.verl_ext.trainer import reward_extra_metrics
+
+    fields = [{"reward_extra_info": {"acc": True}}, {"reward_extra_info": {"acc": np.bool_(False)}}]
+    fields.append({"reward_extra_info": {"acc": False}})
+    assert reward_extra_metrics(fields, np.array([False, False, False])) == {"reward/acc": 1 / 3}
+
+
 def test_platform_only_plugin_leaves_verls_builtins_in_place():
     """The plugin-price benchmark's baseline: the CPU platform, and nothing of stable-verl's method in verl."""
     from stable_verl.verl_ext.cpu.verl_plugin import PLATFORM_ONLY_ENV
