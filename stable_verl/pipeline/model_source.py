@@ -27,7 +27,7 @@ from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, config_hash, sha256_file
 from stable_verl.models.hf import HFModel
-from stable_verl.models.tiny import TinyModelSpec
+from stable_verl.models.spec import TinyModelSpec
 
 # Files read whole into the fingerprint (small; they define the architecture, the tokenizer and the template).
 _DEFINING = ("config.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json")

@@ -182,3 +182,30 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case: Case, world, 
 
 def test_the_corpus_is_at_least_25_cases():
     assert len(CASES) >= 25 and len({c.id for c in CASES}) == len(CASES)
+
+
+_HEAVY = ("torch", "transformers", "prefect", "verl", "vllm", "ray")
+_PROBE = """
+import runpy, sys
+sys.argv = {argv!r}
+try:
+    runpy.run_module({module!r}, run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    code = e.code
+print(code, sorted(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("module", ["flows.coldstart", "stable_verl.cli"])
+def test_bad_input_fails_before_the_heavy_imports(module, tmp_path):
+    """A fresh interpreter, as a user's shell starts one: the bad workdir is refused (exit 2) with none of torch,
+    transformers, Prefect, verl, vLLM or Ray imported, so it fails in about a second, not after their imports."""
+    import subprocess
+    import sys
+
+    argv = ["x", *(["run", "coldstart"] if module == "stable_verl.cli" else []), "workdir=/proc/forbidden"]
+    argv.append(f"store.root={tmp_path / 'store'}")
+    code = _PROBE.format(argv=argv, module=module, heavy=_HEAVY)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "2 []", done.stdout + done.stderr[-2000:]
+    assert "cannot create a file in /proc" in done.stderr and len(done.stderr.strip().splitlines()) == 1
