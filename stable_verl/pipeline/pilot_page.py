@@ -128,6 +128,42 @@ def results_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) ->
     return lines
 
 
+def arm_tally_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) -> list[str]:
+    """Per arm (the label before ``/``: ``pg_stale/s1``), its verdict counts and final held-out score, and a
+    one-sided Fisher test that the first arm (the unprotected reference) collapses more often than each other arm,
+    with the smallest collapse rate of the reference that its seeds could show. Empty when no arm has two runs."""
+    arms: dict[str, list[tuple[PilotRun, PilotVerdict]]] = {}
+    for run, pv in zip(runs, verdicts, strict=True):
+        arms.setdefault(run.label.split("/")[0], []).append((run, pv))
+    if all(len(members) < 2 for members in arms.values()):
+        return []
+    lines = [
+        "| arm | runs | collapsed | recovered | censored | stable | final held-out (mean, SD over seeds) "
+        "| Fisher p: reference collapses more | reference rate detectable |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ref_hits, ref_n = None, 0
+    for arm, members in arms.items():
+        counts = {k: sum(pv.verdict.verdict == k for _, pv in members) for k in (cv.COLLAPSED, cv.RECOVERED)}
+        counts |= {k: sum(pv.verdict.verdict == k for _, pv in members) for k in (cv.CENSORED, cv.STABLE)}
+        finals = [run.heldout[max(run.heldout)][0] for run, _ in members if run.heldout]
+        held = "-"
+        if finals:
+            sd = f"{np.std(finals, ddof=1):.3f}" if len(finals) > 1 else "-"
+            held = f"{np.mean(finals):.3f}, {sd} (n={len(finals)})"
+        fisher = mdd = "reference"
+        if ref_hits is None:
+            ref_hits, ref_n = counts[cv.COLLAPSED], len(members)
+        else:
+            fisher = f"{sig.fisher_one_sided(ref_hits, ref_n, counts[cv.COLLAPSED], len(members)):.3f}"
+            rate = sig.fisher_min_detectable(ref_n, len(members))
+            mdd = "none reachable" if rate is None else f"{rate:.2f}"
+        n = len(members)
+        row = f"| {arm} | {n} | {counts[cv.COLLAPSED]} | {counts[cv.RECOVERED]} | {counts[cv.CENSORED]} "
+        lines.append(row + f"| {counts[cv.STABLE]} | {held} | {fisher} | {mdd} |")
+    return lines
+
+
 def pilot_figure(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) -> plt.Figure:
     """Reward pass means (+-sigma), held-out avg@k (+-1 SE), pass-median KL (log), pass-mean length, per run."""
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
@@ -176,7 +212,10 @@ def write_results(store: ArtifactStore, labelled: Sequence[tuple[str, str]], out
     fig = pilot_figure(runs, verdicts)
     fig.savefig(out_dir / "plots" / "pilot.png", dpi=110)
     plt.close(fig)
-    lines = ["## Results", "", *results_lines(runs, verdicts), "", "![pilot curves](plots/pilot.png)", ""]
+    tally = arm_tally_lines(runs, verdicts)
+    lines = ["## Results", "", *results_lines(runs, verdicts), ""]
+    lines += ["## Per arm", "", *tally, ""] if tally else []
+    lines += ["![pilot curves](plots/pilot.png)", ""]
     path = out_dir / "results.md"
     path.write_text("\n".join(lines))
     return path
@@ -184,7 +223,9 @@ def write_results(store: ArtifactStore, labelled: Sequence[tuple[str, str]], out
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stable_verl.pipeline.pilot_page", description=__doc__)
-    parser.add_argument("runs", nargs="+", help="LABEL=RUN_ID, e.g. P1=rl-pg-stale-0d5dfadd")
+    parser.add_argument(
+        "runs", nargs="+", help="LABEL=RUN_ID, e.g. P1=rl-pg-stale-0d5dfadd; ARM/SEED labels add a per-arm tally"
+    )
     parser.add_argument("--store", default=None, help="artifact root (default $STABLE_VERL_ARTIFACT_ROOT)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/stress-pilot"))
     args = parser.parse_args(argv)

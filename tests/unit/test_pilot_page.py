@@ -23,7 +23,7 @@ def _samples(means: dict[str, float]) -> list[dict]:
     return [{"prompt": p, "acc": float(i < round(2 * m))} for p, m in means.items() for i in range(2)]
 
 
-def _store(tmp_path, run_id: str = "rl-pg-stale-x", with_samples: bool = True) -> ArtifactStore:
+def _store(tmp_path, run_id: str = "rl-pg-stale-x", with_samples: bool = True, falls: bool = True) -> ArtifactStore:
     store = ArtifactStore(str(tmp_path / "store"))
     layout = RunLayout(store, run_id)
     # W = 8 prompts / 4 per batch = 2 steps a pass; 16 steps = 8 passes
@@ -31,7 +31,7 @@ def _store(tmp_path, run_id: str = "rl-pg-stale-x", with_samples: bool = True) -
     rows = [
         {
             "step": s,
-            "reward/acc": 0.6 if s <= 8 else 0.2,
+            "reward/acc": 0.6 if s <= 8 or not falls else 0.2,
             "actor/train_infer_kl_k3": 1e-4 if s <= 8 else 1e-2,
             "response_length/mean": 20.0 if s <= 8 else 47.0,
         }
@@ -80,3 +80,17 @@ def test_pilot_unpaired_without_samples_and_the_files(tmp_path):
 def test_pilot_refuses_a_malformed_run_argument(capsys):
     assert pilot_page.main(["rl-pg-stale-x"]) == 2
     assert "LABEL=RUN_ID" in capsys.readouterr().err
+
+
+def test_per_arm_tally_counts_verdicts_and_tests_the_reference_arm(tmp_path):
+    """ARM/SEED labels: two seeds of an arm that collapses (the reference) against two that stay: 2/2 vs 0/2 has
+    one-sided Fisher p = C(2,2) C(2,0) / C(4,2) = 1/6, and with 2 seeds a side no reference rate reaches p < 0.05."""
+    for run_id, falls in (("rl-a-1", True), ("rl-a-2", True), ("rl-b-1", False), ("rl-b-2", False)):
+        store = _store(tmp_path, run_id, falls=falls)
+    labelled = [("ref/s1", "rl-a-1"), ("ref/s2", "rl-a-2"), ("arm/s1", "rl-b-1"), ("arm/s2", "rl-b-2")]
+    runs = [pilot_page.load_run(store, label, run_id) for label, run_id in labelled]
+    lines = pilot_page.arm_tally_lines(runs, [pilot_page.judge(r) for r in runs])
+    # every run's last checkpoint (step 16) scores mean(PROMPTS[16]) = 0.125
+    assert lines[2] == "| ref | 2 | 2 | 0 | 0 | 0 | 0.125, 0.000 (n=2) | reference | reference |"
+    assert lines[3] == "| arm | 2 | 0 | 0 | 0 | 2 | 0.125, 0.000 (n=2) | 0.167 | none reachable |"
+    assert pilot_page.arm_tally_lines(runs[:1], [pilot_page.judge(runs[0])]) == []  # one run an arm: no tally
