@@ -52,14 +52,32 @@ def _type(schema: dict[str, Any] | bool) -> str:
     return str(kind)
 
 
-def _table(schema: dict[str, Any]) -> list[str]:
+def _inherited_docs(class_name: str) -> dict[str, str]:
+    """Field docstrings of a stable_verl class and its bases: pydantic's schema drops those a subclass inherits."""
+    docs: dict[str, str] = {}
+    for module in [m for name, m in sys.modules.items() if name.startswith("stable_verl")]:
+        cls = getattr(module, class_name, None)
+        for base in reversed(getattr(cls, "__mro__", ())):
+            for key, field in (getattr(base, "__pydantic_fields__", None) or {}).items():
+                if field.description:
+                    docs[key] = field.description
+    return docs
+
+
+def _table(schema: dict[str, Any], defs: dict[str, Any]) -> list[str]:
+    """A settings table; a field without a docstring of its own is described by its class's docstring."""
+    inherited = _inherited_docs(schema.get("title", ""))
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     required = set(schema.get("required", []))
     for key, prop in schema.get("properties", {}).items():
-        default = json.dumps(prop["default"]) if "default" in prop else "required" if key in required else "its own"
+        default = "required" if key in required else "its defaults"
+        if "default" in prop:
+            default = json.dumps(prop["default"])
         if len(default) > 60:
             default = default[:57] + "..."
-        rows.append(f"| `{key}` | {_type(prop)} | {cell(default)} | {cell(prop.get('description', ''))} |")
+        ref = prop.get("$ref", "").rsplit("/", 1)[-1]
+        meaning = prop.get("description") or inherited.get(key) or defs.get(ref, {}).get("description", "")
+        rows.append(f"| `{key}` | {_type(prop)} | {cell(default)} | {cell(meaning)} |")
     return rows
 
 
@@ -79,16 +97,17 @@ def flow_params() -> str:
     for name, spec in FLOWS.items():
         cls = spec.params_class(name)
         schema = TypeAdapter(cls).json_schema()
-        defs.update(schema.pop("$defs", {}))
+        flow_defs = schema.pop("$defs", {})
+        defs.update(flow_defs)
         lines += [f"## Flow `{name}`", "", cell(schema.get("description", "")), ""]
         config = f"`{spec.config.relative_to(ROOT)}`" if spec.config else "none (the defaults below)"
         lines += [f"Module `{spec.module}`, parameters `{spec.params}`, default config {config}.", ""]
-        lines += _table(schema) + [""]
+        lines += _table(schema, flow_defs) + [""]
     lines += ["## Nested settings", ""]
     for name in sorted(defs):
         d = defs[name]
         lines += [f"### {name}", "", cell(d.get("description", "")), ""]
-        lines += (_table(d) if d.get("properties") else [f"Values: {_type(d)}"]) + [""]
+        lines += (_table(d, defs) if d.get("properties") else [f"Values: {_type(d)}"]) + [""]
     return "\n".join(lines)
 
 
