@@ -9,7 +9,7 @@ author = "stable-verl"
 extensions = ["myst_parser"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "**/README.md"]
+exclude_patterns = ["_build"]
 myst_heading_anchors = 4  # `page.md#a-heading` links resolve, and a wrong anchor is a warning
 myst_enable_extensions = ["colon_fence", "deflist"]
 # Heading levels are not checked: results/stress-pilot/results.md is a fragment that pilot_page.py writes at H2.
