@@ -85,3 +85,15 @@ def test_reference_pages_cover_what_the_code_declares():
     for key in ("actor/train_infer_kl_k1", "actor/entropy_per_token", "routing/drift", "actor/tis/weight_mean"):
         assert f"`{key}`" in metrics
     assert "### `stable-verl run`" in gen.cli()
+
+
+def test_docs_pages_named_in_code_and_configs_exist():
+    named = re.compile(r"docs/[\w./-]+\.md")
+    missing = set()
+    for top in ("stable_verl", "flows", "tests", "configs", "infra"):
+        for path in (ROOT / top).rglob("*"):
+            if path.suffix in (".py", ".yaml", ".sh", ".toml", ".lock", ".md") and path.is_file():
+                missing |= {
+                    f"{path.relative_to(ROOT)}: {m}" for m in named.findall(path.read_text()) if not (ROOT / m).exists()
+                }
+    assert not missing, f"references to docs pages that do not exist: {sorted(missing)}"
