@@ -6,6 +6,7 @@ The reference pages under reference/generated/ are written by docs/gen_reference
 
 project = "stable-verl"
 author = "stable-verl"
+copyright = "the stable-verl authors, Apache-2.0"
 extensions = ["myst_parser"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
