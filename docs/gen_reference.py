@@ -139,6 +139,7 @@ def _documented_constants(path: Path) -> dict[str, tuple[str, str]]:
     return found
 
 
+NOT_METRIC = {"actor/huggingface"}  # a checkpoint's folder, not a metric
 METRIC = re.compile(r"\"((?:actor|stability|reward|routing|rollout_corr|training)/[a-z0-9_/]+)\"")
 
 
@@ -157,29 +158,32 @@ def metrics() -> str:
         "| constant | key(s) | meaning |",
         "|---|---|---|",
     ]
+    documented: dict[str, str] = {}
     for name, (value, doc) in _documented_constants(keys_py).items():
         lines.append(f"| `{name}` | {cell(value)} | {cell(doc)} |")
+        if doc and value.startswith('"'):
+            documented[value.strip('"')] = doc
     lines += [
         "",
         "## Every key stable-verl logs, and where",
         "",
         "Found in the modules of `stable_verl/` (the formulas: [MiniRL's diagnostics](../../explanation/minirl.md),",
-        "[Routing Replay's metrics](../../explanation/routing-replay.md)); the note is the code's comment beside it.",
+        "[Routing Replay's metrics](../../explanation/routing-replay.md)).",
         "",
-        "| key | defined in | note |",
+        "| key | defined in | meaning, or the code's note |",
         "|---|---|---|",
     ]
     seen: dict[str, list[str]] = {}
     notes: dict[str, str] = {}
     for path in sorted((ROOT / "stable_verl").rglob("*.py")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            for key in METRIC.findall(line):
+            for key in set(METRIC.findall(line)) - NOT_METRIC:
                 seen.setdefault(key, []).append(f"{path.relative_to(ROOT)}:{number}")
                 if "#" in line.split(f'"{key}"', 1)[1]:
                     notes.setdefault(key, line.split(f'"{key}"', 1)[1].split("#", 1)[1].strip())
     for key in sorted(seen):
         where = ", ".join(f"`{w}`" for w in seen[key][:3]) + (" ..." if len(seen[key]) > 3 else "")
-        lines.append(f"| `{key}` | {where} | {cell(notes.get(key, ''))} |")
+        lines.append(f"| `{key}` | {where} | {cell(documented.get(key) or notes.get(key, ''))} |")
     return "\n".join(lines)
 
 
