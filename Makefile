@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: setup browser demo test test-fast bench soak slow lint lock clean
+.PHONY: setup browser demo test test-fast docs bench soak slow lint lock clean
 
 setup: $(STAMP)
 
@@ -25,11 +25,18 @@ browser:               ## install chromium if missing (needs root; without it th
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } || \
 	  echo "chromium could not be installed: tests/integration/test_site_render.py will be skipped"
 
-test: setup browser    ## every test, the real verl + vLLM + Ray runs included (what CI runs)
+test: setup browser docs  ## every test, the real verl + vLLM + Ray runs included, and the docs (what CI runs)
 	$(PY) -m pytest -v -rs --durations=15 tests/unit tests/integration
 
 test-fast: setup       ## unit tests only (seconds)
 	$(PY) -m pytest -q tests/unit
+
+# The reference pages are generated from the code first; -W: a warning (a broken link, file or anchor, a page in
+# no toctree) fails the build. linkcheck checks local links only: CI reaches no web server (docs/conf.py).
+docs: setup            ## the docs site (docs/_build/html/index.html), warnings as errors, links checked
+	$(PY) docs/gen_reference.py
+	$(VENV)/bin/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -E -W --keep-going -q -b linkcheck docs docs/_build/linkcheck
 
 bench: setup           ## benchmarks; one `BENCH <name> <value> <op> <target>` line per figure
 	$(PY) tests/benchmarks/run.py $(BENCHES)
@@ -48,4 +55,4 @@ lock:                  ## re-resolve infra/requirements-cpu.in into the lock
 	bash infra/install_cpu.sh --resolve $(VENV)
 
 clean:
-	rm -rf artifacts .prefect .pytest_cache
+	rm -rf artifacts .prefect .pytest_cache docs/_build docs/reference/generated

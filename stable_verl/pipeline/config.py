@@ -68,7 +68,7 @@ class SFTStage:
 @dataclass
 class Logging:
     """Experiment trackers verl's SFT and RL trainers also log to, beside the console and file loggers the pipeline
-    reads. Operational: never part of a run id. Credentials come from the environment (README "Loggers")."""
+    reads. Operational: never part of a run id. Credentials come from the environment (docs/how-to/loggers.md)."""
 
     backends: list[str] = field(default_factory=list)
     """Added to verl's ``trainer.logger=[console,file]``: wandb, mlflow, tensorboard, swanlab, clearml, trackio."""

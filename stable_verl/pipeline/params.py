@@ -103,7 +103,7 @@ class LauncherParams(_Model):
 
     On a cluster nothing is shared with the flow's machine but the store: the flow uploads the stage's inputs, each
     node materialises them into its ``STABLE_VERL_NODE_DIR``, and checkpoints and metrics go to the store from the
-    node that saves them (README "On a cluster").
+    node that saves them (docs/how-to/cluster.md).
     """
 
     kind: Literal["local", "ray_job"] = "local"

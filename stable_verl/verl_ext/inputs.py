@@ -118,7 +118,7 @@ def materialise_from_env(environ: Mapping[str, str] = os.environ) -> list[Path]:
     if not node_dir:
         raise MissingNodeDir(
             f"{ENV_INPUTS} lists stage inputs, but this node sets no {ENV_NODE_DIR} to put them in: "
-            f"start it with {ENV_NODE_DIR}=<local folder> ray start ... (README 'On a cluster')"
+            f"start it with {ENV_NODE_DIR}=<local folder> ray start ... (docs/how-to/cluster.md)"
         )
     store = ArtifactStore.from_env(environ[ENV_ROOT], endpoint_url=environ.get(ENV_ENDPOINT))
     return [materialise(store, inp, node_dir) for inp in parse_inputs(value)]

@@ -78,7 +78,7 @@ def start_cluster(log_dir: Path, timeout_s: float = 120) -> LocalRayCluster:
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         "RAY_USAGE_STATS_ENABLED": "0",
         # Ray 2.60's `ray start --head` turns token authentication on by default; this loopback-only test cluster
-        # turns it off, so clients need no token (README "On a cluster": RAY_AUTH_MODE / RAY_AUTH_TOKEN).
+        # turns it off, so clients need no token (docs/how-to/cluster.md: RAY_AUTH_MODE / RAY_AUTH_TOKEN).
         "RAY_AUTH_MODE": "disabled",
     }
     env.pop("RAY_ADDRESS", None)

@@ -180,7 +180,7 @@ def test_policy_gradient_is_nonzero(e2e_report):
 
 
 # max |p_vLLM - p_FSDP| over a step's response tokens, both engines fp32 with vLLM's weights unrounded: 1.5e-7 to
-# 2.7e-7 in this test's run (resumed attempt: 2.4e-7, 2.7e-7), up to 6e-7 in the README's precision sweep. bf16-rounded
+# 2.7e-7 in this test's run (resumed attempt: 2.4e-7, 2.7e-7), up to 6e-7 in docs/results/ (precision). bf16-rounded
 # weights in vLLM give 2e-3, fp8 7e-3 to 2e-2: 1e-5 fails both, and weights a few Adam steps apart differ by more.
 PROBS_DIFF_FP32 = 1e-5
 

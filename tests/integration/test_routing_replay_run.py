@@ -30,7 +30,7 @@ from tests.integration.conftest import run_rl
 pytestmark = pytest.mark.slow
 
 KL = "actor/train_infer_kl_k3"
-# Upper bound on the no-replay routing mismatch under fp8: measured 3.4e-2 (README, precision sweep). Routes
+# Upper bound on the no-replay routing mismatch under fp8: measured 3.4e-2 (docs/results/, precision sweep). Routes
 # compared one token off (a misalignment bug) differ on most (token, layer) pairs: 8 experts, top-2.
 MAX_FP8_MISMATCH = 0.2
 PACKED = "actor_rollout_ref.model.use_remove_padding=True"
@@ -119,7 +119,7 @@ def test_r2_replays_old_policy_routes_in_every_update(r2_run):
     for row in rows:
         assert row["routing/replay_r2"] == 1.0
         assert row["actor/routing/replay_miss_rate"] == 0.0  # each update used the recorded experts
-        # the policy's own routing moved away from the recorded routes (README: 2.4%, 1.9%, 0.7%), so replaying
+        # the policy's own routing moved away from the recorded routes (docs/results/: 2.4%, 1.9%, 0.7%), so replaying
         # them changes which experts run: the expert check below can tell replay from native routing
         assert 0 < row["actor/routing/drift"] < 0.2, row["step"]
         assert row["routing/mismatch_rate_replayed"] == row["routing/mismatch_rate"]  # recorded natively

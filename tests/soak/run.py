@@ -2,7 +2,8 @@
 
 Each campaign module exposes ``run() -> list[Count]``: it drives the real stack (verl, vLLM, Prefect, an S3 server)
 through injected faults and returns what it counted. One ``SOAK <campaign> <name> <value>`` line per count; a count
-with an expectation that does not hold fails the target (exit 1). The README's reliability table records a full run.
+with an expectation that does not hold fails the target (exit 1).
+docs/results/2026-11-28-reliability.md records a full run.
 """
 
 from __future__ import annotations

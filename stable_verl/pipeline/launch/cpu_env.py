@@ -1,6 +1,6 @@
 """What verl + vLLM need to run on a CPU-only machine: environment variables and Hydra overrides.
 
-Every setting here is one the CPU path was measured to need (see README "The CPU path"); the
+Every setting here is one the CPU path was measured to need (see docs/explanation/cpu-path.md); the
 pipeline applies them when no CUDA device is present, so users never set them by hand.
 """
 

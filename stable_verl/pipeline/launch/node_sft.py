@@ -40,7 +40,9 @@ def node_folder(run_id: str) -> Path:
     """This node's folder of the run: ``$STABLE_VERL_NODE_DIR/<run id>`` (required: nothing of the flow's is here)."""
     base = os.environ.get(ENV_NODE_DIR)
     if not base:
-        raise inputs.MissingNodeDir(f"an SFT Ray Job needs {ENV_NODE_DIR} on the node that runs it (README)")
+        raise inputs.MissingNodeDir(
+            f"an SFT Ray Job needs {ENV_NODE_DIR} on the node that runs it (docs/how-to/cluster.md)"
+        )
     return Path(base) / run_id
 
 

@@ -25,9 +25,9 @@ from stable_verl.pipeline.launch.progress import is_step_line
 
 DEFAULT_STALL_S = 300
 """Default stall limit. The slowest phase measured on 2 cores is an RL stage's start-up up to step 1 (188 s with
-verl's default Ray actors, 113 s with ours; README "The CPU path"), and that phase prints lines and keeps a core
-busy throughout; 300 s leaves about two minutes beyond it for a silent, idle wait (a slow file system, a
-contended lock) before a run is called stalled."""
+verl's default Ray actors, 113 s with ours; docs/results/2026-12-03-cpu-path-checks.md), and that phase prints
+lines and keeps a core busy throughout; 300 s leaves about two minutes beyond it for a silent, idle wait (a slow
+file system, a contended lock) before a run is called stalled."""
 SAMPLE_S = 5.0
 """Seconds between CPU samples of the process tree."""
 BUSY_CORES = 0.05
