@@ -248,12 +248,29 @@ def env_vars() -> str:
     return "\n".join(lines)
 
 
+def verl_seam() -> str:
+    """Every verl / vLLM / transformers symbol we override, patch, write into or mirror (verl_ext/seam.py)."""
+    from stable_verl.verl_ext import seam
+
+    intro = [
+        "# The verl / vLLM seam",
+        "",
+        "stable-verl never edits verl's or vLLM's files: it extends them through their registries, entry points and",
+        "`_target_` classes. These are the places where it depends on more than a registered extension point: a",
+        "subclass overriding a (often private) method, a runtime patch, a write into a registry's private dict, an",
+        "upstream body mirrored line for line. Each row is one entry of `stable_verl/verl_ext/seam.py`.",
+        "",
+    ]
+    return "\n".join(intro) + seam.markdown_table()
+
+
 PAGES = {
     "flow-params.md": flow_params,
     "recipes.md": recipes,
     "metrics.md": metrics,
     "cli.md": cli,
     "environment.md": env_vars,
+    "verl-seam.md": verl_seam,
 }
 
 
