@@ -9,6 +9,8 @@ materialises (:mod:`stable_verl.verl_ext.inputs`). This module decides both from
 * a user's model folder (local, a hub snapshot, or downloaded from ``s3://``) to ``inputs/models/<content key>``,
   also once per store;
 * a seeded SFT training file (seed > 0) to ``inputs/assets/<spec hash>-seeded/<file stem>``;
+* a user's reward file to ``inputs/code/<content key>/<file name>``, once per store: that one file, not its folder
+  (verl imports it by path, as a module of its own, so its sibling files were never importable by it);
 * an SFT checkpoint is in the store already (``runs/<id>/checkpoints/global_step_N``); only its HF folder is
   materialised (:func:`checkpoint_model`).
 
@@ -18,6 +20,7 @@ already, so copying them would only cost time and disk.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -28,6 +31,7 @@ from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
 
 ASSETS_PREFIX = "inputs/assets"
 MODELS_PREFIX = "inputs/models"  # a user's model folder, by content address: uploaded once per store
+CODE_PREFIX = "inputs/code"  # a user's reward file, by content address: uploaded once per store
 ASSETS_MARKER = "assets.json"  # the local build's marker: names this machine's paths, so it stays here
 HF_FOLDERS = ("huggingface", "actor/huggingface")  # an SFT checkpoint's HF weights; an RL checkpoint's
 
@@ -80,6 +84,15 @@ class NodeInputs:
         self.uploads[inp.prefix] = (path.parent, [path.name])
         return PurePosixPath(node_expr(inp, path.name))
 
+    def code(self, file: Path) -> PurePosixPath:
+        """The node path of a user's code file (a reward ``.py``), its own input ``inputs/code/<key>`` holding that
+        file under its own name (``key``: :func:`code_key`). ValueError if there is no such file."""
+        inp = StoreInput(f"{CODE_PREFIX}/{code_key(file)}")
+        if inp not in self.inputs:
+            self.inputs.append(inp)
+            self.uploads[inp.prefix] = (file.resolve().parent, [file.name])
+        return PurePosixPath(node_expr(inp, file.name))
+
     def checkpoint(self, prefix: str, folder: str) -> PurePosixPath:
         """The node path of ``folder`` of the checkpoint at ``prefix`` in the store (its HF model)."""
         inp = StoreInput(prefix, folder)
@@ -96,6 +109,15 @@ class NodeInputs:
             if publish(store, local, rels, prefix):
                 done.append(prefix)
         return done
+
+
+def code_key(file: Path) -> str:
+    """A short content address of a code file: a hash of its name and its bytes (an edited file is a new input; the
+    same file in another folder is the same one)."""
+    if not file.is_file():
+        raise ValueError(f"reward file {file} does not exist")
+    digest = hashlib.sha256(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _files(root: Path) -> list[str]:

@@ -7,7 +7,8 @@ as training rewards it. verl's contract (``verl/trainer/ppo/reward.py``, ``verl/
 ``score``. Only the ``kwargs`` given here are passed, so a function without ``**kwargs`` works.
 
 The built-in task keeps its reward, named by module (``pkg://stable_verl.tasks.reward``), never by this machine's
-file path: a cluster's nodes import it from their own install.
+file path: a cluster's nodes import it from their own install. A user's reward file reaches a cluster's nodes through
+the store like the other stage inputs (:meth:`~.node_inputs.NodeInputs.code`): the command names the node's copy.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import importlib
 import importlib.util
 import json
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -46,6 +47,11 @@ class RewardFn(BaseModel):
             raise ValueError(f"reward path {value!r} must be a .py file or pkg://package.module")
         return value
 
+    @property
+    def file(self) -> Path | None:
+        """The user's ``.py`` file, when the reward is one (None for ``pkg://`` and verl's default)."""
+        return Path(self.path) if self.path is not None and not self.path.startswith(PKG) else None
+
     def identity(self) -> dict:
         """What the run ids hash: the function's source bytes (a file's, a ``pkg://`` module's source file), the
         module's name (a file's path is left out: the same file elsewhere is the same reward), name and kwargs."""
@@ -70,13 +76,17 @@ def _source_file(path: str | None) -> Path | None:
     return Path(path)
 
 
-def reward_overrides(fn: RewardFn) -> list[str]:
+def reward_overrides(fn: RewardFn, node_file: PurePath | None = None) -> list[str]:
     """verl's ``reward.custom_reward_function`` overrides for ``fn`` (``path=null``: verl's default by data_source).
 
-    A file path is passed resolved, as this machine sees it: a cluster's nodes need it at the same path."""
+    A file reward is named by ``node_file`` when given (a cluster job's copy on its nodes,
+    :meth:`~.node_inputs.NodeInputs.code`), else by its resolved path on this machine (a local run)."""
     if fn.path is None:
         return ["reward.custom_reward_function.path=null"]
-    path = fn.path if fn.path.startswith(PKG) else str(Path(fn.path).resolve())
+    if fn.file is None:
+        path = fn.path
+    else:
+        path = str(node_file) if node_file is not None else str(fn.file.resolve())
     overrides = [f"reward.custom_reward_function.path={path}", f"reward.custom_reward_function.name={fn.name}"]
     return overrides + [f"+reward.custom_reward_function.reward_kwargs.{k}={_hydra(v)}" for k, v in fn.kwargs.items()]
 

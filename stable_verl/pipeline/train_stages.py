@@ -151,18 +151,21 @@ def rl_job(
 
     On a cluster the command names node paths: the model is ``model_folder`` of the checkpoint ``parent`` (or the
     built base model), materialised from the store on each node that reads it, as are the parquet files. A local
-    run names this machine's files: verl reads them here, so a copy would only cost time and disk."""
+    run names this machine's files: verl reads them here, so a copy would only cost time and disk. A user's reward
+    file is one such input on a cluster (its node copy), named by this machine's path locally."""
     _, precision = cpu_env.rollout_numerics(p.rl.rollout_dtype, p.rl.rollout_precision, p.launcher.cpu)
     env = {**stage_env(p.launcher, p.logging), rollout_precision.ENV: precision, **verl_command.model_env(p.model)}
     data = assets.data
     model: Path | PurePosixPath = model_dir if model_dir is not None else assets.model_dir
     train, val = data["rl_train"], data["rl_val"]
     reward = p.task.reward if isinstance(p.task, TaskData) else None  # None: the built-in's, with rl.format_bonus
-    nodes = None
+    nodes, reward_file = None, None
     if p.launcher.on_cluster:
         nodes = NodeInputs()
         model = nodes.checkpoint(parent, model_folder) if parent else nodes.model(assets, _model_key(p), _in_store(p))
         train, val = nodes.asset(assets, train), nodes.asset(assets, val)
+        if reward is not None and reward.file is not None:
+            reward_file = nodes.code(reward.file)
         env = {**env, **nodes.env()}
 
     def argv(ckpt_root: Path) -> list[str]:
@@ -180,6 +183,7 @@ def rl_job(
                 log=p.logging,
                 model_args=verl_command.ppo_model_overrides(p.model),
                 reward=reward,
+                reward_file=reward_file,
             )
         )
 

@@ -115,10 +115,12 @@ def ppo_overrides(
     log: Logging | None = None,
     model_args: Sequence[str] = (),
     reward: RewardFn | None = None,
+    reward_file: PurePath | None = None,
 ) -> list[str]:
     """Every Hydra override of one RL stage (CPU settings included when there is no GPU).
 
     ``reward``: the task's reward (:mod:`.reward_fn`); None: the built-in task's, with ``rl.format_bonus``.
+    ``reward_file``: where the job's processes find a reward file (a cluster node's copy); None: this machine's.
 
     ``seed`` (if given) seeds the data order and vLLM's sampling; ``rl.overrides`` still come last. ``cluster``:
     verl joins an existing Ray cluster (a Ray Job), so it starts no Ray of its own and asks for no resources.
@@ -151,7 +153,7 @@ def ppo_overrides(
         "actor_rollout_ref.rollout.calculate_log_probs=True",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={rl.micro_batch_size}",
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={rl.micro_batch_size}",
-        *reward_overrides(reward or builtin_reward(rl.format_bonus)),
+        *reward_overrides(reward or builtin_reward(rl.format_bonus), reward_file),
         "reward.num_workers=1",
         "trainer.v1.trainer_mode=stable_sync",  # verl's sync trainer + reward/acc, reward/format per step
         f"trainer.n_gpus_per_node={rl.n_gpus_per_node}",

@@ -66,8 +66,22 @@ def _ports() -> list[str]:
     return [f"--{name}={_free_port()}" for name in (*names, "metrics-export-port")]
 
 
-def start_cluster(log_dir: Path, timeout_s: float = 120) -> LocalRayCluster:
-    """Start the head and one worker node; returns once both are alive and the Jobs API answers."""
+def start_cluster(log_dir: Path, timeout_s: float = 120, attempts: int = 2) -> LocalRayCluster:
+    """Start the head and one worker node; returns once both are alive and the Jobs API answers.
+
+    A start that fails is stopped (its processes killed, its temp dir removed) and tried again, up to ``attempts``
+    times: ``ray start`` gives a node a fixed 30 s to register with the GCS (``ray/_private/node.py``), which a
+    machine shared with other verl runs (load 25-30 on 2 cores, 2026-12-04) can exceed."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_once(log_dir, timeout_s)
+        except RuntimeError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(log_dir: Path, timeout_s: float) -> LocalRayCluster:
     ray = str(Path(sys.executable).parent / "ray")
     temp_dir = Path(tempfile.mkdtemp(prefix="svray-"))  # short: Ray's unix socket paths must stay < 108 chars
     gcs, dashboard = _free_port(), _free_port()

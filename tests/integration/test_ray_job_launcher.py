@@ -8,7 +8,9 @@ built assets, the SFT checkpoint's HF model) from moto S3, checked against their
 reach S3 from the node that saved them (RL: inside verl; SFT: the entrypoint's syncer), and a resumed stage
 restores its checkpoint from S3 there. A stand-in trainer (verl's file contract, seconds) covers the launcher's
 failure paths; one real SFT stage and one real RL stage from its checkpoint cover the inputs, ``ray job stop`` and
-the resume; a SIGTERM to a flow process covers cancellation.
+the resume; a SIGTERM to a flow process covers cancellation. A user's RL stage (their Qwen3-MoE folder in S3 with
+its manifest, GSM8K-form prompts as an ``s3://`` parquet, a reward given as a ``.py`` file) runs there too: the worker
+node takes the model and the reward file from the store, the flow's machine never downloads the weights.
 """
 
 from __future__ import annotations
@@ -24,21 +26,26 @@ import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from flows._main import run_flow_main
 from flows.rl import rl_flow
 from flows.sft import sft_flow
-from stable_verl.artifacts import RunLayout
+from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.manifest import sha256_file
 from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.launch.ray_job import JobAlreadyRunning, RayJobLauncher
 from stable_verl.pipeline.launch.runner import LaunchSpec, VerlRunError, launch
+from stable_verl.pipeline.node_inputs import code_key
 from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
 from stable_verl.pipeline.run_lifecycle import VerlJob, run_key, run_tracked
 from stable_verl.pipeline.train_stages import rl_run_id, sft_run_id
+from stable_verl.tasks.datasets import TaskSpec, write_task_data
 from stable_verl.verl_ext.inputs import MARK
 from tests.integration.interrupted import run_while_killing
 from tests.integration.ray_cluster import LocalRayCluster, start_cluster
+from tests.integration.user_inputs import as_gsm8k, save_user_model, write_reward
 from tests.unit.test_tracked_stage import TRAINER
 
 pytestmark = pytest.mark.slow
@@ -316,3 +323,87 @@ def test_a_cancelled_flow_leaves_no_job_running(prefect_harness, moto_s3, cluste
     finally:
         procs.kill_tree(child.pid, grace_s=0)
         child.wait()
+
+
+NODE_STORE = "${oc.env:STABLE_VERL_NODE_DIR}/store"
+USER_STEPS = 2
+
+
+def test_a_users_rl_stage_on_the_cluster_takes_its_model_from_s3_and_its_reward_file_through_the_store(
+    prefect_harness, moto_s3, cluster, tokenizer, tmp_path, monkeypatch
+):
+    """Issue 25's cluster case: the RL stage a user runs locally, as a Ray Job, with the model coming from S3."""
+    monkeypatch.setenv("STABLE_VERL_S3_ENDPOINT", moto_s3.endpoint_url)  # where the user's s3:// data files are
+    root = _store_root(moto_s3, "byo")
+    store = ArtifactStore(root, moto_s3.options())
+    store.put_dir(save_user_model(tmp_path / "my-moe", tokenizer), "users/my-moe")  # uploaded with its manifest
+    made = write_task_data(tmp_path / "generated", TaskSpec(n_sft=16, n_rl_train=16, n_bench=8))
+    store.put_files(tmp_path, "users/data", [as_gsm8k(made["rl_train"], tmp_path / "prompts.parquet").name])
+    reward = write_reward(tmp_path)
+    workdir = tmp_path / "work"  # the flow's machine: its own folder (the module's holds the built tiny model)
+    params = RLFlowParams.from_config(
+        None,
+        [
+            *_on_cluster(moto_s3, workdir, cluster, root),
+            f"model.path={store.uri('users/my-moe')}",
+            f"task.rl_train=[{store.uri('users/data/prompts.parquet')}]",
+            f"task.reward.path={reward}",
+            "task.reward.name=score",
+            f"rl.total_steps={USER_STEPS}",
+            f"rl.save_freq={USER_STEPS}",
+        ],
+    )
+
+    result = rl_flow(params)
+
+    run = RunLayout(store, rl_run_id(params, None))
+    assert result["checkpoints"] == [USER_STEPS] and run.read_run()["status"] == "complete"
+    rows = run.read_metrics()
+    assert [r["step"] for r in rows] == list(range(1, USER_STEPS + 1))
+    # The user's reward trained: its own key (verl's default returns none) and its score, every step.
+    assert all(r["reward/chars"] > 0 and 0.0 <= r["critic/score/mean"] <= 1.0 for r in rows), rows
+
+    # The command names node paths only: the model where it is in the store, the reward file's content-addressed copy.
+    overrides = store.read_json(f"{run.prefix}/command.json")["overrides"]
+    assert not [a for a in overrides if str(tmp_path) in a]
+    assert f"actor_rollout_ref.model.path={NODE_STORE}/users/my-moe" in overrides
+    code = f"inputs/code/{code_key(reward)}"
+    assert f"reward.custom_reward_function.path={NODE_STORE}/{code}/my_reward.py" in overrides
+
+    # The worker node materialised both from the store, every file as its manifest says; the head nothing.
+    worker = cluster.node_dir("worker") / "store"
+    assert _materialised(store, worker / "users/my-moe", "users/my-moe") >= 4  # config, weights, tokenizer files
+    assert _materialised(store, worker / code, code) == 1
+    assert (worker / code / "my_reward.py").read_bytes() == reward.read_bytes()
+    assert not (cluster.node_dir("head") / "store").exists()
+    # The flow's machine read config.json only: no weights, no model folder in its workdir.
+    assert not list(workdir.rglob("*.safetensors")) and not (workdir / "models").exists()
+    assert _active(cluster) == {}
+
+
+@pytest.mark.parametrize(
+    ("reward", "says"),
+    [
+        (["task.reward.path={tmp}/none.py"], "reward file {tmp}/none.py does not exist"),
+        (["task.reward.path={tmp}/my_reward.py", "task.reward.name=nope"], "has no function 'nope'"),
+    ],
+    ids=["missing-file", "no-such-function"],
+)
+def test_a_bad_reward_file_on_the_cluster_is_refused_before_anything_is_submitted(
+    reward, says, moto_s3, cluster, tmp_path, capsys
+):
+    from ray.job_submission import JobSubmissionClient
+
+    write_reward(tmp_path)
+    row = {"data_source": "openai/gsm8k", "prompt": [{"role": "user", "content": "1+1?"}]}
+    pd.DataFrame([{**row, "reward_model": {"ground_truth": "2"}}]).to_parquet(tmp_path / "rl.parquet")
+    root = _store_root(moto_s3, "bad-reward")
+    jobs = len(JobSubmissionClient(cluster.dashboard_url).list_jobs())
+    argv = [*_on_cluster(moto_s3, tmp_path / "work", cluster, root), f"task.rl_train=[{tmp_path / 'rl.parquet'}]"]
+
+    code = run_flow_main("flows.rl", argv + [r.format(tmp=tmp_path) for r in reward])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and says.format(tmp=tmp_path) in err[0], err
+    assert len(JobSubmissionClient(cluster.dashboard_url).list_jobs()) == jobs  # nothing submitted
+    assert not ArtifactStore(root, moto_s3.options()).ls("")  # nothing written

@@ -22,35 +22,25 @@ import pandas as pd
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from stable_verl.tasks.datasets import TaskSpec, write_task_data
+from tests.integration.user_inputs import as_gsm8k, save_user_model, write_reward
 
 pytestmark = pytest.mark.slow
 
 CLI = str(Path(sys.executable).parent / "stable-verl")
-REWARD = '''
-from verl.utils.reward_score import default_compute_score
-
-
-def score(data_source, solution_str, ground_truth, extra_info=None):
-    """The team's reward: verl's GSM8K scorer, and a length note kept in results.json."""
-    right = default_compute_score(data_source, solution_str, ground_truth)
-    return {"score": float(right), "chars": float(len(solution_str))}
-'''
 
 
 def _user_files(root: Path, tokenizer) -> dict:
     """The user's model folder, data files and reward, and the config that names them."""
-    model = save_tiny_model(root / "my-moe", TinyModelSpec(), tokenizer, seed=5)
+    model = save_user_model(root / "my-moe", tokenizer)
     made = write_task_data(root / "generated", TaskSpec(n_sft=64, n_rl_train=32, n_bench=16))
-    as_gsm8k = lambda df: df.assign(data_source="openai/gsm8k")  # noqa: E731
-    as_gsm8k(pd.read_parquet(made["rl_train"])).to_parquet(root / "prompts.parquet")
-    as_gsm8k(pd.read_parquet(made["bench_id"])).to_parquet(root / "heldout.parquet")
+    as_gsm8k(made["rl_train"], root / "prompts.parquet")
+    as_gsm8k(made["bench_id"], root / "heldout.parquet")
     pd.read_parquet(made["sft_terse_train"]).to_parquet(root / "terse.parquet")
     with (root / "stepwise.jsonl").open("w") as f:
         for messages in pd.read_parquet(made["sft_stepwise_train"])["messages"]:
             f.write(json.dumps({"prompt": messages[0]["content"], "response": messages[1]["content"]}) + "\n")
-    (root / "my_reward.py").write_text(REWARD)
+    write_reward(root)
     return {
         "workdir": str(root / "work"),
         "store": {"root": str(root / "store")},

@@ -98,6 +98,11 @@ CASES = [
         "failed on the first rl_train row: the reward returned str",
     ),
     Case("reward-file-missing", ("rl", "task.rl_train=[{rl}]", "task.reward.path={tmp}/none.py"), "does not exist"),
+    Case(
+        "reward-no-such-function",
+        ("rl", "task.rl_train=[{rl}]", "task.reward.path={tmp}/text_reward.py", "task.reward.name=nope"),
+        "has no function 'nope'; set task.reward.name",
+    ),
     Case("task-on-shipped-config", ("coldstart", "task.rl_train=[{rl}]"), "task.difficulty, task.hard_difficulty"),
     Case(
         "teacher-not-in-task",

@@ -12,6 +12,7 @@ import shlex
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from stable_verl.artifacts import ArtifactStore
@@ -208,3 +209,69 @@ def test_a_download_cut_short_by_a_killed_process_is_cleaned_up_and_redone(tmp_p
     (stale / "data/train.parquet").write_bytes(b"ro")  # half a file, no completion
     dest = inputs.materialise(store, inp, tmp_path / "node")
     assert (dest / "data/train.parquet").read_bytes() == b"rows" and not stale.exists()
+
+
+USER_REWARD = """
+def score(data_source, solution_str, ground_truth, extra_info=None):
+    return {"score": float(solution_str.strip().endswith(ground_truth)), "chars": float(len(solution_str))}
+"""
+
+
+def test_a_reward_file_reaches_the_nodes_through_the_store_and_verl_loads_the_nodes_copy(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    from stable_verl.pipeline.node_inputs import code_key
+
+    user, workdir, store = tmp_path / "user", tmp_path / "work", ArtifactStore(tmp_path / "store")
+    user.mkdir()
+    reward = user / "my_reward.py"
+    reward.write_text(USER_REWARD)
+    row = {"data_source": "openai/gsm8k", "prompt": [{"role": "user", "content": "1+1?"}]}
+    pd.DataFrame([{**row, "reward_model": {"ground_truth": "2"}}]).to_parquet(user / "rl.parquet")
+    task = [f"task.rl_train=[{user / 'rl.parquet'}]", f"task.reward.path={reward}", "task.reward.name=score"]
+    p = RLFlowParams.from_config(None, _cluster(f"workdir={workdir}", *task))
+    job = rl_job(p, planned_assets(workdir, p.model, p.task, p.seed), None, None)
+    argv = job.argv(workdir / "runs" / "rl-x" / "checkpoints")
+
+    # The command names the node's copy, content-addressed in the store; nothing of the flow's machine.
+    prefix = f"inputs/code/{code_key(reward)}"
+    assert f"reward.custom_reward_function.path=${{oc.env:STABLE_VERL_NODE_DIR}}/store/{prefix}/my_reward.py" in argv
+    assert not [a for a in argv[1:] if str(tmp_path) in a]
+    assert {"prefix": prefix, "folder": ""} in json.loads(job.env[inputs.ENV_INPUTS])
+    local, rels = job.node_inputs.uploads[prefix]
+    assert (local, rels) == (user, ["my_reward.py"])  # the file alone, not its folder
+    assert inputs.publish(store, local, rels, prefix) and not inputs.publish(store, local, rels, prefix)
+    # One input per content: the same file elsewhere is the same prefix, an edited one a new prefix.
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "my_reward.py").write_text(USER_REWARD)
+    assert code_key(tmp_path / "copy" / "my_reward.py") == code_key(reward)
+    (tmp_path / "copy" / "my_reward.py").write_text(USER_REWARD + "# edited\n")
+    assert code_key(tmp_path / "copy" / "my_reward.py") != code_key(reward)
+
+    # On a node: materialised from the store (checked against its manifest), then verl's own loader finds it there.
+    node = tmp_path / "node"
+    env = {ENV_ROOT: store.uri(), ENV_NODE_DIR: str(node), **inputs.inputs_env([StoreInput(prefix)])}
+    [dest] = inputs.materialise_from_env(env)
+    assert (dest / "my_reward.py").read_bytes() == reward.read_bytes()
+    reward.unlink()  # the flow's copy is not what the node reads
+    from hydra import compose, initialize_config_module
+
+    monkeypatch.setenv(ENV_NODE_DIR, str(node))
+    with initialize_config_module("verl.trainer.config", version_base=None):
+        cfg = compose("ppo_trainer", overrides=argv[3:])
+    OmegaConf.resolve(cfg)  # what verl's TaskRunner does, on the node
+    assert cfg.reward.custom_reward_function.path == str(dest / "my_reward.py")
+    assert get_custom_reward_fn(cfg)("openai/gsm8k", "so #### 2", "2", {}) == {"score": 1.0, "chars": 9.0}
+
+
+def test_a_local_run_names_the_reward_file_where_it_is(tmp_path):
+    (tmp_path / "r.py").write_text(USER_REWARD)
+    pd.DataFrame(
+        [{"data_source": "d", "prompt": [{"role": "user", "content": "q"}], "reward_model": {"ground_truth": "2"}}]
+    ).to_parquet(tmp_path / "rl.parquet")
+    overrides = [f"workdir={tmp_path / 'w'}", f"task.rl_train=[{tmp_path / 'rl.parquet'}]"]
+    p = RLFlowParams.from_config(None, [*overrides, f"task.reward.path={tmp_path / 'r.py'}"])
+    job = rl_job(p, planned_assets(tmp_path / "w", p.model, p.task, p.seed), None, None)
+    assert f"reward.custom_reward_function.path={tmp_path / 'r.py'}" in job.argv(tmp_path / "c")
+    assert job.node_inputs is None
