@@ -72,6 +72,26 @@ def _store_command(subparsers, name: str, help_text: str, func, *positionals: st
     return command
 
 
+class _FlowHelp(argparse.Action):
+    """``-h``: the command's help; after a flow name, also every parameter of that flow with its meaning."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        flow = getattr(namespace, "flow", None)
+        if flow is not None:
+            from stable_verl.pipeline.param_help import help_text
+
+            spec, cls = FLOWS[flow], FLOWS[flow].params_class(flow)
+            values = cls.from_config(str(spec.config), []).model_dump(mode="json") if spec.config else None
+            config = f"defaults as {spec.config.name} sets them" if spec.config else "no default config"
+            print(f"\nparameters of {flow!r} (key=value overrides, or keys of a --config YAML; {config}):")
+            print(help_text(cls, values))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stable-verl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", list(FLOWS), cmd_run, "run one Prefect flow (sft, rl, evaluate, coldstart) in this process"),
         ("plan", plannable(), cmd_plan, "print the exact verl command lines of a flow's stages, run nothing"),
     ):
-        command = sub.add_parser(name, help=help_text)
+        command = sub.add_parser(name, help=help_text, add_help=False)
+        command.add_argument("-h", "--help", action=_FlowHelp, help="this help; after FLOW: every parameter of it")
         command.add_argument("flow", choices=flows, help="which flow")
         command.add_argument("--config", type=Path, default=None, help="YAML parameters file (default: the flow's own)")
         command.add_argument("overrides", nargs="*", help="parameter overrides, e.g. rl.total_steps=5")
