@@ -119,6 +119,16 @@ def test_an_import_is_a_complete_sft_run_whose_step_0_holds_the_hf_folder(checkp
     assert after == before
 
 
+def test_the_store_browser_shows_an_import_as_an_sft_run(checkpoint, tmp_path, capsys):
+    store = ArtifactStore(str(tmp_path / "store"))
+    result = import_checkpoint("mine", InitCheckpoint(str(checkpoint)), store, tmp_path / "work", echo=lambda _: None)
+    assert main(["runs", "list", "--kind", "sft", "--store", store.uri()]) == 0
+    assert result.run_id in capsys.readouterr().out
+    assert main(["runs", "show", result.run_id, "--store", store.uri()]) == 0
+    shown = capsys.readouterr().out
+    assert "imported_from" in shown and "1 complete, 0 incomplete" in shown
+
+
 def test_an_interrupted_import_is_redone(checkpoint, tmp_path):
     """What a killed import leaves (run.json 'running', part of the files, no manifest) is redone on the next run."""
     store = ArtifactStore(str(tmp_path / "store"))
