@@ -25,11 +25,9 @@ from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, Manifest, RunLay
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.models.hf import HFModel
 from stable_verl.pipeline.model_source import local_folder, model_config, model_identity, resolve_model_dir
-from stable_verl.pipeline.node_inputs import HF_FOLDERS
 
 IMPORT_STEP = 0
 """The imported checkpoint's step: the RL init, scored at step 0 of the comparison like an SFT run's last."""
-HF_FOLDER = HF_FOLDERS[0]  # an SFT checkpoint's HF folder
 IMPORT_KIND = "sft"  # read as an SFT run by everything downstream
 
 
@@ -51,6 +49,14 @@ class InitCheckpoint:
         return HFModel(self.path, self.revision)
 
 
+def hf_folder() -> str:
+    """An SFT checkpoint's HF folder (``huggingface``, :data:`~.node_inputs.HF_FOLDERS`; imported here when used, so
+    that the parameters and the preflight, which import this module, stay free of torch)."""
+    from stable_verl.pipeline.node_inputs import HF_FOLDERS
+
+    return HF_FOLDERS[0]
+
+
 def import_run_id(name: str, checkpoint: InitCheckpoint, endpoint_url: str | None = None) -> str:
     """``sft-<name>-<hash>``: the hash covers the folder's identity only (what its weights are), not where the
     import runs; ValueError when the folder cannot be identified (missing, no config.json, unknown hub revision)."""
@@ -59,7 +65,7 @@ def import_run_id(name: str, checkpoint: InitCheckpoint, endpoint_url: str | Non
 
 def checkpoint_prefix(run: str) -> str:
     """Store prefix of the imported HF folder of run ``run``."""
-    return f"{checkpoint_path(run, IMPORT_STEP)}/{HF_FOLDER}"
+    return f"{checkpoint_path(run, IMPORT_STEP)}/{hf_folder()}"
 
 
 def source_config(name: str, checkpoint: InitCheckpoint, endpoint_url: str | None = None) -> dict:
@@ -153,8 +159,9 @@ def _copy(run: RunLayout, checkpoint: InitCheckpoint, workdir: Path, endpoint_ur
     download_s, t0 = time.monotonic() - t0, time.monotonic()
     store, prefix = run.store, run.checkpoint(IMPORT_STEP)
     store.delete(f"{prefix}/{MANIFEST_NAME}")  # an interrupted import's checkpoint is incomplete until redone
-    entries = store.put_files(folder, f"{prefix}/{HF_FOLDER}", _files(folder))
-    entries = [dataclasses.replace(e, path=f"{HF_FOLDER}/{e.path}") for e in entries]
+    hf = hf_folder()
+    entries = store.put_files(folder, f"{prefix}/{hf}", _files(folder))
+    entries = [dataclasses.replace(e, path=f"{hf}/{e.path}") for e in entries]
     store.check_uploaded(prefix, entries)
     store.write_manifest(prefix, Manifest(files=entries, metadata={"run_id": run.run_id, "global_step": IMPORT_STEP}))
     return download_s, time.monotonic() - t0
