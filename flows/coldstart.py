@@ -1,5 +1,8 @@
 """Cold-start comparison flow: SFT per teacher style (x seeds) -> the same RL recipe -> eval -> report.
 
+Inits that are already-trained SFT checkpoints (``init_checkpoints``) skip SFT: each is imported into the store as
+a complete SFT run (:mod:`stable_verl.pipeline.checkpoint_import`) and trained with the same recipe.
+
 python -m flows.coldstart [--config configs/coldstart.yaml] [key=value ...]     (what `make demo` runs)
 """
 
@@ -20,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
 from flows.sft import sft_flow
-from flows.tasks import comparison_report, kill_verl, preflight
+from flows.tasks import comparison_report, import_stage, kill_verl, preflight
 from stable_verl.pipeline.coldstart import InitRuns
 from stable_verl.pipeline.params import ColdstartParams
 
@@ -28,18 +31,22 @@ from stable_verl.pipeline.params import ColdstartParams
 # on_failure too: when one init's SFT fails, the others still run side by side, and they must die with the flow.
 @flow(name="coldstart-comparison", on_cancellation=[kill_verl], on_crashed=[kill_verl], on_failure=[kill_verl])
 def coldstart_comparison_flow(params: ColdstartParams) -> dict:
-    """N cold-start inits -> SFT of each -> the same RL recipe -> checkpoint evaluation -> comparison report."""
+    """N cold-start inits -> SFT of each (or the import of an already-trained one) -> the same RL recipe ->
+    checkpoint evaluation -> comparison report."""
     preflight(params)
     pairs = [(teacher, seed) for teacher in params.teachers for seed in params.seeds]
     # verl SFT keeps one core busy, so the inits' SFTs run side by side; RL uses every core, one run at a time.
     sft_runs = [_sft_side_by_side.submit(params.sft_params(t, s)) for t, s in pairs]
-    inits, stages = [], []
-    for (teacher, seed), sft_run in zip(pairs, sft_runs, strict=True):
-        sft = sft_run.result()
+    # Already-trained inits: imported (while the SFTs run), then trained with the same recipe after the SFT inits.
+    imports = {name: _timed_task(import_stage, params, name) for name in params.init_checkpoints}
+    inits, stages = [], list(imports.values())
+    order = [(*pair, sft_run) for pair, sft_run in zip(pairs, sft_runs, strict=True)]
+    for name, seed, sft_run in order + [(*pair, None) for pair in params.init_pairs()]:
+        sft = sft_run.result() if sft_run is not None else imports[name]
         rl = _timed(rl_flow, params.rl_params(sft["run_id"], seed))
-        inits.append(InitRuns(teacher, seed, sft["run_id"], rl["run_id"]))
-        stages += [sft, rl]
-    runs = [run for init in inits for run in (init.sft_run, init.rl_run)]
+        inits.append(InitRuns(name, seed, sft["run_id"], rl["run_id"]))
+        stages += [sft, rl] if sft_run is not None else [rl]
+    runs = list(dict.fromkeys(run for init in inits for run in (init.sft_run, init.rl_run)))  # an import: once
     scores = evaluate_flow(params.evaluate_params(runs))
     report = comparison_report(params, inits, scores)
     evaluation = {k: v for k, v in scores.items() if k != "rows"}
@@ -56,6 +63,13 @@ def _timed(subflow, params) -> dict:
     """Run a stage subflow; add ``flow_s``, its wall time as seen from here (Prefect's own cost included)."""
     start = time.monotonic()
     result = subflow(params)
+    return {**result, "flow_s": time.monotonic() - start}
+
+
+def _timed_task(stage_task, *args) -> dict:
+    """A stage task called here; adds ``flow_s``, its wall time as seen from here."""
+    start = time.monotonic()
+    result = stage_task(*args)
     return {**result, "flow_s": time.monotonic() - start}
 
 

@@ -22,7 +22,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline import checkpoint_eval, coldstart, grid, site, train_stages
+from stable_verl.pipeline import checkpoint_eval, checkpoint_import, coldstart, grid, site, train_stages
 from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.launch.progress import progress_printer
 from stable_verl.pipeline.params import (
@@ -122,6 +122,23 @@ def sft_stage(params: SFTFlowParams) -> dict:
 def rl_stage(params: RLFlowParams) -> dict:
     key = f"rl-{params.init_run or 'base'}-seed{params.rl_seed}"
     return _tracked_stage("rl", params.rl.total_steps, key, train_stages.run_rl_stage, params)
+
+
+@task(name="import-checkpoint", task_run_name="import-{name}", cache_policy=NO_CACHE, **STAGE)
+def import_stage(params: ColdstartParams, name: str) -> dict:
+    """An already-trained init (``params.init_checkpoints[name]``) imported as a complete SFT run (skipped if it is
+    complete in the store already); the link to its run page."""
+    store = params.store.open()
+    result = checkpoint_import.import_checkpoint(
+        name,
+        params.init_checkpoints[name],
+        store,
+        Path(params.workdir).resolve(),
+        params.store.endpoint_url,
+        echo=get_run_logger().info,
+    ).as_dict()
+    _publish_run("import", result, store)
+    return result
 
 
 @task(name="evaluate-checkpoints", cache_policy=NO_CACHE, **STAGE)

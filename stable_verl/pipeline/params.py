@@ -31,6 +31,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.hf import HFModel
 from stable_verl.models.spec import TinyModelSpec
+from stable_verl.pipeline.checkpoint_import import InitCheckpoint
 from stable_verl.pipeline.config import Logging, RLStage, SFTStage
 from stable_verl.pipeline.eval_settings import EvalEngine, EvalSettings
 from stable_verl.pipeline.selector import RunSelector
@@ -323,6 +324,25 @@ class EvaluateFlowParams(_Model):
         return self
 
 
+def _path_alone(value: Any) -> Any:
+    """``init_checkpoints.<name>: /path`` is ``{path: /path}``."""
+    return {"path": value} if isinstance(value, str) else value
+
+
+def _hf_folder(value: InitCheckpoint) -> InitCheckpoint:
+    """A path is given; a revision only with a hub id (the folder itself is read by the preflight)."""
+    if not value.path.strip():
+        raise ValueError("empty path: give a local folder, s3://bucket/prefix or a hub id org/name")
+    if value.revision is not None and value.model_source() != "hub":
+        raise ValueError(f"revision applies to hub ids (org/name), and {value.path} is not one")
+    return value
+
+
+CheckpointParam = Annotated[InitCheckpoint, BeforeValidator(_path_alone), AfterValidator(_hf_folder)]
+"""An already-trained SFT checkpoint: a local folder, ``s3://`` prefix or hub id, given alone or as
+``{path, revision}``."""
+
+
 class ColdstartParams(_StageParams):
     """Cold-start comparison: SFT on each teacher style (x seeds) -> the same RL recipe -> eval -> report."""
 
@@ -338,20 +358,39 @@ class ColdstartParams(_StageParams):
     rl: CheckpointedRL = Field(default_factory=lambda: RLStage(save_freq=1))
     """The RL recipe every init is trained with."""
     eval: EvalParams = Field(default_factory=EvalParams)
+    init_checkpoints: dict[str, CheckpointParam] = Field(default_factory=dict)
+    """Inits that are already-trained SFT checkpoints, by name (SFT skipped): a Hugging Face folder given as a local
+    path, an ``s3://`` prefix with its manifest, or a hub id (``{path: org/name, revision: v1}``). Each is imported
+    once into the store as a complete SFT run and trained with the same RL recipe as the ``teachers``' inits."""
 
-    @field_validator("teachers", "seeds")
+    @field_validator("seeds")
     @classmethod
     def _distinct(cls, value: list) -> list:
         if not value or len(set(value)) != len(value):
             raise ValueError(f"must be distinct and non-empty, got {value}")
         return value
 
+    @field_validator("teachers")
+    @classmethod
+    def _distinct_teachers(cls, value: list) -> list:
+        if len(set(value)) != len(value):
+            raise ValueError(f"must be distinct, got {value}")
+        return value
+
     @model_validator(mode="after")
     def _routers(self) -> Self:
         if "teachers" not in self.model_fields_set:
-            self.teachers = init_names(self.task)  # the built-in styles, or every init of the user's task
-            if not self.teachers:
-                raise ValueError("task.sft names no init: a cold start needs SFT data per init (task.sft.<name>.train)")
+            # every init of the user's task, or the built-in styles (none beside checkpoint inits: those alone)
+            builtin_beside = isinstance(self.task, TaskSpec) and self.init_checkpoints
+            self.teachers = [] if builtin_beside else init_names(self.task)
+        if not self.teachers and not self.init_checkpoints:
+            raise ValueError(
+                "no init to compare: a cold start needs SFT data per init (task.sft.<name>.train, named in teachers) "
+                "or already-trained checkpoints (init_checkpoints.<name>)"
+            )
+        clash = sorted(set(self.teachers) & set(self.init_checkpoints))
+        if clash:
+            raise ValueError(f"init name(s) {clash} are both a teacher and an init_checkpoints entry: rename one")
         _check_inits(self.task, self.teachers, "teacher")
         _check_benchmarks(self.task, self.eval)
         _check_routers(self.model, self.rl)
@@ -361,6 +400,10 @@ class ColdstartParams(_StageParams):
 
     def sft_params(self, teacher: str, seed: int) -> SFTFlowParams:
         return SFTFlowParams(**self._common(), sft=dataclasses.replace(self.sft, teacher=teacher), sft_seed=seed)
+
+    def init_pairs(self) -> list[tuple[str, int]]:
+        """(init name, seed) of the checkpoint inits, in run order (after the teachers')."""
+        return [(name, seed) for name in self.init_checkpoints for seed in self.seeds]
 
     def rl_params(self, init_run: str, seed: int) -> RLFlowParams:
         return RLFlowParams(**self._common(), rl=self.rl, init_run=init_run, rl_seed=seed)

@@ -4,6 +4,7 @@ The stages are the real ones (:func:`~.train_stages.sft_job`, :func:`~.train_sta
 local paths they will have. An RL stage that starts from an SFT stage of the same plan starts from that stage's
 last checkpoint; one that starts from an existing run (``init_run``) names that run's last checkpoint, which only
 the store knows, as ``global_step_<last>`` (and its own run id, which hashes it, as ``<rl run from ...>``).
+An already-trained init (``init_checkpoints``) is an import stage (its source and store folder), then RL from it.
 With ``launcher.kind=ray_job`` each stage is the ``ray job submit`` command of its first attempt instead.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from stable_verl.artifacts import RunLayout, checkpoint_path, step_dir
 from stable_verl.pipeline.assets import planned_assets
+from stable_verl.pipeline.checkpoint_import import IMPORT_STEP, checkpoint_prefix, import_run_id
 from stable_verl.pipeline.launch.ray_job import job_submit_argv, resolve_address
 from stable_verl.pipeline.params import ColdstartParams, RLFlowParams, SFTFlowParams, StabilityGridParams
 from stable_verl.pipeline.run_lifecycle import VerlJob, launch_spec
@@ -73,13 +75,26 @@ def plan_rl_flow(p: RLFlowParams) -> list[PlannedStage]:
     return [plan_rl(p)]
 
 
+def plan_import(p: ColdstartParams, name: str) -> PlannedStage:
+    """The import of the already-trained init ``name``: its source and where the store will hold it."""
+    checkpoint = p.init_checkpoints[name]
+    run = import_run_id(name, checkpoint, p.store.endpoint_url)
+    source = checkpoint.path + (f"@{checkpoint.revision}" if checkpoint.revision else "")
+    return PlannedStage("import", run, [source, "->", checkpoint_prefix(run)])
+
+
 def plan_coldstart(p: ColdstartParams) -> list[PlannedStage]:
-    """Per init: its SFT, then the RL stage from the SFT's last checkpoint."""
+    """Per init: its SFT, then the RL stage from the SFT's last checkpoint; per already-trained init, its import,
+    then the RL stage from it (step 0)."""
     stages = []
     for teacher in p.teachers:
         for seed in p.seeds:
             sft = plan_sft(p.sft_params(teacher, seed))
             stages += [sft, plan_rl(p.rl_params(sft.run_id, seed), init_steps=p.sft.steps)]
+    for name in p.init_checkpoints:
+        imported = plan_import(p, name)
+        stages.append(imported)
+        stages += [plan_rl(p.rl_params(imported.run_id, seed), init_steps=IMPORT_STEP) for seed in p.seeds]
     return stages
 
 

@@ -4,7 +4,8 @@ The parameter models reject unknown keys, wrong types and impossible settings; t
 the store answers and takes writes, the local scratch folder can be written, a Ray cluster's Jobs API answers (for
 ``launcher.kind=ray_job``), the runs a flow starts from or evaluates are complete in the store, a user's model
 (``model.path``) has a ``config.json`` that the flow's recipes accept (routing replay needs a supported MoE family;
-that one file is read, never the weights), and a user task's (:class:`~.task_data.TaskData`) files exist and have
+that one file is read, never the weights), as has each already-trained init (``init_checkpoints``, with safetensors
+weights), and a user task's (:class:`~.task_data.TaskData`) files exist and have
 verl's columns and its reward imports and scores the first RL prompt. Each failure is one :class:`InputError` line
 (the CLI exits 2 on it).
 """
@@ -22,6 +23,7 @@ from typing import Any
 from stable_verl.artifacts import ArtifactStore, ArtifactStoreError, RunLayout
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.models.hf import HFModel
+from stable_verl.pipeline.checkpoint_import import check_weights, source_config
 from stable_verl.pipeline.model_source import model_config
 from stable_verl.pipeline.reward_fn import load_reward, score_one
 from stable_verl.pipeline.task_data import TaskData, normalised_splits
@@ -46,6 +48,7 @@ def check_inputs(params: Any) -> None:
     for run_id, what in _input_runs(params):
         _check_complete(store, run_id, what)
     _check_model(params)
+    _check_init_checkpoints(params)
     task = getattr(params, "task", None)
     if isinstance(task, TaskData):
         check_task(task)
@@ -63,6 +66,19 @@ def _check_model(params: Any) -> None:
             recipe.check_model_type(config.get("model_type"), model.path)
     except (ValueError, ArtifactStoreError, OSError) as e:
         raise InputError(str(e).splitlines()[0]) from e
+
+
+def _check_init_checkpoints(params: Any) -> None:
+    """Each already-trained init (``init_checkpoints``): a Hugging Face folder with safetensors weights whose family
+    every recipe the flow runs can train."""
+    for name, checkpoint in (getattr(params, "init_checkpoints", None) or {}).items():
+        try:
+            config = source_config(name, checkpoint, params.store.endpoint_url)
+            for recipe in _recipes(params):
+                recipe.check_model_type(config.get("model_type"), f"init_checkpoints.{name} ({checkpoint.path})")
+            check_weights(name, checkpoint, params.store.endpoint_url)
+        except (ValueError, ArtifactStoreError, OSError) as e:
+            raise InputError(str(e).splitlines()[0]) from e
 
 
 def _recipes(params: Any) -> list[Any]:

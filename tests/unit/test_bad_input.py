@@ -110,6 +110,30 @@ CASES = [
         "'terse' is not an SFT init of the task; task.sft has: none",
     ),
     Case(
+        "init-checkpoint-missing-folder", ("coldstart", "init_checkpoints.mine={tmp}/no-ckpt"), "init_checkpoints.mine"
+    ),
+    Case("init-checkpoint-without-config", ("coldstart", "init_checkpoints.mine={tmp}/empty-model"), "no config.json"),
+    Case(
+        "init-checkpoint-dense-with-r2",
+        ("coldstart", "init_checkpoints.mine={dense_model}", "rl.recipe=minirl_r2"),
+        "init_checkpoints.mine ({dense_model}) is 'qwen3', not a supported MoE",
+    ),
+    Case(
+        "init-checkpoint-without-weights",
+        ("coldstart", "init_checkpoints.mine={dense_model}", "rl.recipe=grpo"),
+        "no safetensors weights in it",
+    ),
+    Case(
+        "init-checkpoint-named-as-teacher",
+        ("coldstart", "init_checkpoints.terse={dense_model}", "teachers=[terse]"),
+        "['terse'] are both a teacher and an init_checkpoints entry",
+    ),
+    Case(
+        "init-checkpoint-s3-missing",
+        ("coldstart", "init_checkpoints.mine=s3://{bucket}/no-ckpt", "store.endpoint_url={moto}"),
+        "init_checkpoints.mine s3://",
+    ),
+    Case(
         "benchmark-not-in-task",
         ("evaluate", "runs=[" + EXISTING + "]", "task.rl_train=[{rl}]", "eval.benchmarks=[bench_id]"),
         "no such benchmark dataset ['bench_id']; available: none",
@@ -178,7 +202,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case: Case, world, 
         code = run_flow_main(case.entry, argv)
     out = capsys.readouterr()
     lines = out.err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and case.says in lines[0], out.err[-3000:]
+    assert code == 2 and len(lines) == 1 and case.says.format(**world) in lines[0], out.err[-3000:]
     assert out.out == ""
     assert _snapshot(tmp_path) == before  # nothing that existed changed, nothing was added
     assert bucket.find(moto_s3.bucket) == objects_before
