@@ -16,6 +16,8 @@
                                                 re-judge a published grid page from its own CSV under the
                                                 current rules (no store, no runs)
     stable-verl site build|presign ...          static HTML pages of the store (stable_verl.pipeline.site)
+    stable-verl recipes list | show NAME [key=value ...]
+                                                the RL recipes, and the verl overrides one compiles to
 
 The store is ``$STABLE_VERL_ARTIFACT_ROOT`` (``./artifacts`` when unset; S3 endpoint from
 ``$STABLE_VERL_S3_ENDPOINT`` / ``$AWS_ENDPOINT_URL``, credentials from the usual AWS chain); ``--store URI``
@@ -126,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_rep.add_argument("--out", type=Path, default=Path("docs/results"), help="folder of the page")
     cmp_rep.set_defaults(func=cmd_comparisons_republish)
 
+    from stable_verl.cli.recipe_cmds import add_recipe_commands
     from stable_verl.pipeline.site.commands import add_site_commands  # site hook: `stable-verl site ...`
+
+    add_recipe_commands(sub)
 
     add_site_commands(sub, _add_store)
     return parser
