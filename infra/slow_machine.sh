@@ -36,7 +36,7 @@ cleanup() {  # move this shell back to the root group, then remove the (empty) g
   rmdir "$group" 2>/dev/null || echo "note: $group still has processes; remove it when they end" >&2
 }
 trap cleanup EXIT
-echo "slow machine: $cpus core(s) in all ($quota us per $period us) for: $*" >&2
+echo "slow machine: $cpus core(s) in all ($quota us per $period us, cgroup $group) for: $*" >&2
 start=$SECONDS
 # The command runs in a child shell placed in the group first, so it and all its descendants are capped.
 set +e
