@@ -134,3 +134,25 @@ def test_rays_daemons_are_not_the_runs_cpu():
     assert stall.is_ray_daemon(["/venv/bin/python", f"{venv}/dashboard/dashboard.py", "--host=127.0.0.1"])
     assert not stall.is_ray_daemon(["/venv/bin/python", "-m", "verl.trainer.main_ppo", "ray_kwargs.x=1"])
     assert not stall.is_ray_daemon(["ray::WorkerDict.actor_rollout_init_model"])  # verl's workers are the run
+
+
+def test_rays_oom_kill_of_workers_ends_the_run_at_once_though_it_stays_busy(tmp_path):
+    """The raylet's line for workers killed by its memory monitor (verl then waits on the dead vLLM servers forever):
+    the run is stopped at the next check, naming the OOM and the last step, although it keeps using CPU."""
+    line = (
+        "\\x1b[33m(raylet)\\x1b[0m [2026-12-04 03:42:16,027 E 8518 8518] (raylet) node_manager.cc:3517: 4 Workers "
+        "(tasks / actors) killed due to memory pressure (OOM), 0 Workers crashed due to other reasons at node"
+    )
+    code = f"print('step:3 - loss:1.0', flush=True)\nprint({line!r}, flush=True)\n" + BURN.format(s=600)
+    start = time.monotonic()
+    with pytest.raises(VerlRunError) as err:
+        _run(tmp_path, code, stall_s=300)
+    first = str(err.value).splitlines()[0]
+    assert "Ray killed 4 of the run's workers for memory pressure (OOM) after step 3" in first
+    assert time.monotonic() - start < 30
+
+
+def test_a_zero_count_of_oom_kills_is_not_fatal():
+    watch = StallWatch(stall_s=300)
+    watch.on_line("(raylet) 0 Workers (tasks / actors) killed due to memory pressure (OOM), 1 Workers crashed")
+    assert watch.check() is None

@@ -12,6 +12,11 @@ a new log line, or its process tree used CPU. What counts, precisely:
   while a hung run waits); any trainer, compiler or loader working, even throttled to a slice of a core, is above
   it. A Ray Job has no local tree: there, steps and new lines count alone.
 
+A line that says part of the run is gone for good ends it at once: Ray's memory monitor killing workers
+(:data:`RAY_OOM_KILL`). verl does not restart them: it waits on the dead vLLM servers forever, and the actors left
+poll just above :data:`BUSY_CORES` (0.06 cores in all, measured on a phase-1 cell that hung so for 80 minutes), so
+neither the CPU nor the lines would ever call it stalled.
+
 ``timeout_s`` (optional, off by default) stays available as a total wall-clock limit.
 """
 
@@ -50,6 +55,8 @@ def is_ray_daemon(cmdline: list[str]) -> bool:
     return any(piece in text for piece in RAY_DAEMONS)
 
 
+RAY_OOM_KILL = re.compile(r"(\d+) Workers \(tasks / actors\) killed due to memory pressure \(OOM\)")
+"""Ray's raylet when its memory monitor has killed workers (``node_manager.cc``); the run cannot finish."""
 _DIGITS = re.compile(r"\d+")
 _MAX_SEEN = 200_000  # distinct line shapes remembered (a long run's metric lines): then the memory starts over
 
@@ -76,9 +83,17 @@ class StallWatch:
         self._cpu: dict[int, float] = {}
         self._last_sample: float | None = None
         self._next_sample = self.start
+        self.fatal: str | None = None
 
     def on_line(self, line: str) -> None:
-        """A line of the run's output: progress if it is a new step or a line not seen before."""
+        """A line of the run's output: progress if it is a new step or a line not seen before; fatal if it says Ray
+        killed workers for memory (:data:`RAY_OOM_KILL`)."""
+        oom = RAY_OOM_KILL.search(line)
+        if oom and int(oom[1]) > 0 and self.fatal is None:
+            self.fatal = (
+                f"Ray killed {oom[1]} of the run's workers for memory pressure (OOM) after step {self.last_step}: "
+                "verl does not replace them; free memory (fewer runs side by side) or lower the stage's batch sizes"
+            )
         step = is_step_line(line)
         new_step = step is not None and step > self.last_step
         if new_step:
@@ -107,6 +122,8 @@ class StallWatch:
 
     def check(self) -> str | None:
         """None while the run may go on; else why it must stop, in one line."""
+        if self.fatal is not None:
+            return self.fatal
         now = self.clock()
         self._sample_cpu(now)
         if self.timeout_s is not None and now - self.start >= self.timeout_s:
