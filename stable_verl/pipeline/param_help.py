@@ -6,6 +6,7 @@ docs' generated flow-parameter page (``docs/gen_reference.py``: :func:`schema_ty
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -34,8 +35,10 @@ def schema_type(schema: dict[str, Any] | bool, link: bool = True) -> str:
     return str(kind)
 
 
+@functools.cache
 def inherited_docs(class_name: str) -> dict[str, str]:
-    """Field docstrings of a stable_verl class and its bases: pydantic's schema drops those a subclass inherits."""
+    """Field docstrings of a stable_verl class and its bases: pydantic's schema drops those a subclass inherits.
+    Cached per class: every field of a settings table asks, and the classes are imported before their schema."""
     docs: dict[str, str] = {}
     for module in [m for name, m in list(sys.modules.items()) if name.startswith("stable_verl")]:
         cls = getattr(module, class_name, None)

@@ -144,8 +144,8 @@ def arm_tally_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) 
     ]
     ref_hits, ref_n = None, 0
     for arm, members in arms.items():
-        counts = {k: sum(pv.verdict.verdict == k for _, pv in members) for k in (cv.COLLAPSED, cv.RECOVERED)}
-        counts |= {k: sum(pv.verdict.verdict == k for _, pv in members) for k in (cv.CENSORED, cv.STABLE)}
+        kinds = (cv.COLLAPSED, cv.RECOVERED, cv.CENSORED, cv.STABLE)
+        counts = {k: sum(pv.verdict.verdict == k for _, pv in members) for k in kinds}
         finals = [run.heldout[max(run.heldout)][0] for run, _ in members if run.heldout]
         held = "-"
         if finals:
