@@ -282,8 +282,12 @@ def _evaluate_pending(
         run = RunLayout(store, t.run_id)
         results[t] = {}
         for bench in benchmarks:
+            local = out_dir / bench / "results.json"
+            scored = json.loads(local.read_text())
+            scored["model"] = run.uri(run.checkpoint(t.step))  # the store's checkpoint, not this machine's folder
+            local.write_text(json.dumps(scored, indent=1))
             store.put_dir(out_dir / bench, run.eval_dir(t.step, bench), metadata={"run_id": t.run_id, "step": t.step})
-            results[t][bench] = json.loads((out_dir / bench / "results.json").read_text())
+            results[t][bench] = scored
     outcome.upload_s = time.monotonic() - t0
     for rid in dict.fromkeys(t.run_id for t in pending):
         site.refresh_run(RunLayout(store, rid))  # site hook: the run pages show the new evaluations

@@ -1,14 +1,21 @@
 """The stress pilot's results: each run's outcome verdict with its mechanism tags, and its curves, from the store.
 
     python -m stable_verl.pipeline.pilot_page --store artifacts --out docs/results/stress-pilot P1=<run id> [...]
+    python -m stable_verl.pipeline.pilot_page --store artifacts --export record/ <run id> [...]
 
 Per run (``label=run_id``; the label names the rung, e.g. ``P1``): the per-step training reward in passes of
 W = n_rl_train / train_batch_size steps (from the run's ``config.yaml``), judged by ``core.collapse_verdict``; the
 mechanism tags of ``core.collapse_tags`` with their steps; and the held-out check (``collapse_verdict.heldout_fall``:
 the best checkpoint up to the onset against any later one, paired per prompt from ``samples.jsonl`` where both exist,
-else the unpaired SE). Output: ``results.md`` (the verdict table) and ``plots/pilot.png`` (reward pass means with a
-+-sigma band, held-out avg@k with a +-1 SE band, pass-median train-inference KL, pass-mean response length). It only
-reads the store.
+else the unpaired SE; the run's init, when the store holds its evaluation, is step 0, so a fall before the first
+checkpoint is measured from where the run started). Output: ``results.md`` (the verdict table) and
+``plots/pilot.png`` (reward pass means with a +-sigma band, held-out avg@k with a +-1 SE band, pass-median
+train-inference KL, pass-mean response length). It only reads the store.
+
+``--export DEST`` copies what the page reads, and no more, into the folder store DEST: each run's config.yaml and
+metrics.jsonl, and its (and its init's) held-out results.json with ``samples.jsonl`` cut to one row per prompt (the
+mean accuracy of its k samples, all that the paired differences use). A long experiment's record then survives the
+machine it ran on in a few hundred KB a run, and the page regenerates from it with ``--store DEST``.
 """
 
 from __future__ import annotations
@@ -57,20 +64,34 @@ def load_run(store: ArtifactStore, label: str, run_id: str, benchmark: str = BEN
     config = yaml.safe_load(store.read_text(layout.config_yaml))
     w = cv.steps_per_pass(config["task"]["n_rl_train"], config["rl"]["train_batch_size"])
     run = PilotRun(label, run_id, layout.read_metrics(), w, config["rl"].get("max_response_length"))
+    init = config.get("init_run")
+    if init:
+        _load_evaluations(RunLayout(store, init), benchmark, run, as_step=0)
+    _load_evaluations(layout, benchmark, run)
+    return run
+
+
+def _load_evaluations(layout: RunLayout, benchmark: str, run: PilotRun, as_step: int | None = None) -> None:
+    """``layout``'s evaluations into ``run.heldout`` / ``run.prompts``; with ``as_step``, only its last one, there."""
+    store = layout.store
+    found: list[tuple[int, str]] = []
     for rel in store.glob(f"{layout.prefix}/eval/global_step_*/{benchmark}/results.json"):
         step = parse_step_dir(rel.split("/")[-3])
-        if step is None:
-            continue
+        if step is not None:
+            found.append((step, rel))
+    if as_step is not None:
+        found = sorted(found)[-1:]
+    for step, rel in found:
         results = store.read_json(rel)
         metric = next((k for k in results if k.startswith("avg@") and not k.endswith("_stderr")), None)
         if metric is None:
             continue
         se = results.get(f"{metric}_stderr")
-        run.heldout[step] = (float(results[metric]), math.nan if se is None else float(se))
+        at = step if as_step is None else as_step
+        run.heldout[at] = (float(results[metric]), math.nan if se is None else float(se))
         samples = layout.eval_samples(step, benchmark)
         if store.exists(samples):
-            run.prompts[step] = sig.per_prompt_means(store.read_jsonl(samples))
-    return run
+            run.prompts[at] = sig.per_prompt_means(store.read_jsonl(samples))
 
 
 @dataclass(frozen=True)
@@ -123,7 +144,8 @@ def results_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) ->
         "",
         f"Verdict: stable_verl/core/collapse_verdict.py (passes of W steps; delta = max({cv.DELTA_FLOOR:g}, "
         f"{cv.DELTA_SIGMAS:g} sigma)); tags: stable_verl/core/collapse_tags.py, never a verdict alone; held-out: "
-        f"the best checkpoint up to the onset against the lowest later one, confirmed beyond {cv.HELDOUT_Z:g} SE.",
+        f"the best checkpoint up to the onset (the init as step 0) against the lowest later one, confirmed beyond "
+        f"{cv.HELDOUT_Z:g} SE.",
     ]
     return lines
 
@@ -221,19 +243,53 @@ def write_results(store: ArtifactStore, labelled: Sequence[tuple[str, str]], out
     return path
 
 
+def export_runs(store: ArtifactStore, run_ids: Sequence[str], dest: ArtifactStore) -> list[str]:
+    """Copy what :func:`load_run` reads for ``run_ids`` (and their inits) into ``dest``; returns the files written."""
+    written: list[str] = []
+    for run_id in run_ids:
+        layout = RunLayout(store, run_id)
+        config = yaml.safe_load(store.read_text(layout.config_yaml))
+        for rel in (layout.config_yaml, layout.metrics_jsonl):
+            dest.write_text(rel, store.read_text(rel))
+            written.append(rel)
+        sources = [(layout, False)]
+        if config.get("init_run"):
+            sources.append((RunLayout(store, config["init_run"]), True))  # the init: its last evaluation only
+        for run, last_only in sources:
+            found = sorted(
+                (parse_step_dir(rel.split("/")[-3]), rel)
+                for rel in store.glob(f"{run.prefix}/eval/global_step_*/{BENCHMARK}/results.json")
+            )
+            for step, rel in found[-1:] if last_only else found:
+                dest.write_text(rel, store.read_text(rel))
+                samples = run.eval_samples(step, BENCHMARK)
+                means = sig.per_prompt_means(store.read_jsonl(samples)) if store.exists(samples) else {}
+                if means:
+                    dest.write_jsonl(samples, [{"prompt": p, "acc": m} for p, m in sorted(means.items())])
+                written += [rel, samples] if means else [rel]
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stable_verl.pipeline.pilot_page", description=__doc__)
     parser.add_argument(
-        "runs", nargs="+", help="LABEL=RUN_ID, e.g. P1=rl-pg-stale-0d5dfadd; ARM/SEED labels add a per-arm tally"
+        "runs",
+        nargs="+",
+        help="LABEL=RUN_ID, e.g. P1=rl-pg-stale-0d5dfadd; ARM/SEED labels add a per-arm tally (with --export: RUN_ID)",
     )
     parser.add_argument("--store", default=None, help="artifact root (default $STABLE_VERL_ARTIFACT_ROOT)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/stress-pilot"))
+    parser.add_argument("--export", default=None, metavar="DEST", help="copy the runs' small record into DEST")
     args = parser.parse_args(argv)
+    store = ArtifactStore.from_env(args.store)
+    if args.export is not None:
+        written = export_runs(store, args.runs, ArtifactStore(args.export))
+        print(f"{len(written)} file(s) of {len(args.runs)} run(s) -> {args.export}")
+        return 0
     bad = [r for r in args.runs if r.count("=") != 1]
     if bad:
         print(f"pilot_page: error: give each run as LABEL=RUN_ID, got {bad[0]!r}", file=sys.stderr)
         return 2
-    store = ArtifactStore.from_env(args.store)
     print(write_results(store, [tuple(r.split("=", 1)) for r in args.runs], args.out))  # type: ignore[misc]
     return 0
 

@@ -65,6 +65,28 @@ def test_pilot_verdict_tags_and_paired_heldout(tmp_path):
     assert pv.heldout.confirmed
 
 
+def test_a_fall_before_the_first_checkpoint_is_measured_from_the_init(tmp_path):
+    store = ArtifactStore(str(tmp_path / "store"))
+    init = RunLayout(store, "sft-terse-x")
+    # two evaluations of the init: only its last one (step 30) is the RL run's step 0
+    for step, means in ((10, {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0}), (30, {"a": 1.0, "b": 0.5, "c": 1.0, "d": 0.5})):
+        store.write_json(init.eval_results(step, "bench_id"), {"avg@2": sum(means.values()) / 4})
+        store.write_jsonl(init.eval_samples(step, "bench_id"), _samples(means))
+    run_layout = RunLayout(store, "rl-pg-stale-y")
+    run_layout.write_config({"init_run": "sft-terse-x", "task": {"n_rl_train": 8}, "rl": {"train_batch_size": 4}})
+    # the reward falls at step 3, before the first checkpoint (step 4)
+    run_layout.write_metrics([{"step": s, "reward/acc": 0.6 if s <= 2 else 0.1} for s in range(1, 17)])
+    for step in (4, 8, 12, 16):
+        store.write_json(run_layout.eval_results(step, "bench_id"), {"avg@2": 0.0})
+        store.write_jsonl(run_layout.eval_samples(step, "bench_id"), _samples(dict.fromkeys("abcd", 0.0)))
+    run = pilot_page.load_run(store, "s3", "rl-pg-stale-y")
+    assert sorted(run.heldout) == [0, 4, 8, 12, 16] and run.heldout[0][0] == pytest.approx(0.75)
+    pv = pilot_page.judge(run)
+    assert pv.verdict.verdict == "collapsed" and pv.verdict.onset_step <= 3
+    # best up to the onset is the init (step 0, 0.75); paired d = [1, .5, 1, .5] against every later checkpoint
+    assert (pv.heldout.best_step, pv.heldout.fall) == (0, pytest.approx(0.75)) and pv.heldout.confirmed
+
+
 def test_pilot_unpaired_without_samples_and_the_files(tmp_path):
     store = _store(tmp_path, with_samples=False)
     pv = pilot_page.judge(pilot_page.load_run(store, "P1", "rl-pg-stale-x"))
@@ -94,3 +116,23 @@ def test_per_arm_tally_counts_verdicts_and_tests_the_reference_arm(tmp_path):
     assert lines[2] == "| ref | 2 | 2 | 0 | 0 | 0 | 0.125, 0.000 (n=2) | reference | reference |"
     assert lines[3] == "| arm | 2 | 0 | 0 | 0 | 2 | 0.125, 0.000 (n=2) | 0.167 | none reachable |"
     assert pilot_page.arm_tally_lines(runs[:1], [pilot_page.judge(runs[0])]) == []  # one run an arm: no tally
+
+
+def test_the_exported_record_gives_the_same_page_in_a_few_files(tmp_path):
+    store = _store(tmp_path)
+    init = RunLayout(store, "sft-terse-x")
+    store.write_json(init.eval_results(30, "bench_id"), {"avg@2": 0.5})
+    store.write_jsonl(init.eval_samples(30, "bench_id"), _samples(dict.fromkeys("abcd", 0.5)))
+    layout = RunLayout(store, "rl-pg-stale-x")
+    layout.write_config(
+        {"init_run": "sft-terse-x", "task": {"n_rl_train": 8}, "rl": {"train_batch_size": 4, "max_response_length": 48}}
+    )
+    dest = tmp_path / "record"
+    assert pilot_page.main(["--store", str(tmp_path / "store"), "--export", str(dest), "rl-pg-stale-x"]) == 0
+    exported = ArtifactStore(str(dest))
+    a = pilot_page.load_run(store, "P1", "rl-pg-stale-x")
+    b = pilot_page.load_run(exported, "P1", "rl-pg-stale-x")
+    assert 0 in a.heldout and a.heldout == b.heldout and a.prompts == b.prompts and a.rows == b.rows
+    assert pilot_page.judge(a) == pilot_page.judge(b)
+    # one row per prompt instead of k
+    assert len(exported.read_jsonl(RunLayout(exported, "rl-pg-stale-x").eval_samples(8, "bench_id"))) == 4
