@@ -261,7 +261,10 @@ def export_runs(store: ArtifactStore, run_ids: Sequence[str], dest: ArtifactStor
                 for rel in store.glob(f"{run.prefix}/eval/global_step_*/{BENCHMARK}/results.json")
             )
             for step, rel in found[-1:] if last_only else found:
-                dest.write_text(rel, store.read_text(rel))
+                results = store.read_json(rel)
+                if "model" in results:  # relative to the store: no machine's folder in the record
+                    results["model"] = run.checkpoint(step)
+                dest.write_json(rel, results)
                 samples = run.eval_samples(step, BENCHMARK)
                 means = sig.per_prompt_means(store.read_jsonl(samples)) if store.exists(samples) else {}
                 if means:

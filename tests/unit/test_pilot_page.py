@@ -121,7 +121,7 @@ def test_per_arm_tally_counts_verdicts_and_tests_the_reference_arm(tmp_path):
 def test_the_exported_record_gives_the_same_page_in_a_few_files(tmp_path):
     store = _store(tmp_path)
     init = RunLayout(store, "sft-terse-x")
-    store.write_json(init.eval_results(30, "bench_id"), {"avg@2": 0.5})
+    store.write_json(init.eval_results(30, "bench_id"), {"avg@2": 0.5, "model": "/scratch/of/this/machine"})
     store.write_jsonl(init.eval_samples(30, "bench_id"), _samples(dict.fromkeys("abcd", 0.5)))
     layout = RunLayout(store, "rl-pg-stale-x")
     layout.write_config(
@@ -134,5 +134,8 @@ def test_the_exported_record_gives_the_same_page_in_a_few_files(tmp_path):
     b = pilot_page.load_run(exported, "P1", "rl-pg-stale-x")
     assert 0 in a.heldout and a.heldout == b.heldout and a.prompts == b.prompts and a.rows == b.rows
     assert pilot_page.judge(a) == pilot_page.judge(b)
+    assert (
+        exported.read_json(init.eval_results(30, "bench_id"))["model"] == "runs/sft-terse-x/checkpoints/global_step_30"
+    )
     # one row per prompt instead of k
     assert len(exported.read_jsonl(RunLayout(exported, "rl-pg-stale-x").eval_samples(8, "bench_id"))) == 4
