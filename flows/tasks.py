@@ -1,4 +1,4 @@
-"""Prefect tasks and hooks shared by the flows: thin wrappers over stable_verl.pipeline plus UI artifacts.
+"""Prefect tasks and hooks shared by the flows: thin wrappers over stable_verl's stages and reports plus UI artifacts.
 
 Stage tasks retry transient failures only (network / S3 trouble; :func:`is_transient`); a retried
 stage resumes from its last checkpoint in the store. Tasks are called directly (not submitted), so they
@@ -21,20 +21,24 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from stable_verl import site
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline import checkpoint_eval, checkpoint_import, coldstart, grid, site, train_stages
-from stable_verl.pipeline.launch import procs
-from stable_verl.pipeline.launch.progress import progress_printer
-from stable_verl.pipeline.params import (
+from stable_verl.config.grid_cell import GridCell
+from stable_verl.config.params import (
     ColdstartParams,
     EvaluateFlowParams,
-    GridCell,
     RLFlowParams,
     SFTFlowParams,
     StabilityGridParams,
 )
-from stable_verl.pipeline.preflight import check_inputs
-from stable_verl.pipeline.transient import is_transient
+from stable_verl.eval import checkpoints as checkpoint_eval
+from stable_verl.launch import procs
+from stable_verl.launch.progress import progress_printer
+from stable_verl.launch.transient import is_transient
+from stable_verl.reports import coldstart, grid
+from stable_verl.train import checkpoint_import
+from stable_verl.train import stages as train_stages
+from stable_verl.train.preflight import check_inputs
 
 
 def retry_if_transient(task, task_run, state) -> bool:
@@ -64,7 +68,7 @@ def artifact_key(*parts: str) -> str:
 @task(name="preflight", cache_policy=NO_CACHE)
 def preflight(params) -> str:
     """Every flow's first step: verl trees die with the flow on SIGTERM; unusable input (the store, the workdir, a
-    cluster's address, the input runs: :func:`~stable_verl.pipeline.preflight.check_inputs`) fails fast, never
+    cluster's address, the input runs: :func:`~stable_verl.train.preflight.check_inputs`) fails fast, never
     retried, also when the flow was started by Prefect rather than ``python -m flows.<name>``."""
     procs.install_sigterm_handler()  # main thread: kill registered verl trees, then Prefect's own handler
     check_inputs(params)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from stable_verl.pipeline.assets import prepare_assets
-from stable_verl.pipeline.launch.progress import progress_printer
-from stable_verl.pipeline.params import RLFlowParams
-from stable_verl.pipeline.train_stages import run_rl_stage
+from stable_verl.config.params import RLFlowParams
+from stable_verl.launch.progress import progress_printer
+from stable_verl.train.assets import prepare_assets
+from stable_verl.train.stages import run_rl_stage
 from tests.integration.ray_cluster import start_cluster
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from flows.coldstart import coldstart_comparison_flow
 from stable_verl.artifacts import ArtifactStore, list_runs
 from stable_verl.artifacts.retry import retry_counts
-from stable_verl.pipeline.launch import procs
-from stable_verl.pipeline.params import ColdstartParams
+from stable_verl.config.params import ColdstartParams
+from stable_verl.launch import procs
 from tests.faults.s3_proxy import FaultRates, FaultStats
 from tests.integration.interrupted import run_while_killing
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stable_verl.pipeline.launch import procs
+from stable_verl.launch import procs
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
 from tests.conftest import _free_port
 

@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from stable_verl.artifacts import ComparisonLayout, RunLayout
-from stable_verl.pipeline.launch.runner import VerlRunError
+from stable_verl.launch.runner import VerlRunError
 from tests.faults.audit import audit_store
 
 pytestmark = pytest.mark.slow

@@ -18,10 +18,10 @@ from flows.rl import rl_flow
 from flows.sft import sft_flow
 from flows.tasks import retry_if_transient
 from stable_verl.artifacts import ArtifactStoreError, RunLayout, list_runs
-from stable_verl.pipeline.launch import procs
-from stable_verl.pipeline.launch.runner import VerlRunError
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams, StoreParams
-from stable_verl.pipeline.preflight import InputError
+from stable_verl.config.params import RLFlowParams, SFTFlowParams, StoreParams
+from stable_verl.launch import procs
+from stable_verl.launch.runner import VerlRunError
+from stable_verl.train.preflight import InputError
 from tests.conftest import _free_port
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, Manifest, RunLayout, list_runs
-from stable_verl.pipeline.launch import procs
+from stable_verl.launch import procs
 from tests.soak.common import Count
 
 REPO = Path(__file__).resolve().parents[2]

@@ -35,7 +35,7 @@ OVERRIDES = [  # the CI e2e's small regime, one init, one benchmark
 
 def _flow(workdir: Path, endpoint_url: str, bucket: str) -> tuple[ArtifactStore, dict]:
     from flows.coldstart import coldstart_comparison_flow
-    from stable_verl.pipeline.params import ColdstartParams
+    from stable_verl.config.params import ColdstartParams
 
     root = f"s3://{bucket}/soak-{uuid.uuid4().hex[:8]}"
     params = ColdstartParams.from_config(

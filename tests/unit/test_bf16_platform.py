@@ -17,10 +17,11 @@ import pytest
 import stable_verl
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.run_record import RunRecord, cpu_label
-from stable_verl.pipeline import train_stages, verl_command
-from stable_verl.pipeline.assets import Assets
-from stable_verl.pipeline.launch import cpu_env
-from stable_verl.pipeline.params import ColdstartParams
+from stable_verl.config import cpu_env
+from stable_verl.config.params import ColdstartParams
+from stable_verl.train import stages as train_stages
+from stable_verl.train import verl_command
+from stable_verl.train.assets import Assets
 
 GOLDEN = Path(__file__).parent / "golden" / "command_lines.json"
 SINCE_MAIN = {

@@ -15,13 +15,13 @@ import pytest
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout, sha256_file
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.cli import main
+from stable_verl.config.params import ColdstartParams, InitCheckpoint
+from stable_verl.config.selector import choose_steps
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
-from stable_verl.pipeline.checkpoint_import import InitCheckpoint, import_checkpoint, import_run_id
-from stable_verl.pipeline.node_inputs import checkpoint_model
-from stable_verl.pipeline.params import ColdstartParams
-from stable_verl.pipeline.plan import plan_coldstart
-from stable_verl.pipeline.selector import choose_steps
-from stable_verl.pipeline.train_stages import init_checkpoint, local_run_dir, rl_run_id
+from stable_verl.train.checkpoint_import import import_checkpoint, import_run_id
+from stable_verl.train.node_inputs import checkpoint_model
+from stable_verl.train.plan import plan_coldstart
+from stable_verl.train.stages import init_checkpoint, local_run_dir, rl_run_id
 
 
 @pytest.fixture(scope="module")

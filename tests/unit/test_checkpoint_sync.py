@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout
-from stable_verl.pipeline.checkpoint_sync import (
+from stable_verl.train.checkpoint_sync import (
     TRACKER,
     CheckpointSyncer,
     MetricsLog,

@@ -1,4 +1,4 @@
-"""The verdict rules of stable_verl/pipeline/claims.py on synthetic runs, expected values derived by hand.
+"""The verdict rules of stable_verl/reports/claims.py on synthetic runs, expected values derived by hand.
 
 Score claims: final scores, SD pooled over the grid's (arm, N) cells, Student t, Holm across the claims. Collapse
 claims: outcome verdicts only, one reference arm, one-sided Fisher exact test, >= 4 seeds.
@@ -11,8 +11,8 @@ import math
 import pytest
 
 from stable_verl.core import collapse_verdict as cv
-from stable_verl.pipeline import claims
-from stable_verl.pipeline.claims import HELD, INCONCLUSIVE, NOT_HELD, RunSummary, judge
+from stable_verl.reports import claims
+from stable_verl.reports.claims import HELD, INCONCLUSIVE, NOT_HELD, RunSummary, judge
 
 STEPS = (4, 8, 12, 16)
 

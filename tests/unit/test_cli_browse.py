@@ -19,7 +19,7 @@ import pytest
 from flows.registry import FLOWS
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, ComparisonLayout, RunLayout
 from stable_verl.cli import main
-from stable_verl.pipeline.params import StoreParams
+from stable_verl.config.params import StoreParams
 from tests.unit.artifacts.conftest import FAKE_ENV, UNSET_ENV, MotoS3, _start_server
 
 SFT = "sft-stepwise-0000aaaa"
@@ -257,7 +257,7 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_metrics_rows_in_verl_file_logger_format():
-    from stable_verl.browse import last_metrics
+    from stable_verl.site.views import last_metrics
 
     rows = [
         {"step": 1, "data": {"reward/acc": 0.25, "actor/grad_norm": 1.0}},
@@ -411,11 +411,11 @@ class _Params:
 
 @pytest.fixture
 def fake_flows(monkeypatch, tmp_path):
-    """Fake ``stable_verl.pipeline.params`` and ``flows.<name>`` modules (the real flows are tested elsewhere)."""
-    params = types.ModuleType("stable_verl.pipeline.params")
+    """Fake ``stable_verl.config.params`` and ``flows.<name>`` modules (the real flows are tested elsewhere)."""
+    params = types.ModuleType("stable_verl.config.params")
     for spec in FLOWS.values():
         setattr(params, spec.params, type(spec.params, (_Params,), {"calls": [], "root": str(tmp_path)}))
-    monkeypatch.setitem(sys.modules, "stable_verl.pipeline.params", params)
+    monkeypatch.setitem(sys.modules, "stable_verl.config.params", params)
     called = {}
     for name, spec in FLOWS.items():
         module = types.ModuleType(spec.module)

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.pipeline.checkpoint_eval import EvalTarget, _stored_result, select_targets
-from stable_verl.pipeline.coldstart import InitRuns, build_series, comparison_id
-from stable_verl.pipeline.eval_worker import EvalSettings
+from stable_verl.eval.checkpoints import EvalTarget, _stored_result, select_targets
+from stable_verl.eval.worker import EvalSettings
+from stable_verl.reports.coldstart import InitRuns, build_series, comparison_id
 
 
 @pytest.fixture

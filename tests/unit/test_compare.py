@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from stable_verl.pipeline.compare import NO_DATA, RunSeries, comparison_table, curves_figure, run_link, write_report
+from stable_verl.reports.compare import NO_DATA, RunSeries, comparison_table, curves_figure, run_link, write_report
 
 SCORE_PANEL = "benchmark score (avg@k)"
 

@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from stable_verl.cli import main
-from stable_verl.pipeline.config import RLStage
-from stable_verl.pipeline.params import ColdstartParams
-from stable_verl.pipeline.verl_command import ppo_overrides
-from stable_verl.pipeline.yaml_config import load_yaml
+from stable_verl.config.params import ColdstartParams
+from stable_verl.config.stages import RLStage
+from stable_verl.config.yaml_config import load_yaml
+from stable_verl.train.verl_command import ppo_overrides
 
 
 def test_yaml_and_overrides_merge_onto_the_schema(tmp_path):
@@ -84,7 +84,7 @@ def test_rl_overrides_carry_the_reward_hook(tmp_path):
 def test_plan_names_the_runs_the_stages_will_be(capsys):
     """The plan's RL stage starts from its SFT stage's last checkpoint: the run ids the tracked stages compute."""
     from stable_verl.artifacts import checkpoint_path
-    from stable_verl.pipeline.train_stages import rl_run_id, sft_run_id
+    from stable_verl.train.stages import rl_run_id, sft_run_id
 
     params = ColdstartParams.from_config("configs/coldstart.yaml", ["teachers=[terse]"])
     sft = sft_run_id(params.sft_params("terse", 0))

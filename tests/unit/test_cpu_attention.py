@@ -8,7 +8,7 @@ sdpa keeps the sequences apart. Measured on the tiny Qwen3-MoE, fp32: packed vs 
 3.3e-7, log-probs by 4.8e-7 (float rounding). With the KV cache on (``use_cache`` defaults to True) transformers
 skips that detection and a packed sequence attends to the ones before it: that call is not verl's.
 
-The CPU overrides keep ``use_remove_padding=False`` for now (stable_verl.pipeline.launch.cpu_env); the routing-replay R3
+The CPU overrides keep ``use_remove_padding=False`` for now (stable_verl.config.cpu_env); the routing-replay R3
 run test turns it on, so the engine's packed route path runs in CI.
 """
 

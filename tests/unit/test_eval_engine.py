@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.pipeline.checkpoint_eval import EvalTarget, _stored_result, fetch_hf_model, resolve_dtype
-from stable_verl.pipeline.eval_worker import EvalEngine, EvalSettings, eval_argv
-from stable_verl.pipeline.params import EvaluateFlowParams
+from stable_verl.config.params import EvaluateFlowParams
+from stable_verl.eval.checkpoints import EvalTarget, _stored_result, fetch_hf_model, resolve_dtype
+from stable_verl.eval.worker import EvalEngine, EvalSettings, eval_argv
 
 
 def _store_with_runs(tmp_path) -> ArtifactStore:
@@ -80,7 +80,7 @@ def test_engine_settings_reach_the_worker_and_stay_out_of_the_settings(tmp_path)
 
 
 def test_a_stored_result_is_reused_only_with_the_same_reward(tmp_path):
-    from stable_verl.pipeline.reward_fn import RewardFn
+    from stable_verl.tasks.reward_fn import RewardFn
 
     store = _store_with_runs(tmp_path)
     run = RunLayout(store, "rl-grpo-00000002")

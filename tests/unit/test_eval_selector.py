@@ -12,10 +12,10 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.lease import Lease, lease_path
-from stable_verl.pipeline.checkpoint_eval import EvalTarget, evaluate_checkpoints, select_targets
-from stable_verl.pipeline.eval_worker import EvalSettings
-from stable_verl.pipeline.params import EvaluateFlowParams
-from stable_verl.pipeline.selector import RunSelector
+from stable_verl.config.params import EvaluateFlowParams
+from stable_verl.config.selector import RunSelector
+from stable_verl.eval.checkpoints import EvalTarget, evaluate_checkpoints, select_targets
+from stable_verl.eval.worker import EvalSettings
 
 SFT, MINIRL, GRPO = "sft-terse-00000001", "rl-minirl-00000002", "rl-grpo-00000003"
 BENCHES = ["bench_id", "bench_hard"]

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from stable_verl.pipeline.eval_worker import sample_seed, score_samples
+from stable_verl.eval.worker import sample_seed, score_samples
 from stable_verl.tasks.datasets import DATA_SOURCE
 
 

@@ -9,10 +9,10 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.artifacts.retry import NO_RETRY
-from stable_verl.pipeline.launch.runner import VerlRunError
-from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams
-from stable_verl.pipeline.preflight import InputError, check_jobs_api
-from stable_verl.pipeline.transient import is_transient
+from stable_verl.config.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams
+from stable_verl.launch.runner import VerlRunError
+from stable_verl.launch.transient import is_transient
+from stable_verl.train.preflight import InputError, check_jobs_api
 from tests.conftest import _free_port
 
 
@@ -148,7 +148,7 @@ def test_field_docstrings_reach_prefects_parameter_form(name):
 
 
 def test_sft_save_freq_is_a_resume_setting_outside_the_run_id():
-    from stable_verl.pipeline.train_stages import sft_run_id
+    from stable_verl.train.stages import sft_run_id
 
     default, periodic = SFTFlowParams.from_config(None, []), SFTFlowParams.from_config(None, ["sft.save_freq=5"])
     assert default.sft.save_freq == -1 and sft_run_id(default) == sft_run_id(periodic)

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from omegaconf import DictConfig
 
-from stable_verl.pipeline.params import ColdstartParams
-from stable_verl.pipeline.plan import PlannedStage, plan_coldstart
-from stable_verl.pipeline.yaml_config import load_yaml
+from stable_verl.config.params import ColdstartParams
+from stable_verl.config.yaml_config import load_yaml
+from stable_verl.train.plan import PlannedStage, plan_coldstart
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "gpu").glob("*.yaml"))
 USER_INPUTS = ("model", "task", "teachers")  # the user's model and data (HFModel, TaskData: issue 25 points 1-2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from stable_verl.cli import main
-from stable_verl.pipeline import claims
+from stable_verl.reports import claims
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "results"
 

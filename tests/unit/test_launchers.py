@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from stable_verl.cli import main
-from stable_verl.pipeline import verl_command
-from stable_verl.pipeline.assets import planned_assets
-from stable_verl.pipeline.config import RLStage, SFTStage
-from stable_verl.pipeline.launch import cpu_env
-from stable_verl.pipeline.launch.ray_job import entrypoint, job_submit_argv, resolve_address, submission_id
-from stable_verl.pipeline.launch.runner import LaunchSpec
-from stable_verl.pipeline.params import ColdstartParams, RLFlowParams
-from stable_verl.pipeline.train_stages import rl_job, rl_run_id
+from stable_verl.config import cpu_env
+from stable_verl.config.params import ColdstartParams, RLFlowParams
+from stable_verl.config.stages import RLStage, SFTStage
+from stable_verl.launch.ray_job import entrypoint, job_submit_argv, resolve_address, submission_id
+from stable_verl.launch.runner import LaunchSpec
+from stable_verl.train import verl_command
+from stable_verl.train.assets import planned_assets
+from stable_verl.train.stages import rl_job, rl_run_id
 
 
 def test_submission_ids_are_the_run_and_the_attempt():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stable_verl.pipeline.launch.log_errors import error_lines, failure_summary
-from stable_verl.pipeline.launch.runner import _failure
+from stable_verl.launch.log_errors import error_lines, failure_summary
+from stable_verl.launch.runner import _failure
 
 TQ_WARNING = (
     "\x1b[36m(SimpleStorageUnit pid=21609)\x1b[0m 2026-11-28 06:45:17,139 - WARNING - transfer_queue.utils.common - "

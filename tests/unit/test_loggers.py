@@ -17,14 +17,15 @@ import pytest
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.redact import env_secrets
 from stable_verl.cli import main
-from stable_verl.pipeline import verl_command
-from stable_verl.pipeline.assets import planned_assets
-from stable_verl.pipeline.config import Logging, RLStage, SFTStage
-from stable_verl.pipeline.launch import cpu_env, tracking
-from stable_verl.pipeline.params import ColdstartParams, RLFlowParams, SFTFlowParams
-from stable_verl.pipeline.plan import plan_coldstart
-from stable_verl.pipeline.run_lifecycle import launch_spec
-from stable_verl.pipeline.train_stages import rl_job, rl_run_id, sft_run_id
+from stable_verl.config import cpu_env
+from stable_verl.config.params import ColdstartParams, RLFlowParams, SFTFlowParams
+from stable_verl.config.stages import Logging, RLStage, SFTStage
+from stable_verl.launch import tracking
+from stable_verl.train import verl_command
+from stable_verl.train.assets import planned_assets
+from stable_verl.train.lifecycle import launch_spec
+from stable_verl.train.plan import plan_coldstart
+from stable_verl.train.stages import rl_job, rl_run_id, sft_run_id
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "run_ids.json").read_text())
 PATHS = [Path(p) for p in ("m", "t", "v", "o/rl-x-1234/checkpoints")]

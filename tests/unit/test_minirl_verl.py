@@ -18,9 +18,9 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.config import FSDPActorConfig, PolicyLossConfig
 from verl.workers.utils.losses import ppo_loss
 
+from stable_verl.config.recipes import Recipe, available_recipes, load_recipe
 from stable_verl.core.cispo import cispo_token_loss, group_token_mean, group_token_totals
 from stable_verl.core.reference import aggregate_sequences, grpo_token_loss
-from stable_verl.pipeline.recipes import Recipe, available_recipes, load_recipe
 from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext.minirl_loss import MiniRLLossConfig, minirl_policy_loss
 from stable_verl.verl_ext.registry import check_adv_estimator, check_policy_loss, register_policy_loss

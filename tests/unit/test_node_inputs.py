@@ -18,9 +18,9 @@ import pytest
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.artifacts.errors import ArtifactIntegrityError, IncompleteArtifactError
 from stable_verl.cli import main
-from stable_verl.pipeline.assets import planned_assets
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
-from stable_verl.pipeline.train_stages import rl_job, sft_job
+from stable_verl.config.params import RLFlowParams, SFTFlowParams
+from stable_verl.train.assets import planned_assets
+from stable_verl.train.stages import rl_job, sft_job
 from stable_verl.verl_ext import inputs
 from stable_verl.verl_ext.inputs import MARK, StoreInput
 from stable_verl.verl_ext.store_sync import ENV_ENDPOINT, ENV_NODE_DIR, ENV_ROOT
@@ -160,7 +160,7 @@ def test_an_sft_cluster_job_runs_verl_under_the_node_entrypoint(tmp_path):
     assets = planned_assets(workdir, p.model, p.task, p.seed)
     job = sft_job(p, assets, "sft-x", workdir)
     argv = job.argv(workdir / "runs" / "sft-x" / "checkpoints")
-    assert argv[1:5] == ["-m", "stable_verl.pipeline.launch.node_sft", "--", "-m"] and job.store_sync
+    assert argv[1:5] == ["-m", "stable_verl.train.node_sft", "--", "-m"] and job.store_sync
     assert not [a for a in argv[1:] if str(workdir) in a]
     assert "trainer.default_local_dir=${oc.env:STABLE_VERL_NODE_DIR}/sft-x/checkpoints" in argv
     prefixes = [i["prefix"] for i in json.loads(job.env[inputs.ENV_INPUTS])]
@@ -221,7 +221,7 @@ def test_a_reward_file_reaches_the_nodes_through_the_store_and_verl_loads_the_no
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    from stable_verl.pipeline.node_inputs import code_key
+    from stable_verl.train.node_inputs import code_key
 
     user, workdir, store = tmp_path / "user", tmp_path / "work", ArtifactStore(tmp_path / "store")
     user.mkdir()

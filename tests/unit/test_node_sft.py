@@ -1,4 +1,4 @@
-"""The SFT job entrypoint (``launch.node_sft``) on a "node" folder of its own, with a stand-in trainer (verl's file
+"""The SFT job entrypoint (``train.node_sft``) on a "node" folder of its own, with a stand-in trainer (verl's file
 contract, seconds): checkpoints and metrics reach the store from the node, a rerun on a fresh node resumes from the
 store, and the flow's local folder stays empty. The real SFT under it runs on the Ray cluster in
 tests/integration/test_ray_job_launcher.py."""
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.pipeline.launch import node_sft
-from stable_verl.pipeline.launch.runner import VerlRunError
-from stable_verl.pipeline.node_inputs import NodeInputs
-from stable_verl.pipeline.run_lifecycle import VerlJob, run_tracked
+from stable_verl.launch.runner import VerlRunError
+from stable_verl.train import node_sft
+from stable_verl.train.lifecycle import VerlJob, run_tracked
+from stable_verl.train.node_inputs import NodeInputs
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
 from tests.unit.test_tracked_stage import TRAINER
 

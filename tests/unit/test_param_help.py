@@ -7,7 +7,7 @@ import yaml
 
 from flows.registry import FLOWS
 from stable_verl.cli import main as cli_main
-from stable_verl.pipeline.param_help import flat_params
+from stable_verl.config.param_help import flat_params
 
 
 def test_run_flow_help_lists_every_parameter_with_the_configs_default(capsys):

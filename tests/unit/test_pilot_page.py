@@ -7,7 +7,7 @@ import math
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.pipeline import pilot_page
+from stable_verl.reports import pilot_page
 
 # 4 prompts; per-prompt mean accuracy at each checkpoint (2 samples each)
 PROMPTS = {

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from stable_verl.pipeline.launch import procs
+from stable_verl.launch import procs
 
 # A leader (own session) whose children mimic Ray (own process group, same session) and torchrun's trainer
 # (own session, child of the leader); it prints their pids and sleeps.
@@ -76,7 +76,7 @@ def test_sigterm_handler_kills_registered_trees_then_runs_the_previous_handler()
 # A flow process that starts TREE with the local launcher in ``argv[1]`` (a run's local folder), then waits.
 FLOW = """
 import os, sys, time
-from stable_verl.pipeline.launch.runner import LaunchSpec, LocalLauncher
+from stable_verl.launch.runner import LaunchSpec, LocalLauncher
 LocalLauncher().start(LaunchSpec([sys.executable, "-c", sys.argv[2]], dict(os.environ), cwd=sys.argv[1]))
 print("started", flush=True)
 time.sleep(600)
@@ -121,7 +121,7 @@ def test_a_record_whose_pid_names_another_process_now_kills_nothing(tmp_path):
 
 
 def test_the_local_launcher_records_its_leader_while_it_runs(tmp_path):
-    from stable_verl.pipeline.launch.runner import LaunchSpec, LocalLauncher
+    from stable_verl.launch.runner import LaunchSpec, LocalLauncher
 
     launcher = LocalLauncher()
     launcher.start(LaunchSpec([sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ), cwd=tmp_path))

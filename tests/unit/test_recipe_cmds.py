@@ -4,7 +4,7 @@ to (the ones ``stable-verl plan`` puts in the command line), overrides applied; 
 from __future__ import annotations
 
 from stable_verl.cli import main as cli_main
-from stable_verl.pipeline.recipes import available_recipes, load_recipe
+from stable_verl.config.recipes import available_recipes, load_recipe
 
 
 def test_list_names_every_recipe(capsys):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stable_verl.pipeline.eval_worker import score_samples
-from stable_verl.pipeline.reward_fn import RewardFn, builtin_reward, load_reward, reward_overrides
+from stable_verl.eval.worker import score_samples
+from stable_verl.tasks.reward_fn import RewardFn, builtin_reward, load_reward, reward_overrides
 
 # A user's reward as verl documents it, with no **kwargs: it must get only what the task's kwargs name.
 USER_REWARD = '''

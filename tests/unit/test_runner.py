@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from stable_verl.pipeline.launch.runner import VerlRunError, run_streaming
+from stable_verl.launch.runner import VerlRunError, run_streaming
 
 
 def test_streams_output_to_log_and_callback(tmp_path):

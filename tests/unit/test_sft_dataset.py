@@ -7,9 +7,9 @@ from omegaconf import OmegaConf
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.import_utils import load_extern_object
 
-from stable_verl.pipeline.verl_command import SFT_DATASET
 from stable_verl.tasks.arithmetic import sample_problems
 from stable_verl.tasks.datasets import sft_rows
+from stable_verl.train.verl_command import SFT_DATASET
 from stable_verl.verl_ext.sft_dataset import CachedMultiTurnSFTDataset
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stable_verl.pipeline.config import SFTStage
-from stable_verl.pipeline.params import ColdstartParams, SFTFlowParams
-from stable_verl.pipeline.plan import plan_coldstart
-from stable_verl.pipeline.train_stages import sft_run_id
-from stable_verl.pipeline.verl_command import sft_argv
+from stable_verl.config.params import ColdstartParams, SFTFlowParams
+from stable_verl.config.stages import SFTStage
+from stable_verl.train.plan import plan_coldstart
+from stable_verl.train.stages import sft_run_id
+from stable_verl.train.verl_command import sft_argv
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "run_ids.json").read_text())
 PATHS = [Path(p) for p in ("m", "t", "v", "o/c")]

@@ -1,4 +1,4 @@
-"""The static pages (stable_verl.pipeline.site) over a local folder and a real moto S3 server (s3fs over HTTP).
+"""The static pages (stable_verl.site) over a local folder and a real moto S3 server (s3fs over HTTP).
 
 Every ``href``/``src`` of every page must be relative and resolve to an object of the store (a ``#step-N``
 fragment to an element of the page it names); no page may name the store's own location or a secret.
@@ -17,8 +17,8 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout
 from stable_verl.cli import main
-from stable_verl.pipeline.site import build_site, page_url, refresh_comparison, refresh_run
-from stable_verl.pipeline.site.presign import page_paths, presign_site, resolve
+from stable_verl.site import build_site, page_url, refresh_comparison, refresh_run
+from stable_verl.site.presign import page_paths, presign_site, resolve
 from tests.unit.site_store import CMP, ENV_SECRET, FILE_SECRET, RL, SFT, populate
 
 
@@ -198,8 +198,8 @@ def test_an_empty_store_gets_a_root_index(tmp_path):
 
 # ------------------------------------------------------------------------- the pipeline's hooks write pages
 def test_a_tracked_stage_leaves_its_page_and_the_root_index(tmp_path):
-    from stable_verl.pipeline.launch.runner import VerlRunError
-    from stable_verl.pipeline.run_lifecycle import run_tracked
+    from stable_verl.launch.runner import VerlRunError
+    from stable_verl.train.lifecycle import run_tracked
     from tests.unit.test_tracked_stage import _job
 
     run = RunLayout(ArtifactStore(str(tmp_path / "store")), "rl-standin-00000000")
@@ -216,8 +216,8 @@ def test_a_tracked_stage_leaves_its_page_and_the_root_index(tmp_path):
 
 
 def test_a_published_comparison_gets_its_page(tmp_path):
-    from stable_verl.pipeline.coldstart import publish_report
-    from stable_verl.pipeline.compare import RunSeries
+    from stable_verl.reports.coldstart import publish_report
+    from stable_verl.reports.compare import RunSeries
 
     store = ArtifactStore(str(tmp_path / "store"))
     populate(store, tmp_path / "src")

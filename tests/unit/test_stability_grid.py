@@ -10,10 +10,11 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.cli import main
-from stable_verl.pipeline import claims, grid
-from stable_verl.pipeline.compare import RunSeries
-from stable_verl.pipeline.params import GridCell, StabilityGridParams
-from stable_verl.pipeline.recipes import load_recipe
+from stable_verl.config.grid_cell import GridCell
+from stable_verl.config.params import StabilityGridParams
+from stable_verl.config.recipes import load_recipe
+from stable_verl.reports import claims, grid
+from stable_verl.reports.compare import RunSeries
 
 CONFIG = "configs/stability_grid.yaml"
 
@@ -197,8 +198,8 @@ def test_results_page_from_a_comparison_in_the_store(tmp_path, capsys):
 
 
 def test_warnings_against_scores_tells_a_fall_from_a_warning_on_a_rising_run():
-    from stable_verl.pipeline.claims import RunSummary
-    from stable_verl.pipeline.grid_tables import warnings_against_scores
+    from stable_verl.reports.claims import RunSummary
+    from stable_verl.reports.grid_tables import warnings_against_scores
 
     rising = RunSummary("a", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.68, 0.70), (0.03,) * 4, warning_step=7)
     falling = RunSummary("b", 2, 0, (4, 8, 12, 16), (0.6, 0.65, 0.30, 0.20), (0.03,) * 4, warning_step=9)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stable_verl.pipeline import verl_command
-from stable_verl.pipeline.config import SFTStage
-from stable_verl.pipeline.launch import cpu_env
-from stable_verl.pipeline.launch.progress import progress_printer
+from stable_verl.config import cpu_env
+from stable_verl.config.stages import SFTStage
+from stable_verl.launch.progress import progress_printer
+from stable_verl.train import verl_command
 
 # Lines as verl 0.9.1's main_ppo prints them on the CPU path (from a real rl.log), in order.
 RL_LOG = [

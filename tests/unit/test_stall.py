@@ -1,4 +1,4 @@
-"""The stall rule (stable_verl/pipeline/launch/stall.py): real subprocesses, a stall limit of a few seconds.
+"""The stall rule (stable_verl/launch/stall.py): real subprocesses, a stall limit of a few seconds.
 
 A run goes on while it reaches new steps, prints new lines, or its process tree uses CPU; it is killed when it does
 none of these for ``stall_s``, and the error names the limit and the last step. A repeated line is no progress.
@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from stable_verl.pipeline.launch import stall
-from stable_verl.pipeline.launch.runner import VerlRunError, run_streaming
-from stable_verl.pipeline.launch.stall import StallWatch
+from stable_verl.launch import stall
+from stable_verl.launch.runner import VerlRunError, run_streaming
+from stable_verl.launch.stall import StallWatch
 
 STALL_S = 3.0
 

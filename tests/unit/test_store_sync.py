@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout
-from stable_verl.pipeline.checkpoint_sync import CheckpointWatch
+from stable_verl.train.checkpoint_sync import CheckpointWatch
 from stable_verl.verl_ext import store_sync as ss
 
 RUN = "rl-test-00000000"

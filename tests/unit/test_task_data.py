@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from stable_verl.cli import main as cli_main
-from stable_verl.pipeline import task_data
-from stable_verl.pipeline.checkpoint_eval import benchmark_files
-from stable_verl.pipeline.params import ColdstartParams, EvaluateFlowParams, SFTFlowParams
-from stable_verl.pipeline.plan import plan_coldstart
-from stable_verl.pipeline.task_data import TaskData, normalised_splits, task_identity, write_splits
+from stable_verl.config.params import ColdstartParams, EvaluateFlowParams, SFTFlowParams
+from stable_verl.eval.checkpoints import benchmark_files
+from stable_verl.tasks import user_task as task_data
+from stable_verl.tasks.user_task import TaskData, normalised_splits, task_identity, write_splits
+from stable_verl.train.plan import plan_coldstart
 
 REWARD = "def score(data_source, solution_str, ground_truth, extra_info=None):\n    return 0.0\n"
 
@@ -181,7 +181,7 @@ def test_assets_hold_the_normalised_splits_where_the_plan_says(byo):
     parquet into the content-addressed assets folder the plan names."""
     from transformers import AutoTokenizer
 
-    from stable_verl.pipeline.assets import planned_assets, prepare_assets
+    from stable_verl.train.assets import planned_assets, prepare_assets
 
     p = ColdstartParams.from_config(str(byo / "byo.yaml"), [])
     built = prepare_assets(byo / "work", p.model, p.task, p.seed)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stable_verl.pipeline.assets import seeded_sft_file
 from stable_verl.tasks.arithmetic import Problem, sample_problems
 from stable_verl.tasks.datasets import DATA_SOURCE, TaskSpec, write_task_data
 from stable_verl.tasks.reward import compute_score, extract_answer
 from stable_verl.tasks.teachers import TEACHERS, get_teacher, solution, takes_shortcut
+from stable_verl.train.assets import seeded_sft_file
 
 
 def test_left_to_right_evaluation_by_hand():

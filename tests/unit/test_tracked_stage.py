@@ -17,8 +17,8 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.lease import Lease
-from stable_verl.pipeline.launch.runner import VerlRunError
-from stable_verl.pipeline.run_lifecycle import VerlJob, run_tracked
+from stable_verl.launch.runner import VerlRunError
+from stable_verl.train.lifecycle import VerlJob, run_tracked
 
 TRAINER = """
 import json, os, pathlib, sys, time

@@ -17,12 +17,12 @@ import yaml
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.cli import main
+from stable_verl.config.params import RLFlowParams, SFTFlowParams
 from stable_verl.models.hf import HFModel
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
-from stable_verl.pipeline import model_source
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
-from stable_verl.pipeline.plan import plan_rl, plan_sft
-from stable_verl.pipeline.train_stages import rl_run_id, sft_run_id
+from stable_verl.train import model_source
+from stable_verl.train.plan import plan_rl, plan_sft
+from stable_verl.train.stages import rl_run_id, sft_run_id
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -99,8 +99,8 @@ def test_a_user_model_sft_and_its_verl_settings(user_model, tmp_path):
     assert sft_run_id(p) == sft_run_id(p.model_copy(update={"model": as_text}))
     assert sft_run_id(SFTFlowParams.from_config(None, [*base, "model.trust_remote_code=true"])) == sft_run_id(plain)
 
-    from stable_verl.pipeline.assets import planned_assets
-    from stable_verl.pipeline.train_stages import sft_job
+    from stable_verl.train.assets import planned_assets
+    from stable_verl.train.stages import sft_job
 
     job = sft_job(p, planned_assets(Path(p.workdir), p.model, p.task, p.seed), "sft-x", Path(p.workdir))
     assert job.env["STABLE_VERL_CHAT_TEMPLATE"] == template.read_text()
@@ -187,8 +187,8 @@ def test_a_cluster_job_gets_the_user_model_from_the_store_published_once(user_mo
     workdir = tmp_path / "work"
     cluster = ["launcher.kind=ray_job", "launcher.ray_address=http://h:8265", "launcher.device=cpu"]
     p = RLFlowParams.from_config(None, [*cluster, f"model.path={user_model}", f"workdir={workdir}"])
-    from stable_verl.pipeline.assets import planned_assets
-    from stable_verl.pipeline.train_stages import rl_job
+    from stable_verl.train.assets import planned_assets
+    from stable_verl.train.stages import rl_job
 
     assets = planned_assets(workdir, p.model, p.task, p.seed)
     job = rl_job(p, assets, None, None)
@@ -210,7 +210,7 @@ def test_a_cluster_job_gets_the_user_model_from_the_store_published_once(user_mo
 
 
 def test_the_preflight_accepts_a_user_moe_for_routing_replay(user_model, tmp_path):
-    from stable_verl.pipeline.preflight import check_inputs
+    from stable_verl.train.preflight import check_inputs
 
     p = RLFlowParams.from_config(
         None, [f"model.path={user_model}", "rl.recipe=minirl_r3", f"store.root={tmp_path / 's'}", f"workdir={tmp_path}"]
@@ -219,7 +219,7 @@ def test_the_preflight_accepts_a_user_moe_for_routing_replay(user_model, tmp_pat
 
 
 def test_verl_is_offline_on_cpu_and_on_gpu_as_the_user_says(monkeypatch):
-    from stable_verl.pipeline.launch import cpu_env
+    from stable_verl.config import cpu_env
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert cpu_env.cluster_env(cpu=True)["HF_HUB_OFFLINE"] == "1"
@@ -236,8 +236,8 @@ def test_evaluation_trusts_remote_code_as_the_run_was_trained(tmp_path):
     import dataclasses
 
     from stable_verl.artifacts import RunLayout
-    from stable_verl.pipeline.checkpoint_eval import trusts_remote_code
-    from stable_verl.pipeline.eval_worker import EvalSettings, eval_argv
+    from stable_verl.eval.checkpoints import trusts_remote_code
+    from stable_verl.eval.worker import EvalSettings, eval_argv
 
     store = ArtifactStore(str(tmp_path / "s"))
     user, tiny = RunLayout(store, "rl-grpo-0123abcd"), RunLayout(store, "rl-grpo-11111111")
@@ -253,8 +253,8 @@ def test_evaluation_trusts_remote_code_as_the_run_was_trained(tmp_path):
 def test_an_s3_model_in_the_store_reaches_the_nodes_from_where_it_is(user_model, moto_s3, tmp_path):
     """On a cluster, a model already in the store is each node's input at its own prefix: nothing is downloaded to
     the flow's machine or uploaded again, and a node gets the files checked against the model's manifest."""
-    from stable_verl.pipeline.assets import prepare_assets
-    from stable_verl.pipeline.train_stages import rl_job
+    from stable_verl.train.assets import prepare_assets
+    from stable_verl.train.stages import rl_job
     from stable_verl.verl_ext import inputs
 
     store = moto_s3.store()
