@@ -1,7 +1,7 @@
 """Every flow, declared once: its name, where its function is, its parameters, default config and plan.
 
 ``stable-verl run|plan <name>``, ``python -m flows.<module>`` and the deployments in prefect.yaml (checked against
-this table by tests/unit/test_prefect_yaml.py) all derive from :data:`FLOWS`. Entries name modules and classes
+this table by tests/unit/flows/test_prefect_yaml.py) all derive from :data:`FLOWS`. Entries name modules and classes
 instead of importing them, so that a bad config fails before Prefect and the flow module load.
 """
 

@@ -159,7 +159,8 @@ def sft_cpu_overrides() -> list[str]:
         "engine.strategy=fsdp2",  # FSDP1 passes device_id=0 (a CUDA index); FSDP2 follows the platform
         "engine.use_torch_compile=False",
         "+model.override_config.attn_implementation=sdpa",  # no flash-attn on CPU
-        "model.use_remove_padding=False",  # padded batches (packed is exact too: tests/unit/test_cpu_attention.py)
+        # padded batches (packed is exact too: tests/unit/models/test_cpu_attention.py)
+        "model.use_remove_padding=False",
         "model.enable_gradient_checkpointing=False",
         "data.num_workers=0",
         *fp32,
@@ -195,7 +196,7 @@ def ppo_cpu_overrides(num_cpus: int = 16, num_gpus: int = 1, cluster: bool = Fal
         "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
         "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
         # Padded micro batches. verl's packed call (remove-padding: no mask, packed position ids, no KV cache) is
-        # exact with sdpa as well (tests/unit/test_cpu_attention.py); the R3 run test turns it on.
+        # exact with sdpa as well (tests/unit/models/test_cpu_attention.py); the R3 run test turns it on.
         "actor_rollout_ref.model.use_remove_padding=False",
         "actor_rollout_ref.model.enable_gradient_checkpointing=False",
         "actor_rollout_ref.actor.strategy=fsdp2",

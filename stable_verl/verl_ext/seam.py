@@ -3,7 +3,7 @@
 Files of verl and vLLM are never edited; but a subclass that overrides a private method, a runtime patch and a
 write into a registry's private dict all depend on upstream details that a new release can change silently. Each
 :class:`Seam` names one upstream symbol, how it is used, why, and the call shape it had in the versions of
-:data:`WRITTEN_AGAINST`. :func:`problems` resolves every symbol and compares (``tests/unit/test_seam.py`` fails
+:data:`WRITTEN_AGAINST`. :func:`problems` resolves every symbol and compares (``tests/unit/verl_ext/test_seam.py`` fails
 naming the symbol when one changed); :func:`markdown_table` is the table in the docs.
 
 Call shapes compare parameter names, kinds and defaults, not annotations (their repr varies across Python versions).
@@ -239,7 +239,8 @@ def markdown_table(seams: tuple[Seam, ...] = SEAMS) -> str:
     """The seam as a markdown table, one row per entry, with the versions it was written against."""
     versions = ", ".join(f"{k} {v}" for k, v in WRITTEN_AGAINST.items())
     lines = [
-        f"Written against {versions}; `tests/unit/test_seam.py` fails, naming the symbol, when one of these changes.",
+        f"Written against {versions}; `tests/unit/verl_ext/test_seam.py` fails, naming the symbol, "
+        "when one of these changes.",
         "",
         "| upstream symbol | how | ours | concern | why |",
         "|---|---|---|---|---|",

@@ -31,7 +31,7 @@ from stable_verl.train.model_source import ensure_hf_model
 from stable_verl.train.stages import fetch_checkpoint, run_rl_stage, run_sft_stage
 from stable_verl.verl_ext.expert_audit import ENV as AUDIT_ENV
 from tests.faults.s3_proxy import CLEAN, S3FaultProxy
-from tests.integration.coldstart_e2e import CI_FAULTS, E2E, run_e2e
+from tests.support.coldstart_e2e import CI_FAULTS, E2E, run_e2e
 
 E2E_TEACHER = "stepwise"  # the e2e init whose clean RL stage ``e2e_report`` summarises
 

@@ -1,4 +1,4 @@
-"""verl stages as Ray Jobs on a real two-node Ray cluster started here (tests/integration/ray_cluster.py).
+"""verl stages as Ray Jobs on a real two-node Ray cluster started here (tests/support/ray_cluster.py).
 
 The RL job's driver runs on the head node, verl's workers on the worker node (the only one with a logical GPU); the
 SFT job's entrypoint (torchrun under ``train.node_sft``) on the worker node. Nothing relies on a shared filesystem:
@@ -43,10 +43,10 @@ from stable_verl.train.lifecycle import VerlJob, run_key, run_tracked
 from stable_verl.train.node_inputs import code_key
 from stable_verl.train.stages import rl_run_id, sft_run_id
 from stable_verl.verl_ext.inputs import MARK
-from tests.integration.interrupted import run_while_killing
-from tests.integration.ray_cluster import LocalRayCluster, start_cluster
-from tests.integration.user_inputs import as_gsm8k, save_user_model, write_reward
-from tests.unit.test_tracked_stage import TRAINER
+from tests.support.interrupted import run_while_killing
+from tests.support.ray_cluster import LocalRayCluster, start_cluster
+from tests.support.standin import standin_job
+from tests.support.user_inputs import as_gsm8k, save_user_model, write_reward
 
 pytestmark = pytest.mark.slow
 
@@ -80,16 +80,7 @@ def _active(cluster: LocalRayCluster) -> dict[str, str]:
 
 
 def _standin(cluster: LocalRayCluster, total: int, die_at: int = 0) -> VerlJob:
-    return VerlJob(
-        kind="rl",
-        name="stand-in",
-        total_steps=total,
-        argv=lambda root: [sys.executable, "-c", TRAINER, str(root), str(total), str(die_at)],
-        env={},
-        timeout_s=120,
-        config={"total": total},
-        launcher=lambda: RayJobLauncher(cluster.dashboard_url),
-    )
+    return standin_job(total, die_at, env={}, timeout_s=120, launcher=lambda: RayJobLauncher(cluster.dashboard_url))
 
 
 def test_a_failed_job_fails_the_stage_and_the_next_job_resumes_it(cluster, moto_s3, tmp_path):

@@ -20,7 +20,7 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.site import build_site
-from tests.unit.site_store import RL, populate
+from tests.support.site_store import RL, populate
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from stable_verl.train import node_sft
 from stable_verl.train.lifecycle import VerlJob, run_tracked
 from stable_verl.train.node_inputs import NodeInputs
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
-from tests.unit.test_tracked_stage import TRAINER
+from tests.support.standin import TRAINER
 
 RUN = "sft-standin-00000000"
 

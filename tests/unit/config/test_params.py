@@ -13,7 +13,7 @@ from stable_verl.config.params import ColdstartParams, EvaluateFlowParams, RLFlo
 from stable_verl.launch.runner import VerlRunError
 from stable_verl.launch.transient import is_transient
 from stable_verl.train.preflight import InputError, check_jobs_api
-from tests.conftest import _free_port
+from tests.support.s3 import free_port
 
 
 def test_demo_config_loads_with_overrides():
@@ -85,7 +85,7 @@ def test_network_and_s3_hiccups_are_transient_bad_input_and_verl_failures_are_no
         f"s3://{moto_s3.bucket}/x",
         moto_s3.options()
         | {
-            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{_free_port()}"},
+            "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{free_port()}"},
             "config_kwargs": {"retries": {"max_attempts": 1}},  # nor botocore's own retries
         },
         retry=NO_RETRY,  # the error's class is the point here, not the store's backoff (tests/unit/artifacts)

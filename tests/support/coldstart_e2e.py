@@ -27,7 +27,7 @@ from stable_verl.artifacts.retry import retry_counts
 from stable_verl.config.params import ColdstartParams
 from stable_verl.launch import procs
 from tests.faults.s3_proxy import FaultRates, FaultStats
-from tests.integration.interrupted import run_while_killing
+from tests.support.interrupted import run_while_killing
 
 OVERRIDES = [
     "teachers=[terse,stepwise]",  # 2 inits; terse's RL is killed, stepwise's runs clean (e2e_report's)

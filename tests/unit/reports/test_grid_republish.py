@@ -10,7 +10,7 @@ import pandas as pd
 from stable_verl.cli import main
 from stable_verl.reports import claims
 
-PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "results"
+PUBLISHED = Path(__file__).resolve().parents[3] / "docs" / "results"
 
 
 def test_the_committed_page_is_what_republish_writes(tmp_path):

@@ -7,7 +7,6 @@ manifests, ``ComparisonLayout``), plus a few hand-made broken entries that the C
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
 import types
@@ -20,7 +19,7 @@ from flows.registry import FLOWS
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, ComparisonLayout, RunLayout
 from stable_verl.cli import main
 from stable_verl.config.params import StoreParams
-from tests.unit.artifacts.conftest import FAKE_ENV, UNSET_ENV, MotoS3, _start_server
+from tests.support.s3 import MotoS3, moto_server
 
 SFT = "sft-stepwise-0000aaaa"
 RL = "rl-minirl-0000bbbb"
@@ -107,28 +106,9 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
 
 @pytest.fixture(scope="module")
 def moto_s3() -> Iterator[MotoS3]:
-    """A moto S3 server on loopback with its own bucket, fake credentials in the environment.
-
-    Same recipe as tests/unit/artifacts/conftest.py (whose fixture this directory cannot see); moto keeps
-    one in-process backend for all its servers, hence a bucket of our own.
-    """
-    import s3fs
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in FAKE_ENV.items():
-            mp.setenv(name, value)
-        for name in UNSET_ENV:
-            mp.delenv(name, raising=False)
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        server, port = _start_server()
-        try:
-            moto = MotoS3(endpoint_url=f"http://127.0.0.1:{port}", bucket="stable-verl-cli-test")
-            fs = s3fs.S3FileSystem(skip_instance_cache=True, **moto.options())
-            if not fs.exists(moto.bucket):
-                fs.mkdir(moto.bucket)
-            yield moto
-        finally:
-            server.stop()
+    """A moto S3 server with a bucket of its own (moto keeps one in-process backend for all its servers)."""
+    with moto_server("stable-verl-cli-test") as moto:
+        yield moto
 
 
 @pytest.fixture(params=["local", "s3"])

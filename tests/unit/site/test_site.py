@@ -19,7 +19,7 @@ from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout
 from stable_verl.cli import main
 from stable_verl.site import build_site, page_url, refresh_comparison, refresh_run
 from stable_verl.site.presign import page_paths, presign_site, resolve
-from tests.unit.site_store import CMP, ENV_SECRET, FILE_SECRET, RL, SFT, populate
+from tests.support.site_store import CMP, ENV_SECRET, FILE_SECRET, RL, SFT, populate
 
 
 class Links(HTMLParser):
@@ -200,15 +200,15 @@ def test_an_empty_store_gets_a_root_index(tmp_path):
 def test_a_tracked_stage_leaves_its_page_and_the_root_index(tmp_path):
     from stable_verl.launch.runner import VerlRunError
     from stable_verl.train.lifecycle import run_tracked
-    from tests.unit.test_tracked_stage import _job
+    from tests.support.standin import standin_job
 
     run = RunLayout(ArtifactStore(str(tmp_path / "store")), "rl-standin-00000000")
     quiet = lambda _: None  # noqa: E731
     with pytest.raises(VerlRunError):
-        run_tracked(run, _job(total=4, die_at=3), tmp_path / "a1", echo=quiet)
+        run_tracked(run, standin_job(total=4, die_at=3), tmp_path / "a1", echo=quiet)
     page = run.store.read_text(run_page := f"{run.prefix}/index.html")
     assert '<span class="s failed">failed</span>' in page and 'id="step-2"' in page  # synced checkpoint 2
-    run_tracked(run, _job(total=4), tmp_path / "a2", echo=quiet)
+    run_tracked(run, standin_job(total=4), tmp_path / "a2", echo=quiet)
     page = run.store.read_text(run_page)
     assert '<span class="s complete">complete</span>' in page and 'id="step-4"' in page
     assert 'src="plots/metrics.png"' not in page  # the stand-in logs no key metric: nothing to plot

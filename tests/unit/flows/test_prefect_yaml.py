@@ -16,7 +16,7 @@ import yaml
 
 from flows.registry import FLOWS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PREFECT_YAML = ROOT / "prefect.yaml"
 DOCS = ROOT / "infra" / "prefect.md"
 POOL = "stable-verl"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from stable_verl.launch import procs
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
-from tests.conftest import _free_port
+from tests.support.s3 import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 OBJECT_STORE_BYTES = 200 * 1024**2  # the tiny models need little; the default is 30% of RAM per node
@@ -63,7 +63,7 @@ class LocalRayCluster:
 
 def _ports() -> list[str]:
     names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")
-    return [f"--{name}={_free_port()}" for name in (*names, "metrics-export-port")]
+    return [f"--{name}={free_port()}" for name in (*names, "metrics-export-port")]
 
 
 def start_cluster(log_dir: Path, timeout_s: float = 120, attempts: int = 2) -> LocalRayCluster:
@@ -84,7 +84,7 @@ def start_cluster(log_dir: Path, timeout_s: float = 120, attempts: int = 2) -> L
 def _start_once(log_dir: Path, timeout_s: float) -> LocalRayCluster:
     ray = str(Path(sys.executable).parent / "ray")
     temp_dir = Path(tempfile.mkdtemp(prefix="svray-"))  # short: Ray's unix socket paths must stay < 108 chars
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard = free_port(), free_port()
     env = {
         **os.environ,
         # The job's entrypoint runs `python`: this interpreter; its Ray workers import this checkout.
@@ -98,7 +98,7 @@ def _start_once(log_dir: Path, timeout_s: float) -> LocalRayCluster:
     env.pop("RAY_ADDRESS", None)
     common = ["--block", "--node-ip-address=127.0.0.1", f"--object-store-memory={OBJECT_STORE_BYTES}"]
     head = [ray, "start", "--head", f"--port={gcs}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
-    head += [f"--dashboard-port={dashboard}", f"--ray-client-server-port={_free_port()}", "--num-cpus=0"]
+    head += [f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}", "--num-cpus=0"]
     head += ["--num-gpus=0", f"--temp-dir={temp_dir / 'head'}", "--disable-usage-stats", *common, *_ports()]
     worker = [ray, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=16", "--num-gpus=1"]
     worker += [f"--temp-dir={temp_dir / 'worker'}", *common, *_ports()]

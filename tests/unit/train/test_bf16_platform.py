@@ -23,7 +23,7 @@ from stable_verl.train import stages as train_stages
 from stable_verl.train import verl_command
 from stable_verl.train.assets import Assets
 
-GOLDEN = Path(__file__).parent / "golden" / "command_lines.json"
+GOLDEN = Path(__file__).parents[1] / "golden" / "command_lines.json"
 SINCE_MAIN = {
     "trainer.save_freq=-1": "trainer.save_freq=100",  # configs/coldstart.yaml sft.save_freq
     # the built-in reward by module, not by this machine's file path (a cluster's nodes have their own install)

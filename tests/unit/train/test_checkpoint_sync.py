@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, RunLayout
+from stable_verl.artifacts import MANIFEST_NAME, RunLayout
 from stable_verl.train.checkpoint_sync import (
     TRACKER,
     CheckpointSyncer,
@@ -15,6 +15,7 @@ from stable_verl.train.checkpoint_sync import (
     check_steps,
     restore_latest,
 )
+from tests.support.s3 import local_or_s3
 
 
 def _log(path: Path, *steps: int, tag: str = "") -> None:
@@ -34,13 +35,7 @@ def _save(ckpt_root: Path, step: int) -> None:
 
 @pytest.fixture(params=["local", "s3"])
 def run(request, tmp_path) -> RunLayout:
-
-    store = (
-        ArtifactStore(str(tmp_path / "store"))
-        if request.param == "local"
-        else request.getfixturevalue("moto_s3").store()
-    )
-    return RunLayout(store, "rl-test-00000000")
+    return RunLayout(local_or_s3(request, tmp_path), "rl-test-00000000")
 
 
 def test_merge_keeps_earlier_attempts_up_to_the_resumed_step(tmp_path):

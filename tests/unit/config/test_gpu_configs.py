@@ -23,7 +23,7 @@ from stable_verl.config.params import ColdstartParams
 from stable_verl.config.yaml_config import load_yaml
 from stable_verl.train.plan import PlannedStage, plan_coldstart
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "gpu").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).parents[3] / "configs" / "gpu").glob("*.yaml"))
 USER_INPUTS = ("model", "task", "teachers")  # the user's model and data (HFModel, TaskData: issue 25 points 1-2)
 VERL_CONFIG = {"verl.trainer.main_ppo": "ppo_trainer", "verl.trainer.sft_trainer": "sft_trainer_engine"}
 

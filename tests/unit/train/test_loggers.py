@@ -27,7 +27,7 @@ from stable_verl.train.lifecycle import launch_spec
 from stable_verl.train.plan import plan_coldstart
 from stable_verl.train.stages import rl_job, rl_run_id, sft_run_id
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "run_ids.json").read_text())
+GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "run_ids.json").read_text())
 PATHS = [Path(p) for p in ("m", "t", "v", "o/rl-x-1234/checkpoints")]
 TRACKERS = ["logging.backends=[tensorboard,mlflow,wandb]", "logging.project=team-rl"]
 SECRETS = {"WANDB_API_KEY": "wandb-secret-0123456789", "MLFLOW_TRACKING_TOKEN": "mlflow-secret-0123456789"}

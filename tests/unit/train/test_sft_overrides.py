@@ -11,7 +11,7 @@ from stable_verl.train.plan import plan_coldstart
 from stable_verl.train.stages import sft_run_id
 from stable_verl.train.verl_command import sft_argv
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "run_ids.json").read_text())
+GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "run_ids.json").read_text())
 PATHS = [Path(p) for p in ("m", "t", "v", "o/c")]
 
 

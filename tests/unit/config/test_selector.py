@@ -16,6 +16,7 @@ from stable_verl.config.params import EvaluateFlowParams
 from stable_verl.config.selector import RunSelector
 from stable_verl.eval.checkpoints import EvalTarget, evaluate_checkpoints, select_targets
 from stable_verl.eval.worker import EvalSettings
+from tests.support.s3 import local_or_s3
 
 SFT, MINIRL, GRPO = "sft-terse-00000001", "rl-minirl-00000002", "rl-grpo-00000003"
 BENCHES = ["bench_id", "bench_hard"]
@@ -23,11 +24,7 @@ BENCHES = ["bench_id", "bench_hard"]
 
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path) -> ArtifactStore:
-    store = (
-        ArtifactStore(str(tmp_path / "store"))
-        if request.param == "local"
-        else request.getfixturevalue("moto_s3").store()
-    )
+    store = local_or_s3(request, tmp_path)
     src = tmp_path / "files"
     src.mkdir()
     (src / "w.bin").write_bytes(b"x")
