@@ -44,7 +44,7 @@ _WORKER = "verl.workers.engine_workers:ActorRolloutRefWorker"
 _ENGINE = "verl.workers.engine.fsdp.transformer_impl:FSDPEngine"
 _LM_ENGINE = "verl.workers.engine.fsdp.transformer_impl:FSDPEngineWithLMHead"
 _OURS_TRAINER = "stable_verl.verl_ext.trainer:StableTrainerSync"
-_OURS_WORKER = "stable_verl.verl_ext.routing_engine:RoutingActorRolloutRefWorker"
+_OURS_WORKER = "stable_verl.verl_ext.actor_worker:RoutingActorRolloutRefWorker"
 _OURS_ENGINE = "stable_verl.verl_ext.routing_engine:RoutingReplayFSDPEngine"
 _CPU_RUNNER = "vllm.v1.worker.cpu_model_runner:CPUModelRunner"
 _CPU_EXPERTS = "vllm.model_executor.layers.fused_moe.experts.cpu_moe:CPUUnquantizedExperts"
@@ -103,11 +103,11 @@ SEAMS: tuple[Seam, ...] = (
     Seam(f"{_TRAINER}._compute_metrics", "override", _o("_compute_metrics"), "metrics",
          "add stable-verl's per-step metrics to verl's", "self, batch, metrics, timing_raw, global_steps, epoch"),
     # --- the actor worker and the FSDP engine
-    Seam(f"{_WORKER}.__init__", "override", f"{_OURS_WORKER}.__init__", "CISPO",
-         "wrap verl's ppo_loss so that CISPO sees its group token counts",
+    Seam(f"{_WORKER}.__init__", "override", f"{_OURS_WORKER}.__init__", "routing replay",
+         "turn verl's enable_routing_replay on for strategy=fsdp* (verl sets it for Megatron / VeOmni only)",
          "self, config, role, distillation_config=None, **kwargs"),
-    Seam(f"{_WORKER}.init_model", "override", f"{_OURS_WORKER}.init_model", "routing replay",
-         "the engine of the actor is the routing-replay engine", "self"),
+    Seam(f"{_WORKER}.init_model", "override", f"{_OURS_WORKER}.init_model", "CISPO",
+         "wrap verl's ppo_loss so that CISPO sees its group token counts", "self"),
     Seam(f"{_WORKER}.save_checkpoint", "override", f"{_OURS_WORKER}.save_checkpoint", "store sync",
          "each rank uploads its own shards from its node", "self, local_path, hdfs_path=None, global_step=0, "
          "max_ckpt_to_keep=None"),

@@ -49,6 +49,7 @@ from stable_verl.core.collapse import CollapseDetector
 from stable_verl.core.metric_keys import COLLAPSE_WARNING, ENTROPY_PER_TOKEN, KL_K3_KEYS
 from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext import routing_engine as re_
+from stable_verl.verl_ext.actor_worker import RoutingActorRolloutRefWorker
 from stable_verl.verl_ext.store_sync import StepMetrics, StoreSync, node_run_dir, restored_line, to_row
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class StableTrainerSync(PPOTrainerSync):
         super()._init_resource_pool_mgr()
         for role in list(self.role_worker_mapping):  # verl maps these roles to ray.remote(ActorRolloutRefWorker)
             if role in (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor, Role.RefPolicy):
-                self.role_worker_mapping[role] = ray.remote(re_.RoutingActorRolloutRefWorker)
+                self.role_worker_mapping[role] = ray.remote(RoutingActorRolloutRefWorker)
 
     def _routing_enabled(self) -> tuple[bool, str]:
         actor_rollout = self.config.actor_rollout_ref

@@ -24,7 +24,8 @@ def test_every_seam_entry_matches_the_installed_verl_vllm_and_transformers():
 
 def test_every_override_of_our_verl_subclasses_is_in_the_seam():
     """A new override of a verl method (public or private) without a seam entry fails here, naming it."""
-    from stable_verl.verl_ext.routing_engine import RoutingActorRolloutRefWorker, RoutingReplayFSDPEngine
+    from stable_verl.verl_ext.actor_worker import RoutingActorRolloutRefWorker
+    from stable_verl.verl_ext.routing_engine import RoutingReplayFSDPEngine
     from stable_verl.verl_ext.sft_dataset import CachedMultiTurnSFTDataset
     from stable_verl.verl_ext.trainer import StableTrainerSync
 
