@@ -1,5 +1,5 @@
 """stable-verl's actor worker: verl's hybrid ``ActorRolloutRefWorker`` with three additions, each through verl's
-own worker API. The ``stable_sync`` trainer (``trainer.py``) maps the actor roles to it.
+own worker API. The ``stable_sync`` trainer (:mod:`stable_verl.verl_ext.trainer.worker`) maps the actor roles to it.
 
 * Routing replay: verl's ``enable_routing_replay`` flag turned on for ``strategy=fsdp*`` (verl hard-codes it to
   Megatron / VeOmni), so that the routing-replay engine (:mod:`stable_verl.verl_ext.routing_engine`) records or

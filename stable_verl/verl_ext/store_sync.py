@@ -1,6 +1,6 @@
 """Checkpoints and metrics from inside verl to the artifact store, on the nodes that save them.
 
-The RL stage's verl processes (the ``stable_sync`` trainer and its actor workers, ``trainer.py`` /
+The RL stage's verl processes (the ``stable_sync`` trainer and its actor workers, ``trainer/store.py`` /
 ``actor_worker.py``) use this module; it imports no verl, so the flow and the tests use it too.
 
 * Settings come from the environment (:func:`sync_env` builds it on the flow's side): the store's root
