@@ -115,7 +115,7 @@ def test_vllm_plugin_keeps_linear_weights_in_place():
 def test_reward_extra_metrics_average_over_real_rows():
     import numpy as np
 
-    from stable_verl.verl_ext.trainer import reward_extra_metrics
+    from stable_verl.verl_ext.trainer.metrics import reward_extra_metrics
 
     fields = [
         {"reward_extra_info": {"acc": 1.0, "format": 1.0, "note": "x"}},
@@ -130,7 +130,7 @@ def test_reward_extra_metrics_count_boolean_acc_as_0_1():
     """verl's math scorers return ``acc`` as a bool (numpy's too): the training metric must keep it, as eval does."""
     import numpy as np
 
-    from stable_verl.verl_ext.trainer import reward_extra_metrics
+    from stable_verl.verl_ext.trainer.metrics import reward_extra_metrics
 
     fields = [{"reward_extra_info": {"acc": True}}, {"reward_extra_info": {"acc": np.bool_(False)}}]
     fields.append({"reward_extra_info": {"acc": False}})

@@ -7,7 +7,7 @@ import torch
 import verl  # noqa: F401  (first: loads stable-verl's verl plugin, which registers the engine)
 
 from stable_verl.verl_ext import routing_engine as re_
-from stable_verl.verl_ext.trainer import routing_metrics
+from stable_verl.verl_ext.trainer.routing import routing_metrics
 
 
 def test_engine_takes_the_fsdp_slot_in_verls_registry():

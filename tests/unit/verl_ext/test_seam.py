@@ -24,13 +24,16 @@ def test_every_seam_entry_matches_the_installed_verl_vllm_and_transformers():
 
 def test_every_override_of_our_verl_subclasses_is_in_the_seam():
     """A new override of a verl method (public or private) without a seam entry fails here, naming it."""
-    from stable_verl.verl_ext.routing_engine import RoutingActorRolloutRefWorker, RoutingReplayFSDPEngine
+    from stable_verl.verl_ext.actor_worker import RoutingActorRolloutRefWorker
+    from stable_verl.verl_ext.routing_engine import RoutingReplayFSDPEngine
     from stable_verl.verl_ext.sft_dataset import CachedMultiTurnSFTDataset
     from stable_verl.verl_ext.trainer import StableTrainerSync
 
+    trainer_pieces = [c for c in StableTrainerSync.__mro__ if c.__module__.startswith("stable_verl.")]
+    assert len(trainer_pieces) > 1  # the class and its per-concern bases, each checked on its own
     listed = {s.ours for s in seam.SEAMS}
     missing = []
-    for cls in (StableTrainerSync, RoutingActorRolloutRefWorker, RoutingReplayFSDPEngine, CachedMultiTurnSFTDataset):
+    for cls in (*trainer_pieces, RoutingActorRolloutRefWorker, RoutingReplayFSDPEngine, CachedMultiTurnSFTDataset):
         ours = f"{cls.__module__}:{cls.__qualname__}"
         for name in vars(cls):
             if name.startswith("_abc") or name.startswith("__") and name not in ("__init__", "__getitem__"):

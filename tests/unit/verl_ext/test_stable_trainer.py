@@ -14,7 +14,7 @@ from verl.trainer.ppo.core_algos import agg_loss
 
 from stable_verl.core.collapse import CollapseDetector
 from stable_verl.core.metric_keys import ENTROPY_PER_TOKEN as ENTROPY_KEY
-from stable_verl.verl_ext.trainer import (
+from stable_verl.verl_ext.trainer.metrics import (
     COLLAPSE_STATE,
     collapse_metric,
     entropy_per_token,
@@ -135,7 +135,8 @@ def test_stable_sync_takes_verls_synchronous_paths_with_a_short_poll():
     import verl.trainer.config as verl_config
     from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
-    from stable_verl.verl_ext.trainer import REPLAY_POLL_S, TRAINER_NAME, StableTrainerSync
+    from stable_verl.verl_ext.trainer import TRAINER_NAME, StableTrainerSync
+    from stable_verl.verl_ext.trainer.sync_paths import REPLAY_POLL_S
 
     config = OmegaConf.load(f"{verl_config.__path__[0]}/_generated_ppo_trainer.yaml")
     config.trainer.v1.trainer_mode = TRAINER_NAME
@@ -148,3 +149,15 @@ def test_stable_sync_takes_verls_synchronous_paths_with_a_short_poll():
     assert type(buffer) is ReplayBuffer  # not ReplayBufferAsync
     assert buffer.poll_interval == REPLAY_POLL_S < 2.0  # verl's default quantised every step's gen to 2 s
     assert buffer.gen_batch_size == config.data.train_batch_size  # the whole batch at once, not 1 by 1
+
+
+def test_the_collapse_state_is_written_before_the_store_uploads_and_read_after_it_restores():
+    """``StepDiagnostics`` and ``StoreCheckpoints`` both override verl's checkpoint save and load: the collapse
+    state must be in the folder before the upload and be read only once the store restored the folder, so
+    ``StepDiagnostics`` must come first in the ``super()`` chain."""
+    from stable_verl.verl_ext.trainer import StableTrainerSync
+    from stable_verl.verl_ext.trainer.metrics import StepDiagnostics
+    from stable_verl.verl_ext.trainer.store import StoreCheckpoints
+
+    mro = StableTrainerSync.__mro__
+    assert mro.index(StepDiagnostics) < mro.index(StoreCheckpoints)
