@@ -11,8 +11,10 @@ misses its target, 2 if a section raised (the other sections still run).
 * **replay**: one Qwen3-30B-A3B MoE block (hidden 2048, 128 experts, top-8, moe_intermediate 768) in bf16, experts
   on transformers' ``grouped_mm`` (its default), forward + backward on ``replay_tokens`` tokens: recorded routes
   replayed vs native routing; ``replay_tracked`` also computes the native top-k, as the verl engine replays (for its
-  mismatch metrics). Once with every parameter trained (as in RL), once with frozen experts (stricter: the expert
-  weight gradients, the same work in every arm, no longer dilute the ratio).
+  mismatch metrics); ``replay_engine`` also sets the routes before each step, as the engine does per micro-batch
+  (``set_replay`` validates them and finds unrouted rows there, never in a router forward). Once with every
+  parameter trained (as in RL), once with frozen experts (stricter: the expert weight gradients, the same work in
+  every arm, no longer dilute the ratio).
 * **flips**: ``flip_layers`` Qwen3-MoE layers at that shape without attention (``h <- h + moe(rmsnorm(h))``, random
   weights, std 0.02) on ``flip_batch x flip_seq`` i.i.d. N(0, 1) token states. Attention is left out on purpose:
   random-weight attention averages random values, so its output is ill-conditioned (bf16 put a 3.5% error on the
@@ -227,7 +229,13 @@ def check_replay(s: Sizes, device: torch.device, train_experts: bool) -> dict[st
         finally:
             rr.track_native = False
 
-    arms = {"native": off, "replay": replay, "replay_tracked": replay_tracked}
+    routes = rr.routes()  # (N, 1, k) the routes every replay arm replays
+
+    def replay_engine() -> None:  # as the engine, per micro-batch: set the routes (validated, unrouted rows found)
+        rr.set_replay(routes)
+        replay_tracked()
+
+    arms = {"native": off, "replay": replay, "replay_tracked": replay_tracked, "replay_engine": replay_engine}
     try:
         out = time_arms(arms, "native", s, device)
         out["peak_mib"] = {name: peak_mib(fn, device) for name, fn in arms.items()}
@@ -450,6 +458,7 @@ def figures(res: dict[str, Any]) -> list[Figure]:
         if "ratio_replay" in res.get(key, {}):
             out.append(Figure(name, res[key]["ratio_replay"]["median"], "<=", 1.03))
             out.append(Figure(f"{name}_tracked", res[key]["ratio_replay_tracked"]["median"], "<=", 1.03))
+            out.append(Figure(f"{name}_engine", res[key]["ratio_replay_engine"]["median"], "<=", 1.03))
             diff = res[key]["replay_vs_native_output_max_abs_diff"]
             out.append(Figure(name.replace("overhead", "output_diff"), diff, "<=", 0))
             mem = _mem_ratio(res[key]["peak_mib"], "replay", "native")

@@ -12,9 +12,11 @@ from tests.gpu import run_checks
 FIGURES = {
     "routing_replay_overhead_qwen3_30b_layer_bf16",
     "routing_replay_overhead_qwen3_30b_layer_bf16_tracked",
+    "routing_replay_overhead_qwen3_30b_layer_bf16_engine",
     "routing_replay_output_diff_qwen3_30b_layer_bf16",
     "routing_replay_overhead_qwen3_30b_layer_bf16_frozen_experts",
     "routing_replay_overhead_qwen3_30b_layer_bf16_frozen_experts_tracked",
+    "routing_replay_overhead_qwen3_30b_layer_bf16_frozen_experts_engine",
     "routing_replay_output_diff_qwen3_30b_layer_bf16_frozen_experts",
     "route_flip_fp32_rerun",
     "route_flip_r3_used_vs_replayed",
@@ -53,7 +55,7 @@ def test_every_section_ran_and_every_figure_is_reported(result: dict) -> None:
 
 
 def test_timings_are_positive_with_a_spread(result: dict) -> None:
-    replay, loss = ("native", "replay", "replay_tracked"), ("vanilla", "minirl", "minirl_unpacked")
+    replay, loss = ("native", "replay", "replay_tracked", "replay_engine"), ("vanilla", "minirl", "minirl_unpacked")
     for section, arms in (("replay_trained", replay), ("replay_frozen_experts", replay),
                           ("loss_fp32", loss), ("loss_bf16", loss)):  # fmt: skip
         for arm in arms:
