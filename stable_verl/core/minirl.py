@@ -79,9 +79,8 @@ def minirl_token_loss_packed(
     ``train_infer_kl_k1`` / ``_k3`` (:func:`~stable_verl.core.diagnostics.train_infer_kl_from_ratio` of
     ``is_ratio``, whatever ``cfg.train_infer_is`` says; needs ``is_ratio``).
 
-    The statistics cost a fixed, small number of device ops whatever their count (one stack, one matrix-vector
-    product with the mask, one max, a few divisions) and no host sync: the loss runs on every micro-batch, and at
-    LLM sizes it is bound by kernel launches, not by arithmetic.
+    The statistics cost a fixed, small number of device ops whatever their count (:func:`_token_stats`) and no host
+    sync: the loss runs on every micro-batch, and at LLM sizes it is bound by kernel launches, not by arithmetic.
     """
     if train_infer_kl and is_ratio is None:
         raise ValueError("train_infer_kl needs is_ratio (pi_old / mu_old)")
