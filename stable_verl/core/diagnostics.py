@@ -6,6 +6,9 @@ import torch
 
 from stable_verl.core.stats import masked_mean
 
+RHO_FLOOR = 1e-30
+"""pi_old / mu_old below this is taken as this in the KL estimates (a 0 weight would give log 0 = -inf)."""
+
 
 def train_infer_kl(
     old_log_prob: torch.Tensor, rollout_log_prob: torch.Tensor, response_mask: torch.Tensor
@@ -38,21 +41,32 @@ def train_infer_kl_from_ratio(rho: torch.Tensor, response_mask: torch.Tensor) ->
     masked dot products: no log-probs rebuilt, no ``exp(log rho)``; it runs on every training micro-batch.
 
     Args:
-        rho: (B, T) pi_old(y_t) / mu_old(y_t), > 0 on response tokens (padding values are never used).
+        rho: (B, T) pi_old(y_t) / mu_old(y_t), > 0 on response tokens (padding values are never used; a 0 counts as
+            1e-30, as :func:`train_infer_kl_terms` does).
         response_mask: (B, T) bool or 0/1.
 
     Returns:
         {"k1": 0-dim tensor, "k3": 0-dim tensor}, masked means over the response tokens.
     """
     mask = response_mask.bool()  # (B, T)
-    rho = torch.where(mask, rho, 1.0)  # (B, T) 1 on padding: log 1 = 0, and no NaN/inf leaks from there
-    log_rho = rho.log()  # (B, T)
-    m = mask.reshape(-1).to(rho.dtype)  # (N,)
+    k1_terms, k3_terms = train_infer_kl_terms(rho, mask)  # (B, T) each
+    m = mask.reshape(-1).to(k1_terms.dtype)  # (N,)
     n = m.sum().clamp_min(1)
-    return {
-        "k1": -torch.dot(log_rho.reshape(-1), m) / n,
-        "k3": torch.dot((rho - 1 - log_rho).reshape(-1), m) / n,
-    }
+    return {"k1": torch.dot(k1_terms.reshape(-1), m) / n, "k3": torch.dot(k3_terms.reshape(-1), m) / n}
+
+
+def train_infer_kl_terms(
+    rho: torch.Tensor, mask: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token terms of the k1 and k3 estimates of KL(mu_old || pi_old): ``-log rho`` and ``rho - 1 - log rho``,
+    (B, T) each, 0 on padding (``mask`` (B, T) bool), written into ``out`` if given; rho is taken as at least 1e-30
+    (no -inf from a 0 weight). Their masked means are the estimates (:func:`train_infer_kl_from_ratio`; MiniRL's
+    packed statistics)."""
+    k1_out, k3_out = (None, None) if out is None else out
+    rho = torch.where(mask, rho, 1.0).clamp_min_(RHO_FLOOR)  # (B, T) 1 on padding: no NaN/inf leaks from there
+    k1_terms = torch.log(rho, out=k1_out).neg_()  # (B, T) -log rho
+    k3_terms = torch.sub(rho, 1, out=k3_out).add_(k1_terms)  # (B, T) (rho - 1) - log rho
+    return k1_terms, k3_terms
 
 
 def entropy_from_logits(logits: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -14,3 +16,24 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.bool()
     total = torch.where(mask, values, torch.zeros_like(values)).sum()
     return total / mask.sum().clamp_min(1).to(total.dtype)
+
+
+@dataclass(frozen=True)
+class PackedStats:
+    """Named 0-dim statistics held in one tensor, so moving them all to the host is one copy (one sync)."""
+
+    keys: tuple[str, ...]
+    values: torch.Tensor
+    """(len(keys),) detached; ``values[i]`` is the statistic ``keys[i]``."""
+
+    def __post_init__(self) -> None:
+        if self.values.shape != (len(self.keys),):
+            raise ValueError(f"{len(self.keys)} keys for values shaped {tuple(self.values.shape)}")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """``{key: 0-dim tensor}``, views into ``values`` (no copy, no sync)."""
+        return dict(zip(self.keys, self.values.unbind(0), strict=True))
+
+    def floats(self) -> dict[str, float]:
+        """``{key: float}`` in one device-to-host transfer."""
+        return dict(zip(self.keys, self.values.tolist(), strict=True))

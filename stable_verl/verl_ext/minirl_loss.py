@@ -25,9 +25,8 @@ import torch
 from verl.trainer.ppo.core_algos import agg_loss
 from verl.workers.config import PolicyLossConfig
 
-from stable_verl.core.diagnostics import train_infer_kl_from_ratio
 from stable_verl.core.metric_keys import TRAIN_INFER_KL_K1, TRAIN_INFER_KL_K3
-from stable_verl.core.minirl import MiniRLConfig, MiniRLOptions, minirl_token_loss
+from stable_verl.core.minirl import MiniRLConfig, MiniRLOptions, minirl_token_loss_packed
 from stable_verl.verl_ext.registry import LossSettings, register_policy_loss
 
 # Metric keys. verl's reduce_metrics picks the reduction across mini-batches from the key's *name*: a key
@@ -43,6 +42,8 @@ METRIC_KEYS = {
     "staleness_log_ratio_abs_mean": "actor/staleness/abs_log_ratio_mean",
     "staleness_log_ratio_abs_max": "actor/staleness/abs_log_ratio_max",
     "staleness_kl_k3": "actor/staleness/kl_k3",
+    "train_infer_kl_k1": TRAIN_INFER_KL_K1,
+    "train_infer_kl_k3": TRAIN_INFER_KL_K3,
 }
 
 # Above verl's SAFETY_BOUND (exp(20) ~ 4.9e8): verl's token TIS then never binds and passes pi_old/mu_old as is.
@@ -93,15 +94,11 @@ def minirl_policy_loss(
             "MiniRL needs pi_old/mu_old: set algorithm.rollout_correction.rollout_is=token and "
             f"rollout_is_threshold={UNTRUNCATED:g} (stable-verl's MiniRL recipes do), or train_infer_is=False"
         )
-    loss_mat, stats = minirl_token_loss(log_prob, old_log_prob, advantages, response_mask, cfg, rollout_is_weights)
+    loss_mat, stats = minirl_token_loss_packed(
+        log_prob, old_log_prob, advantages, response_mask, cfg, rollout_is_weights,
+        train_infer_kl=rollout_is_weights is not None,  # KL(mu_old || pi_old) from w = pi_old / mu_old
+    )  # fmt: skip
     pg_loss = agg_loss(
         loss_mat=loss_mat, loss_mask=response_mask, loss_agg_mode=loss_agg_mode, **config.global_batch_info
     )
-
-    metrics = {METRIC_KEYS[key]: float(value) for key, value in stats.items()}
-    if rollout_is_weights is not None:
-        with torch.no_grad():
-            kl = train_infer_kl_from_ratio(rollout_is_weights.clamp_min(1e-30), response_mask)  # w = pi_old / mu_old
-        metrics[TRAIN_INFER_KL_K1] = float(kl["k1"])
-        metrics[TRAIN_INFER_KL_K3] = float(kl["k3"])
-    return pg_loss, metrics
+    return pg_loss, {METRIC_KEYS[key]: value for key, value in stats.floats().items()}  # one host sync

@@ -1,7 +1,17 @@
 """MiniRL loss vs verl's vanilla PPO loss: forward + backward on the same (64 x 4096) tensors.
 
 Both receive the same rollout IS weights and aggregate with the same mode; ours also computes its
-diagnostics (under no_grad), as it does in training.
+diagnostics (under no_grad), as it does in training; both return their metrics as host floats, as verl takes them.
+
+* ``minirl_loss_vs_verl_vanilla``: wall time, ours / vanilla, on this CPU (bound by arithmetic and memory here).
+* ``minirl_loss_vs_unpacked``: wall time, ours / the loss as it was before its statistics were packed (issue 28;
+  ``minirl_unpacked``, with verl's aggregation and one host float per statistic, as the plugin then did): before
+  and after side by side, so a change that slows the loss on CPU shows here.
+* ``minirl_loss_ops_vs_verl_vanilla`` / ``minirl_loss_ops_vs_unpacked``: device ops per call (forward + backward +
+  metrics; ``common.OpCounter``), the kernel launches a GPU would see. On an H200 the losses are launch-bound at
+  64 x 8192 (tests/gpu/run_checks.py), so these are the CPU-side figures for that cost. They are guards, not
+  predictors: unpacked, the loss made 89 ops to vanilla's 90 here while the H200 measured 1.62x (it also made 11
+  host syncs per call to verl's 3, and 11 cuBLAS dots); only run_checks.py on a GPU measures the time.
 """
 
 from __future__ import annotations
@@ -11,8 +21,9 @@ import verl  # noqa: F401  (registers minirl)
 from verl.trainer.ppo import core_algos
 from verl.workers.config import FSDPActorConfig
 
-from stable_verl.verl_ext.minirl_loss import MiniRLLossConfig
-from tests.benchmarks.common import Figure, block_ratio
+from stable_verl.verl_ext.minirl_loss import MiniRLLossConfig, _minirl_config
+from tests.benchmarks.common import Figure, OpCounter, block_ratio
+from tests.benchmarks.minirl_unpacked import host_floats, minirl_token_loss_unpacked
 
 BS, T = 64, 4096
 
@@ -68,5 +79,27 @@ def run() -> list[Figure]:
         loss.backward()
         new.grad = None
 
+    unpacked_cfg = _minirl_config(ours_cfg)
+
+    def unpacked() -> None:  # the plugin's body before issue 28
+        loss_mat, stats = minirl_token_loss_unpacked(new, old, adv, mask, unpacked_cfg, is_ratio)
+        loss = core_algos.agg_loss(
+            loss_mat=loss_mat, loss_mask=mask, loss_agg_mode="seq-mean-token-sum", **ours_cfg.global_batch_info
+        )
+        host_floats(stats)
+        loss.backward()
+        new.grad = None
+
+    ops = {}
+    for name, fn in (("ours", ours), ("theirs", theirs), ("unpacked", unpacked)):
+        with OpCounter() as counter:
+            fn()
+        ops[name] = counter.total
     ratio, spread = block_ratio(ours, theirs, blocks=7, repeats=10)
-    return [Figure("minirl_loss_vs_verl_vanilla", ratio, "<=", 1.10, spread)]
+    before, before_spread = block_ratio(ours, unpacked, blocks=7, repeats=10)
+    return [
+        Figure("minirl_loss_vs_verl_vanilla", ratio, "<=", 1.10, spread),
+        Figure("minirl_loss_vs_unpacked", before, "<=", 1.05, before_spread),
+        Figure("minirl_loss_ops_vs_verl_vanilla", ops["ours"] / ops["theirs"], "<=", 1.0),
+        Figure("minirl_loss_ops_vs_unpacked", ops["ours"] / ops["unpacked"], "<=", 1.0),
+    ]

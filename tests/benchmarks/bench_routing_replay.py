@@ -8,6 +8,9 @@
   computes the input and router-weight gradients, which is where replay differs (gather + renorm vs top-k).
 * ``routing_replay_overhead_tiny``: a whole tiny 2-layer Qwen3-MoE causal LM (hidden 128, 8 experts, top-2),
   batch 8 x 128, all parameters trained: here the per-call Python cost of the patched router forward shows most.
+* ``routing_replay_extra_host_syncs_tiny``: host syncs (``common.OpCounter``) of one replayed forward + backward of the
+  tiny model, beyond the native one's, with an unrouted row in every layer: 0 since unrouted rows are found once,
+  when the routes are set (issue 28; a check in every router forward cost 1.081x on an H200).
 * ``route_bytes_per_token_qwen3_30b_a3b``: size of one token's routes in the compact format (48 layers x top-8,
   1 byte per id for 128 experts).
 
@@ -24,7 +27,7 @@ from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
 from stable_verl.core.routing import RoutingReplay, route_bytes_per_token
-from tests.benchmarks.common import Figure, block_ratio
+from tests.benchmarks.common import Figure, OpCounter, block_ratio
 
 
 def _arms(rr: RoutingReplay, step: Callable[[], None]) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -65,7 +68,7 @@ def _layer_ratio(tokens: int = 256, repeats: int = 3) -> tuple[float, tuple[floa
     return ratio
 
 
-def _tiny_ratio(batch: int = 8, seq: int = 128, repeats: int = 10) -> tuple[float, tuple[float, float]]:
+def _tiny_model(batch: int, seq: int) -> tuple[Qwen3MoeForCausalLM, torch.Tensor]:
     config = Qwen3MoeConfig(
         vocab_size=1024, hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         head_dim=32, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=64, intermediate_size=256,
@@ -73,7 +76,11 @@ def _tiny_ratio(batch: int = 8, seq: int = 128, repeats: int = 10) -> tuple[floa
     )  # fmt: skip
     torch.manual_seed(0)
     model = Qwen3MoeForCausalLM(config).train()
-    ids = torch.randint(0, config.vocab_size, (batch, seq))
+    return model, torch.randint(0, config.vocab_size, (batch, seq))
+
+
+def _tiny_ratio(batch: int = 8, seq: int = 128, repeats: int = 10) -> tuple[float, tuple[float, float]]:
+    model, ids = _tiny_model(batch, seq)
     rr = RoutingReplay.attach(model)
     with torch.no_grad(), rr.record():
         model(ids, use_cache=False)
@@ -89,15 +96,40 @@ def _tiny_ratio(batch: int = 8, seq: int = 128, repeats: int = 10) -> tuple[floa
     return ratio
 
 
+def _tiny_extra_syncs(batch: int = 2, seq: int = 16) -> int:
+    """Host syncs of a replayed step (routes with an unrouted last token in every layer) minus a native step's."""
+    model, ids = _tiny_model(batch, seq)
+    rr = RoutingReplay.attach(model)
+    with torch.no_grad(), rr.record():
+        model(ids, use_cache=False)
+    routes = rr.routes()  # (batch * seq, 2, 2) uint8
+    routes[-1] = 0  # the last sampled token: never routed by the inference engine
+    rr.set_replay(routes)
+
+    def step() -> None:
+        model(ids, use_cache=False).logits.logsumexp(-1).mean().backward()
+        model.zero_grad(set_to_none=True)
+
+    syncs = {}
+    for name, arm in zip(("off", "replay"), _arms(rr, step), strict=True):
+        arm()  # warm: first-call work is not the steady state
+        with OpCounter() as counter:
+            arm()
+        syncs[name] = counter.syncs
+    rr.detach()
+    return syncs["replay"] - syncs["off"]
+
+
 def run() -> list[Figure]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a small shared CPU, one thread keeps OpenMP barrier stalls out of the medians
     try:
-        layer, tiny = _layer_ratio(), _tiny_ratio()
+        layer, tiny, syncs = _layer_ratio(), _tiny_ratio(), _tiny_extra_syncs()
     finally:
         torch.set_num_threads(threads)
     return [
         Figure("routing_replay_overhead_layer", layer[0], "<=", 1.05, layer[1]),
         Figure("routing_replay_overhead_tiny", tiny[0], "<=", 1.05, tiny[1]),
+        Figure("routing_replay_extra_host_syncs_tiny", syncs, "<=", 0),
         Figure("route_bytes_per_token_qwen3_30b_a3b", route_bytes_per_token(48, 8, 128), "<=", 384),
     ]

@@ -1,12 +1,17 @@
-"""Shared benchmark plumbing: interleaved timing and the BENCH line format."""
+"""Shared benchmark plumbing: interleaved timing, op counting and the BENCH line format."""
 
 from __future__ import annotations
 
+import collections
 import operator
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from torch._ops import OpOverload
+from torch.utils._python_dispatch import TorchDispatchMode
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 
@@ -53,3 +58,31 @@ def block_ratio(
         t = interleaved_medians({"ours": ours, "base": base}, repeats=repeats, warmup=warmup if block == 0 else 1)
         ratios.append(t["ours"] / t["base"])
     return statistics.median(ratios), (min(ratios), max(ratios))
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops that run inside it: ``ops``, those that compute (a kernel launch each on a GPU; views,
+    scalar wrapping and allocation excluded), and ``syncs``, reads of a tensor's value by the host
+    (``_local_scalar_dense``: ``.item()``, ``float()``, ``bool()``, which wait on a GPU). ``.tolist()`` does not pass
+    through the dispatcher on CPU, so it is not counted (on CUDA it is one device-to-host copy)."""
+
+    FREE = frozenset({"aten.scalar_tensor", "aten.empty", "aten.empty_strided", "aten.promote_types"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter[str] = collections.Counter()
+        self.syncs = 0
+
+    def __torch_dispatch__(
+        self, func: OpOverload, types: object, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        name = str(func.overloadpacket)
+        if name == "aten._local_scalar_dense":
+            self.syncs += 1
+        elif not func.is_view and name not in self.FREE:
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.ops.values())

@@ -11,8 +11,10 @@ misses its target, 2 if a section raised (the other sections still run).
 * **replay**: one Qwen3-30B-A3B MoE block (hidden 2048, 128 experts, top-8, moe_intermediate 768) in bf16, experts
   on transformers' ``grouped_mm`` (its default), forward + backward on ``replay_tokens`` tokens: recorded routes
   replayed vs native routing; ``replay_tracked`` also computes the native top-k, as the verl engine replays (for its
-  mismatch metrics). Once with every parameter trained (as in RL), once with frozen experts (stricter: the expert
-  weight gradients, the same work in every arm, no longer dilute the ratio).
+  mismatch metrics); ``replay_engine`` also sets the routes before each step, as the engine does per micro-batch
+  (``set_replay`` validates them and finds unrouted rows there, never in a router forward). Once with every
+  parameter trained (as in RL), once with frozen experts (stricter: the expert weight gradients, the same work in
+  every arm, no longer dilute the ratio).
 * **flips**: ``flip_layers`` Qwen3-MoE layers at that shape without attention (``h <- h + moe(rmsnorm(h))``, random
   weights, std 0.02) on ``flip_batch x flip_seq`` i.i.d. N(0, 1) token states. Attention is left out on purpose:
   random-weight attention averages random values, so its output is ill-conditioned (bf16 put a 3.5% error on the
@@ -26,9 +28,11 @@ misses its target, 2 if a section raised (the other sections still run).
   ``fused_moe`` (same sorted-token grouped-GEMM structure); it is NOT vLLM's Triton kernel, and vLLM also differs in
   fused norms, fp32 gate weights and real fp8 GEMMs. R3: the bf16 eager stack replays the
   fp8 grouped routes; the experts it then uses must equal them (0 flips).
-* **loss**: MiniRL (``core.minirl``, as the verl plugin calls it, metrics moved to host floats one by one) vs verl's
-  vanilla PPO loss (copy below, same aggregation, host floats as verl takes them) at ``loss_rows x loss_len``
-  tokens, fp32 and bf16; ``minirl_one_transfer`` moves all its metrics in one copy.
+* **loss**: MiniRL (``core.minirl``, as the verl plugin calls it: packed statistics with the train-inference KL,
+  moved to the host in one copy) vs verl's vanilla PPO loss (copy below, same aggregation, host floats as verl takes
+  them) at ``loss_rows x loss_len`` tokens, fp32 and bf16; ``minirl_unpacked`` is the loss as it was before its
+  statistics were packed (issue 28: one dot product and one host float per statistic;
+  ``tests/benchmarks/minirl_unpacked.py``), timed alongside so one run gives before and after.
 
 Timing: ``blocks`` interleaved blocks (arm order alternating) of ``iters`` calls after ``warmup`` calls, CUDA
 synchronised around each block; a ratio is the median over blocks of the per-block ratio, with min and max.
@@ -61,12 +65,12 @@ from torch import nn
 from transformers import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeRMSNorm, Qwen3MoeSparseMoeBlock
 
-from stable_verl.core.diagnostics import train_infer_kl_from_ratio
-from stable_verl.core.minirl import MiniRLConfig, minirl_token_loss
+from stable_verl.core.minirl import MiniRLConfig, minirl_token_loss_packed
 from stable_verl.core.precision import round_model_weights
 from stable_verl.core.routing import RoutingReplay, route_set_mismatch
 from tests.benchmarks.bench_routing_replay import _arms
 from tests.benchmarks.common import Figure
+from tests.benchmarks.minirl_unpacked import host_floats, minirl_token_loss_unpacked
 
 KERNELS = {"eager": "eager", "grouped": "grouped_mm"}  # our arm name -> transformers experts implementation
 
@@ -128,8 +132,12 @@ def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def time_arms(arms: dict[str, Callable[[], None]], base: str, s: Sizes, device: torch.device) -> dict[str, Any]:
-    """Per-call ms of each arm (median/min/max over blocks) and each arm's per-block ratio to ``base``."""
+def time_arms(
+    arms: dict[str, Callable[[], None]], base: str, s: Sizes, device: torch.device,
+    pairs: tuple[tuple[str, str], ...] = (),
+) -> dict[str, Any]:  # fmt: skip
+    """Per-call ms of each arm (median/min/max over blocks), each arm's per-block ratio to ``base``, and for each
+    ``(a, b)`` of ``pairs`` the per-block ratio ``ratio_{a}_vs_{b}``."""
     for _ in range(s.warmup):
         for fn in arms.values():
             fn()
@@ -147,6 +155,8 @@ def time_arms(arms: dict[str, Callable[[], None]], base: str, s: Sizes, device: 
     for name in names:
         if name != base:
             out[f"ratio_{name}"] = _spread([a / b for a, b in zip(ms[name], ms[base], strict=True)])
+    for a, b in pairs:
+        out[f"ratio_{a}_vs_{b}"] = _spread([x / y for x, y in zip(ms[a], ms[b], strict=True)])
     return out
 
 
@@ -219,7 +229,13 @@ def check_replay(s: Sizes, device: torch.device, train_experts: bool) -> dict[st
         finally:
             rr.track_native = False
 
-    arms = {"native": off, "replay": replay, "replay_tracked": replay_tracked}
+    routes = rr.routes()  # (N, 1, k) the routes every replay arm replays
+
+    def replay_engine() -> None:  # as the engine, per micro-batch: set the routes (validated, unrouted rows found)
+        rr.set_replay(routes)
+        replay_tracked()
+
+    arms = {"native": off, "replay": replay, "replay_tracked": replay_tracked, "replay_engine": replay_engine}
     try:
         out = time_arms(arms, "native", s, device)
         out["peak_mib"] = {name: peak_mib(fn, device) for name, fn in arms.items()}
@@ -367,19 +383,30 @@ def vanilla_ppo_loss(
 def minirl_loss(
     old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
     is_ratio: torch.Tensor,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
-    """What ``stable_verl.verl_ext.minirl_loss`` computes (it imports verl): the loss, its stats, train-infer KL."""
-    loss_mat, stats = minirl_token_loss(log_prob, old_log_prob, advantages, mask, MiniRLConfig(), is_ratio)
-    with torch.no_grad():
-        kl = train_infer_kl_from_ratio(is_ratio.clamp_min(1e-30), mask)
-    return _agg_seq_mean_token_sum(loss_mat, mask), {**stats, **kl}
+) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    """What ``stable_verl.verl_ext.minirl_loss`` computes (it imports verl): the loss, and its statistics with the
+    train-inference KL as host floats, moved in one copy."""
+    loss_mat, stats = minirl_token_loss_packed(
+        log_prob, old_log_prob, advantages, mask, MiniRLConfig(), is_ratio, train_infer_kl=True
+    )
+    return _agg_seq_mean_token_sum(loss_mat, mask), stats.floats()
 
 
-LossFn = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+def minirl_loss_unpacked(
+    old_log_prob: torch.Tensor, log_prob: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+    is_ratio: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    """The plugin before issue 28: the same loss and statistics, each statistic its own dot product and host float."""
+    loss_mat, stats = minirl_token_loss_unpacked(log_prob, old_log_prob, advantages, mask, MiniRLConfig(), is_ratio)
+    return _agg_seq_mean_token_sum(loss_mat, mask), host_floats(stats)
+
+
+LossFn = Callable[..., tuple[torch.Tensor, dict[str, Any]]]
 
 
 def check_loss(s: Sizes, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    """Forward + backward + metrics to host floats, as a training step does: MiniRL vs verl vanilla."""
+    """Forward + backward + metrics to host floats, as a training step does: MiniRL (and MiniRL unpacked, as before
+    issue 28) vs verl vanilla."""
     torch.manual_seed(0)
     shape = (s.loss_rows, s.loss_len)
     old = (-torch.rand(shape, device=device) * 3).to(dtype)  # (B, T)
@@ -389,23 +416,21 @@ def check_loss(s: Sizes, device: torch.device, dtype: torch.dtype) -> dict[str, 
     is_ratio = (torch.exp(0.1 * torch.randn(shape, device=device)) * mask).to(dtype)  # (B, T) pi_old / mu_old
     tis = is_ratio.clamp(max=5.0)  # verl's token TIS weights for the vanilla loss
 
-    def run(fn: LossFn, weights: torch.Tensor, one_transfer: bool = False) -> None:
+    def run(fn: LossFn, weights: torch.Tensor) -> None:
         loss, metrics = fn(old, new, adv, mask, weights)
         loss.backward()
         new.grad = None
-        if one_transfer:  # every metric in one device-to-host copy (one sync)
-            values = torch.stack([loss.detach().float(), *(v.detach().float() for v in metrics.values())]).tolist()
-        else:  # one host sync per metric, as verl's vanilla loss and our plugin do
-            values = [loss.item(), *(float(v.detach()) for v in metrics.values())]
+        # vanilla's metrics: one host sync each, as verl's .item(); MiniRL's: host floats already
+        values = [loss.item(), *(v if isinstance(v, float) else float(v.detach()) for v in metrics.values())]
         if any(math.isnan(v) for v in values):
             raise FloatingPointError(f"{fn.__name__} returned NaN: loss and metrics {values}")
 
     arms = {
         "vanilla": lambda: run(vanilla_ppo_loss, tis),
         "minirl": lambda: run(minirl_loss, is_ratio),
-        "minirl_one_transfer": lambda: run(minirl_loss, is_ratio, one_transfer=True),
+        "minirl_unpacked": lambda: run(minirl_loss_unpacked, is_ratio),
     }
-    out = time_arms(arms, "vanilla", s, device)
+    out = time_arms(arms, "vanilla", s, device, pairs=(("minirl", "minirl_unpacked"),))
     out["peak_mib"] = {name: peak_mib(fn, device) for name, fn in arms.items()}
     return out
 
@@ -433,6 +458,7 @@ def figures(res: dict[str, Any]) -> list[Figure]:
         if "ratio_replay" in res.get(key, {}):
             out.append(Figure(name, res[key]["ratio_replay"]["median"], "<=", 1.03))
             out.append(Figure(f"{name}_tracked", res[key]["ratio_replay_tracked"]["median"], "<=", 1.03))
+            out.append(Figure(f"{name}_engine", res[key]["ratio_replay_engine"]["median"], "<=", 1.03))
             diff = res[key]["replay_vs_native_output_max_abs_diff"]
             out.append(Figure(name.replace("overhead", "output_diff"), diff, "<=", 0))
             mem = _mem_ratio(res[key]["peak_mib"], "replay", "native")
@@ -449,8 +475,8 @@ def figures(res: dict[str, Any]) -> list[Figure]:
         loss = res.get(f"loss_{dtype}", {})
         if "ratio_minirl" in loss:
             out.append(Figure(f"minirl_loss_vs_verl_vanilla_{dtype}", loss["ratio_minirl"]["median"], "<=", 1.10))
-            one = loss["ratio_minirl_one_transfer"]["median"]
-            out.append(Figure(f"minirl_loss_one_transfer_vs_verl_vanilla_{dtype}", one, "<=", 1.10))
+            before = loss["ratio_minirl_vs_minirl_unpacked"]["median"]  # after / before, same run
+            out.append(Figure(f"minirl_loss_vs_unpacked_{dtype}", before, "<=", 1.0))
             mem = _mem_ratio(loss["peak_mib"], "minirl", "vanilla")
             if mem is not None:
                 out.append(Figure(f"minirl_loss_vs_verl_vanilla_{dtype}_peak_mem_ratio", mem, "<=", 1.25))

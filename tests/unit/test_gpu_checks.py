@@ -12,9 +12,11 @@ from tests.gpu import run_checks
 FIGURES = {
     "routing_replay_overhead_qwen3_30b_layer_bf16",
     "routing_replay_overhead_qwen3_30b_layer_bf16_tracked",
+    "routing_replay_overhead_qwen3_30b_layer_bf16_engine",
     "routing_replay_output_diff_qwen3_30b_layer_bf16",
     "routing_replay_overhead_qwen3_30b_layer_bf16_frozen_experts",
     "routing_replay_overhead_qwen3_30b_layer_bf16_frozen_experts_tracked",
+    "routing_replay_overhead_qwen3_30b_layer_bf16_frozen_experts_engine",
     "routing_replay_output_diff_qwen3_30b_layer_bf16_frozen_experts",
     "route_flip_fp32_rerun",
     "route_flip_r3_used_vs_replayed",
@@ -29,9 +31,9 @@ FIGURES = {
     "route_flip_bf16_eager_vs_fp8_bf16_gate_grouped",
     "route_flip_r3_native_vs_replayed",
     "minirl_loss_vs_verl_vanilla_fp32",
-    "minirl_loss_one_transfer_vs_verl_vanilla_fp32",
+    "minirl_loss_vs_unpacked_fp32",
     "minirl_loss_vs_verl_vanilla_bf16",
-    "minirl_loss_one_transfer_vs_verl_vanilla_bf16",
+    "minirl_loss_vs_unpacked_bf16",
 }  # peak-memory ratios are CUDA-only figures: omitted on CPU, never a placeholder
 
 
@@ -53,7 +55,7 @@ def test_every_section_ran_and_every_figure_is_reported(result: dict) -> None:
 
 
 def test_timings_are_positive_with_a_spread(result: dict) -> None:
-    replay, loss = ("native", "replay", "replay_tracked"), ("vanilla", "minirl", "minirl_one_transfer")
+    replay, loss = ("native", "replay", "replay_tracked", "replay_engine"), ("vanilla", "minirl", "minirl_unpacked")
     for section, arms in (("replay_trained", replay), ("replay_frozen_experts", replay),
                           ("loss_fp32", loss), ("loss_bf16", loss)):  # fmt: skip
         for arm in arms:

@@ -46,7 +46,7 @@ def validate_routes(routes: torch.Tensor, num_layers: int, top_k: int, num_exper
     if routes.shape[2] != top_k:
         raise ValueError(f"routes have k={routes.shape[2]} experts per token but the model routes top_k={top_k}")
     if routes.numel():
-        lo, hi = int(routes.min()), int(routes.max())
+        lo, hi = torch.stack(torch.aminmax(routes)).tolist()  # one device-to-host copy for both
         if lo < 0 or hi >= num_experts:
             bad = hi if hi >= num_experts else lo
             raise ValueError(

@@ -207,3 +207,119 @@ def test_defaults_are_the_papers():
 def test_bad_config_raises_naming_the_field(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MiniRLConfig(**kwargs)
+
+
+# -- the packed statistics against the formulas, one masked mean at a time ------------------------------------------
+
+
+def reference_stats(log_prob, old, adv, mask, cfg, is_ratio):
+    """Every statistic straight from its definition (the docstring of ``minirl_token_loss``), each its own masked
+    reduction over the response tokens, in the inputs' dtype."""
+    mask = mask.bool()
+    log_r = torch.where(mask, log_prob - old, 0.0)  # log r_t = log pi_theta - log pi_old
+    r = log_r.exp()  # r_t
+    f = torch.where(mask, is_ratio, 1.0) if cfg.train_infer_is and is_ratio is not None else torch.ones_like(r)
+    stale = r if cfg.staleness_is else torch.ones_like(r)
+    if cfg.truncation == "full":
+        w, truncated = (f * stale).clamp(max=cfg.tis_cap), f * stale > cfg.tis_cap
+    else:
+        w, truncated = f.clamp(max=cfg.tis_cap) * stale, f > cfg.tis_cap
+    clipped = ((adv > 0) & (r > 1 + cfg.eps_high)) | ((adv < 0) & (r < 1 - cfg.eps_low))
+    clipped &= cfg.clipping
+    pos, neg = (adv > 0) & mask, (adv < 0) & mask
+
+    def mean(x, over=mask):
+        return torch.where(over, x, 0.0).sum() / over.sum().clamp_min(1).to(x.dtype)
+
+    def frac(flag, over=mask):
+        return (flag & over).sum().to(w.dtype) / over.sum().clamp_min(1).to(w.dtype)
+
+    stats = {
+        "is_weight_mean": mean(w),
+        "is_weight_max": torch.where(mask, w, 0.0).max(),
+        "is_truncated_frac": frac(truncated),
+        "clip_frac": frac(clipped),
+        "clip_frac_pos_adv": frac(clipped, pos),
+        "clip_frac_neg_adv": frac(clipped, neg),
+        "staleness_log_ratio_abs_mean": mean(log_r.abs()),
+        "staleness_log_ratio_abs_max": torch.where(mask, log_r.abs(), 0.0).max(),
+        "staleness_kl_k3": mean(r - 1 - log_r),
+    }
+    if is_ratio is not None:
+        rho = torch.where(mask, is_ratio, 1.0)
+        stats["train_infer_kl_k1"] = mean(-rho.log())
+        stats["train_infer_kl_k3"] = mean(rho - 1 - rho.log())
+    return stats
+
+
+def random_batch(dtype, seed, B=6, T=50):
+    """Random (log_prob, old, adv, mask, is_ratio) with some r and f past the clip range and the cap, zero
+    advantages, an empty response, and NaN / inf in every padding slot."""
+    g = torch.Generator().manual_seed(seed)
+    old = -3 * torch.rand(B, T, generator=g, dtype=torch.float64)
+    log_prob = old + 0.3 * torch.randn(B, T, generator=g, dtype=torch.float64)
+    adv = torch.randn(B, 1, generator=g, dtype=torch.float64).expand(B, T).clone()
+    adv[1] = 0.0  # neither A > 0 nor A < 0
+    is_ratio = torch.exp(1.2 * torch.randn(B, T, generator=g, dtype=torch.float64))  # some above C = 5
+    mask = torch.rand(B, T, generator=g) < 0.8
+    mask[2] = False  # an empty response
+    for t, pad in ((log_prob, float("nan")), (old, float("inf")), (adv, float("nan")), (is_ratio, float("nan"))):
+        t[~mask] = pad
+    return tuple(t.to(dtype) for t in (log_prob, old, adv)) + (mask, is_ratio.to(dtype))
+
+
+CONFIGS = [
+    MiniRLConfig(),
+    MiniRLConfig(truncation="decoupled"),
+    MiniRLConfig(clipping=False),
+    MiniRLConfig(train_infer_is=False),
+    MiniRLConfig(train_infer_is=False, staleness_is=False, clipping=False),
+    MiniRLConfig(tis_cap=0.5, eps_low=0.05, eps_high=0.05),  # a cap below 1 binds on padding's w = 1 too
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.truncation}-{c.train_infer_is}-{c.clipping}-{c.tis_cap}")
+@pytest.mark.parametrize("with_is", [True, False])
+def test_packed_stats_equal_the_formulas(dtype, cfg, with_is):
+    from stable_verl.core.minirl import minirl_token_loss_packed
+
+    rtol = 1e-12 if dtype == torch.float64 else 2e-6
+    for seed in range(3):
+        log_prob, old, adv, mask, is_ratio = random_batch(dtype, seed)
+        is_ratio = is_ratio if with_is else None
+        loss_mat, packed = minirl_token_loss_packed(log_prob, old, adv, mask, cfg, is_ratio, train_infer_kl=with_is)
+        expected = reference_stats(log_prob, old, adv, mask, cfg, is_ratio)
+        got = packed.tensors()
+        assert list(got) == list(packed.keys) and set(got) == set(expected)
+        assert packed.values.dtype == dtype and not packed.values.requires_grad
+        assert_stats_close(got, expected, rtol)
+        assert packed.floats() == {key: value.item() for key, value in got.items()}
+        # the dict form: the same statistics without the KL, and the same loss
+        loss_dict, stats = minirl_token_loss(log_prob, old, adv, mask, cfg, is_ratio)
+        assert set(stats) == set(expected) - {"train_infer_kl_k1", "train_infer_kl_k3"}
+        assert all(value.dim() == 0 for value in stats.values())
+        assert_stats_close(stats, expected, rtol)
+        torch.testing.assert_close(loss_dict, loss_mat, rtol=0, atol=0)
+
+
+def assert_stats_close(got, expected, rtol):
+    """Token fractions and maxima exactly (no summation order in them), masked means to ``rtol``."""
+    for key, value in got.items():
+        exact = key.endswith(("_frac", "_adv", "_max"))
+        torch.testing.assert_close(value, expected[key], rtol=0 if exact else rtol, atol=0, msg=key)
+
+
+def test_packed_train_infer_kl_is_the_diagnostics_estimate():
+    from stable_verl.core.diagnostics import train_infer_kl, train_infer_kl_from_ratio
+    from stable_verl.core.minirl import minirl_token_loss_packed
+
+    log_prob, old, adv, mask, is_ratio = random_batch(torch.float64, seed=7)
+    rollout = torch.where(mask, old - is_ratio.log(), 0.0)  # log mu_old, so that pi_old / mu_old = is_ratio
+    _, packed = minirl_token_loss_packed(log_prob, old, adv, mask, MiniRLConfig(), is_ratio, train_infer_kl=True)
+    stats = packed.tensors()
+    for kl in (train_infer_kl_from_ratio(is_ratio, mask), train_infer_kl(torch.where(mask, old, 0.0), rollout, mask)):
+        torch.testing.assert_close(stats["train_infer_kl_k1"], kl["k1"], rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(stats["train_infer_kl_k3"], kl["k3"], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="train_infer_kl needs is_ratio"):
+        minirl_token_loss_packed(log_prob, old, adv, mask, MiniRLConfig(), None, train_infer_kl=True)

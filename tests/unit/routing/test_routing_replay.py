@@ -348,6 +348,34 @@ def test_unrouted_rows_found_once_per_layer_at_set_time(ids):
         assert rr._native == [None, None]
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_replayed_router_forward_never_reads_the_device(family, ids):
+    """No router forward in replay mode reads a tensor value on the host (a GPU sync): unrouted rows are found once,
+    in set_replay; bad routes still fail there, and a wrong token count in the forward, with the same messages."""
+    from tests.benchmarks.common import OpCounter
+
+    model = build(family)
+    rr = RoutingReplay.attach(model)
+    routes, _ = record(rr, model, ids)
+    holes = routes.clone()
+    holes[-1] = 0  # unrouted in every layer: those routers also run natively
+    hidden = torch.randn(B * S, model.config.hidden_size)  # (tokens, H) what a router sees
+    with OpCounter() as probe:
+        bool(torch.tensor([True]).any())  # the check every router forward used to make
+    assert probe.syncs == 1
+    for replayed, track_native in ((routes, False), (holes, False), (holes, True)):
+        rr.track_native = track_native
+        with torch.no_grad(), rr.replay(replayed):
+            with OpCounter() as counter:
+                for router in routers(model):
+                    router(hidden)
+            assert counter.syncs == 0 and counter.total > 0, (replayed is holes, track_native)
+            with pytest.raises(ValueError, match=f"router saw {B * S + 1} tokens but the replay routes have {B * S}"):
+                routers(model)[0](torch.randn(B * S + 1, model.config.hidden_size))
+    with pytest.raises(ValueError, match=r"expert id 8 out of range: the model has 8 experts \(ids 0..7\)"):
+        rr.set_replay(torch.full_like(routes, 8))
+
+
 def test_route_set_mismatch_and_valid_rows():
     from stable_verl.core.routing import route_set_mismatch, valid_route_rows
 
