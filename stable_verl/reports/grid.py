@@ -32,8 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from stable_verl import site
-from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.config.grid_cell import GridCell
 from stable_verl.core import collapse_tags, collapse_verdict
@@ -308,18 +307,6 @@ def write_grid_report(runs: Sequence[GridRun], out_dir: Path, title: str, settin
     return {"report": out_dir / "report.md", "table": out_dir / "table.csv", "claims": out_dir / "claims.csv"} | {
         f"regime_N{n}": p for n, p in plots.items()
     }
-
-
-def publish_report(
-    store: ArtifactStore, comparison: str, runs: Sequence[GridRun], title: str, settings: dict, workdir: Path
-) -> ComparisonLayout:
-    """Write the report locally, then upload it to ``comparisons/<comparison>/`` (manifest last)."""
-    layout = ComparisonLayout(store, comparison)
-    local = workdir / "comparisons" / comparison
-    write_grid_report(runs, local, title, settings)
-    store.put_dir(local, layout.prefix, metadata={"runs": [r.series.run_uri for r in runs]})
-    site.refresh_comparison(layout)  # site hook: the comparison's page and the root index
-    return layout
 
 
 # ---------------------------------------------------------------------------------------------- progress
