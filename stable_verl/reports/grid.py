@@ -36,18 +36,13 @@ from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.config.grid_cell import GridCell
 from stable_verl.core import collapse_tags, collapse_verdict
-from stable_verl.core.metric_keys import COLLAPSE_WARNING_KEYS, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
+from stable_verl.core.metric_keys import COLLAPSE_WARNING_KEYS, PAPER_CURVES, REWARD_KEYS
 from stable_verl.core.significance import paired_prompts, per_prompt_means
 from stable_verl.reports import claims, grid_tables
-from stable_verl.reports.compare import NO_DATA, RunSeries, combined_stderr
+from stable_verl.reports.compare import NO_DATA, SCORE_PANEL, RunSeries, combined_stderr
 
 STEP_TIME_KEY = "timing_s/step"
-PANELS = (  # (title, metric keys or None for the benchmark score, log scale)
-    ("benchmark score (avg@k)", None, False),
-    ("train-inference KL", KL_KEYS, True),
-    ("training reward", REWARD_KEYS, False),
-    ("per-token entropy", ENTROPY_KEYS, False),
-)
+PANELS = (SCORE_PANEL, *PAPER_CURVES)  # the paper's four: score, train-infer KL (log), reward, per-token entropy
 
 
 @dataclass

@@ -34,39 +34,13 @@ from stable_verl.artifacts import (
 from stable_verl.artifacts.layout import ComparisonLayout
 from stable_verl.artifacts.redact import redact, redact_url, scrub
 from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.core.metric_keys import KEY_METRIC_PATTERNS
 
 RUN_KINDS = ("sft", "rl")
 RUN_COLUMNS = ["run_id", "kind", "status", "step", "checkpoint", "created_at", "parent"]
 COMPARISON_COLUMNS = ["comparison_id", "status", "created_at", "runs", "plots", "uri"]
 CHECKPOINT_COLUMNS = ["step", "complete", "files", "size", "uri"]
 EVAL_COLUMNS = ["step", "benchmark", "metric", "value", "stderr", "format_rate", "num_prompts"]
-
-#: Metrics shown by ``runs show`` (fnmatch patterns, in display order): reward and accuracy, the
-#: train-inference mismatch (verl's rollout-vs-train prob diff, rollout-correction KL, our MiniRL
-#: diagnostics), truncated-IS weights, per-token entropy (the stable_sync trainer's; verl's actor/entropy is
-#: aggregated with the loss_agg_mode, e.g. x length under MiniRL, so it is not shown), the entropy+KL collapse
-#: warning (stores before December 2026 logged it as stability/collapse),
-#: clipping, response length and losses (SFT runs).
-KEY_METRIC_PATTERNS = (
-    "reward/*",
-    "critic/score/mean",
-    "critic/rewards/mean",
-    "*acc*",
-    "actor/train_infer_kl*",
-    "rollout_corr/*kl*",
-    "training/rollout_probs_diff_*",
-    "actor/tis/*",
-    "actor/ppo_kl",
-    "actor/pg_clipfrac*",
-    "actor/entropy_per_token",
-    "stability/collapse_warning",
-    "stability/collapse",
-    "response_length/mean",
-    "response_length/clip_ratio",
-    "actor/pg_loss",
-    "train/loss",
-    "val/loss",
-)
 
 
 # ------------------------------------------------------------------------------------------------ store
