@@ -24,9 +24,9 @@ _LOCK = threading.Lock()  # matplotlib's font cache and mathtext are not documen
 
 
 def plotted_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Key metrics with at least one finite number in ``rows``: first the reports' :data:`~stable_verl.core.metric_keys.CURVES` (the first key of
-    each that the run logged), the training reward leading, then the other key metrics in
-    :data:`~stable_verl.core.metric_keys.KEY_METRIC_PATTERNS` order."""
+    """Key metrics with at least one finite number in ``rows``: first the reports' curves
+    (:data:`~stable_verl.core.metric_keys.CURVES`: the first key of each that the run logged), the training reward
+    leading, then the other key metrics in :data:`~stable_verl.core.metric_keys.KEY_METRIC_PATTERNS` order."""
     union: dict[str, Any] = {}
     for row in rows:
         for key, value in row.items():
