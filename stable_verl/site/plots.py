@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stable_verl.core.metric_keys import CURVES, REWARD_KEYS
-from stable_verl.site.views import flatten_metrics_row, key_metrics
+from stable_verl.site.store_reader import flatten_metrics_row, key_metrics
 
 MAX_PANELS = 12
 COLUMNS = 4
