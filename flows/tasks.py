@@ -35,7 +35,8 @@ from stable_verl.eval import checkpoints as checkpoint_eval
 from stable_verl.launch import procs
 from stable_verl.launch.progress import progress_printer
 from stable_verl.launch.transient import is_transient
-from stable_verl.reports import coldstart, grid
+from stable_verl.reports import coldstart, compare, grid
+from stable_verl.reports.publish import publish_report
 from stable_verl.train import checkpoint_import
 from stable_verl.train import stages as train_stages
 from stable_verl.train.preflight import check_inputs
@@ -193,7 +194,13 @@ def comparison_report(params: ColdstartParams, inits: list[coldstart.InitRuns], 
     comparison = coldstart.comparison_id(params.name, inits)
     series = coldstart.build_series(store, inits, scores["rows"], scores["metric"])
     title = f"Cold-start comparison: {params.rl.recipe}, {params.rl.total_steps} RL steps"
-    layout = coldstart.publish_report(store, comparison, series, title, Path(params.workdir).resolve())
+    layout = publish_report(
+        store,
+        comparison,
+        [s.run_uri for s in series],
+        Path(params.workdir).resolve(),
+        lambda out: compare.write_report(series, out, title),
+    )
     report = store.read_text(layout.report_md)
     create_markdown_artifact(
         f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("coldstart-report"), description=title
@@ -229,7 +236,13 @@ def grid_report(
     comparison = grid.comparison_id(params.name, [r.run_id for r in runs])
     title = f"Stability grid: {params.rl.total_steps} RL steps, rollouts {params.rl.rollout_precision}"
     settings = {"params": params.model_dump(mode="json"), "init_run": init_run, "timings": timings}
-    layout = grid.publish_report(store, comparison, runs, title, settings, Path(params.workdir).resolve())
+    layout = publish_report(
+        store,
+        comparison,
+        [r.series.run_uri for r in runs],
+        Path(params.workdir).resolve(),
+        lambda out: grid.write_grid_report(runs, out, title, settings),
+    )
     report = store.read_text(layout.report_md)
     create_markdown_artifact(f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("grid-report"))
     page = site.page_url(store, site.comparison_page_path(comparison))  # site hook: link the comparison's page

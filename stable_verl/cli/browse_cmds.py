@@ -10,9 +10,9 @@ from stable_verl.cli.tables import console, fmt, frame_table, heading, kv_table
 
 
 def _store(args: argparse.Namespace):
-    from stable_verl.site import views
+    from stable_verl.site import store_reader
 
-    return views.open_store(args.store)
+    return store_reader.open_store(args.store)
 
 
 def _listing(frame, what: str, where: str, fold: str) -> int:
@@ -25,11 +25,11 @@ def _listing(frame, what: str, where: str, fold: str) -> int:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from stable_verl.site import views
+    from stable_verl.site import store_reader, views
 
     store = _store(args)
     kind = f"{args.kind} " if args.kind else ""
-    return _listing(views.runs_frame(store, args.kind), f"{kind}runs", views.describe_store(store), "parent")
+    return _listing(views.runs_frame(store, args.kind), f"{kind}runs", store_reader.describe_store(store), "parent")
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
@@ -78,10 +78,10 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 
 def cmd_comparisons_list(args: argparse.Namespace) -> int:
-    from stable_verl.site import views
+    from stable_verl.site import store_reader, views
 
     store = _store(args)
-    return _listing(views.comparisons_frame(store), "comparisons", views.describe_store(store), "uri")
+    return _listing(views.comparisons_frame(store), "comparisons", store_reader.describe_store(store), "uri")
 
 
 def cmd_comparisons_show(args: argparse.Namespace) -> int:

@@ -3,18 +3,16 @@
 Each init is one (teacher style, seed): SFT run -> RL run. Its score curve starts at step 0 with the
 SFT checkpoint (the RL init) and continues with the evaluated RL checkpoints. The report
 (``plots/curves.png``, ``table.csv``, ``report.md``) goes to ``comparisons/<name>-<hash of its runs>/``
-with a manifest written last.
+through :func:`stable_verl.reports.publish.publish_report` (manifest written last).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from stable_verl import site
-from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
 from stable_verl.artifacts.run_record import RunRecord
-from stable_verl.reports.compare import RunSeries, write_report
+from stable_verl.reports.compare import RunSeries
 
 
 @dataclass(frozen=True)
@@ -50,15 +48,3 @@ def build_series(store: ArtifactStore, inits: list[InitRuns], scores: list[dict]
         cpu = (RunRecord.read(rl) or RunRecord(init.rl_run)).cpu
         series.append(RunSeries(init.teacher, init.seed, rl.read_metrics(), evals, rl.uri(), stderr, cpu))
     return series
-
-
-def publish_report(
-    store: ArtifactStore, comparison: str, series: list[RunSeries], title: str, workdir: Path
-) -> ComparisonLayout:
-    """Write the report locally, then upload it to ``comparisons/<comparison>/`` (manifest last)."""
-    layout = ComparisonLayout(store, comparison)
-    local = workdir / "comparisons" / comparison
-    write_report(series, local, title)
-    store.put_dir(local, layout.prefix, metadata={"runs": [s.run_uri for s in series]})
-    site.refresh_comparison(layout)  # site hook: the comparison's page and the root index
-    return layout

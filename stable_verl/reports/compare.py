@@ -24,9 +24,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from stable_verl.core.metric_keys import ENTROPY_KEYS, KL_KEYS, LENGTH_KEYS, REWARD_KEYS
+from stable_verl.core.metric_keys import CURVES, REWARD_KEYS
 
 NO_DATA = "no data"  # the text of a panel none of whose runs logged any of its keys
+SCORE_PANEL = ("benchmark score (avg@k)", None, False)
+"""The first panel of every report figure: (title, no metric keys: the checkpoint scores, linear scale)."""
 
 
 @dataclass
@@ -152,13 +154,7 @@ def curves_figure(runs: Sequence[RunSeries], title: str) -> plt.Figure:
     A run that logged none of a panel's keys (or has no evaluations, for the score panel) gets no line there and a
     ``UserWarning`` naming the keys; a panel no run has data for says ``NO_DATA`` and which keys it looked for.
     """
-    panels = [
-        ("benchmark score (avg@k)", None, False),
-        ("train-inference KL", KL_KEYS, True),
-        ("training reward", REWARD_KEYS, False),
-        ("per-token entropy", ENTROPY_KEYS, False),
-        ("response length", LENGTH_KEYS, False),
-    ]
+    panels = [SCORE_PANEL, *CURVES]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     colors = {init: f"C{i}" for i, init in enumerate(dict.fromkeys(r.init for r in runs))}
     for ax, (label, keys, log) in zip(axes, panels, strict=True):

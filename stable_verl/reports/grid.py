@@ -32,23 +32,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from stable_verl import site
-from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, config_hash
+from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.config.grid_cell import GridCell
 from stable_verl.core import collapse_tags, collapse_verdict
-from stable_verl.core.metric_keys import COLLAPSE_WARNING_KEYS, ENTROPY_KEYS, KL_KEYS, REWARD_KEYS
+from stable_verl.core.metric_keys import COLLAPSE_WARNING_KEYS, PAPER_CURVES, REWARD_KEYS
 from stable_verl.core.significance import paired_prompts, per_prompt_means
 from stable_verl.reports import claims, grid_tables
-from stable_verl.reports.compare import NO_DATA, RunSeries, combined_stderr
+from stable_verl.reports.compare import NO_DATA, SCORE_PANEL, RunSeries, combined_stderr
 
 STEP_TIME_KEY = "timing_s/step"
-PANELS = (  # (title, metric keys or None for the benchmark score, log scale)
-    ("benchmark score (avg@k)", None, False),
-    ("train-inference KL", KL_KEYS, True),
-    ("training reward", REWARD_KEYS, False),
-    ("per-token entropy", ENTROPY_KEYS, False),
-)
+PANELS = (SCORE_PANEL, *PAPER_CURVES)  # the paper's four: score, train-infer KL (log), reward, per-token entropy
 
 
 @dataclass
@@ -308,18 +302,6 @@ def write_grid_report(runs: Sequence[GridRun], out_dir: Path, title: str, settin
     return {"report": out_dir / "report.md", "table": out_dir / "table.csv", "claims": out_dir / "claims.csv"} | {
         f"regime_N{n}": p for n, p in plots.items()
     }
-
-
-def publish_report(
-    store: ArtifactStore, comparison: str, runs: Sequence[GridRun], title: str, settings: dict, workdir: Path
-) -> ComparisonLayout:
-    """Write the report locally, then upload it to ``comparisons/<comparison>/`` (manifest last)."""
-    layout = ComparisonLayout(store, comparison)
-    local = workdir / "comparisons" / comparison
-    write_grid_report(runs, local, title, settings)
-    store.put_dir(local, layout.prefix, metadata={"runs": [r.series.run_uri for r in runs]})
-    site.refresh_comparison(layout)  # site hook: the comparison's page and the root index
-    return layout
 
 
 # ---------------------------------------------------------------------------------------------- progress

@@ -12,8 +12,8 @@ served as a static website (S3, or MinIO with anonymous read), and as a presigne
 rewritten when a run's status changes, a checkpoint or an evaluation lands, or a comparison is written
 (:func:`refresh_run`, :func:`refresh_comparison`); ``stable-verl site build`` rebuilds them all for any store.
 
-The store's views (:mod:`.views`: runs, comparisons, metrics, with credentials masked) are the one store reader
-the pages and the CLI's ``runs`` / ``comparisons`` commands share.
+:mod:`.store_reader` is the one store reader (runs, checkpoints, evaluations, comparisons, metrics, with credentials
+masked) that the pages and the CLI's ``runs`` / ``comparisons`` views (:mod:`.views`) share.
 """
 
 from typing import Any

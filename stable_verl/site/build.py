@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, list_runs
 from stable_verl.artifacts.manifest import utc_now
-from stable_verl.site import collect, render
+from stable_verl.site import render, store_reader
 from stable_verl.site.plots import metrics_png
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def page_url(store: ArtifactStore, rel: str) -> str:
 
 def write_run_page(store: ArtifactStore, run_id: str, known_runs: set[str] | None = None) -> SiteSummary:
     """(Re)write ``runs/<run_id>/plots/metrics.png`` (when the run has anything to plot), then its page."""
-    data = collect.run_data(store, run_id, known_runs)
+    data = store_reader.run_data(store, run_id, known_runs)
     layout = RunLayout(store, run_id)
     out = SiteSummary()
     scores: dict[str, dict[int, float]] = {}
@@ -77,14 +77,14 @@ def write_run_page(store: ArtifactStore, run_id: str, known_runs: set[str] | Non
 
 def write_comparison_page(store: ArtifactStore, comparison_id: str, known_runs: set[str] | None = None) -> str:
     known = known_runs if known_runs is not None else {e["run_id"] for e in list_runs(store)}
-    data = collect.comparison_data(store, comparison_id, known)
+    data = store_reader.comparison_data(store, comparison_id, known)
     page = comparison_page_path(comparison_id)
     store.write_text(page, render.comparison_page(data, utc_now()), content_type=HTML)
     return page
 
 
 def write_root_index(store: ArtifactStore) -> str:
-    runs, comparisons = collect.root_data(store)
+    runs, comparisons = store_reader.root_data(store)
     store.write_text(render.PAGE, render.root_page(runs, comparisons, utc_now()), content_type=HTML)
     return render.PAGE
 
@@ -97,7 +97,7 @@ def build_site(store: ArtifactStore) -> SiteSummary:
         one = write_run_page(store, run_id, known)
         out.pages += one.pages
         out.plots += one.plots
-    for cid in collect.comparison_ids(store):
+    for cid in store_reader.comparison_ids(store):
         out.pages.append(write_comparison_page(store, cid, known))
     out.pages.append(write_root_index(store))
     return out

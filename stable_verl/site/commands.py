@@ -18,19 +18,19 @@ from stable_verl.site import MAX_PRESIGN_S
 
 
 def _store(args: argparse.Namespace):
-    from stable_verl.site import views
+    from stable_verl.site import store_reader
 
-    return views.open_store(args.store)
+    return store_reader.open_store(args.store)
 
 
 def cmd_site_build(args: argparse.Namespace) -> int:
-    from stable_verl.site import build_site, page_url, views
+    from stable_verl.site import build_site, page_url, store_reader
 
     store = _store(args)
     if not {"runs", "index", "comparisons"} & set(store.ls("")):  # a mistyped --store: write nothing there
-        raise ValueError(f"no runs or comparisons in {views.describe_store(store)}: nothing to build pages for")
+        raise ValueError(f"no runs or comparisons in {store_reader.describe_store(store)}: nothing to build pages for")
     out = build_site(store)
-    print(f"wrote {len(out.pages)} pages and {len(out.plots)} plots in {views.describe_store(store)}")
+    print(f"wrote {len(out.pages)} pages and {len(out.plots)} plots in {store_reader.describe_store(store)}")
     print(f"open {page_url(store, 'index.html')}")
     return 0
 

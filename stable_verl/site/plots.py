@@ -1,9 +1,10 @@
 """A run's metrics as one PNG: its checkpoint scores and the key metrics it logged, one small panel each.
 
-The metrics shown are the ones ``stable-verl runs show`` prints (:data:`stable_verl.site.views.KEY_METRIC_PATTERNS`:
-reward and accuracy, train-inference mismatch, IS weights, per-token entropy, clipping, length, losses), so the
-page and the CLI agree on what matters. Drawn with matplotlib's object API (no pyplot state), so pages can be
-rendered from the checkpoint-sync thread while another stage renders its own.
+The metrics shown are the ones ``stable-verl runs show`` prints
+(:data:`stable_verl.core.metric_keys.KEY_METRIC_PATTERNS`: reward and accuracy, train-inference mismatch, IS weights,
+per-token entropy, clipping, length, losses), so the page and the CLI agree on what matters. Drawn with matplotlib's
+object API (no pyplot state), so pages can be rendered from the checkpoint-sync thread while another stage renders its
+own.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from stable_verl.core.metric_keys import ENTROPY_KEYS, KL_KEYS, LENGTH_KEYS, REWARD_KEYS
-from stable_verl.site.views import flatten_metrics_row, key_metrics
+from stable_verl.core.metric_keys import CURVES, REWARD_KEYS
+from stable_verl.site.store_reader import flatten_metrics_row, key_metrics
 
 MAX_PANELS = 12
 COLUMNS = 4
@@ -23,15 +24,16 @@ _LOCK = threading.Lock()  # matplotlib's font cache and mathtext are not documen
 
 
 def plotted_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Key metrics with at least one finite number in ``rows``: first the comparison figure's panels (reward,
-    train-inference KL, per-token entropy, response length: the first key of each that the run logged), then the
-    other key metrics in :data:`KEY_METRIC_PATTERNS` order."""
+    """Key metrics with at least one finite number in ``rows``: first the reports' curves
+    (:data:`~stable_verl.core.metric_keys.CURVES`: the first key of each that the run logged), the training reward
+    leading, then the other key metrics in :data:`~stable_verl.core.metric_keys.KEY_METRIC_PATTERNS` order."""
     union: dict[str, Any] = {}
     for row in rows:
         for key, value in row.items():
             if _number(value) is not None:
                 union.setdefault(key, value)
-    first = [next((k for k in keys if k in union), None) for keys in (REWARD_KEYS, KL_KEYS, ENTROPY_KEYS, LENGTH_KEYS)]
+    groups = [REWARD_KEYS, *(c.keys for c in CURVES if c.keys != REWARD_KEYS)]
+    first = [next((k for k in keys if k in union), None) for keys in groups]
     ordered = [k for k in first if k is not None]
     return ordered + [k for k in key_metrics(union) if k not in ordered]
 

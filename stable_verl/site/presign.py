@@ -62,8 +62,7 @@ def presign_site(store: ArtifactStore, out_dir: str | Path, expires_s: int = DEF
         if target in page_set:
             return match.group(0)  # page -> page: the local copies link to each other as the store's pages do
         if target not in signed:
-            with store._op("sign", target):
-                signed[target] = store.fs.sign(store._full(target), expiration=int(expires_s))
+            signed[target] = store.presign(target, expires_s)
         return f'{attr}="{html.escape(signed[target], quote=True)}"'
 
     written = []

@@ -1,6 +1,6 @@
 """The three kinds of page as HTML text: the root index, a run, a comparison.
 
-Pure functions of the dicts in :mod:`.collect`. Every value is escaped with :func:`html.escape` (only :class:`Raw`
+Pure functions of what :mod:`.store_reader` reads. Every value is escaped with :func:`html.escape` (only :class:`Raw`
 fragments built here are inserted as they are), every link is relative to the page (``href="config.yaml"``,
 ``href="../../index.html"``) and points at an object the page saw in the store, so a page works from a local
 folder, a bucket served as a website and a presigned copy alike. Links name ``index.html`` explicitly: S3 and
@@ -18,7 +18,7 @@ from urllib.parse import quote
 from stable_verl.artifacts import MANIFEST_NAME
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.site import PAGE
-from stable_verl.site.collect import ComparisonData, Evaluation, RunData
+from stable_verl.site.store_reader import ComparisonData, Evaluation, RunData
 from stable_verl.site.views import fmt, human_size
 
 RUN_PLOT = "plots/metrics.png"
@@ -177,6 +177,7 @@ def _evaluations(evals: list[Evaluation]) -> Raw:
         rel = f"eval/global_step_{ev.step}/{ev.benchmark}"
         names = ("results.json", "samples.jsonl", MANIFEST_NAME) if ev.folder.complete else ()
         links = [a(f"{rel}/{n}", n) for n in names]
+        results = ev.results or {}
         rows.append(
             [
                 ev.step,
@@ -185,8 +186,8 @@ def _evaluations(evals: list[Evaluation]) -> Raw:
                 ev.metric or None,
                 ev.value,
                 ev.stderr,
-                ev.results.get("format_rate"),
-                ev.results.get("num_prompts"),
+                results.get("format_rate"),
+                results.get("num_prompts"),
                 Raw(" ".join(links)),
             ]
         )

@@ -237,7 +237,7 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_metrics_rows_in_verl_file_logger_format():
-    from stable_verl.site.views import last_metrics
+    from stable_verl.site.store_reader import last_metrics
 
     rows = [
         {"step": 1, "data": {"reward/acc": 0.25, "actor/grad_norm": 1.0}},

@@ -15,6 +15,7 @@ from stable_verl.config.params import StabilityGridParams
 from stable_verl.config.recipes import load_recipe
 from stable_verl.reports import claims, grid
 from stable_verl.reports.compare import RunSeries
+from stable_verl.reports.publish import publish_report
 
 CONFIG = "configs/stability_grid.yaml"
 
@@ -177,7 +178,9 @@ def test_results_page_from_a_comparison_in_the_store(tmp_path, capsys):
     sft = {"run_id": "sft-x", "run_uri": str(tmp_path / "store" / "runs" / "sft-x"), "skipped": True}
     timings = {"stages": [sft], "eval": {"eval_s": 12.0}}
     settings = {"params": params.model_dump(mode="json"), "init_run": "sft-x", "timings": timings}
-    grid.publish_report(store, "stability-grid-test", _grid_runs(), "Stability grid (test)", settings, tmp_path)
+    runs = _grid_runs()
+    write = lambda out: grid.write_grid_report(runs, out, "Stability grid (test)", settings)  # noqa: E731
+    publish_report(store, "stability-grid-test", [r.series.run_uri for r in runs], tmp_path, write)
     out = tmp_path / "docs"
     assert main(["comparisons", "publish", "stability-grid-test", "--out", str(out), "--store", store.uri()]) == 0
     page = (out / "stability-grid.md").read_text()

@@ -216,8 +216,8 @@ def test_a_tracked_stage_leaves_its_page_and_the_root_index(tmp_path):
 
 
 def test_a_published_comparison_gets_its_page(tmp_path):
-    from stable_verl.reports.coldstart import publish_report
-    from stable_verl.reports.compare import RunSeries
+    from stable_verl.reports.compare import RunSeries, write_report
+    from stable_verl.reports.publish import publish_report
 
     store = ArtifactStore(str(tmp_path / "store"))
     populate(store, tmp_path / "src")
@@ -225,7 +225,8 @@ def test_a_published_comparison_gets_its_page(tmp_path):
     metrics = [{"step": s} | dict.fromkeys(keys, 0.1 * s) for s in (1, 2)]
     evals = {0: {"bench_id": 0.2}, 2: {"bench_id": 0.4}}
     series = [RunSeries("stepwise", 0, metrics, evals, RunLayout(store, RL).uri())]
-    publish_report(store, "coldstart-test", series, "test", tmp_path / "work")
+    uris = [s.run_uri for s in series]
+    publish_report(store, "coldstart-test", uris, tmp_path / "work", lambda out: write_report(series, out, "test"))
     page = store.read_text("comparisons/coldstart-test/index.html")
     assert 'src="plots/curves.png"' in page and f'href="../../runs/{RL}/index.html"' in page
     assert 'href="comparisons/coldstart-test/index.html"' in store.read_text("index.html")
