@@ -11,7 +11,7 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.site import store_reader, views
-from tests.unit.site_store import CMP, ENV_SECRET, FILE_SECRET, RL, SFT, populate
+from tests.support.site_store import CMP, ENV_SECRET, FILE_SECRET, RL, SFT, populate
 
 ROOT = Path(__file__).resolve().parents[3]
 
