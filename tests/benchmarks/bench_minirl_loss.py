@@ -19,27 +19,14 @@ from __future__ import annotations
 import torch
 import verl  # noqa: F401  (registers minirl)
 from verl.trainer.ppo import core_algos
-from verl.workers.config import FSDPActorConfig
 
 from stable_verl.verl_ext.minirl_loss import MiniRLLossConfig, _minirl_config
 from tests.benchmarks.common import Figure, OpCounter, block_ratio
 from tests.benchmarks.minirl_unpacked import host_floats, minirl_token_loss_unpacked
+from tests.support.verl_actor import actor_config
 
 BS, T = 64, 4096
-
-
-def _config(policy_loss=None) -> FSDPActorConfig:
-    cfg = FSDPActorConfig(
-        strategy="fsdp",
-        rollout_n=1,
-        ppo_micro_batch_size_per_gpu=1,
-        loss_agg_mode="seq-mean-token-sum",
-        clip_ratio_low=0.2,
-        clip_ratio_high=0.27,
-        **({"policy_loss": policy_loss} if policy_loss else {}),
-    )
-    cfg.global_batch_info.update(dp_size=1, batch_num_tokens=None, global_batch_size=None, loss_scale_factor=None)
-    return cfg
+LOSS_AGG = "seq-mean-token-sum"
 
 
 def run() -> list[Figure]:
@@ -49,7 +36,7 @@ def run() -> list[Figure]:
     adv = torch.randn(BS, 1).expand(BS, T)
     mask = torch.rand(BS, T) < 0.9
     is_ratio = torch.exp(0.1 * torch.randn(BS, T)) * mask
-    ours_cfg, vanilla_cfg = _config(MiniRLLossConfig(loss_mode="minirl")), _config()
+    ours_cfg, vanilla_cfg = actor_config(LOSS_AGG, MiniRLLossConfig(loss_mode="minirl")), actor_config(LOSS_AGG)
     minirl, vanilla = core_algos.get_policy_loss_fn("minirl"), core_algos.get_policy_loss_fn("vanilla")
     tis = is_ratio.clamp(max=5.0)
 

@@ -21,7 +21,8 @@ ENV_SECRET = "hf_abcdefghijklmnopqrstuvwxyz012345"
 FILE_SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
 
-def _folder(root: Path, files: dict[str, str | bytes]) -> Path:
+def write_folder(root: Path, files: dict[str, str | bytes]) -> Path:
+    """``root`` with ``files`` (relative path -> text or bytes) written in it."""
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data if isinstance(data, bytes) else data.encode())
@@ -41,7 +42,7 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
     sft = RunLayout(store, SFT)
     sft.write_run({"kind": "sft", "name": "stepwise", "status": "complete", "total_steps": 4, "latest_step": 4})
     sft.write_metrics([{"step": s, "train/loss": 2.0 / s, "val/loss": 2.2 / s} for s in range(1, 5)])
-    sft.upload_checkpoint(_folder(tmp / "sft4", {"huggingface/model.safetensors": b"w" * 64, "data.pt": b"d"}), 4)
+    sft.upload_checkpoint(write_folder(tmp / "sft4", {"huggingface/model.safetensors": b"w" * 64, "data.pt": b"d"}), 4)
 
     rl = RunLayout(store, RL)
     rl.write_run(
@@ -65,7 +66,7 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
     ]
     rl.write_metrics(rows)
     for step in (2, 4):
-        rl.upload_checkpoint(_folder(tmp / f"rl{step}", {"actor/model world.pt": bytes([step]) * 32}), step)
+        rl.upload_checkpoint(write_folder(tmp / f"rl{step}", {"actor/model world.pt": bytes([step]) * 32}), step)
     store.write_bytes(f"{rl.checkpoint(6)}/actor/model world.pt", b"half")  # upload cut short: no manifest
     for step, score in ((2, 0.25), (4, 0.5)):
         results = {"avg@4": score, "avg@4_stderr": 0.05, "format_rate": 0.9, "num_prompts": 2, "k": 4}
@@ -76,11 +77,11 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
             for i in range(3)
         )
         files = {"results.json": json.dumps(results), "samples.jsonl": samples}
-        store.put_dir(_folder(tmp / f"ev{step}", files), rl.eval_dir(step, "bench_id"), metadata={"step": step})
+        store.put_dir(write_folder(tmp / f"ev{step}", files), rl.eval_dir(step, "bench_id"), metadata={"step": step})
     store.write_json(rl.eval_results(6, "bench_id"), {"avg@4": 0.75})  # evaluation still uploading
     store.write_text(f"{rl.prefix}/logs/attempt-1.log", "step:1 - loss:1.0\n")
 
-    report = _folder(
+    report = write_folder(
         tmp / "report",
         {
             "report.md": "# cold start\n\n![curves](plots/curves.png)\n",

@@ -75,6 +75,11 @@ def test_no_upward_imports(package: str):
     assert violations(package, FORBIDDEN[package]) == []
 
 
+def test_every_package_has_its_layer():
+    packages = {f"stable_verl.{d.name}" for d in (ROOT / "stable_verl").iterdir() if (d / "__init__.py").is_file()}
+    assert packages - {"stable_verl.cli"} == set(FORBIDDEN)
+
+
 def test_the_check_sees_an_upward_import(tmp_path: Path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from stable_verl.train.plan import plan_rl\n")

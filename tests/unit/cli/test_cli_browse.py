@@ -20,6 +20,7 @@ from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, ComparisonLayout
 from stable_verl.cli import main
 from stable_verl.config.params import StoreParams
 from tests.support.s3 import MotoS3, moto_server
+from tests.support.site_store import write_folder
 
 SFT = "sft-stepwise-0000aaaa"
 RL = "rl-minirl-0000bbbb"
@@ -33,13 +34,6 @@ def _ckpt(root: Path, step: int) -> Path:
     root.mkdir(parents=True)
     (root / "model.safetensors").write_bytes(bytes([step]) * (100 * step))
     (root / "config.json").write_text(f'{{"step": {step}}}')
-    return root
-
-
-def _folder(root: Path, files: dict[str, str | bytes]) -> Path:
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data if isinstance(data, bytes) else data.encode())
     return root
 
 
@@ -82,7 +76,7 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
     rows.append({"step": 6, "val-core/arith/acc/mean@4": 0.375})  # verl logs validation separately
     rl.write_metrics(rows)
     results = {"avg@4": 0.25, "avg@4_stderr": 0.0625, "format_rate": 0.875, "num_prompts": 32, "k": 4}
-    evaluated = _folder(tmp / "eval3", {"results.json": json.dumps(results), "samples.jsonl": "{}\n"})
+    evaluated = write_folder(tmp / "eval3", {"results.json": json.dumps(results), "samples.jsonl": "{}\n"})
     store.put_dir(evaluated, rl.eval_dir(3, "arith"))
     store.write_json(rl.eval_results(5, "arith"), results | {"avg@4": 0.5})  # evaluation still uploading
 
@@ -92,7 +86,7 @@ def populate(store: ArtifactStore, tmp: Path) -> None:
     store.write_json("index/runs/rl-ghost-0000dddd.json", {"run_id": "rl-ghost-0000dddd", "kind": "rl"})
     store.write_bytes("index/runs/rl-garbled-0000eeee.json", b'{"run_id": "rl-garb')
 
-    report = _folder(
+    report = write_folder(
         tmp / "report",
         {
             "report.md": "# cold start\n",

@@ -1,6 +1,6 @@
 """The one store reader (stable_verl/site/store_reader.py): the CLI's views and the pages read a store through it, and
 nothing outside stable_verl/artifacts/ reaches into the store's private members. Over a local folder and a real moto
-S3 server, on the small store of tests/unit/site_store.py."""
+S3 server, on the small store of tests/support/site_store.py."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import verl  # noqa: F401  (loads stable-verl's verl plugin)
 from tensordict import NonTensorData, NonTensorStack, TensorDict
 from verl.trainer.ppo import core_algos
 from verl.utils import tensordict_utils as tu
-from verl.workers.config import FSDPActorConfig, PolicyLossConfig
+from verl.workers.config import PolicyLossConfig
 from verl.workers.utils.losses import ppo_loss
 
 from stable_verl.config.recipes import Recipe, available_recipes, load_recipe
@@ -24,23 +24,9 @@ from stable_verl.core.reference import aggregate_sequences, grpo_token_loss
 from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext.minirl_loss import MiniRLLossConfig, minirl_policy_loss
 from stable_verl.verl_ext.registry import check_adv_estimator, check_policy_loss, register_policy_loss
+from tests.support.verl_actor import actor_config
 
 B, T = 4, 5
-
-
-def actor_config(loss_agg_mode: str, policy_loss=None, rollout_n: int = 1, **kw) -> FSDPActorConfig:
-    cfg = FSDPActorConfig(
-        strategy="fsdp",
-        rollout_n=rollout_n,
-        ppo_micro_batch_size_per_gpu=1,
-        loss_agg_mode=loss_agg_mode,
-        clip_ratio_low=0.2,
-        clip_ratio_high=0.27,
-        **({"policy_loss": policy_loss} if policy_loss is not None else {}),
-        **kw,
-    )
-    cfg.global_batch_info.update(dp_size=1, batch_num_tokens=None, global_batch_size=None, loss_scale_factor=None)
-    return cfg
 
 
 @pytest.fixture
