@@ -161,3 +161,23 @@ def test_the_collapse_state_is_written_before_the_store_uploads_and_read_after_i
 
     mro = StableTrainerSync.__mro__
     assert mro.index(StepDiagnostics) < mro.index(StoreCheckpoints)
+
+
+@pytest.mark.parametrize("use_kl_loss", [False, True])
+def test_the_actor_roles_run_stable_verls_worker_and_the_critic_verls(use_kl_loss):
+    """verl's own role mapping, then ours: the actor (with or without its reference policy) is our worker."""
+    import verl.trainer.config as verl_config
+    from verl.trainer.ppo.utils import Role
+    from verl.workers.engine_workers import TrainingWorker
+
+    from stable_verl.verl_ext.actor_worker import RoutingActorRolloutRefWorker
+    from stable_verl.verl_ext.trainer import StableTrainerSync
+
+    config = OmegaConf.load(f"{verl_config.__path__[0]}/_generated_ppo_trainer.yaml")
+    config.actor_rollout_ref.actor.use_kl_loss = use_kl_loss
+    trainer = StableTrainerSync.__new__(StableTrainerSync)  # only the resource-pool part of verl's set-up
+    trainer.config = config
+    trainer._init_resource_pool_mgr()
+    workers = {role: cls.__ray_actor_class__ for role, cls in trainer.role_worker_mapping.items()}
+    actor = Role.ActorRolloutRef if use_kl_loss else Role.ActorRollout
+    assert workers == {actor: RoutingActorRolloutRefWorker, Role.Critic: TrainingWorker}
