@@ -1,4 +1,4 @@
-"""Prefect flows: thin declarations over stable_verl.pipeline (parameters -> stage calls -> artifacts).
+"""Prefect flows: thin declarations over stable_verl's stages (parameters -> stage calls -> artifacts).
 
 Importing the package sets Prefect's defaults for flows started outside ``make`` (which exports the same), before
 Prefect itself is imported (it reads its settings once, at import); a user's own values win.

@@ -18,8 +18,8 @@ from typing import Any
 
 from flows.registry import by_module
 from stable_verl.artifacts import ArtifactStoreError
-from stable_verl.pipeline.launch.runner import VerlRunError
-from stable_verl.pipeline.preflight import check_inputs
+from stable_verl.launch.runner import VerlRunError
+from stable_verl.train.preflight import check_inputs
 
 
 def _server_hint(exc: BaseException) -> str | None:

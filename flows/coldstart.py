@@ -1,7 +1,7 @@
 """Cold-start comparison flow: SFT per teacher style (x seeds) -> the same RL recipe -> eval -> report.
 
 Inits that are already-trained SFT checkpoints (``init_checkpoints``) skip SFT: each is imported into the store as
-a complete SFT run (:mod:`stable_verl.pipeline.checkpoint_import`) and trained with the same recipe.
+a complete SFT run (:mod:`stable_verl.train.checkpoint_import`) and trained with the same recipe.
 
 python -m flows.coldstart [--config configs/coldstart.yaml] [key=value ...]     (what `make demo` runs)
 """
@@ -24,8 +24,8 @@ from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
 from flows.sft import sft_flow
 from flows.tasks import comparison_report, import_stage, kill_verl, preflight
-from stable_verl.pipeline.coldstart import InitRuns
-from stable_verl.pipeline.params import ColdstartParams
+from stable_verl.config.params import ColdstartParams
+from stable_verl.reports.coldstart import InitRuns
 
 
 # on_failure too: when one init's SFT fails, the others still run side by side, and they must die with the flow.

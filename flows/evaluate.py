@@ -15,7 +15,7 @@ import sys
 from prefect import flow
 
 from flows.tasks import evaluate_runs, kill_verl, preflight
-from stable_verl.pipeline.params import EvaluateFlowParams
+from stable_verl.config.params import EvaluateFlowParams
 
 
 @flow(name="evaluate", on_cancellation=[kill_verl], on_crashed=[kill_verl])

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from flows.rl import rl_flow
 from stable_verl.artifacts import RunLayout
+from stable_verl.config.params import RLFlowParams
 from stable_verl.core.precision import PRECISIONS
-from stable_verl.pipeline.params import RLFlowParams
 
 ARMS = {  # routing arm -> (recipe, recipe overrides)
     "none": ("minirl_offpolicy", ["rollout_routes=true"]),

@@ -1,7 +1,7 @@
 """Every flow, declared once: its name, where its function is, its parameters, default config and plan.
 
 ``stable-verl run|plan <name>``, ``python -m flows.<module>`` and the deployments in prefect.yaml (checked against
-this table by tests/unit/test_prefect_yaml.py) all derive from :data:`FLOWS`. Entries name modules and classes
+this table by tests/unit/flows/test_prefect_yaml.py) all derive from :data:`FLOWS`. Entries name modules and classes
 instead of importing them, so that a bad config fails before Prefect and the flow module load.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-PARAMS_MODULE = "stable_verl.pipeline.params"
-PLAN_MODULE = "stable_verl.pipeline.plan"
+PARAMS_MODULE = "stable_verl.config.params"
+PLAN_MODULE = "stable_verl.train.plan"
 
 
 class FlowImportError(RuntimeError):
@@ -31,11 +31,11 @@ class FlowSpec:
     function: str
     """The ``@flow`` function in ``module``."""
     params: str
-    """Class name in :mod:`stable_verl.pipeline.params` with ``from_config(path, overrides)``."""
+    """Class name in :mod:`stable_verl.config.params` with ``from_config(path, overrides)``."""
     config: Path | None = None
     """Config file used when none is given (None: the parameters' own defaults)."""
     plan: str | None = None
-    """Function in :mod:`stable_verl.pipeline.plan` listing the flow's verl stages (None: it runs no verl stage)."""
+    """Function in :mod:`stable_verl.train.plan` listing the flow's verl stages (None: it runs no verl stage)."""
 
     @property
     def entrypoint(self) -> str:

@@ -15,7 +15,7 @@ import sys
 from prefect import flow
 
 from flows.tasks import kill_verl, preflight, rl_stage
-from stable_verl.pipeline.params import RLFlowParams
+from stable_verl.config.params import RLFlowParams
 
 
 @flow(name="rl", on_cancellation=[kill_verl], on_crashed=[kill_verl])

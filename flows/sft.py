@@ -15,7 +15,7 @@ import sys
 from prefect import flow
 
 from flows.tasks import kill_verl, preflight, sft_stage
-from stable_verl.pipeline.params import SFTFlowParams
+from stable_verl.config.params import SFTFlowParams
 
 
 @flow(name="sft", on_cancellation=[kill_verl], on_crashed=[kill_verl])

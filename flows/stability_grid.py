@@ -24,8 +24,8 @@ from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
 from flows.sft import sft_flow
 from flows.tasks import GridProgressArtifact, grid_report, kill_verl, preflight
-from stable_verl.pipeline.params import StabilityGridParams
-from stable_verl.pipeline.train_stages import rl_run_complete
+from stable_verl.config.params import StabilityGridParams
+from stable_verl.train.stages import rl_run_complete
 
 
 @flow(name="stability-grid", on_cancellation=[kill_verl], on_crashed=[kill_verl])

@@ -1,4 +1,4 @@
-"""Prefect tasks and hooks shared by the flows: thin wrappers over stable_verl.pipeline plus UI artifacts.
+"""Prefect tasks and hooks shared by the flows: thin wrappers over stable_verl's stages and reports plus UI artifacts.
 
 Stage tasks retry transient failures only (network / S3 trouble; :func:`is_transient`); a retried
 stage resumes from its last checkpoint in the store. Tasks are called directly (not submitted), so they
@@ -21,20 +21,25 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from stable_verl import site
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline import checkpoint_eval, checkpoint_import, coldstart, grid, site, train_stages
-from stable_verl.pipeline.launch import procs
-from stable_verl.pipeline.launch.progress import progress_printer
-from stable_verl.pipeline.params import (
+from stable_verl.config.grid_cell import GridCell
+from stable_verl.config.params import (
     ColdstartParams,
     EvaluateFlowParams,
-    GridCell,
     RLFlowParams,
     SFTFlowParams,
     StabilityGridParams,
 )
-from stable_verl.pipeline.preflight import check_inputs
-from stable_verl.pipeline.transient import is_transient
+from stable_verl.eval import checkpoints as checkpoint_eval
+from stable_verl.launch import procs
+from stable_verl.launch.progress import progress_printer
+from stable_verl.launch.transient import is_transient
+from stable_verl.reports import coldstart, compare, grid
+from stable_verl.reports.publish import publish_report
+from stable_verl.train import checkpoint_import
+from stable_verl.train import stages as train_stages
+from stable_verl.train.preflight import check_inputs
 
 
 def retry_if_transient(task, task_run, state) -> bool:
@@ -64,7 +69,7 @@ def artifact_key(*parts: str) -> str:
 @task(name="preflight", cache_policy=NO_CACHE)
 def preflight(params) -> str:
     """Every flow's first step: verl trees die with the flow on SIGTERM; unusable input (the store, the workdir, a
-    cluster's address, the input runs: :func:`~stable_verl.pipeline.preflight.check_inputs`) fails fast, never
+    cluster's address, the input runs: :func:`~stable_verl.train.preflight.check_inputs`) fails fast, never
     retried, also when the flow was started by Prefect rather than ``python -m flows.<name>``."""
     procs.install_sigterm_handler()  # main thread: kill registered verl trees, then Prefect's own handler
     check_inputs(params)
@@ -189,7 +194,13 @@ def comparison_report(params: ColdstartParams, inits: list[coldstart.InitRuns], 
     comparison = coldstart.comparison_id(params.name, inits)
     series = coldstart.build_series(store, inits, scores["rows"], scores["metric"])
     title = f"Cold-start comparison: {params.rl.recipe}, {params.rl.total_steps} RL steps"
-    layout = coldstart.publish_report(store, comparison, series, title, Path(params.workdir).resolve())
+    layout = publish_report(
+        store,
+        comparison,
+        [s.run_uri for s in series],
+        Path(params.workdir).resolve(),
+        lambda out: compare.write_report(series, out, title),
+    )
     report = store.read_text(layout.report_md)
     create_markdown_artifact(
         f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("coldstart-report"), description=title
@@ -225,7 +236,13 @@ def grid_report(
     comparison = grid.comparison_id(params.name, [r.run_id for r in runs])
     title = f"Stability grid: {params.rl.total_steps} RL steps, rollouts {params.rl.rollout_precision}"
     settings = {"params": params.model_dump(mode="json"), "init_run": init_run, "timings": timings}
-    layout = grid.publish_report(store, comparison, runs, title, settings, Path(params.workdir).resolve())
+    layout = publish_report(
+        store,
+        comparison,
+        [r.series.run_uri for r in runs],
+        Path(params.workdir).resolve(),
+        lambda out: grid.write_grid_report(runs, out, title, settings),
+    )
     report = store.read_text(layout.report_md)
     create_markdown_artifact(f"{report}\n\nReport folder: `{layout.uri()}`", key=artifact_key("grid-report"))
     page = site.page_url(store, site.comparison_page_path(comparison))  # site hook: link the comparison's page

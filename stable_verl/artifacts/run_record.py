@@ -1,6 +1,6 @@
 """run.json of a tracked stage, typed: what the run is, where it stands, what it produced.
 
-:func:`stable_verl.pipeline.run_lifecycle.run_tracked` writes it (``started``, then ``completed`` or ``stopped``,
+:func:`stable_verl.train.lifecycle.run_tracked` writes it (``started``, then ``completed`` or ``stopped``,
 each merged into the record already there); the pipeline reads it back through :meth:`RunRecord.read`.
 :class:`~stable_verl.artifacts.layout.RunLayout` keeps run.json a plain JSON object, so keys other tools add
 survive (and ``stable-verl runs`` shows any run.json it finds).

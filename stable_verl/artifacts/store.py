@@ -115,7 +115,9 @@ class ArtifactStore(ManifestedDirsMixin):
     def __repr__(self) -> str:
         return f"ArtifactStore(root={self.uri()!r}, storage_options={redact(self._options)!r})"
 
-    def _secrets(self) -> set[str]:
+    def secrets(self) -> set[str]:
+        """The values to scrub from anything shown or written: the store's own credentials and the values of the
+        credential-like environment variables (:func:`~stable_verl.artifacts.redact.scrub`, ``redact(secrets=)``)."""
         return secret_values(self._options) | env_secrets()
 
     def _error_message(self, op: str, rel: str, exc: BaseException) -> str:
@@ -123,7 +125,7 @@ class ArtifactStore(ManifestedDirsMixin):
         endpoint = f" (endpoint {redact_url(self.endpoint_url)})" if self.endpoint_url else ""
         detail = " ".join(str(exc).split())[:300] or "no details"
         return scrub(
-            f"artifact store {op} failed for {where}{endpoint}: {type(exc).__name__}: {detail}", self._secrets()
+            f"artifact store {op} failed for {where}{endpoint}: {type(exc).__name__}: {detail}", self.secrets()
         )
 
     @contextlib.contextmanager
@@ -179,16 +181,20 @@ class ArtifactStore(ManifestedDirsMixin):
 
     def write_text(self, rel: str, text: str, *, content_type: str | None = None) -> str:
         """Write UTF-8 text; known secret values are scrubbed first."""
-        return self.write_bytes(rel, scrub(text, self._secrets()).encode(), content_type=content_type)
+        return self.write_bytes(rel, scrub(text, self.secrets()).encode(), content_type=content_type)
+
+    def read_head(self, rel: str, size: int) -> bytes:
+        """The first ``size`` bytes of an object (all of it when it is shorter), without reading the rest."""
+        return self._call("read", rel, self.fs.cat_file, self._full(rel), start=0, end=size)
 
     def read_text(self, rel: str) -> str:
         return self.read_bytes(rel).decode()
 
     def write_json(self, rel: str, obj: Any, *, redact_keys: bool = True) -> str:
         """Write indented JSON; credential-like keys are masked (unless ``redact_keys=False``), secrets scrubbed."""
-        clean = redact(obj, secrets=self._secrets()) if redact_keys else obj
+        clean = redact(obj, secrets=self.secrets()) if redact_keys else obj
         text = json.dumps(clean, indent=2, default=_json_default) + "\n"
-        return self.write_bytes(rel, scrub(text, self._secrets()).encode())
+        return self.write_bytes(rel, scrub(text, self.secrets()).encode())
 
     def read_json(self, rel: str) -> Any:
         return json.loads(self.read_bytes(rel))
@@ -200,12 +206,12 @@ class ArtifactStore(ManifestedDirsMixin):
 
         if OmegaConf.is_config(obj):
             obj = OmegaConf.to_container(obj, resolve=True)
-        clean = json.loads(json.dumps(redact(obj, secrets=self._secrets()), default=_json_default))
+        clean = json.loads(json.dumps(redact(obj, secrets=self.secrets()), default=_json_default))
         return self.write_text(rel, yaml.safe_dump(clean, sort_keys=False))
 
     def write_jsonl(self, rel: str, rows: Iterable[Mapping[str, Any]]) -> str:
         """(Re)write a whole JSON-lines file; object stores cannot append, so callers rewrite."""
-        secrets = self._secrets()
+        secrets = self.secrets()
         lines = [json.dumps(redact(row, secrets=secrets), default=_json_default) for row in rows]
         return self.write_text(rel, "".join(line + "\n" for line in lines))
 
@@ -273,6 +279,11 @@ class ArtifactStore(ManifestedDirsMixin):
             return out
 
         return self._call("read", rels[0], cat)
+
+    def presign(self, rel: str, expires_s: int) -> str:
+        """A presigned GET URL of the object ``rel``, valid for ``expires_s`` seconds (object stores only: it carries
+        the access key id and a signature, never the secret)."""
+        return self._call("sign", rel, self.fs.sign, self._full(rel), expiration=int(expires_s))
 
     def delete(self, rel: str, recursive: bool = False) -> None:
         full = self._full(rel)

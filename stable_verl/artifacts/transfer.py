@@ -1,7 +1,8 @@
 """Manifested directories: upload with ``_MANIFEST.json`` written last, verified download, completeness.
 
 Mixed into :class:`~stable_verl.artifacts.store.ArtifactStore`; relies on its path helpers (``_full``,
-``_op``, ``_call``, ``uri``), small-object I/O (``read_bytes``, ``write_bytes``, ``delete``, ``glob``) and ``fs``.
+``_op``, ``_call``, ``uri``, ``secrets``), small-object I/O (``read_bytes``, ``write_bytes``, ``delete``, ``glob``)
+and ``fs``.
 On object stores the upload of a directory's files and its whole verified download are each one retried
 operation: a transfer cut short, or a download whose sha256 does not match, is done again before anything is
 trusted.
@@ -34,13 +35,14 @@ log = logging.getLogger(__name__)
 
 
 class ManifestedDirsMixin:
-    """``put_dir`` / ``get_dir`` / ``is_complete`` / ``list_complete`` for :class:`ArtifactStore`."""
+    """``put_dir`` / ``get_dir`` / ``is_complete`` / ``list_complete`` / ``sizes`` for :class:`ArtifactStore`."""
 
     fs: Any
     is_local: bool
 
-    def _sizes(self, prefix: str) -> dict[str, int]:
-        """``{path relative to prefix: size}`` for every object below ``prefix``."""
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """``{path relative to prefix: size}`` for every object below ``prefix`` (one listing; empty when there is
+        none): what a reader needs to tell complete manifested folders from incomplete ones without a listing each."""
         full = self._full(prefix)
 
         def find() -> dict[str, Any]:
@@ -69,7 +71,7 @@ class ManifestedDirsMixin:
         manifest = self.read_manifest(prefix)
         if manifest is None:
             return False
-        sizes = self._sizes(prefix) if check_sizes else {}
+        sizes = self.sizes(prefix) if check_sizes else {}
         return not check_sizes or all(sizes.get(f.path) == f.size for f in manifest.files)
 
     def list_complete(self, prefix_glob: str) -> list[str]:
@@ -112,7 +114,7 @@ class ManifestedDirsMixin:
 
     def check_uploaded(self, remote_prefix: str, entries: Sequence[ManifestEntry]) -> None:
         """Raise unless every entry is below ``remote_prefix`` with its size (one listing)."""
-        sizes = self._sizes(remote_prefix) if entries else {}
+        sizes = self.sizes(remote_prefix) if entries else {}
         bad = [e.path for e in entries if sizes.get(e.path) != e.size]
         if bad:
             raise ArtifactStoreError(f"upload to {self.uri(remote_prefix)} incomplete: size mismatch for {bad}")
@@ -133,7 +135,7 @@ class ManifestedDirsMixin:
         self.delete(f"{remote_prefix}/{MANIFEST_NAME}")
         entries = self.put_files(local_dir, remote_prefix, rels)
         self.check_uploaded(remote_prefix, entries)
-        manifest = Manifest(files=entries, metadata=redact(dict(metadata or {}), secrets=self._secrets()))
+        manifest = Manifest(files=entries, metadata=redact(dict(metadata or {}), secrets=self.secrets()))
         self._write_manifest(remote_prefix, manifest)
         log.info(
             "uploaded %d files (%d bytes) to %s", len(manifest.files), manifest.total_size, self.uri(remote_prefix)

@@ -15,7 +15,7 @@
     stable-verl comparisons republish FOLDER [--out docs/results]
                                                 re-judge a published grid page from its own CSV under the
                                                 current rules (no store, no runs)
-    stable-verl site build|presign ...          static HTML pages of the store (stable_verl.pipeline.site)
+    stable-verl site build|presign ...          static HTML pages of the store (stable_verl.site)
     stable-verl recipes list | show NAME [key=value ...]
                                                 the RL recipes, and the verl overrides one compiles to
 
@@ -45,7 +45,7 @@ from stable_verl.cli.browse_cmds import (
 )
 from stable_verl.cli.run_cmds import cmd_plan, cmd_run
 from stable_verl.cli.tables import PIPE_WIDTH, console
-from stable_verl.pipeline.launch.runner import VerlRunError
+from stable_verl.launch.runner import VerlRunError
 
 
 def _add_store(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +84,7 @@ class _FlowHelp(argparse.Action):
         parser.print_help()
         flow = getattr(namespace, "flow", None)
         if flow is not None:
-            from stable_verl.pipeline.param_help import help_text
+            from stable_verl.config.param_help import help_text
 
             spec, cls = FLOWS[flow], FLOWS[flow].params_class(flow)
             values = cls.from_config(str(spec.config), []).model_dump(mode="json") if spec.config else None
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_rep.set_defaults(func=cmd_comparisons_republish)
 
     from stable_verl.cli.recipe_cmds import add_recipe_commands
-    from stable_verl.pipeline.site.commands import add_site_commands  # site hook: `stable-verl site ...`
+    from stable_verl.site.commands import add_site_commands  # site hook: `stable-verl site ...`
 
     add_recipe_commands(sub)
 

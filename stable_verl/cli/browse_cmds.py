@@ -10,9 +10,9 @@ from stable_verl.cli.tables import console, fmt, frame_table, heading, kv_table
 
 
 def _store(args: argparse.Namespace):
-    from stable_verl import browse
+    from stable_verl.site import store_reader
 
-    return browse.open_store(args.store)
+    return store_reader.open_store(args.store)
 
 
 def _listing(frame, what: str, where: str, fold: str) -> int:
@@ -25,20 +25,20 @@ def _listing(frame, what: str, where: str, fold: str) -> int:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
-    from stable_verl import browse
+    from stable_verl.site import store_reader, views
 
     store = _store(args)
     kind = f"{args.kind} " if args.kind else ""
-    return _listing(browse.runs_frame(store, args.kind), f"{kind}runs", browse.describe_store(store), "parent")
+    return _listing(views.runs_frame(store, args.kind), f"{kind}runs", store_reader.describe_store(store), "parent")
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
     import yaml
 
-    from stable_verl import browse
+    from stable_verl.site import views
 
     store = _store(args)
-    info = browse.run_details(store, args.run_id)
+    info = views.run_details(store, args.run_id)
     heading(f"run {info['run_id']}")
     console.print(Text(f"folder: {info['uri']}"))
     if info["run"] is None:
@@ -78,17 +78,17 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 
 def cmd_comparisons_list(args: argparse.Namespace) -> int:
-    from stable_verl import browse
+    from stable_verl.site import store_reader, views
 
     store = _store(args)
-    return _listing(browse.comparisons_frame(store), "comparisons", browse.describe_store(store), "uri")
+    return _listing(views.comparisons_frame(store), "comparisons", store_reader.describe_store(store), "uri")
 
 
 def cmd_comparisons_show(args: argparse.Namespace) -> int:
-    from stable_verl import browse
+    from stable_verl.site import views
 
     store = _store(args)
-    info = browse.comparison_details(store, args.comparison_id)
+    info = views.comparison_details(store, args.comparison_id)
     state = "complete" if info["complete"] else "incomplete: no valid _MANIFEST.json yet, files may be partial"
     heading(f"comparison {info['comparison_id']} ({state})")
     console.print(Text(f"folder: {info['uri']}"))
@@ -112,7 +112,7 @@ def cmd_comparisons_show(args: argparse.Namespace) -> int:
 
 
 def cmd_comparisons_publish(args: argparse.Namespace) -> int:
-    from stable_verl.pipeline.grid_page import write_page
+    from stable_verl.reports.grid_page import write_page
 
     page = write_page(_store(args), args.comparison_id, args.out)
     console.print(Text(f"wrote {page} (+ {page.with_suffix('')}/: plots, table.csv, claims.csv, grid.json)"))
@@ -120,7 +120,7 @@ def cmd_comparisons_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_comparisons_republish(args: argparse.Namespace) -> int:
-    from stable_verl.pipeline.grid_page import republish
+    from stable_verl.reports.grid_page import republish
 
     page = republish(args.folder, args.out)
     console.print(Text(f"wrote {page} (+ {page.with_suffix('')}/: table.csv, claims.csv; plots kept)"))

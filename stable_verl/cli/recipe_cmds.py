@@ -1,5 +1,5 @@
 """``stable-verl recipes list | show NAME``: the RL recipes of ``configs/recipes/`` and the verl overrides each
-compiles to (:mod:`stable_verl.pipeline.recipes`)."""
+compiles to (:mod:`stable_verl.config.recipes`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stable_verl.cli.tables import console
-from stable_verl.pipeline.recipes import available_recipes, load_recipe
+from stable_verl.config.recipes import available_recipes, load_recipe
 
 
 def cmd_recipes_list(args: argparse.Namespace) -> int:

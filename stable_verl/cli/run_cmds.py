@@ -12,8 +12,8 @@ from rich.text import Text
 from flows.registry import FLOWS
 from stable_verl.artifacts.redact import env_secrets, redact
 from stable_verl.cli.tables import console, fmt, frame_table, kv_table
-from stable_verl.pipeline.preflight import check_inputs
-from stable_verl.pipeline.task_data import TaskData, describe
+from stable_verl.tasks.user_task import TaskData, describe
+from stable_verl.train.preflight import check_inputs
 
 
 def _params(args: argparse.Namespace) -> Any:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from stable_verl.browse import fmt
+from stable_verl.site.views import fmt
 
 console = Console(stderr=False, highlight=False, emoji=False)
 #: Width used when stdout is not a terminal (pipes, CI logs), so ids and URIs are not folded.

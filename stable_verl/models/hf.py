@@ -1,6 +1,6 @@
 """A user's own base model: a Hugging Face model folder, named by a local path, an ``s3://`` prefix or a hub id.
 
-Only the description lives here (what the parameters hold); :mod:`stable_verl.pipeline.model_source` resolves it
+Only the description lives here (what the parameters hold); :mod:`stable_verl.train.model_source` resolves it
 to a local folder and fingerprints it for run ids.
 """
 

@@ -10,9 +10,9 @@ divides by the token count of the whole mini-batch instead, which weights a grou
 ids, and a group's responses may sit in different micro-batches. So the count is computed once per step, where
 the whole batch and verl's ``uid`` are at hand, and carried to the loss as a per-token field:
 
-1. the ``stable_sync`` trainer (``trainer.py``) writes ``GROUP_TOKENS`` (sum_{j in group(i)} |y_j|, broadcast
+1. the ``stable_sync`` trainer (``trainer/cispo.py``) writes ``GROUP_TOKENS`` (sum_{j in group(i)} |y_j|, broadcast
    over response i's tokens) into the batch after the advantages;
-2. stable-verl's actor worker (``routing_engine.RoutingActorRolloutRefWorker``) wraps verl's ``ppo_loss`` in
+2. stable-verl's actor worker (``actor_worker.RoutingActorRolloutRefWorker``) wraps verl's ``ppo_loss`` in
    ``with_group_tokens``, which pads the micro-batch's field exactly as ``ppo_loss`` pads ``response_mask`` and
    exposes it while ``ppo_loss`` runs;
 3. this registered policy loss reads it (and refuses to run without it).

@@ -6,16 +6,15 @@ way verl's VeOmni engine does, through verl's own seams:
 * ``RoutingReplayFSDPEngine`` subclasses ``FSDPEngineWithLMHead`` and takes its place in verl's
   ``EngineRegistry`` (``language_model`` / ``fsdp``, ``fsdp2``). With replay off and no routes in the batch it is
   the parent class, call for call.
-* ``RoutingActorRolloutRefWorker`` turns verl's ``enable_routing_replay`` flag on for ``strategy=fsdp*`` (verl
-  hard-codes it to Megatron / VeOmni); the ``stable_sync`` trainer (``trainer.py``) builds this worker. Under
-  ``loss_mode=cispo_group`` it also hands the policy loss each response's group token count (``cispo_loss``).
+* stable-verl's actor worker (:mod:`stable_verl.verl_ext.actor_worker`) turns verl's ``enable_routing_replay``
+  flag on for ``strategy=fsdp*`` (verl hard-codes it to Megatron / VeOmni), so that this engine sees it.
 
 Selected by verl's own config key ``actor_rollout_ref.actor.fsdp_config.router_replay.mode``:
 
 * ``R2``: the old-log-prob pass (``compute_log_prob``) runs natively and records every router's top-k; the
   routes go back into the batch as ``train_routed_experts`` and every mini-batch update of the step replays them.
 * ``R3``: both the old-log-prob pass and the updates replay ``routed_experts``, the routes vLLM sampled with
-  (``rollout.enable_rollout_routing_replay=True``; on CPU see ``vllm_cpu_routes``).
+  (``rollout.enable_rollout_routing_replay=True``; on CPU see :mod:`stable_verl.verl_ext.cpu.vllm_routes`).
 * ``disabled`` with vLLM routes in the batch: no replay, diagnostics only.
 
 Diagnostics (per token, aggregated into ``metrics.jsonl`` by the trainer): ``routing_mismatch`` is the fraction of
@@ -30,22 +29,16 @@ whose experts were not the replayed ones (0: replay held). Gate weights always c
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
-from functools import partial
 
 import torch
 from tensordict import TensorDict
-from verl.single_controller.base.decorator import Dispatch, register
 from verl.utils import tensordict_utils as tu
 from verl.workers.engine import EngineRegistry
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead
-from verl.workers.engine_workers import ActorRolloutRefWorker
 
 from stable_verl.core.routing import RoutingReplay, route_set_mismatch, valid_route_rows
-from stable_verl.verl_ext import cispo_loss
 from stable_verl.verl_ext.expert_audit import ExpertAudit
-from stable_verl.verl_ext.store_sync import StoreSync
 
 logger = logging.getLogger(__name__)
 
@@ -262,67 +255,6 @@ class RoutingReplayFSDPEngine(FSDPEngineWithLMHead):
         loss, output = super().forward_step(micro_batch, loss_function, forward_only)
         output["metrics"].update(self._metrics)
         return loss, output
-
-
-class RoutingActorRolloutRefWorker(ActorRolloutRefWorker):
-    """verl's hybrid worker with ``enable_routing_replay`` honoured for ``strategy=fsdp*``; with a store to sync
-    to (``store_sync``), each rank saves to and loads from its own node's checkpoint root, uploads the files it
-    saved and restores its own shards from the store."""
-
-    _sync: StoreSync | None | bool = False  # False: not looked up yet
-
-    def __init__(self, config, role: str, **kwargs):
-        super().__init__(config, role, **kwargs)
-        actor = self.config.actor
-        if actor.strategy in ("fsdp", "fsdp2"):
-            mode = replay_mode(actor.fsdp_config)
-            rollout_routes = bool(self.config.rollout.get("enable_rollout_routing_replay", False))
-            sp = int(actor.get("ulysses_sequence_parallel_size", 1) or 1)
-            check_replay_config(mode, rollout_routes, actor.strategy, sp)
-            # Replay, or (vLLM routes present) diagnostics only: the engine then records and compares.
-            self.enable_routing_replay = mode != "disabled" or rollout_routes
-
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def init_model(self):
-        super().init_model()
-        if "actor" in self.role and self.config.actor.policy_loss.get("loss_mode") == cispo_loss.LOSS_MODE:
-            self.loss_fn = partial(cispo_loss.with_group_tokens, inner=self.loss_fn)  # verl's ppo_loss, wrapped
-            self.actor.set_loss_fn(self.loss_fn)
-
-    def _store_sync(self) -> StoreSync | None:
-        if self._sync is False:
-            self._sync = StoreSync.from_env()
-        return self._sync
-
-    def _first_on_node(self) -> bool:
-        return int(os.environ.get("LOCAL_RANK", "0")) == 0
-
-    def _local(self, path: str) -> str:
-        sync = self._store_sync()
-        return path if sync is None else sync.local(path)
-
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def save_checkpoint(self, local_path, hdfs_path=None, global_step=0, max_ckpt_to_keep=None):
-        super().save_checkpoint(self._local(local_path), hdfs_path, global_step, max_ckpt_to_keep)
-
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def load_checkpoint(self, local_path, hdfs_path=None, del_local_after_load=False):
-        super().load_checkpoint(self._local(local_path), hdfs_path, del_local_after_load)
-
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL, blocking=False)
-    def upload_checkpoint_files(self, local_path: str, step: int) -> list[dict]:
-        """Upload the files this rank saved into ``local_path`` (``global_step_N/actor``); their manifest entries.
-        Non-blocking: the trainer uploads its own files meanwhile."""
-        sync = self._store_sync()
-        assert sync is not None, "upload_checkpoint_files needs the store settings (store_sync.sync_env)"
-        return sync.upload_rank_files(step, self._local(local_path), self.rank, self._first_on_node())
-
-    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def restore_checkpoint_files(self, local_path: str, step: int) -> None:
-        """Download this rank's files of checkpoint ``step`` into ``local_path`` on this node."""
-        sync = self._store_sync()
-        assert sync is not None, "restore_checkpoint_files needs the store settings (store_sync.sync_env)"
-        sync.restore_rank_files(step, self._local(local_path), self.rank, self._first_on_node())
 
 
 def register() -> None:

@@ -3,7 +3,7 @@
 Files of verl and vLLM are never edited; but a subclass that overrides a private method, a runtime patch and a
 write into a registry's private dict all depend on upstream details that a new release can change silently. Each
 :class:`Seam` names one upstream symbol, how it is used, why, and the call shape it had in the versions of
-:data:`WRITTEN_AGAINST`. :func:`problems` resolves every symbol and compares (``tests/unit/test_seam.py`` fails
+:data:`WRITTEN_AGAINST`. :func:`problems` resolves every symbol and compares (``tests/unit/verl_ext/test_seam.py`` fails
 naming the symbol when one changed); :func:`markdown_table` is the table in the docs.
 
 Call shapes compare parameter names, kinds and defaults, not annotations (their repr varies across Python versions).
@@ -43,8 +43,8 @@ _TRAINER = "verl.trainer.ppo.v1.trainer_base:PPOTrainer"
 _WORKER = "verl.workers.engine_workers:ActorRolloutRefWorker"
 _ENGINE = "verl.workers.engine.fsdp.transformer_impl:FSDPEngine"
 _LM_ENGINE = "verl.workers.engine.fsdp.transformer_impl:FSDPEngineWithLMHead"
-_OURS_TRAINER = "stable_verl.verl_ext.trainer:StableTrainerSync"
-_OURS_WORKER = "stable_verl.verl_ext.routing_engine:RoutingActorRolloutRefWorker"
+_OURS_TRAINER = "stable_verl.verl_ext.trainer"  # StableTrainerSync: one base class per concern, one module each
+_OURS_WORKER = "stable_verl.verl_ext.actor_worker:RoutingActorRolloutRefWorker"
 _OURS_ENGINE = "stable_verl.verl_ext.routing_engine:RoutingReplayFSDPEngine"
 _CPU_RUNNER = "vllm.v1.worker.cpu_model_runner:CPUModelRunner"
 _CPU_EXPERTS = "vllm.model_executor.layers.fused_moe.experts.cpu_moe:CPUUnquantizedExperts"
@@ -70,44 +70,55 @@ class Seam:
     """sha256[:16] of the upstream function's dedented source, for a body we mirror line for line."""
 
 
-def _o(name: str) -> str:
-    return f"{_OURS_TRAINER}.{name}"
+def _t(piece: str, name: str) -> str:
+    """Our side in the trainer package: ``piece`` is ``module:Class`` of one of StableTrainerSync's bases."""
+    return f"{_OURS_TRAINER}.{piece}.{name}"
 
 
 SEAMS: tuple[Seam, ...] = (
     # --- the trainer: StableTrainerSync (registered with verl's register_trainer as ``stable_sync``)
-    Seam(f"{_TRAINER}.__init__", "override", _o("__init__"), "store sync",
-         "point verl's checkpoint folder and file logger at node-local paths when the run syncs to a store",
-         "self, config"),
-    Seam(f"{_TRAINER}.__init__", "attribute", _o("trainer_mode"), "trainer mode",
+    Seam(f"{_TRAINER}.__init__", "attribute", _t("sync_paths:SyncPaths", "trainer_mode"), "trainer mode",
          "verl picks its sync code paths by trainer_mode == 'sync'; registered as stable_sync we report 'sync'",
          "self, config", assigns="self.trainer_mode = self.config.trainer.v1.trainer_mode"),
-    Seam(f"{_TRAINER}.fit", "attribute", _o("logger"), "metrics",
+    Seam(f"{_TRAINER}._build_replay_buffer", "override", _t("sync_paths:SyncPaths", "_build_replay_buffer"), "speed",
+         "poll interval 0.2 s instead of 2 s (verl's quantised every CPU step's generation time)", "self"),
+    Seam(f"{_TRAINER}.__init__", "override", _t("metrics:StepDiagnostics", "__init__"), "metrics",
+         "one collapse detector per trainer", "self, config"),
+    Seam(f"{_TRAINER}.step", "override", _t("metrics:StepDiagnostics", "step"), "metrics",
+         "per-token entropy and the collapse warning on every step, before verl saves the step's checkpoint",
+         "self, metrics, timing_raw"),
+    Seam(f"{_TRAINER}._compute_metrics", "override", _t("metrics:StepDiagnostics", "_compute_metrics"), "metrics",
+         "the reward function's extra keys (reward/acc, reward/format) on every step",
+         "self, batch, metrics, timing_raw, global_steps, epoch"),
+    Seam(f"{_TRAINER}._save_checkpoint", "override", _t("metrics:StepDiagnostics", "_save_checkpoint"), "metrics",
+         "the collapse warning's state written into the checkpoint's folder before verl's files", "self"),
+    Seam(f"{_TRAINER}._load_checkpoint", "override", _t("metrics:StepDiagnostics", "_load_checkpoint"), "metrics",
+         "the collapse warning's state loaded from the checkpoint verl resumed from", "self"),
+    Seam(f"{_TRAINER}.__init__", "override", _t("store:StoreCheckpoints", "__init__"), "store sync",
+         "point verl's checkpoint folder and file logger at node-local paths when the run syncs to a store",
+         "self, config"),
+    Seam(f"{_TRAINER}.fit", "attribute", _t("store:StoreCheckpoints", "logger"), "store sync",
          "verl's fit() makes its Tracking logger; ours also writes each step's row to the run's store",
          "self, agent_loop_manager", assigns="self.logger = Tracking("),
-    Seam(f"{_TRAINER}._build_replay_buffer", "override", _o("_build_replay_buffer"), "speed",
-         "poll interval 0.2 s instead of 2 s (verl's quantised every CPU step's generation time)", "self"),
-    Seam(f"{_TRAINER}._init_resource_pool_mgr", "override", _o("_init_resource_pool_mgr"), "routing replay",
-         "map the actor roles to our worker (routing replay engine, store checkpoints, CISPO's loss)", "self"),
-    Seam(f"{_TRAINER}._compute_old_log_prob", "override", _o("_compute_old_log_prob"), "routing replay, metrics",
-         "record R2 routes / replay R3 routes in the old-log-prob pass; per-token entropy", "self, batch, metrics"),
-    Seam(f"{_TRAINER}._compute_advantage", "override", _o("_compute_advantage"), "CISPO",
+    Seam(f"{_TRAINER}._save_checkpoint", "override", _t("store:StoreCheckpoints", "_save_checkpoint"), "store sync",
+         "upload each checkpoint to the run's store right after verl saves it", "self"),
+    Seam(f"{_TRAINER}._load_checkpoint", "override", _t("store:StoreCheckpoints", "_load_checkpoint"), "store sync",
+         "restore the store's latest complete checkpoint onto the nodes before verl loads it", "self"),
+    Seam(f"{_TRAINER}._compute_advantage", "override", _t("cispo:CispoGroupTokens", "_compute_advantage"), "CISPO",
          "write each response's group token count into the batch for CISPO's group normalisation",
          "self, batch, metrics"),
-    Seam(f"{_TRAINER}.step", "override", _o("step"), "metrics",
-         "reward extra keys, the collapse warning and routing metrics on every step", "self, metrics, timing_raw"),
-    Seam(f"{_TRAINER}._save_checkpoint", "override", _o("_save_checkpoint"), "store sync",
-         "upload each checkpoint to the run's store right after verl saves it", "self"),
-    Seam(f"{_TRAINER}._load_checkpoint", "override", _o("_load_checkpoint"), "store sync",
-         "restore the store's latest complete checkpoint onto the nodes before verl loads it", "self"),
-    Seam(f"{_TRAINER}._compute_metrics", "override", _o("_compute_metrics"), "metrics",
-         "add stable-verl's per-step metrics to verl's", "self, batch, metrics, timing_raw, global_steps, epoch"),
+    Seam(f"{_TRAINER}._compute_old_log_prob", "override", _t("routing:RouteMetrics", "_compute_old_log_prob"),
+         "routing replay", "routing/* metrics from the routes the old-log-prob pass wrote into the batch",
+         "self, batch, metrics"),
+    Seam(f"{_TRAINER}._init_resource_pool_mgr", "override", _t("worker:ActorWorker", "_init_resource_pool_mgr"),
+         "actor worker", "map the actor roles to our worker (routing replay engine, store checkpoints, CISPO's loss)",
+         "self"),
     # --- the actor worker and the FSDP engine
-    Seam(f"{_WORKER}.__init__", "override", f"{_OURS_WORKER}.__init__", "CISPO",
-         "wrap verl's ppo_loss so that CISPO sees its group token counts",
+    Seam(f"{_WORKER}.__init__", "override", f"{_OURS_WORKER}.__init__", "routing replay",
+         "turn verl's enable_routing_replay on for strategy=fsdp* (verl sets it for Megatron / VeOmni only)",
          "self, config, role, distillation_config=None, **kwargs"),
-    Seam(f"{_WORKER}.init_model", "override", f"{_OURS_WORKER}.init_model", "routing replay",
-         "the engine of the actor is the routing-replay engine", "self"),
+    Seam(f"{_WORKER}.init_model", "override", f"{_OURS_WORKER}.init_model", "CISPO",
+         "wrap verl's ppo_loss so that CISPO sees its group token counts", "self"),
     Seam(f"{_WORKER}.save_checkpoint", "override", f"{_OURS_WORKER}.save_checkpoint", "store sync",
          "each rank uploads its own shards from its node", "self, local_path, hdfs_path=None, global_step=0, "
          "max_ckpt_to_keep=None"),
@@ -239,7 +250,8 @@ def markdown_table(seams: tuple[Seam, ...] = SEAMS) -> str:
     """The seam as a markdown table, one row per entry, with the versions it was written against."""
     versions = ", ".join(f"{k} {v}" for k, v in WRITTEN_AGAINST.items())
     lines = [
-        f"Written against {versions}; `tests/unit/test_seam.py` fails, naming the symbol, when one of these changes.",
+        f"Written against {versions}; `tests/unit/verl_ext/test_seam.py` fails, naming the symbol, "
+        "when one of these changes.",
         "",
         "| upstream symbol | how | ours | concern | why |",
         "|---|---|---|---|---|",

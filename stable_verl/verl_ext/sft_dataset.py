@@ -4,7 +4,7 @@
 sanity check) every time the sampler visits it. An SFT run over a small set sees each conversation many times (the
 demo: 800 steps of 32 over 800 conversations, 32 visits each), and on the CPU that tokenization was 11% of an SFT
 step (py-spy, 2026-11-28). The items are a pure function of the index, so this subclass keeps the first result and
-returns copies of it. It plugs in through verl's own seam, ``data.custom_cls`` (``pipeline.verl_command.sft_argv``).
+returns copies of it. It plugs in through verl's own seam, ``data.custom_cls`` (``train.verl_command.sft_argv``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Checkpoints and metrics from inside verl to the artifact store, on the nodes that save them.
 
-The RL stage's verl processes (the ``stable_sync`` trainer and its actor workers, ``trainer.py`` /
-``routing_engine.py``) use this module; it imports no verl, so the flow and the tests use it too.
+The RL stage's verl processes (the ``stable_sync`` trainer and its actor workers, ``trainer/store.py`` /
+``actor_worker.py``) use this module; it imports no verl, so the flow and the tests use it too.
 
 * Settings come from the environment (:func:`sync_env` builds it on the flow's side): the store's root
   (``STABLE_VERL_SYNC_ROOT``), the run id (``STABLE_VERL_SYNC_RUN``) and the S3 endpoint

@@ -30,13 +30,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from stable_verl.config import cpu_env
+from stable_verl.config.stages import RLStage
+from stable_verl.launch.runner import run_streaming
 from stable_verl.models.tiny import TinyModelSpec
-from stable_verl.pipeline import verl_command
-from stable_verl.pipeline.assets import prepare_assets
-from stable_verl.pipeline.config import RLStage
-from stable_verl.pipeline.launch import cpu_env
-from stable_verl.pipeline.launch.runner import run_streaming
 from stable_verl.tasks.datasets import TaskSpec
+from stable_verl.train import verl_command
+from stable_verl.train.assets import prepare_assets
 from stable_verl.verl_ext.cpu.verl_plugin import PLATFORM_ONLY_ENV
 from tests.benchmarks.common import Figure
 

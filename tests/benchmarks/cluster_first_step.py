@@ -2,7 +2,7 @@
 
     python tests/benchmarks/cluster_first_step.py [steps] [rounds]
 
-Starts the test cluster of tests/integration/ray_cluster.py, then runs the same small RL stage (the default
+Starts the test cluster of tests/support/ray_cluster.py, then runs the same small RL stage (the default
 RLFlowParams, ``steps`` steps, a fresh local store each) locally and as a Ray Job, ``rounds`` times in alternating
 order, and prints per run: submit -> first step, the stage's wall time and verl's. Not part of ``make bench``: it starts
 Ray and verl (minutes).
@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from stable_verl.pipeline.assets import prepare_assets
-from stable_verl.pipeline.launch.progress import progress_printer
-from stable_verl.pipeline.params import RLFlowParams
-from stable_verl.pipeline.train_stages import run_rl_stage
-from tests.integration.ray_cluster import start_cluster
+from stable_verl.config.params import RLFlowParams
+from stable_verl.launch.progress import progress_printer
+from stable_verl.train.assets import prepare_assets
+from stable_verl.train.stages import run_rl_stage
+from tests.support.ray_cluster import start_cluster
 
 
 def one_stage(params: RLFlowParams) -> dict[str, float]:

@@ -23,15 +23,15 @@ import pytest
 
 from flows.stability_grid import stability_grid_flow, summary
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.pipeline.assets import planned_assets
-from stable_verl.pipeline.config import RLStage
-from stable_verl.pipeline.eval_worker import ensure_hf_model
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams, StabilityGridParams
-from stable_verl.pipeline.train_stages import fetch_checkpoint, run_rl_stage, run_sft_stage
+from stable_verl.config.params import RLFlowParams, SFTFlowParams, StabilityGridParams
+from stable_verl.config.stages import RLStage
 from stable_verl.tasks.datasets import TaskSpec
+from stable_verl.train.assets import planned_assets
+from stable_verl.train.model_source import ensure_hf_model
+from stable_verl.train.stages import fetch_checkpoint, run_rl_stage, run_sft_stage
 from stable_verl.verl_ext.expert_audit import ENV as AUDIT_ENV
 from tests.faults.s3_proxy import CLEAN, S3FaultProxy
-from tests.integration.coldstart_e2e import CI_FAULTS, E2E, run_e2e
+from tests.support.coldstart_e2e import CI_FAULTS, E2E, run_e2e
 
 E2E_TEACHER = "stepwise"  # the e2e init whose clean RL stage ``e2e_report`` summarises
 

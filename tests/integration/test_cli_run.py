@@ -1,6 +1,6 @@
 """``stable-verl run`` for real: the installed console script in a child process, the real parameter models and
-flows, Prefect's test server, a local artifact store. (tests/unit/test_cli_browse.py covers the dispatch with stand-in
-modules; here nothing is stood in.)"""
+flows, Prefect's test server, a local artifact store. (tests/unit/cli/test_cli_browse.py covers the dispatch with
+stand-in modules; here nothing is stood in.)"""
 
 from __future__ import annotations
 

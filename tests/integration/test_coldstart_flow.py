@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from stable_verl.artifacts import ComparisonLayout, RunLayout
-from stable_verl.pipeline.launch.runner import VerlRunError
+from stable_verl.launch.runner import VerlRunError
 from tests.faults.audit import audit_store
 
 pytestmark = pytest.mark.slow
@@ -113,6 +113,8 @@ def test_each_checkpoint_is_evaluated_into_the_runs_eval_folder(coldstart_e2e):
             assert results["num_prompts"] == n and results["k"] == k and len(samples) == k * n
             # avg@k is the mean over prompts of per-prompt accuracy: recompute it from the samples
             assert results[f"avg@{k}"] == pytest.approx(sum(s["acc"] for s in samples) / len(samples))
+            # the model scored is named by its place in the store, never by this machine's scratch folder
+            assert results["model"] == run.uri(run.checkpoint(step))
 
 
 # ---------------------------------------------------------------------------------------------- report

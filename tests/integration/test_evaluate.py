@@ -12,10 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from stable_verl.eval.checkpoints import benchmark_files
+from stable_verl.eval.worker import EvalSettings, eval_argv, eval_env
+from stable_verl.launch.runner import run_streaming
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
-from stable_verl.pipeline.checkpoint_eval import benchmark_files
-from stable_verl.pipeline.eval_worker import EvalSettings, ensure_hf_model, eval_argv, eval_env
-from stable_verl.pipeline.launch.runner import run_streaming
+from stable_verl.train.model_source import ensure_hf_model
 
 pytestmark = pytest.mark.slow
 
@@ -112,8 +113,8 @@ def test_a_user_benchmark_scored_by_verls_default_compute_score(two_checkpoints,
     """Your task's benchmark (the arithmetic task in GSM8K's '#### <answer>' form, data_source openai/gsm8k), scored
     in the real worker by the reward RL trains with: path null = verl's default_compute_score, which returns a float
     (no acc, no format)."""
-    from stable_verl.pipeline.reward_fn import RewardFn
-    from stable_verl.pipeline.task_data import TaskData
+    from stable_verl.tasks.reward_fn import RewardFn
+    from stable_verl.tasks.user_task import TaskData
 
     rows = [
         {

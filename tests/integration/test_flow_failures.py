@@ -18,11 +18,11 @@ from flows.rl import rl_flow
 from flows.sft import sft_flow
 from flows.tasks import retry_if_transient
 from stable_verl.artifacts import ArtifactStoreError, RunLayout, list_runs
-from stable_verl.pipeline.launch import procs
-from stable_verl.pipeline.launch.runner import VerlRunError
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams, StoreParams
-from stable_verl.pipeline.preflight import InputError
-from tests.conftest import _free_port
+from stable_verl.config.params import RLFlowParams, SFTFlowParams, StoreParams
+from stable_verl.launch import procs
+from stable_verl.launch.runner import VerlRunError
+from stable_verl.train.preflight import InputError
+from tests.support.s3 import free_port
 
 
 def _store(moto_s3, name: str) -> StoreParams:
@@ -30,7 +30,7 @@ def _store(moto_s3, name: str) -> StoreParams:
 
 
 def test_unreachable_store_fails_fast_before_any_verl(prefect_harness, moto_s3, tmp_path):
-    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     params = SFTFlowParams(store=StoreParams(root="s3://bucket/x", endpoint_url=endpoint), workdir=str(tmp_path))
     start = time.monotonic()
     with pytest.raises(InputError) as err:  # the flow's preflight: one line, before any stage

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from stable_verl.artifacts import RunLayout
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
-from stable_verl.pipeline.train_stages import run_rl_stage, run_sft_stage
+from stable_verl.config.params import RLFlowParams, SFTFlowParams
+from stable_verl.train.stages import run_rl_stage, run_sft_stage
 from tests.integration.conftest import RL_SETTINGS, SFT_SETTINGS
 
 SECRET = "wandb-key-never-stored-0123456789"

@@ -15,7 +15,7 @@ from tests.integration.conftest import MINIRL_TIS_CAP
 
 pytestmark = pytest.mark.slow
 
-# The loss's own keys (pinned by name in tests/unit/test_minirl_verl.py) plus the trainer's and verl's.
+# The loss's own keys (pinned by name in tests/unit/verl_ext/test_minirl_verl.py) plus the trainer's and verl's.
 MINIRL_METRICS = (
     *METRIC_KEYS.values(),
     "actor/train_infer_kl_k1",
@@ -55,7 +55,7 @@ def test_the_tis_cap_binds_and_holds_inside_verl(minirl_rows):
 
 # Recompute noise: the first mini-batch's pi_theta is pi_old recomputed at the same weights, in fp32. The same run
 # with N=1 (recipe override minibatches=1) measured |log r_t| = 0.0 exactly in every step; padded vs packed calls
-# differ by ~5e-7 (tests/unit/test_cpu_attention.py). The second mini-batch's pi_theta has taken one Adam step at
+# differ by ~5e-7 (tests/unit/models/test_cpu_attention.py). The second mini-batch's pi_theta has taken one Adam step at
 # lr 1e-4: with N=2, max |log r_t| 0.086-0.69 per step, mean 0.007-0.035 (over both mini-batches), k3 1e-4 to 3e-3
 # (two runs).
 STALE_LOG_RATIO = 1e-3

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+from tests.support.s3 import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,6 @@ PREFECT = str(Path(sys.executable).with_name("prefect"))
 POOL = "stable-verl"  # prefect.yaml's work pool
 RUNS = ("rl-tiny-0000aaaa", "rl-tiny-0000bbbb")
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -114,7 +108,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     if tuple(int(x) for x in sqlalchemy.__version__.split(".")[:2]) >= (2, 1):  # see infra/requirements-cpu.in
         pytest.fail(f"SQLAlchemy {sqlalchemy.__version__}: Prefect 3.7.7's scheduler fires no schedule; `make setup`")
     tmp = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(tmp / "home"),

@@ -1,7 +1,7 @@
-"""verl stages as Ray Jobs on a real two-node Ray cluster started here (tests/integration/ray_cluster.py).
+"""verl stages as Ray Jobs on a real two-node Ray cluster started here (tests/support/ray_cluster.py).
 
 The RL job's driver runs on the head node, verl's workers on the worker node (the only one with a logical GPU); the
-SFT job's entrypoint (torchrun under ``launch.node_sft``) on the worker node. Nothing relies on a shared filesystem:
+SFT job's entrypoint (torchrun under ``train.node_sft``) on the worker node. Nothing relies on a shared filesystem:
 each node keeps a scratch folder of its own (``STABLE_VERL_NODE_DIR`` on ``ray start``), which neither the other node
 nor the flow reads. The command lines name node paths, and the worker node materialises the stages' inputs (the
 built assets, the SFT checkpoint's HF model) from moto S3, checked against their manifests. Checkpoints and metrics
@@ -34,19 +34,19 @@ from flows.rl import rl_flow
 from flows.sft import sft_flow
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.manifest import sha256_file
-from stable_verl.pipeline.launch import procs
-from stable_verl.pipeline.launch.ray_job import JobAlreadyRunning, RayJobLauncher
-from stable_verl.pipeline.launch.runner import LaunchSpec, VerlRunError, launch
-from stable_verl.pipeline.node_inputs import code_key
-from stable_verl.pipeline.params import RLFlowParams, SFTFlowParams
-from stable_verl.pipeline.run_lifecycle import VerlJob, run_key, run_tracked
-from stable_verl.pipeline.train_stages import rl_run_id, sft_run_id
+from stable_verl.config.params import RLFlowParams, SFTFlowParams
+from stable_verl.launch import procs
+from stable_verl.launch.ray_job import JobAlreadyRunning, RayJobLauncher
+from stable_verl.launch.runner import LaunchSpec, VerlRunError, launch
 from stable_verl.tasks.datasets import TaskSpec, write_task_data
+from stable_verl.train.lifecycle import VerlJob, run_key, run_tracked
+from stable_verl.train.node_inputs import code_key
+from stable_verl.train.stages import rl_run_id, sft_run_id
 from stable_verl.verl_ext.inputs import MARK
-from tests.integration.interrupted import run_while_killing
-from tests.integration.ray_cluster import LocalRayCluster, start_cluster
-from tests.integration.user_inputs import as_gsm8k, save_user_model, write_reward
-from tests.unit.test_tracked_stage import TRAINER
+from tests.support.interrupted import run_while_killing
+from tests.support.ray_cluster import LocalRayCluster, start_cluster
+from tests.support.standin import standin_job
+from tests.support.user_inputs import as_gsm8k, save_user_model, write_reward
 
 pytestmark = pytest.mark.slow
 
@@ -80,16 +80,7 @@ def _active(cluster: LocalRayCluster) -> dict[str, str]:
 
 
 def _standin(cluster: LocalRayCluster, total: int, die_at: int = 0) -> VerlJob:
-    return VerlJob(
-        kind="rl",
-        name="stand-in",
-        total_steps=total,
-        argv=lambda root: [sys.executable, "-c", TRAINER, str(root), str(total), str(die_at)],
-        env={},
-        timeout_s=120,
-        config={"total": total},
-        launcher=lambda: RayJobLauncher(cluster.dashboard_url),
-    )
+    return standin_job(total, die_at, env={}, timeout_s=120, launcher=lambda: RayJobLauncher(cluster.dashboard_url))
 
 
 def test_a_failed_job_fails_the_stage_and_the_next_job_resumes_it(cluster, moto_s3, tmp_path):
@@ -117,7 +108,7 @@ def test_a_run_already_running_is_refused_and_the_timeout_stops_the_job(cluster,
         # The tracked stage refuses before it writes anything: run.json still says what the running job wrote.
         run = RunLayout(moto_s3.store(), "rl-sleeper-00000000")
         stage = VerlJob("rl", "sleeper", 1, lambda root: ["sleep", "600"], {}, 60, {}, launcher=lambda: first)
-        monkeypatch.setattr("stable_verl.pipeline.run_lifecycle.run_key", lambda _: spec.key)
+        monkeypatch.setattr("stable_verl.train.lifecycle.run_key", lambda _: spec.key)
         with pytest.raises(JobAlreadyRunning):
             run_tracked(run, stage, tmp_path, echo=lambda _: None)
         assert run.read_run() is None

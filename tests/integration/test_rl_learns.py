@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from stable_verl.artifacts import RunLayout
-from stable_verl.pipeline.checkpoint_eval import benchmark_files
-from stable_verl.pipeline.eval_worker import ensure_hf_model, eval_argv, eval_env
-from stable_verl.pipeline.launch.runner import run_streaming
-from stable_verl.pipeline.params import ColdstartParams, RLFlowParams
-from stable_verl.pipeline.train_stages import fetch_checkpoint, run_rl_stage, run_sft_stage
+from stable_verl.config.params import ColdstartParams, RLFlowParams
+from stable_verl.eval.checkpoints import benchmark_files
+from stable_verl.eval.worker import eval_argv, eval_env
+from stable_verl.launch.runner import run_streaming
+from stable_verl.train.model_source import ensure_hf_model
+from stable_verl.train.stages import fetch_checkpoint, run_rl_stage, run_sft_stage
 
 pytestmark = pytest.mark.slow
 

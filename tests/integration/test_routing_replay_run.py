@@ -10,7 +10,7 @@ Besides the engine's own metrics, both runs save what every MoE layer's experts 
 (``stable_verl.verl_ext.expert_audit``), and the tests check those expert ids against vLLM's routes (R3) and against
 the old-log-prob pass's experts for the same sequence (R2): a replay that never reaches the experts fails here even
 if the replay bookkeeping says it held. R3 runs with verl's remove-padding on (packed micro-batches, exact on CPU:
-tests/unit/test_cpu_attention.py), R2 with it off (padded), so both token layouts of the engine run.
+tests/unit/models/test_cpu_attention.py), R2 with it off (padded), so both token layouts of the engine run.
 
 The R2 run is the tiny stability grid's minirl_r2 cell (``tiny_grid`` in conftest), audited the same way.
 """

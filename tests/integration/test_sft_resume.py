@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
-from stable_verl.pipeline.launch import procs
-from stable_verl.pipeline.launch.progress import is_step_line
-from stable_verl.pipeline.launch.runner import VerlRunError
-from stable_verl.pipeline.params import SFTFlowParams
-from stable_verl.pipeline.train_stages import run_sft_stage, sft_run_id
+from stable_verl.config.params import SFTFlowParams
+from stable_verl.launch import procs
+from stable_verl.launch.progress import is_step_line
+from stable_verl.launch.runner import VerlRunError
+from stable_verl.train.stages import run_sft_stage, sft_run_id
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from stable_verl.artifacts import ArtifactStore
-from stable_verl.pipeline.site import build_site
-from tests.unit.site_store import RL, populate
+from stable_verl.site import build_site
+from tests.support.site_store import RL, populate
 
 pytestmark = pytest.mark.slow
 

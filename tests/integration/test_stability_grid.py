@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from stable_verl.artifacts import ComparisonLayout, RunLayout, list_runs
-from stable_verl.pipeline import claims
+from stable_verl.reports import claims
 
 pytestmark = pytest.mark.slow
 

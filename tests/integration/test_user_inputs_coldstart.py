@@ -23,7 +23,7 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.tasks.datasets import TaskSpec, write_task_data
-from tests.integration.user_inputs import as_gsm8k, save_user_model, write_reward
+from tests.support.user_inputs import as_gsm8k, save_user_model, write_reward
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
+from stable_verl.config.params import RLFlowParams
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from stable_verl.models.tokenizer import CHAT_TEMPLATE
-from stable_verl.pipeline.params import RLFlowParams
-from stable_verl.pipeline.train_stages import rl_run_id, run_rl_stage
+from stable_verl.train.stages import rl_run_id, run_rl_stage
 from tests.integration.conftest import COMMON_SETTINGS, RL_SETTINGS, read_rl_run
 
 pytestmark = pytest.mark.slow
@@ -63,8 +63,8 @@ def test_rl_trains_a_user_model_folder(tmp_path, tokenizer):
 
 def test_sft_trains_a_user_model_folder(tmp_path, tokenizer):
     """verl SFT of the user's folder on a teacher's conversations, with its chat template from a file."""
-    from stable_verl.pipeline.params import SFTFlowParams
-    from stable_verl.pipeline.train_stages import run_sft_stage, sft_run_id
+    from stable_verl.config.params import SFTFlowParams
+    from stable_verl.train.stages import run_sft_stage, sft_run_id
     from tests.integration.conftest import SFT_SETTINGS
 
     model = save_tiny_model(tmp_path / "my-model", TinyModelSpec(), tokenizer, seed=5)

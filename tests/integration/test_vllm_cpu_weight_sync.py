@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
-from tests.integration.vllm_subprocess import run_vllm_script
+from tests.support.vllm_subprocess import run_vllm_script
 
 pytestmark = pytest.mark.slow
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, Manifest, RunLayout, list_runs
-from stable_verl.pipeline.launch import procs
+from stable_verl.launch import procs
 from tests.soak.common import Count
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,14 +82,14 @@ def _moto() -> Iterator[str]:
     """A moto S3 server on loopback with one bucket; fake credentials in this process's environment."""
     import s3fs
 
-    from tests.conftest import FAKE_ENV, UNSET_ENV, _start_server
+    from tests.support.s3 import FAKE_ENV, UNSET_ENV, start_moto_server
 
     saved = dict(os.environ)
     os.environ.update(FAKE_ENV)
     for name in UNSET_ENV:
         os.environ.pop(name, None)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server, port = _start_server()
+    server, port = start_moto_server()
     try:
         endpoint = f"http://127.0.0.1:{port}"
         s3fs.S3FileSystem(key="test", secret="test", client_kwargs={"endpoint_url": endpoint}).mkdir(BUCKET)

@@ -22,8 +22,8 @@ from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.retry import reset_retry_counts, retry_counts
 from tests.faults.audit import audit_store
 from tests.faults.s3_proxy import CLEAN, FaultRates, S3FaultProxy
-from tests.integration.coldstart_e2e import OVERRIDES as E2E_OVERRIDES
 from tests.soak.common import Count
+from tests.support.coldstart_e2e import OVERRIDES as E2E_OVERRIDES
 
 SOAK_FAULTS = FaultRates(error=0.10, drop=0.03, slow=0.05, delay_s=0.5)
 OVERRIDES = [  # the CI e2e's small regime, one init, one benchmark
@@ -35,7 +35,7 @@ OVERRIDES = [  # the CI e2e's small regime, one init, one benchmark
 
 def _flow(workdir: Path, endpoint_url: str, bucket: str) -> tuple[ArtifactStore, dict]:
     from flows.coldstart import coldstart_comparison_flow
-    from stable_verl.pipeline.params import ColdstartParams
+    from stable_verl.config.params import ColdstartParams
 
     root = f"s3://{bucket}/soak-{uuid.uuid4().hex[:8]}"
     params = ColdstartParams.from_config(
@@ -85,14 +85,14 @@ def run() -> list[Count]:
     import s3fs
     from prefect.testing.utilities import prefect_test_harness
 
-    from tests.conftest import BUCKET, FAKE_ENV, UNSET_ENV, _start_server
+    from tests.support.s3 import BUCKET, FAKE_ENV, UNSET_ENV, start_moto_server
 
     os.environ.update(FAKE_ENV)
     for name in UNSET_ENV:
         os.environ.pop(name, None)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     os.chdir(Path(__file__).resolve().parents[2])  # configs/coldstart.yaml
-    server, port = _start_server()
+    server, port = start_moto_server()
     upstream = f"http://127.0.0.1:{port}"
     try:
         s3fs.S3FileSystem(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from stable_verl.pipeline.params import ColdstartParams, StabilityGridParams
-from stable_verl.pipeline.plan import plan_coldstart, plan_stability_grid
+from stable_verl.config.params import ColdstartParams, StabilityGridParams
+from stable_verl.train.plan import plan_coldstart, plan_stability_grid
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "run_ids.json").read_text())
 

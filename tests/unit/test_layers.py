@@ -1,5 +1,13 @@
-"""No module imports upward: core <- verl_ext <- pipeline <- flows / cli, with the artifact store (artifacts) below
-verl_ext and pipeline: verl's own processes upload checkpoints and metrics to it (verl_ext/store_sync.py).
+"""No module imports upward. From the bottom (each layer may import those below it):
+
+* ``core`` (pure torch), ``artifacts`` (the store), ``models``, ``tasks`` (-> artifacts);
+* ``verl_ext`` (-> core, artifacts): loaded in every verl, Ray and vLLM process, it uploads checkpoints and metrics to
+  the store from the node that saves them (verl_ext/store_sync.py);
+* ``launch`` (-> artifacts): subprocesses and Ray Jobs, knowing nothing of stages; ``site`` (-> core, artifacts): the
+  store's pages and views, refreshed by the stages that change what they show;
+* ``config`` (-> launch for the trackers' names and the default stall limit, verl_ext for the registries);
+* ``train`` (-> config, launch, site); ``eval`` (-> train: a checkpoint's HF folder, fetched or merged);
+* ``reports`` (-> config, site); ``cli`` and ``flows`` on top.
 
 The imports are read from the source (ast), so a lazy import inside a function counts as well.
 """
@@ -13,20 +21,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = {"verl", "vllm", "ray", "prefect", "s3fs", "fsspec", "boto3", "botocore"}
+PACKAGES = ("core", "artifacts", "models", "tasks", "verl_ext", "launch", "site", "config", "train", "eval", "reports")
+TOP = {"stable_verl.cli", "flows"}
+
+
+def _above(*allowed: str) -> set[str]:
+    """The first-party packages outside ``allowed`` (the package itself and what it may import), cli and flows."""
+    return {f"stable_verl.{p}" for p in PACKAGES if p not in allowed} | TOP
+
 
 #: package -> the first-party packages and the third-party engines it must not import.
 FORBIDDEN: dict[str, set[str]] = {
-    "stable_verl.core": {
-        "stable_verl.verl_ext",
-        "stable_verl.pipeline",
-        "stable_verl.artifacts",
-        "stable_verl.cli",
-        "flows",
-    }
-    | ENGINES,
-    "stable_verl.verl_ext": {"stable_verl.pipeline", "stable_verl.cli", "flows", "prefect"},
-    "stable_verl.artifacts": {"stable_verl.verl_ext", "stable_verl.pipeline", "stable_verl.cli", "flows"},
-    "stable_verl.pipeline": {"stable_verl.cli", "flows"},
+    "stable_verl.core": _above("core") | ENGINES,
+    "stable_verl.artifacts": _above("artifacts", "core"),
+    "stable_verl.models": _above("models", "core", "artifacts"),
+    "stable_verl.tasks": _above("tasks", "core", "artifacts"),
+    "stable_verl.verl_ext": _above("verl_ext", "core", "artifacts") | {"prefect"},
+    "stable_verl.launch": _above("launch", "core", "artifacts"),
+    "stable_verl.site": _above("site", "core", "artifacts"),
+    "stable_verl.config": _above("config", "core", "artifacts", "models", "tasks", "verl_ext", "launch"),
+    "stable_verl.train": _above(
+        "train", "config", "core", "artifacts", "models", "tasks", "verl_ext", "launch", "site"
+    ),
+    "stable_verl.eval": _above(
+        "eval", "train", "config", "core", "artifacts", "models", "tasks", "verl_ext", "launch", "site"
+    ),
+    "stable_verl.reports": _above("reports", "config", "core", "artifacts", "models", "tasks", "site"),
 }
 
 
@@ -57,5 +77,5 @@ def test_no_upward_imports(package: str):
 
 def test_the_check_sees_an_upward_import(tmp_path: Path):
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from stable_verl.pipeline.plan import plan_rl\n")
-    assert "stable_verl.pipeline.plan" in imported(module)
+    module.write_text("def f():\n    from stable_verl.train.plan import plan_rl\n")
+    assert "stable_verl.train.plan" in imported(module)

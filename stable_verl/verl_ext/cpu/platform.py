@@ -6,7 +6,7 @@ which makes every process reach for NCCL and ``torch.cuda``. This platform gives
 * the gloo collective backend and a ``torch.cuda``-shaped device module whose calls are CPU no-ops;
 * ``current_device() == "cpu"`` (verl does ``model.to(get_device_id())``; 0 would mean cuda:0);
 * the Ray resource name "GPU", so verl's placement groups can be satisfied by *logical* GPUs
-  (``ray_init.num_gpus=N`` on a CPU box, see ``stable_verl.pipeline.launch.cpu_env``).
+  (``ray_init.num_gpus=N`` on a CPU box, see ``stable_verl.config.cpu_env``).
 
 It is selected only when ``VERL_PLATFORM=cpu`` is set or no CUDA device exists, so on a GPU machine
 registering it changes nothing.

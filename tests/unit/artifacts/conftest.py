@@ -6,10 +6,6 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.artifacts.retry import RetryPolicy
-from tests.conftest import BUCKET, FAKE_ENV, UNSET_ENV, MotoS3, _free_port, _start_server
-
-__all__ = ["BUCKET", "FAKE_ENV", "UNSET_ENV", "MotoS3", "_free_port", "_start_server"]  # re-exported for other tests
-
 
 FAST_RETRY = RetryPolicy(base_s=0.01)  # what is retried, without the production backoff's seconds
 

@@ -14,7 +14,7 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.lease import Lease, LeaseHeld, lease_path
-from stable_verl.pipeline.run_lifecycle import VerlJob, run_tracked
+from stable_verl.train.lifecycle import VerlJob, run_tracked
 
 RUN = "rl-minirl-0000abcd"
 QUIET = lambda _: None  # noqa: E731

@@ -37,7 +37,7 @@ def test_int4_per_row_rounding_by_hand():
 
 
 def test_rollout_precision_setting_accepts_int4():
-    from stable_verl.pipeline.config import RLStage
+    from stable_verl.config.stages import RLStage
 
     assert RLStage(rollout_precision="int4").rollout_precision == "int4"
     with pytest.raises(ValueError, match="rl.rollout_precision must be one of"):

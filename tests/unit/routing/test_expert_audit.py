@@ -7,7 +7,7 @@ import torch
 
 from stable_verl.core.routing import RoutingReplay
 from stable_verl.verl_ext.expert_audit import ENV, ExpertAudit
-from tests.unit.routing.test_routing_replay import VOCAB, build, perturb_routers
+from tests.support.moe_models import VOCAB, build, perturb_routers
 
 
 def test_audit_reads_the_experts_inputs_under_replay(tmp_path, monkeypatch):

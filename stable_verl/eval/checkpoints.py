@@ -1,0 +1,294 @@
+"""Evaluate checkpoints of runs in the store; results and samples go under each run's ``eval/``.
+
+    runs/<run_id>/eval/global_step_N/<benchmark>/{results.json, samples.jsonl, _MANIFEST.json}
+
+Every pending checkpoint goes through one evaluation process (one vLLM engine, weights reloaded per
+checkpoint, see :mod:`.evaluate`). A result already in the store with the same sampling settings and
+prompt count is reused, so reruns only evaluate what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from stable_verl import site
+from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash, step_dir
+from stable_verl.artifacts.lease import Lease, LeaseHeld
+from stable_verl.config.selector import RunSelector, Steps, choose_steps
+from stable_verl.eval.worker import EvalEngine, EvalSettings, eval_argv, eval_env
+from stable_verl.launch.runner import run_streaming
+from stable_verl.tasks.datasets import write_task_data
+from stable_verl.tasks.reward_fn import RewardFn
+from stable_verl.tasks.user_task import Task, TaskData, digest, normalised_benchmark
+from stable_verl.train.model_source import ensure_hf_model
+from stable_verl.train.node_inputs import checkpoint_model
+from stable_verl.train.stages import fetch_checkpoint, local_run_dir
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    run_id: str
+    step: int
+
+
+@dataclass
+class EvalOutcome:
+    """Scores per target and benchmark, and where the time went."""
+
+    results: dict[EvalTarget, dict[str, dict]]
+    """target -> benchmark -> results.json contents."""
+    evaluated: list[EvalTarget]
+    """Targets evaluated now (the others were already in the store)."""
+    busy: list[EvalTarget] = dataclasses.field(default_factory=list)
+    """Targets left out: another owner held their run's evaluation lease (they have no results here)."""
+    eval_s: float = 0.0
+    """The evaluation process (vLLM start-up, generation, scoring)."""
+    download_s: float = 0.0
+    upload_s: float = 0.0
+
+    def rows(self, metric: str) -> list[dict]:
+        """One flat row per (run, step, benchmark), for tables: the score, its standard error, the format rate."""
+        stderr = f"{metric}_stderr"
+        return [
+            {
+                "run_id": t.run_id,
+                "step": t.step,
+                "benchmark": b,
+                metric: r[metric],
+                stderr: r[stderr],
+                "format_rate": r["format_rate"],
+            }
+            for t, by_bench in self.results.items()
+            for b, r in by_bench.items()
+        ]
+
+
+def select_targets(
+    store: ArtifactStore,
+    runs: list[str],
+    steps: Steps,
+    selector: RunSelector | None = None,
+    benchmarks: list[str] | None = None,
+) -> list[EvalTarget]:
+    """Checkpoints to evaluate: per listed run 'last', 'all' or the listed steps (SFT runs: always their last), then
+    those of the runs ``selector`` picks from the store (pending ones only, unless it says otherwise)."""
+    targets = []
+    for rid in runs:
+        run = RunLayout(store, rid)
+        available = run.checkpoint_steps()
+        if not available:
+            raise ValueError(f"run {rid} has no complete checkpoint in {store.uri()}")
+        targets += [EvalTarget(rid, s) for s in choose_steps(run, available, steps)]
+    if selector is not None:
+        found = selector.checkpoints(store, steps, benchmarks or [])
+        targets += [t for t in (EvalTarget(rid, s) for rid, s in found) if t not in targets]
+    return targets
+
+
+def benchmark_files(workdir: Path, task: Task, names: list[str], n_prompts: int | None) -> dict[str, Path]:
+    """The benchmark files (the built-in task's held-out splits, generated; or the user's files, normalised to verl's
+    RL schema), cut to their first ``n_prompts`` rows if given."""
+    if isinstance(task, TaskData):
+        rows = {name: normalised_benchmark(task, name) for name in names}
+        root = workdir / "benchmarks" / config_hash({name: digest(r) for name, r in rows.items()})
+        data = {}
+        for name, r in rows.items():
+            data[name] = root / f"{name}.parquet"
+            if not data[name].exists():
+                root.mkdir(parents=True, exist_ok=True)
+                pq.write_table(pa.Table.from_pylist(r), data[name])
+    else:
+        root = workdir / "benchmarks" / config_hash(dataclasses.asdict(task))
+        marker = root / "data.json"
+        if not marker.exists():
+            written = write_task_data(root / "data", task)
+            marker.write_text(json.dumps({k: str(v) for k, v in written.items()}))
+        data = {k: Path(v) for k, v in json.loads(marker.read_text()).items()}
+    if n_prompts is None:
+        return {name: data[name] for name in names}
+    files = {}
+    for name in names:
+        files[name] = root / f"{name}-first{n_prompts}.parquet"
+        if not files[name].exists():
+            pd.read_parquet(data[name]).head(n_prompts).to_parquet(files[name], index=False)
+    return files
+
+
+def fetch_hf_model(run: RunLayout, step: int, workdir: Path) -> Path:
+    """The HF folder of checkpoint ``step`` of ``run``, downloaded alone (not the FSDP shards and optimizer state);
+    a checkpoint without one (shards only) is fetched whole and merged (:func:`~.model_source.ensure_hf_model`).
+
+    A local copy counts if every file of the folder has the size the store's manifest lists."""
+    try:
+        prefix, folder = checkpoint_model(run, step)
+    except ValueError:
+        return ensure_hf_model(fetch_checkpoint(run, step, workdir))
+    local = local_run_dir(workdir, run.run_id) / "checkpoints" / step_dir(step)
+    manifest = run.store.read_manifest(prefix)
+    wanted = [f for f in manifest.files if f.path.startswith(f"{folder}/")]
+    if not all((local / f.path).is_file() and (local / f.path).stat().st_size == f.size for f in wanted):
+        run.store.get_dir(prefix, local, only=lambda rel: rel.startswith(f"{folder}/"))
+    return local / folder
+
+
+def resolve_dtype(store: ArtifactStore, targets: list[EvalTarget], settings: EvalSettings) -> EvalSettings:
+    """``settings`` with dtype 'auto' made concrete: float32 when every run trained the built-in tiny model (its
+    config.yaml's ``model`` has no ``path``), bfloat16 when one trained your own model."""
+    if settings.dtype != "auto":
+        return settings
+    own = False
+    for rid in dict.fromkeys(t.run_id for t in targets):
+        run = RunLayout(store, rid)
+        config = yaml.safe_load(store.read_text(run.config_yaml)) if store.exists(run.config_yaml) else None
+        model = (config or {}).get("model")
+        own = own or (isinstance(model, dict) and bool(model.get("path")))
+    return dataclasses.replace(settings, dtype="bfloat16" if own else "float32")
+
+
+def eval_reward(task: Task) -> RewardFn | None:
+    """The reward evaluation scores with: the user's task's own (the one RL trains with), None for the built-in task
+    (its reward without the format bonus: avg@k counts exact answers)."""
+    return task.reward if isinstance(task, TaskData) else None
+
+
+def _stored_result(
+    run: RunLayout, step: int, bench: str, settings: EvalSettings, n: int, reward: RewardFn | None = None
+) -> dict | None:
+    """The store's results.json for this checkpoint and benchmark if complete and made with these settings.
+
+    Results without ``avg@k_stderr`` predate per-sample seeds (their samples came from the global generator
+    and depended on the batch), so they are evaluated again.
+    """
+    prefix = run.eval_dir(step, bench)
+    if not run.store.is_complete(prefix):
+        return None
+    results = run.store.read_json(run.eval_results(step, bench))
+    recorded = {"dtype": "float32", **(results.get("settings") or {})}  # results before eval.dtype were float32
+    same = recorded == dataclasses.asdict(settings) and results.get("num_prompts") == n
+    same = same and results.get("reward") == (reward.identity() if reward is not None else None)
+    return results if same and f"avg@{settings.k}_stderr" in results else None
+
+
+def evaluate_checkpoints(
+    store: ArtifactStore,
+    targets: list[EvalTarget],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    workdir: Path,
+    timeout_s: float,
+    echo: Callable[[str], None] = print,
+    lease_wait_s: float = 0.0,
+    reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
+) -> EvalOutcome:
+    """Evaluate the targets missing from the store in one process, upload them, return every target's scores.
+
+    Each run with checkpoints to evaluate is leased (``leases/eval/<run_id>.json``) until its results are uploaded;
+    a run whose lease another owner holds for longer than ``lease_wait_s`` is left out (``outcome.busy``).
+    ``reward`` scores the samples (None: the built-in task's; see :func:`eval_reward`); ``engine`` lays out vLLM.
+    """
+    settings = resolve_dtype(store, targets, settings)
+    sizes = {name: len(pd.read_parquet(path)) for name, path in benchmarks.items()}
+    results: dict[EvalTarget, dict[str, dict]] = {}
+
+    def stored(t: EvalTarget) -> dict[str, dict] | None:
+        run = RunLayout(store, t.run_id)
+        found = {b: _stored_result(run, t.step, b, settings, n, reward) for b, n in sizes.items()}
+        return found if all(r is not None for r in found.values()) else None  # type: ignore[return-value]
+
+    with contextlib.ExitStack() as leases:
+        pending, busy = [], []
+        for rid in dict.fromkeys(t.run_id for t in targets):
+            todo = [t for t in targets if t.run_id == rid]
+            results |= {t: r for t in todo if (r := stored(t)) is not None}
+            if all(t in results for t in todo):  # a holder killed after uploading them left its lease behind
+                Lease(store, "eval", rid).clear_stale(echo)
+                continue
+            lease = Lease(store, "eval", rid)
+            try:
+                leases.enter_context(lease.hold(lease_wait_s, echo=echo))
+            except LeaseHeld as held:
+                echo(f"[eval] {rid}: skipped, another evaluation holds it: {held}")
+                busy += [t for t in todo if t not in results]
+                continue
+            for t in todo:  # again under the lease: a holder we waited for may have stored them
+                if t not in results and (r := stored(t)) is not None:
+                    results[t] = r
+            pending += [t for t in todo if t not in results]
+        outcome = EvalOutcome(results, evaluated=pending, busy=busy)
+        if pending:
+            _evaluate_pending(
+                store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome, reward, engine
+            )
+        else:
+            echo(f"[eval] nothing to evaluate: {len(results)} of {len(targets)} checkpoint(s) already evaluated")
+    outcome.results = {t: outcome.results[t] for t in targets if t in outcome.results}
+    return outcome
+
+
+def trusts_remote_code(run: RunLayout) -> bool:
+    """Whether ``run`` was trained from a user model with ``model.trust_remote_code`` (its config.yaml says)."""
+    if not run.store.exists(run.config_yaml):
+        return False
+    model = (yaml.safe_load(run.store.read_text(run.config_yaml)) or {}).get("model") or {}
+    return bool(model.get("trust_remote_code", False))
+
+
+def _evaluate_pending(
+    store: ArtifactStore,
+    pending: list[EvalTarget],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    sizes: dict[str, int],
+    workdir: Path,
+    timeout_s: float,
+    echo: Callable[[str], None],
+    outcome: EvalOutcome,
+    reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
+) -> None:
+    """One evaluation process over ``pending``; results uploaded and added to ``outcome``."""
+    results = outcome.results
+    scored_by = {} if reward is None else {"reward": reward.identity()}  # the built-in's folder as before
+    out_root = workdir / "eval" / config_hash({"settings": dataclasses.asdict(settings), "sizes": sizes, **scored_by})
+    t0 = time.monotonic()
+    jobs = []
+    for t in pending:
+        model_dir = fetch_hf_model(RunLayout(store, t.run_id), t.step, workdir)
+        jobs.append((model_dir, out_root / t.run_id / f"global_step_{t.step}"))
+    outcome.download_s = time.monotonic() - t0
+    echo(f"[eval] {len(pending)} checkpoint(s) x {len(benchmarks)} benchmark(s), avg@{settings.k}, one vLLM engine")
+    trust = any(trusts_remote_code(RunLayout(store, rid)) for rid in dict.fromkeys(t.run_id for t in pending))
+    run_result = run_streaming(
+        eval_argv(jobs, benchmarks, settings, reward, engine, trust_remote_code=trust),
+        out_root / "eval.log",
+        eval_env(),
+        timeout_s,
+        name="evaluation",
+    )
+    outcome.eval_s = run_result.seconds
+    t0 = time.monotonic()
+    for t, (_, out_dir) in zip(pending, jobs, strict=True):
+        run = RunLayout(store, t.run_id)
+        results[t] = {}
+        for bench in benchmarks:
+            local = out_dir / bench / "results.json"
+            scored = json.loads(local.read_text())
+            scored["model"] = run.uri(run.checkpoint(t.step))  # the store's checkpoint, not this machine's folder
+            local.write_text(json.dumps(scored, indent=1))
+            store.put_dir(out_dir / bench, run.eval_dir(t.step, bench), metadata={"run_id": t.run_id, "step": t.step})
+            results[t][bench] = scored
+    outcome.upload_s = time.monotonic() - t0
+    for rid in dict.fromkeys(t.run_id for t in pending):
+        site.refresh_run(RunLayout(store, rid))  # site hook: the run pages show the new evaluations

@@ -1,1 +1,0 @@
-"""Launching verl and vLLM processes: the CPU environment, streamed subprocesses, process groups, progress."""
