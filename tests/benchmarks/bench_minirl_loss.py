@@ -11,7 +11,7 @@ diagnostics (under no_grad), as it does in training; both return their metrics a
   metrics; ``common.OpCounter``), the kernel launches a GPU would see. On an H200 the losses are launch-bound at
   64 x 8192 (tests/gpu/run_checks.py), so these are the CPU-side figures for that cost. They are guards, not
   predictors: unpacked, the loss made 89 ops to vanilla's 90 here while the H200 measured 1.62x (it also made 11
-  host syncs per call to verl's 3, and 11 cuBLAS dots); only run_checks.py on a GPU measures the time.
+  host syncs per call to verl's 3, and 9 dot products); only run_checks.py on a GPU measures the time.
 """
 
 from __future__ import annotations
