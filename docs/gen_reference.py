@@ -183,11 +183,30 @@ ENV_LINE = re.compile(r"environ|getenv|_ENV\b|ENV_VARS|_ENV_DEFAULTS|\bENV\s*=|_
 
 
 def env_vars() -> str:
+    """stable-verl's own variables from ``stable_verl/env.py`` (where each is read and what it means), then the other
+    tools' variables it sets for its child processes or reads, found in the code as before."""
+    from stable_verl import env
+
     lines = [
         "# Environment variables",
         "",
-        "Every environment variable stable-verl reads or sets, and the module that does (the note is the code's",
-        "comment on that line). Credentials (AWS, W&B, MLflow) are read by their own libraries and never stored.",
+        "Credentials (AWS, W&B, MLflow) are read by their own libraries and never stored.",
+        "",
+        "## stable-verl's own",
+        "",
+        "Declared and read in `stable_verl/env.py`, the one module that reads them (each at call time).",
+        "",
+        "| variable | meaning |",
+        "|---|---|",
+    ]
+    ours = {v.name for v in env.VARIABLES}
+    lines += [f"| `{v.name}` | {cell(v.doc)} |" for v in env.VARIABLES]
+    lines += [
+        "",
+        "## Other tools' variables",
+        "",
+        "Set for stable-verl's child processes (verl, Ray, vLLM, Prefect) or read from the tool's own environment, and",
+        "the module that does (the note is the code's comment on that line).",
         "",
         "| variable | read or set in | note |",
         "|---|---|---|",
@@ -205,7 +224,7 @@ def env_vars() -> str:
                 if not (in_env_block or ENV_LINE.search(line)):
                     continue
                 for name in ENV_NAME.findall(line):
-                    if name.endswith("_ENV") or name in NOT_ENV:
+                    if name.endswith("_ENV") or name in NOT_ENV or name in ours:
                         continue
                     seen.setdefault(name, []).append(f"{path.relative_to(ROOT)}:{number}")
                     if "#" in line:

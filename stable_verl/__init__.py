@@ -8,7 +8,9 @@ Layers, each importing only the ones below it (tests/unit/test_layers.py):
 * ``config``: flow parameters, stage settings, recipes; ``site``: the store's HTML pages and the CLI's views;
 * ``launch``: subprocesses and Ray Jobs, process groups, progress-based time limits;
 * ``verl_ext``: what plugs into verl and vLLM; ``tasks``, ``models``: the built-in task and tiny model;
-* ``artifacts``: the artifact store; ``core``: pure-torch math.
+* ``artifacts``: the artifact store; ``core``: pure-torch math;
+* ``env``: below them all (standard library only): every ``STABLE_VERL_*`` environment variable, declared and read
+  in one module.
 """
 
 __version__ = "0.1.0"

@@ -27,12 +27,12 @@ from stable_verl.artifacts.errors import ArtifactStoreError
 from stable_verl.artifacts.redact import env_secrets, redact, redact_url, scrub, secret_values
 from stable_verl.artifacts.retry import NO_RETRY, RetryPolicy, call_with_retries
 from stable_verl.artifacts.transfer import ManifestedDirsMixin
+from stable_verl.env import ARTIFACT_ROOT, s3_endpoint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_ROOT = "./artifacts"
-ENDPOINT_ENV_VARS = ("STABLE_VERL_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 
 def _json_default(obj: Any) -> Any:
@@ -80,10 +80,10 @@ class ArtifactStore(ManifestedDirsMixin):
         chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``~/.aws``), so the secret
         is never copied into the store's options.
         """
-        root = root or os.environ.get("STABLE_VERL_ARTIFACT_ROOT") or DEFAULT_ROOT
+        root = root or ARTIFACT_ROOT.get() or DEFAULT_ROOT
         options = dict(storage_options)
         if fsspec.core.split_protocol(root)[0] in ("s3", "s3a"):
-            endpoint = endpoint_url or next((os.environ[v] for v in ENDPOINT_ENV_VARS if os.environ.get(v)), None)
+            endpoint = endpoint_url or s3_endpoint()
             if endpoint:
                 options["client_kwargs"] = {**options.get("client_kwargs", {}), "endpoint_url": endpoint}
         return cls(root, options)

@@ -14,6 +14,8 @@ from pathlib import Path
 import psutil
 import torch
 
+from stable_verl.env import NATIVE_BF16
+from stable_verl.env import native_bf16 as forced_native_bf16
 from stable_verl.launch import tracking
 
 # Environment for every verl process (Ray workers inherit it from the driver).
@@ -49,7 +51,7 @@ def on_cpu() -> bool:
     return not torch.cuda.is_available()
 
 
-NATIVE_BF16_ENV = "STABLE_VERL_NATIVE_BF16"
+NATIVE_BF16_ENV = NATIVE_BF16.name
 """``0`` forces the no-native-bf16 path (emulate a CPU without it), ``1`` the native one; unset: detected."""
 # CPU flags of native bf16 arithmetic: x86 AVX512-BF16 and AMX-BF16 (/proc/cpuinfo ``flags``), Arm's BF16 extension
 # (``Features``). Without them torch computes bf16 by conversion: a 256x128x512 matmul, one thread, on AVX2: fp32
@@ -81,14 +83,8 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (:data:`BF16_FLAGS`); ``$STABLE_VERL_NATIVE_BF16`` (0/1) decides
     instead when set."""
-    forced = os.environ.get(NATIVE_BF16_ENV, "").strip().lower()
-    if forced in ("0", "false", "no"):
-        return False
-    if forced in ("1", "true", "yes"):
-        return True
-    if forced:
-        raise ValueError(f"{NATIVE_BF16_ENV} must be 0 or 1 (unset: detected from the CPU flags), got {forced!r}")
-    return bool(BF16_FLAGS & cpu_flags())
+    forced = forced_native_bf16()
+    return bool(BF16_FLAGS & cpu_flags()) if forced is None else forced
 
 
 def emulate_bf16(cpu: bool | None = None) -> bool:

@@ -10,12 +10,12 @@ rebuild, so the later one wins and the next refresh catches up.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stable_verl.artifacts import ArtifactStore, ComparisonLayout, RunLayout, list_runs
 from stable_verl.artifacts.manifest import utc_now
+from stable_verl.env import SITE_URL, site_url
 from stable_verl.site import render, store_reader
 from stable_verl.site.plots import metrics_png
 
@@ -23,9 +23,7 @@ log = logging.getLogger(__name__)
 
 HTML = "text/html; charset=utf-8"
 PNG = "image/png"
-#: Base URL at which the store's root is served (a bucket website, MinIO with anonymous read, a web server);
-#: Prefect artifacts link to pages under it. Unset: ``file://`` links for local stores, the ``s3://`` location else.
-SITE_URL_ENV = "STABLE_VERL_SITE_URL"
+SITE_URL_ENV = SITE_URL.name
 
 
 @dataclass
@@ -47,7 +45,7 @@ def comparison_page_path(comparison_id: str) -> str:
 def page_url(store: ArtifactStore, rel: str) -> str:
     """Where a person opens the page ``rel``: under ``$STABLE_VERL_SITE_URL`` if set, else a ``file://`` URL
     (local store) or the object's ``s3://`` location (serve the bucket, or see ``stable-verl site presign``)."""
-    base = os.environ.get(SITE_URL_ENV, "").strip()
+    base = site_url()
     if base:
         return f"{base.rstrip('/')}/{rel}"
     if store.is_local:

@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stable_verl.artifacts.store import ENDPOINT_ENV_VARS
+from stable_verl.env import s3_endpoint
 from stable_verl.tasks.datasets import BENCHMARKS, TaskSpec, sft_split, split_path, tokenizer_corpus, write_task_data
 from stable_verl.tasks.reward_fn import RewardFn
 
@@ -145,7 +144,7 @@ def storage_options(uri: str) -> dict[str, Any]:
     """fsspec options of ``uri``: an ``s3://`` object gets the configured endpoint (MinIO, moto), if any."""
     if fsspec.core.split_protocol(uri)[0] not in ("s3", "s3a"):
         return {}
-    endpoint = next((os.environ[v] for v in ENDPOINT_ENV_VARS if os.environ.get(v)), None)
+    endpoint = s3_endpoint()
     return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
 
 

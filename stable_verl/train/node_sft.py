@@ -28,17 +28,18 @@ import sys
 import time
 from pathlib import Path
 
+from stable_verl.env import ATTEMPT, NODE_DIR
 from stable_verl.train.checkpoint_sync import CheckpointSyncer, MetricsLog, restore_latest
 from stable_verl.verl_ext import inputs
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR, StoreSync, restored_line
 
 METRICS_ENV = "VERL_FILE_LOGGER_PATH"
-ATTEMPT_ENV = "STABLE_VERL_ATTEMPT"  # the stage's attempt (launch_spec): names the node's log in the store
+ATTEMPT_ENV = ATTEMPT.name
 
 
 def node_folder(run_id: str) -> Path:
     """This node's folder of the run: ``$STABLE_VERL_NODE_DIR/<run id>`` (required: nothing of the flow's is here)."""
-    base = os.environ.get(ENV_NODE_DIR)
+    base = NODE_DIR.get()
     if not base:
         raise inputs.MissingNodeDir(
             f"an SFT Ray Job needs {ENV_NODE_DIR} on the node that runs it (docs/how-to/cluster.md)"
@@ -65,7 +66,7 @@ def run(args: list[str]) -> int:
     syncer = CheckpointSyncer(run_layout, ckpt_root, metrics, resumed, echo=lambda s: print(s, flush=True)).start()
 
     env = {**os.environ, METRICS_ENV: str(metrics_file)}
-    log_path = local / "logs" / f"attempt-{os.environ.get(ATTEMPT_ENV, '0')}.log"
+    log_path = local / "logs" / f"attempt-{ATTEMPT.get() or '0'}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     child = subprocess.Popen(
         [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1

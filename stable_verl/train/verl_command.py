@@ -8,6 +8,7 @@ from pathlib import PurePath
 
 from stable_verl.config import cpu_env
 from stable_verl.config.stages import Logging, RLStage, SFTStage
+from stable_verl.env import CHAT_TEMPLATE
 from stable_verl.launch import tracking
 from stable_verl.models.hf import HFModel
 from stable_verl.models.spec import TinyModelSpec
@@ -16,7 +17,7 @@ from stable_verl.tasks.reward_fn import RewardFn, builtin_reward, reward_overrid
 # verl's SFT dataset, tokenized once per conversation (stable_verl/verl_ext/sft_dataset.py): our SFT sets are small
 # and visited many times, and re-tokenizing them was 11% of a CPU SFT step. Named, not imported: it imports verl.
 SFT_DATASET = ("pkg://stable_verl.verl_ext.sft_dataset", "CachedMultiTurnSFTDataset")
-CHAT_TEMPLATE_ENV = "STABLE_VERL_CHAT_TEMPLATE"  # a user model's chat template, for verl's custom_chat_template
+CHAT_TEMPLATE_ENV = CHAT_TEMPLATE.name
 
 
 def sft_argv(

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ENV = "STABLE_VERL_EXPERT_AUDIT"
+from stable_verl.env import EXPERT_AUDIT
+
+ENV = EXPERT_AUDIT.name
 
 
 class ExpertAudit:
@@ -40,7 +42,7 @@ class ExpertAudit:
 
     @classmethod
     def from_env(cls, model: nn.Module, router_names: list[str]) -> ExpertAudit | None:
-        folder = os.environ.get(ENV)
+        folder = EXPERT_AUDIT.get()
         return cls(model, router_names, Path(folder)) if folder else None
 
     def _hook(self, slot: int):

@@ -28,9 +28,10 @@ from filelock import FileLock
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.artifacts.manifest import Manifest
-from stable_verl.verl_ext.store_sync import ENV_ENDPOINT, ENV_NODE_DIR, ENV_ROOT
+from stable_verl.env import INPUTS, NODE_DIR, S3_ENDPOINT, SYNC_ROOT
+from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
 
-ENV_INPUTS = "STABLE_VERL_INPUTS"
+ENV_INPUTS = INPUTS.name
 NODE_INPUTS = "store"  # under $STABLE_VERL_NODE_DIR: a mirror of the store prefixes the node has materialised
 MARK = ".stable-verl-input.json"  # in a materialised folder: the manifest entries it was checked against
 
@@ -109,16 +110,19 @@ def materialise(store: ArtifactStore, inp: StoreInput, node_dir: str | os.PathLi
     return dest
 
 
-def materialise_from_env(environ: Mapping[str, str] = os.environ) -> list[Path]:
+def materialise_from_env(environ: Mapping[str, str] | None = None) -> list[Path]:
     """The inputs the environment lists (``STABLE_VERL_INPUTS``), on this node; none listed: nothing to do."""
-    value = environ.get(ENV_INPUTS)
+    value = INPUTS.get(environ)
     if not value:
         return []
-    node_dir = environ.get(ENV_NODE_DIR)
+    node_dir = NODE_DIR.get(environ)
     if not node_dir:
         raise MissingNodeDir(
             f"{ENV_INPUTS} lists stage inputs, but this node sets no {ENV_NODE_DIR} to put them in: "
             f"start it with {ENV_NODE_DIR}=<local folder> ray start ... (docs/how-to/cluster.md)"
         )
-    store = ArtifactStore.from_env(environ[ENV_ROOT], endpoint_url=environ.get(ENV_ENDPOINT))
+    root = SYNC_ROOT.get(environ)
+    if root is None:
+        raise KeyError(SYNC_ROOT.name)  # stable-verl sets it beside STABLE_VERL_INPUTS (sync_env)
+    store = ArtifactStore.from_env(root, endpoint_url=S3_ENDPOINT.get(environ))
     return [materialise(store, inp, node_dir) for inp in parse_inputs(value)]

@@ -9,13 +9,14 @@ pi_old by exactly the chosen precision. Unset or ``native``: nothing is patched.
 from __future__ import annotations
 
 import functools
-import os
 
-ENV = "STABLE_VERL_ROLLOUT_PRECISION"
+from stable_verl.env import ROLLOUT_PRECISION, rollout_precision
+
+ENV = ROLLOUT_PRECISION.name
 
 
 def register() -> None:
-    precision = os.environ.get(ENV, "native").strip().lower()
+    precision = rollout_precision()
     if precision == "native":
         return
     from vllm.model_executor.model_loader import base_loader, utils

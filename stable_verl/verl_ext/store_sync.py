@@ -33,11 +33,12 @@ from typing import Any
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, Manifest, ManifestEntry, RunLayout, step_dir
 from stable_verl.artifacts.manifest import list_files
+from stable_verl.env import NODE_DIR, S3_ENDPOINT, SYNC_ROOT, SYNC_RUN
 
-ENV_ROOT = "STABLE_VERL_SYNC_ROOT"
-ENV_RUN = "STABLE_VERL_SYNC_RUN"
-ENV_ENDPOINT = "STABLE_VERL_S3_ENDPOINT"
-ENV_NODE_DIR = "STABLE_VERL_NODE_DIR"
+ENV_ROOT = SYNC_ROOT.name  # the names, for the environments built here and by the stages (stable_verl/env.py)
+ENV_RUN = SYNC_RUN.name
+ENV_ENDPOINT = S3_ENDPOINT.name
+ENV_NODE_DIR = NODE_DIR.name
 TRACKER = "latest_checkpointed_iteration.txt"  # verl's: the step of the last complete local save
 WORKER_PARTS = ("actor", "critic")  # folders of a global_step_N the worker groups write; the rest is the driver's
 _RANKED = re.compile(r"_rank_(\d+)(?=[._]|$)")  # verl's shard names: model_world_size_<W>_rank_<r>.pt
@@ -63,13 +64,13 @@ def sync_env(run: RunLayout) -> dict[str, str]:
     return env
 
 
-def node_run_dir(run_id: str, environ: Mapping[str, str] = os.environ) -> str | None:
+def node_run_dir(run_id: str, environ: Mapping[str, str] | None = None) -> str | None:
     """This node's scratch folder of the run (``$STABLE_VERL_NODE_DIR/<run id>``), None when the node sets none."""
-    base = environ.get(ENV_NODE_DIR)
+    base = NODE_DIR.get(environ)
     return os.path.join(base, run_id) if base else None
 
 
-def node_path(path: str, run_id: str, environ: Mapping[str, str] = os.environ) -> str:
+def node_path(path: str, run_id: str, environ: Mapping[str, str] | None = None) -> str:
     """``path`` (``<checkpoint root>/global_step_N/<part>``, as verl's driver names it) on this node: under
     this node's checkpoint root when it sets ``STABLE_VERL_NODE_DIR``, else unchanged."""
     base = node_run_dir(run_id, environ)
@@ -126,12 +127,12 @@ class StoreSync:
     run: RunLayout
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> StoreSync | None:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StoreSync | None:
         """The run the environment names (None: not set, a plain verl run)."""
-        root, run_id = environ.get(ENV_ROOT), environ.get(ENV_RUN)
+        root, run_id = SYNC_ROOT.get(environ), SYNC_RUN.get(environ)
         if not root or not run_id:
             return None
-        return cls(RunLayout(ArtifactStore.from_env(root, endpoint_url=environ.get(ENV_ENDPOINT)), run_id))
+        return cls(RunLayout(ArtifactStore.from_env(root, endpoint_url=S3_ENDPOINT.get(environ)), run_id))
 
     def checkpoint_root(self, configured: str) -> str:
         """verl's checkpoint root on this node: the node's scratch when it sets one, else ``configured``."""

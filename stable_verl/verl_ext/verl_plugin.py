@@ -12,8 +12,9 @@ reads none of them, so the head node downloads nothing; SFT's job entrypoint mat
 """
 
 import logging
-import os
 import warnings
+
+from stable_verl.env import INPUTS
 
 # verl's engine package warns once per optional backend it cannot import (megatron, veomni, ...): noise here.
 warnings.filterwarnings("ignore", message=r".* engine is not available", category=UserWarning)
@@ -32,7 +33,7 @@ except Exception:
     logging.getLogger("stable_verl").exception("stable-verl: the verl plugin failed to load")
     raise
 
-if os.environ.get("STABLE_VERL_INPUTS"):
+if INPUTS.get():
     try:
         import ray
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from stable_verl.env import CPU_VISIBLE_DEVICES
+
 
 def _noop(*_args: Any, **_kwargs: Any) -> None:
     return None
@@ -132,7 +134,7 @@ def register() -> None:
                 return "gloo"
 
             def visible_devices_envvar(self) -> str:
-                return "STABLE_VERL_CPU_VISIBLE_DEVICES"
+                return CPU_VISIBLE_DEVICES.name
 
             @contextlib.contextmanager
             def nvtx_range(self, msg: str):
