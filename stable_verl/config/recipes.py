@@ -1,8 +1,8 @@
 """RL recipes: an objective (advantage estimator, policy loss, aggregation, off-policiness) as YAML.
 
-``configs/recipes/<name>.yaml`` holds the paper's arms (minirl, its ablations, grpo, cispo). A recipe
-is validated when loaded and compiles to the verl Hydra overrides that select it; ``stable-verl plan``
-prints them.
+``configs/recipes/<name>.yaml`` holds the paper's arms (minirl, its ablations, grpo, cispo), shipped with the
+package (:mod:`.shipped`). A recipe is validated when loaded and compiles to the verl Hydra overrides that select
+it; ``stable-verl plan`` prints them.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stable_verl.config.shipped import recipe_dir
 from stable_verl.config.yaml_config import load_yaml
 from stable_verl.core.loss_specs import LOSS_SPECS
 from stable_verl.core.options import MiniRLOptions
-
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
 
 # verl's aggregation modes (verl.trainer.ppo.core_algos.agg_loss)
 AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
@@ -134,12 +133,12 @@ class Recipe:
 
 
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
 
 
 def load_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
     """Load ``configs/recipes/<name>.yaml`` plus ``key=value`` overrides; ValueError on bad input."""
-    path = RECIPE_DIR / f"{name}.yaml"
+    path = recipe_dir() / f"{name}.yaml"
     if not path.exists():
         raise ValueError(f"unknown recipe {name!r}; available: {', '.join(available_recipes())}")
     return load_yaml(path, [f"name={name}", *(overrides or [])], schema=Recipe)
