@@ -68,7 +68,7 @@ def flow_params() -> str:
         flow_defs = schema.pop("$defs", {})
         defs.update(flow_defs)
         lines += [f"## Flow `{name}`", "", cell(schema.get("description", "")), ""]
-        config = f"`{spec.config.relative_to(ROOT)}`" if spec.config else "none (the defaults below)"
+        config = f"`configs/{spec.config.name}`" if spec.config else "none (the defaults below)"
         lines += [f"Module `{spec.module}`, parameters `{spec.params}`, default config {config}.", ""]
         lines += _table(schema, flow_defs) + [""]
     lines += ["## Nested settings", ""]

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+from stable_verl.config.shipped import config_dir
+
+CONFIG_DIR = config_dir()
 PARAMS_MODULE = "stable_verl.config.params"
 PLAN_MODULE = "stable_verl.train.plan"
 

@@ -18,6 +18,7 @@
     stable-verl site build|presign ...          static HTML pages of the store (stable_verl.site)
     stable-verl recipes list | show NAME [key=value ...]
                                                 the RL recipes, and the verl overrides one compiles to
+    stable-verl cp NAME DEST                    copy a shipped config out (coldstart, recipes/minirl, ...)
 
 The store is ``$STABLE_VERL_ARTIFACT_ROOT`` (``./artifacts`` when unset; S3 endpoint from
 ``$STABLE_VERL_S3_ENDPOINT`` / ``$AWS_ENDPOINT_URL``, credentials from the usual AWS chain); ``--store URI``
@@ -128,10 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_rep.add_argument("--out", type=Path, default=Path("docs/results"), help="folder of the page")
     cmp_rep.set_defaults(func=cmd_comparisons_republish)
 
+    from stable_verl.cli.config_cmds import add_config_commands
     from stable_verl.cli.recipe_cmds import add_recipe_commands
     from stable_verl.site.commands import add_site_commands  # site hook: `stable-verl site ...`
 
     add_recipe_commands(sub)
+    add_config_commands(sub)
 
     add_site_commands(sub, _add_store)
     return parser

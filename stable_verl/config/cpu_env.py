@@ -6,13 +6,14 @@ pipeline applies them when no CUDA device is present, so users never set them by
 
 from __future__ import annotations
 
+import ast
 import functools
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
-import torch
 
 from stable_verl.env import NATIVE_BF16
 from stable_verl.env import native_bf16 as forced_native_bf16
@@ -47,8 +48,35 @@ COMMON_ENV: dict[str, str] = {
 
 
 def on_cpu() -> bool:
-    """True when no CUDA device is visible (this machine, CI)."""
+    """True when no CUDA device is visible (this machine, CI). A torch built for CPU only (the CPU stack) answers
+    from its version file, so that compiling and planning a flow import no torch there."""
+    if not _torch_has_gpu_build():
+        return True
+    import torch
+
     return not torch.cuda.is_available()
+
+
+@functools.cache
+def _torch_has_gpu_build() -> bool:
+    """Whether the installed torch was built with CUDA or ROCm (``torch/version.py``'s ``cuda`` / ``hip``), read
+    without importing torch; True when that cannot be told (then torch is asked)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return True
+    try:
+        tree = ast.parse(Path(spec.submodule_search_locations[0], "version.py").read_text())
+    except (OSError, SyntaxError):
+        return True
+    builds: dict[str, ast.expr] = {}
+    for node in tree.body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        builds |= {t.id: node.value for t in targets if isinstance(t, ast.Name) and node.value is not None}
+    if "cuda" not in builds or "hip" not in builds:
+        return True
+    return any(not (isinstance(builds[k], ast.Constant) and builds[k].value is None) for k in ("cuda", "hip"))
 
 
 NATIVE_BF16_ENV = NATIVE_BF16.name
@@ -63,6 +91,8 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 @functools.cache
 def cpu_capability() -> str:
     """The vector ISA torch dispatches CPU kernels to on this machine ('AVX2', 'AVX512', 'DEFAULT', ...)."""
+    import torch
+
     return str(torch.backends.cpu.get_cpu_capability())
 
 

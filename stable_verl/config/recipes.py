@@ -1,20 +1,21 @@
 """RL recipes: an objective (advantage estimator, policy loss, aggregation, off-policiness) as YAML.
 
-``configs/recipes/<name>.yaml`` holds the paper's arms (minirl, its ablations, grpo, cispo). A recipe
-is validated when loaded and compiles to the verl Hydra overrides that select it; ``stable-verl plan``
-prints them.
+``configs/recipes/<name>.yaml`` holds the paper's arms (minirl, its ablations, grpo, cispo), shipped with the
+package (:mod:`.shipped`). A recipe is validated when loaded and compiles to the verl Hydra overrides that select
+it; ``stable-verl plan`` prints them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stable_verl.config.shipped import recipe_dir
 from stable_verl.config.yaml_config import load_yaml
+from stable_verl.core.loss_specs import LOSS_SPECS
 from stable_verl.core.options import MiniRLOptions
-
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "configs" / "recipes"
 
 # verl's aggregation modes (verl.trainer.ppo.core_algos.agg_loss)
 AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
@@ -47,7 +48,8 @@ class Recipe:
     minibatches: int = 1
     """N optimizer steps per rollout batch (1 = on-policy; the paper uses 2, 4, 8)."""
     minirl: MiniRLOptions = field(default_factory=MiniRLOptions)
-    """The MiniRL loss's own switches (``loss_mode: minirl``; verl_ext.minirl_loss registers what they become)."""
+    """The MiniRL loss's own switches (``loss_mode: minirl``; :data:`~stable_verl.core.loss_specs.LOSS_SPECS` says
+    what they become)."""
     routing_replay: str = "disabled"
     """MoE Routing Replay (paper §5): 'R2' replays the training engine's old-policy routes in the updates,
     'R3' replays vLLM's routes in the old-log-prob pass and the updates (stable_verl.verl_ext.routing_engine)."""
@@ -88,9 +90,12 @@ class Recipe:
             f"{actor}.clip_ratio_high={self.eps_high}",
             f"{actor}.clip_ratio_c={self.dual_clip:g}",
         ]
-        settings = _loss_settings(self.loss_mode)
-        if settings is not None:  # the loss's own block and the verl settings it registered
-            out += settings.overrides(getattr(self, settings.block))
+        spec = LOSS_SPECS.get(self.loss_mode)
+        if spec is not None and spec.block is not None:  # the loss's own block: its config class, fields, needs
+            block = getattr(self, spec.block)
+            out.append(f"{actor}.policy_loss._target_={spec.config_class}")
+            out += [f"+{actor}.policy_loss.{f.name}={getattr(block, f.name)}" for f in dataclasses.fields(block)]
+            out += spec.needs(block)
         if self.routing_replay != "disabled":  # verl's fsdp.yaml has no router_replay block: add verl's dataclass
             out.append(
                 f"+{actor}.fsdp_config.router_replay={{_target_:{ROUTER_REPLAY_CONFIG},mode:{self.routing_replay}}}"
@@ -127,22 +132,13 @@ class Recipe:
             )
 
 
-def _loss_settings(loss_mode: str):
-    """What the loss registered about its own settings (``verl_ext.registry.LossSettings``), if anything."""
-    import verl  # noqa: F401  (loads stable-verl's verl plugin, which registers the losses)
-
-    from stable_verl.verl_ext.registry import loss_settings
-
-    return loss_settings(loss_mode)
-
-
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
 
 
 def load_recipe(name: str, overrides: list[str] | None = None) -> Recipe:
     """Load ``configs/recipes/<name>.yaml`` plus ``key=value`` overrides; ValueError on bad input."""
-    path = RECIPE_DIR / f"{name}.yaml"
+    path = recipe_dir() / f"{name}.yaml"
     if not path.exists():
         raise ValueError(f"unknown recipe {name!r}; available: {', '.join(available_recipes())}")
     return load_yaml(path, [f"name={name}", *(overrides or [])], schema=Recipe)

@@ -16,8 +16,7 @@ from filelock import FileLock
 
 from stable_verl.artifacts import config_hash
 from stable_verl.models.hf import HFModel
-from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
-from stable_verl.models.tokenizer import train_tokenizer
+from stable_verl.models.spec import TinyModelSpec
 from stable_verl.tasks.datasets import split_path
 from stable_verl.tasks.user_task import Task, assets_identity, corpus, split_names, write_splits
 from stable_verl.train.model_source import planned_model_dir, resolve_model_dir
@@ -45,6 +44,9 @@ def build_assets(workdir: Path, model: TinyModelSpec | HFModel, task: Task, seed
     deterministic). Returns what was built (``model_dir`` and split names)."""
     built = dict(write_splits(workdir / "data", task))
     if isinstance(model, TinyModelSpec):  # a user's model brings its own tokenizer
+        from stable_verl.models.tiny import save_tiny_model  # torch + transformers: only to build, not to plan
+        from stable_verl.models.tokenizer import train_tokenizer
+
         tokenizer = train_tokenizer(corpus(task))
         built["model_dir"] = save_tiny_model(workdir / "models" / f"tiny-{model.kind}", model, tokenizer, seed=seed)
     return built

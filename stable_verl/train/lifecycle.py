@@ -118,8 +118,9 @@ class VerlJob:
     """Trackers verl logs to beside console and file; their per-run settings go into each attempt's environment."""
     stall_s: float = DEFAULT_STALL_S
     """verl is stopped when it makes no progress (no new step or log line, no CPU) for this long."""
-    platform: Mapping[str, Any] = field(default_factory=dict)
-    """The machine the command was built for (:func:`~.config.cpu_env.platform_facts`): run.json and config.yaml."""
+    platform: Callable[[], Mapping[str, Any]] = dict
+    """The facts of the machine that launches the command (:func:`~.config.cpu_env.platform_facts`), asked when it
+    launches (planning asks nothing of torch): run.json and config.yaml."""
 
 
 def run_tracked(
@@ -152,9 +153,10 @@ def run_tracked(
     launcher, spec = job.launcher(), launch_spec(run, job, argv, local_dir, attempt, metrics_file)
     try:
         launcher.check(spec)  # e.g. an earlier attempt still running on the cluster: refuse before touching anything
-        run.write_config({**job.config, **({"platform": dict(job.platform)} if job.platform else {})})
+        platform = dict(job.platform())
+        run.write_config({**job.config, **({"platform": platform} if platform else {})})
         run.write_command(argv)
-        RunRecord.started(run, job.kind, job.name, attempt, job.total_steps, job.parent_checkpoint, job.platform)
+        RunRecord.started(run, job.kind, job.name, attempt, job.total_steps, job.parent_checkpoint, platform)
     except BaseException:
         lease.release()
         raise

@@ -10,6 +10,7 @@ the same jobs' command lines (:func:`sft_job`, :func:`rl_job`) without building 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -135,7 +136,7 @@ def sft_job(p: SFTFlowParams, assets: Assets, run: str, workdir: Path) -> VerlJo
         stall_s=p.sft.stall_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         launcher=launcher_factory(p.launcher),
-        platform=cpu_env.platform_facts(p.launcher.cpu),
+        platform=functools.partial(cpu_env.platform_facts, p.launcher.cpu),
         entrypoint_gpus=p.sft.n_gpus_per_node,  # torchrun's trainers run in the job's own process tree
         store_sync=nodes is not None,  # on a cluster: node_sft syncs on the node that saves
         node_inputs=nodes,
@@ -196,7 +197,7 @@ def rl_job(
         stall_s=p.rl.stall_s,
         config=p.model_dump(mode="json", exclude={"store"}),
         parent_checkpoint=parent,
-        platform=cpu_env.platform_facts(p.launcher.cpu),
+        platform=functools.partial(cpu_env.platform_facts, p.launcher.cpu),
         launcher=launcher_factory(p.launcher),
         store_sync=True,  # the stable_sync trainer uploads its checkpoints and metrics itself
         node_inputs=nodes,

@@ -5,15 +5,17 @@
 **How mu_old reaches the loss.** verl 0.9.1 passes a policy loss ``rollout_is_weights`` but not the
 rollout log-probs. The MiniRL recipes therefore turn on verl's own rollout correction at token level
 with a threshold above verl's safety clamp (``algorithm.rollout_correction.rollout_is=token``,
-``rollout_is_threshold=UNTRUNCATED``): verl computes ``exp(old_log_prob - rollout_log_probs)`` on the
-driver, i.e. exactly pi_old/mu_old per token, detached and *not* truncated, and hands it to this loss.
+``rollout_is_threshold=UNTRUNCATED``, :mod:`stable_verl.core.loss_specs`): verl computes
+``exp(old_log_prob - rollout_log_probs)`` on the driver, i.e. exactly pi_old/mu_old per token, detached and
+*not* truncated, and hands it to this loss.
 The loss then applies MiniRL's own cap in either reading (``truncation=full``: min(pi_theta/mu_old, C);
 ``decoupled``: min(pi_old/mu_old, C) * r_t). No trainer or worker code is replaced.
 
 The MiniRL switches are :class:`stable_verl.core.minirl.MiniRLOptions`, declared once; ``MiniRLLossConfig`` adds
 them to verl's ``PolicyLossConfig`` (selected with ``actor.policy_loss._target_``); eps_low/eps_high are verl's
-``clip_ratio_low``/``clip_ratio_high``. The loss registers these settings with itself (:data:`SETTINGS`), so a
-recipe's ``minirl:`` block and the rollout-correction pass-through compile without the compiler knowing MiniRL.
+``clip_ratio_low``/``clip_ratio_high``. What a recipe's ``minirl:`` block and the rollout-correction pass-through
+compile to is declared, free of verl, in :data:`stable_verl.core.loss_specs.LOSS_SPECS`; the registration below
+checks that it names this config class.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import torch
 from verl.trainer.ppo.core_algos import agg_loss
 from verl.workers.config import PolicyLossConfig
 
+from stable_verl.core.loss_specs import UNTRUNCATED
 from stable_verl.core.metric_keys import TRAIN_INFER_KL_K1, TRAIN_INFER_KL_K3
 from stable_verl.core.minirl import MiniRLConfig, MiniRLOptions, minirl_token_loss_packed
-from stable_verl.verl_ext.registry import LossSettings, register_policy_loss
+from stable_verl.verl_ext.registry import register_policy_loss
 
 # Metric keys. verl's reduce_metrics picks the reduction across mini-batches from the key's *name*: a key
 # containing "max" is maxed, one containing "min" is minimised (so "actor/minirl/..." would report the
@@ -46,27 +49,11 @@ METRIC_KEYS = {
     "train_infer_kl_k3": TRAIN_INFER_KL_K3,
 }
 
-# Above verl's SAFETY_BOUND (exp(20) ~ 4.9e8): verl's token TIS then never binds and passes pi_old/mu_old as is.
-UNTRUNCATED = 1.0e9
-
 
 @dataclass
 class MiniRLLossConfig(PolicyLossConfig, MiniRLOptions):
     """verl's policy-loss config (``actor_rollout_ref.actor.policy_loss``) plus the MiniRL switches, validated by
     :class:`~stable_verl.core.minirl.MiniRLOptions`."""
-
-
-def _rollout_correction(options: MiniRLOptions) -> list[str]:
-    """verl hands the loss pi_old/mu_old, untruncated (see the module doc), unless the ablation drops the factor."""
-    if not options.train_infer_is:
-        return []
-    return [
-        "algorithm.rollout_correction.rollout_is=token",
-        f"algorithm.rollout_correction.rollout_is_threshold={UNTRUNCATED:g}",
-    ]
-
-
-SETTINGS = LossSettings(block="minirl", config_class=MiniRLLossConfig, needs=_rollout_correction)
 
 
 def _minirl_config(config: Any) -> MiniRLConfig:
@@ -78,7 +65,7 @@ def _minirl_config(config: Any) -> MiniRLConfig:
     return config.policy_loss.with_clip(eps_low=config.clip_ratio_low, eps_high=config.clip_ratio_high)
 
 
-@register_policy_loss("minirl", SETTINGS)
+@register_policy_loss("minirl", MiniRLLossConfig)
 def minirl_policy_loss(
     old_log_prob: torch.Tensor,  # (bs, T) pi_old, training engine, before this step's updates
     log_prob: torch.Tensor,  # (bs, T) pi_theta, live forward with grad

@@ -2,47 +2,24 @@
 
 verl's ``register_policy_loss`` silently overwrites an existing name; a typo'd or shadowed loss would
 then train with the wrong objective without a trace. These wrappers refuse that, and lookups list the
-names that exist. A loss with settings of its own registers with them (:class:`LossSettings`): what a recipe's
-block for it becomes in verl's config, so the recipe compiler knows no loss by name.
+names that exist. A policy loss must be declared in :data:`stable_verl.core.loss_specs.LOSS_SPECS` (the verl-free
+table recipes compile with), with the config class it registers here, so the table and verl cannot drift.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from verl.trainer.ppo import core_algos
 
-ACTOR = "actor_rollout_ref.actor"
+from stable_verl.core.loss_specs import LOSS_SPECS
+
+LOSS_CONFIG_CLASSES: dict[str, type | None] = {}
+"""The policy losses registered through :func:`register_policy_loss`, with their config class."""
 
 
-@dataclass(frozen=True)
-class LossSettings:
-    """How a policy loss's own settings reach verl: a recipe's block ``block`` fills the fields of ``config_class``
-    (a ``PolicyLossConfig`` subclass selected with ``policy_loss._target_``); ``needs(block)`` lists any other verl
-    settings the loss needs."""
-
-    block: str
-    """The recipe field holding the loss's settings (a dataclass)."""
-    config_class: type
-    needs: Callable[[Any], list[str]] = lambda block: []
-
-    def overrides(self, block: Any) -> list[str]:
-        """The Hydra overrides of ``block``: the config class, then each field in declaration order, then the needs."""
-        cls = self.config_class
-        out = [f"{ACTOR}.policy_loss._target_={cls.__module__}.{cls.__qualname__}"]
-        out += [f"+{ACTOR}.policy_loss.{f.name}={getattr(block, f.name)}" for f in dataclasses.fields(block)]
-        return out + self.needs(block)
-
-
-LOSS_SETTINGS: dict[str, LossSettings] = {}
-
-
-def loss_settings(name: str) -> LossSettings | None:
-    """The settings registered with policy loss ``name`` (None: it has none beyond verl's own config)."""
-    return LOSS_SETTINGS.get(name)
+def _dotted(cls: type | None) -> str | None:
+    return None if cls is None else f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _same(a: Callable, b: Callable) -> bool:
@@ -50,13 +27,23 @@ def _same(a: Callable, b: Callable) -> bool:
     return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
 
 
-def register_policy_loss(name: str, settings: LossSettings | None = None) -> Callable[[Callable], Callable]:
+def register_policy_loss(name: str, config_class: type | None = None) -> Callable[[Callable], Callable]:
+    """Register ``fn`` as policy loss ``name``, whose own settings (if any) are ``config_class``'s extra fields; both
+    must be as :data:`~stable_verl.core.loss_specs.LOSS_SPECS` declares them."""
+
     def decorator(fn: Callable) -> Callable:
         existing = core_algos.POLICY_LOSS_REGISTRY.get(name)
         if existing is not None and not _same(existing, fn):
             raise ValueError(f"policy loss {name!r} is already registered to {existing.__module__}.{existing.__name__}")
-        if settings is not None:
-            LOSS_SETTINGS[name] = settings
+        spec = LOSS_SPECS.get(name)
+        if spec is None:
+            raise ValueError(f"policy loss {name!r} is not declared in stable_verl.core.loss_specs.LOSS_SPECS")
+        if spec.config_class != _dotted(config_class):
+            raise ValueError(
+                f"policy loss {name!r} registers config class {_dotted(config_class)}, "
+                f"but stable_verl.core.loss_specs declares {spec.config_class}"
+            )
+        LOSS_CONFIG_CLASSES[name] = config_class
         return core_algos.register_policy_loss(name)(fn)
 
     return decorator

@@ -109,7 +109,7 @@ def test_the_rl_job_rounds_the_rollout_weights_and_records_the_platform(monkeypa
     monkeypatch.setenv(cpu_env.NATIVE_BF16_ENV, "0")
     job = train_stages.rl_job(p, assets, tmp_path / "m", None)
     assert job.env["STABLE_VERL_ROLLOUT_PRECISION"] == "bf16"
-    assert job.platform == {
+    assert job.platform() == {
         "cpu_capability": cpu_env.cpu_capability(),
         "native_bf16": False,
         "bf16": "emulated: SFT/RL train in fp32, a bf16 rollout runs fp32 on bf16-rounded weights",
@@ -118,7 +118,7 @@ def test_the_rl_job_rounds_the_rollout_weights_and_records_the_platform(monkeypa
     monkeypatch.setenv(cpu_env.NATIVE_BF16_ENV, "1")
     job = train_stages.rl_job(p, assets, tmp_path / "m", None)
     assert job.env["STABLE_VERL_ROLLOUT_PRECISION"] == "native"
-    assert job.platform == {"cpu_capability": cpu_env.cpu_capability(), "native_bf16": True}
+    assert job.platform() == {"cpu_capability": cpu_env.cpu_capability(), "native_bf16": True}
 
 
 def _native_run_id(monkeypatch, p) -> str:
