@@ -23,10 +23,12 @@ from stable_verl.pipeline.run_lifecycle import VerlJob, run_tracked
 TRAINER = """
 import json, os, pathlib, sys, time
 root, total, die_at = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+sleep_s = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0  # per step: a stage that takes a while, using no CPU
 tracker = root / "latest_checkpointed_iteration.txt"
 start = int(tracker.read_text()) if tracker.exists() else 0
 log = open(os.environ["VERL_FILE_LOGGER_PATH"], "wb", buffering=0)
 for step in range(start + 1, total + 1):
+    time.sleep(sleep_s)
     if step == die_at:
         os.kill(os.getpid(), 9)
     ckpt = root / f"global_step_{step}"
