@@ -5,8 +5,9 @@ resume and lease (the stage's tracked lifecycle). :func:`run_cells` submits ever
 ``ThreadPoolTaskRunner(max_workers=max_concurrent)``: Prefect runs ``max_concurrent`` of them and queues the rest.
 A cell that fails does not stop the others; the caller gets every cell's outcome (complete, or failed with its
 one-line cause). Progress: a log line and a progress artifact each time a cell starts or ends (running, queued,
-done, failed, the time left). On SIGTERM the flow's handler stops every running job (``procs``), the queued cells
-never start, and a rerun skips the complete cells and resumes the others from their last checkpoint.
+done, failed, the time left). On SIGTERM the flow's handler (``procs.kill_active``) first marks the queued cells
+stopped, so none starts, then stops every running job; a rerun skips the complete cells and resumes the others from
+their last checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.tasks import artifact_key
+from stable_verl.pipeline.launch import procs
 from stable_verl.pipeline.launch.ray_job import cluster_gpus
 from stable_verl.pipeline.params import LauncherParams
 
@@ -53,6 +55,10 @@ class CellOutcome:
 
 class CellsFailed(RuntimeError):
     """Some cells failed (the others ran to the end); the message lists every cell's outcome."""
+
+
+class CellNotStarted(RuntimeError):
+    """A queued cell was not started: the flow is stopping."""
 
 
 def max_concurrent(launcher: LauncherParams, gpus_per_stage: int) -> int:
@@ -122,6 +128,8 @@ class CellProgress:
 
     def __init__(self, what: str, total: int, concurrency: int, to_run: int | None = None) -> None:
         self.what, self.counts, self._lock = what, CellCounts(total, concurrency, to_run), threading.Lock()
+        self.stopping = threading.Event()
+        """Set when the flow is stopped: a queued cell then does not start."""
         self.log = get_run_logger()
         line = self.counts.line(what, "starting" if to_run is None else f"{total - to_run} complete already")
         self.id = create_progress_artifact(0.0, key=artifact_key("progress", what), description=line)
@@ -147,6 +155,8 @@ class CellProgress:
 @task(name="cell", task_run_name="{cell.label}", cache_policy=NO_CACHE)
 def _run_cell(cell: Cell, progress: CellProgress) -> dict:
     """One cell's stage subflow, timed; its start and end reach the progress."""
+    if progress.stopping.is_set():
+        raise CellNotStarted(f"{cell.label} not started: the flow is stopping")
     progress.start(cell.label)
     start = time.monotonic()
     try:
@@ -163,9 +173,14 @@ def run_cells(what: str, cells: list[Cell], concurrency: int, to_run: int | None
     """Run every cell, at most ``concurrency`` at once (queued in order); every cell's outcome, in order.
     ``to_run``: how many are not complete yet (for the time left)."""
     progress = CellProgress(what, len(cells), concurrency, to_run)
-    with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
-        futures = [runner.submit(_run_cell, {"cell": cell, "progress": progress}) for cell in cells]
-        wait(futures)
+    # Registered before any cell's job: on SIGTERM the queued cells are stopped first, then the running jobs.
+    procs.register_stop(f"{what}: queued cells", progress.stopping.set)
+    try:
+        with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
+            futures = [runner.submit(_run_cell, {"cell": cell, "progress": progress}) for cell in cells]
+            wait(futures)
+    finally:
+        procs.unregister_stop(f"{what}: queued cells")
     outcomes = []
     for cell, future in zip(cells, futures, strict=True):
         try:
