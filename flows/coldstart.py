@@ -20,6 +20,7 @@ import time
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.cells import Cell, CellOutcome, max_concurrent, one_line, raise_if_failed, run_cells
 from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
 from flows.sft import sft_flow
@@ -35,17 +36,28 @@ def coldstart_comparison_flow(params: ColdstartParams) -> dict:
     checkpoint evaluation -> comparison report."""
     preflight(params)
     pairs = [(teacher, seed) for teacher in params.teachers for seed in params.seeds]
-    # verl SFT keeps one core busy, so the inits' SFTs run side by side; RL uses every core, one run at a time.
+    # verl SFT keeps one core busy, so the inits' SFTs run side by side; their RL stages then run
+    # launcher.max_concurrent at once (locally one: RL uses every core). A failed init leaves the others running.
     sft_runs = [_sft_side_by_side.submit(params.sft_params(t, s)) for t, s in pairs]
     # Already-trained inits: imported (while the SFTs run), then trained with the same recipe after the SFT inits.
     imports = {name: _timed_task(import_stage, params, name) for name in params.init_checkpoints}
+    sfts, failed = {}, []
+    for (name, seed), sft_run in zip(pairs, sft_runs, strict=True):
+        try:
+            sfts[name, seed] = sft_run.result()
+        except Exception as e:
+            failed.append(CellOutcome(f"{name}/seed{seed} (sft)", error=one_line(e)))
+    sfts.update({(name, seed): imports[name] for name, seed in params.init_pairs()})
+    order = [pair for pair in [*pairs, *params.init_pairs()] if pair in sfts]
+    concurrency = max_concurrent(params.launcher, params.rl.nnodes * params.rl.n_gpus_per_node)
+    cells = [Cell(f"{n}/seed{s}", rl_flow, params.rl_params(sfts[n, s]["run_id"], s)) for n, s in order]
+    outcomes = run_cells("coldstart", cells, concurrency)
+    raise_if_failed("coldstart", [*failed, *outcomes])
     inits, stages = [], list(imports.values())
-    order = [(*pair, sft_run) for pair, sft_run in zip(pairs, sft_runs, strict=True)]
-    for name, seed, sft_run in order + [(*pair, None) for pair in params.init_pairs()]:
-        sft = sft_run.result() if sft_run is not None else imports[name]
-        rl = _timed(rl_flow, params.rl_params(sft["run_id"], seed))
+    for (name, seed), outcome in zip(order, outcomes, strict=True):
+        sft, rl = sfts[name, seed], outcome.result
         inits.append(InitRuns(name, seed, sft["run_id"], rl["run_id"]))
-        stages += [sft, rl] if sft_run is not None else [rl]
+        stages += [rl] if name in params.init_checkpoints else [sft, rl]
     runs = list(dict.fromkeys(run for init in inits for run in (init.sft_run, init.rl_run)))  # an import: once
     scores = evaluate_flow(params.evaluate_params(runs))
     report = comparison_report(params, inits, scores)

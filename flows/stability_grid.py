@@ -5,7 +5,8 @@ stable-verl run stability-grid [--config ...] [key=value ...]              (the 
 stable-verl comparisons publish <comparison id>                             (docs/results/stability-grid.md)
 
 Each cell is one tracked RL run with a content-addressed id: rerunning the flow skips the complete cells and
-resumes a killed one from its last checkpoint in the store, so a grid of many hours can run in parts.
+resumes a killed one from its last checkpoint in the store, so a grid of many hours can run in parts. Cells run
+``launcher.max_concurrent`` at once (flows/cells.py; on a Ray cluster by default as many as its GPUs hold).
 """
 
 from __future__ import annotations
@@ -19,33 +20,41 @@ import sys
 
 from prefect import flow
 
+from flows.cells import Cell, max_concurrent, raise_if_failed, run_cells
 from flows.coldstart import _timed
 from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
 from flows.sft import sft_flow
-from flows.tasks import GridProgressArtifact, grid_report, kill_verl, preflight
+from flows.tasks import grid_report, kill_verl, preflight
 from stable_verl.config.params import StabilityGridParams
 from stable_verl.train.stages import rl_run_complete
 
 
-@flow(name="stability-grid", on_cancellation=[kill_verl], on_crashed=[kill_verl])
+@flow(name="stability-grid", on_cancellation=[kill_verl], on_crashed=[kill_verl], on_failure=[kill_verl])
 def stability_grid_flow(params: StabilityGridParams) -> dict:
-    """One SFT init -> every (arm, N, seed) cell as a tracked RL run -> checkpoint evaluation -> claims report."""
+    """One SFT init -> every (arm, N, seed) cell as a tracked RL run (``launcher.max_concurrent`` at once) ->
+    checkpoint evaluation -> claims report. A failed cell leaves the others running; the flow then fails, naming
+    every cell's outcome, and a rerun resumes what is unfinished."""
     preflight(params)
     stages = [] if params.init_run else [_timed(sft_flow, params.sft_params())]
     init_run = params.init_run or stages[0]["run_id"]
+    concurrency = max_concurrent(params.launcher, params.rl.nnodes * params.rl.n_gpus_per_node)
+    grid_cells = [Cell(c.label, rl_flow, params.rl_params(c, init_run)) for c in params.cells()]
     store = params.store.open()
-    to_run = sum(not rl_run_complete(params.rl_params(cell, init_run), store) for cell in params.cells())
-    progress = GridProgressArtifact(params.name, len(params.cells()), to_run)
-    cells = []
-    for cell in params.cells():
-        stage = _timed(rl_flow, params.rl_params(cell, init_run))
-        progress.finish(cell, stage)
-        cells.append((cell, stage))
+    to_run = sum(not rl_run_complete(cell.params, store) for cell in grid_cells)
+    outcomes = run_cells("grid", grid_cells, concurrency, to_run)
+    raise_if_failed("grid", outcomes)
+    cells = [(cell, outcome.result) for cell, outcome in zip(params.cells(), outcomes, strict=True)]
     scores = _timed(evaluate_flow, params.evaluate_params([init_run, *(s["run_id"] for _, s in cells)]))
     evaluation = {k: v for k, v in scores.items() if k != "rows"}
     report = grid_report(params, init_run, cells, scores, {"stages": stages, "eval": evaluation})
-    return {**report, "init_run": init_run, "cells": [{"cell": c.label, **s} for c, s in cells], "eval": evaluation}
+    return {
+        **report,
+        "init_run": init_run,
+        "max_concurrent": concurrency,
+        "cells": [{"cell": c.label, **s} for c, s in cells],
+        "eval": evaluation,
+    }
 
 
 def summary(result: dict) -> str:

@@ -210,22 +210,6 @@ def comparison_report(params: ColdstartParams, inits: list[coldstart.InitRuns], 
     return {"comparison_id": comparison, "report": layout.uri(layout.report_md), "folder": layout.uri()}
 
 
-class GridProgressArtifact:
-    """Cells done / to do with the estimated time left: a Prefect progress artifact plus one log line per cell."""
-
-    def __init__(self, name: str, total: int, to_run: int | None = None) -> None:
-        self.state = grid.GridProgress(total, to_run)
-        description = f"grid: 0/{total}" + ("" if to_run is None else f" ({total - to_run} complete already)")
-        self.id = create_progress_artifact(0.0, key=artifact_key("progress", name), description=description)
-        get_run_logger().info(description)
-
-    def finish(self, cell: GridCell, stage: dict) -> None:
-        self.state.finish(stage["flow_s"], stage["skipped"])
-        line = self.state.line(cell.label + (" (skipped: complete)" if stage["skipped"] else ""))
-        get_run_logger().info(line)
-        update_progress_artifact(self.id, 100.0 * self.state.done / self.state.total, description=line)
-
-
 @task(name="stability-grid-report", cache_policy=NO_CACHE, **STAGE)
 def grid_report(
     params: StabilityGridParams, init_run: str, cells: list[tuple[GridCell, dict]], scores: dict, timings: dict

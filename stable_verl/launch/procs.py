@@ -163,18 +163,20 @@ def kill_recorded_leader(folder: Path, grace_s: float = 10.0) -> str | None:
 
 
 def kill_active(grace_s: float = 10.0) -> list[int | str]:
-    """Kill the trees of every registered leader and stop every registered job; returns their pids and names."""
-    leaders = list(active())
-    for pid in leaders:
-        kill_tree(pid, grace_s)
-        unregister(pid)
+    """Stop every registered job (in registration order), then kill the trees of every registered leader; returns
+    their names and pids. Stops come first: a flow's queued stages register one (``flows/cells.py``) before any
+    stage starts, so no queued stage starts in a thread freed by a killed tree."""
     with _lock:
         stops = dict(_stops)
     for name, stop in stops.items():
         with contextlib.suppress(Exception):  # best effort: the others must still be stopped
             stop()
         unregister_stop(name)
-    return [*leaders, *stops]
+    leaders = list(active())
+    for pid in leaders:
+        kill_tree(pid, grace_s)
+        unregister(pid)
+    return [*stops, *leaders]
 
 
 def install_sigterm_handler() -> None:

@@ -66,6 +66,14 @@ def resolve_address(address: str | None) -> str:
     return found
 
 
+def cluster_gpus(address: str | None) -> float:
+    """Logical GPUs of the cluster's alive nodes at ``address`` (else ``$RAY_ADDRESS``), from Ray's state API."""
+    from ray.util.state import list_nodes
+
+    nodes = list_nodes(address=resolve_address(address), filters=[("state", "=", "ALIVE")], detail=True)
+    return sum(float(node.resources_total.get("GPU", 0.0)) for node in nodes)
+
+
 class RayJobLauncher(Launcher):
     """Submit, follow and stop one verl run as a Ray Job on the cluster at ``address`` (the Jobs API)."""
 

@@ -302,33 +302,3 @@ def write_grid_report(runs: Sequence[GridRun], out_dir: Path, title: str, settin
     return {"report": out_dir / "report.md", "table": out_dir / "table.csv", "claims": out_dir / "claims.csv"} | {
         f"regime_N{n}": p for n, p in plots.items()
     }
-
-
-# ---------------------------------------------------------------------------------------------- progress
-@dataclass
-class GridProgress:
-    """Cells done / to do, and the time left from the mean wall time of the cells that actually ran."""
-
-    total: int
-    to_run: int | None = None
-    """Cells that were not complete when the grid started (None: unknown, every cell left counts)."""
-    done: int = 0
-    ran_s: list[float] = field(default_factory=list)
-
-    def finish(self, wall_s: float, skipped: bool) -> None:
-        self.done += 1
-        if not skipped:
-            self.ran_s.append(wall_s)
-
-    @property
-    def eta_s(self) -> float | None:
-        """Mean wall time of the cells that ran x cells left to run (complete ones are skipped in about a second);
-        None before any cell ran."""
-        if not self.ran_s:
-            return None
-        left = self.total - self.done if self.to_run is None else max(self.to_run - len(self.ran_s), 0)
-        return statistics.fmean(self.ran_s) * left
-
-    def line(self, label: str) -> str:
-        eta = "unknown (no cell has run yet)" if self.eta_s is None else f"{self.eta_s / 60:.1f} min"
-        return f"grid: {self.done}/{self.total} cells done (last: {label}); estimated time left {eta}"

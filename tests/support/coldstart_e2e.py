@@ -4,9 +4,10 @@ One session-scoped run, shared by the tests in test_coldstart_flow.py and, as an
 store, by the other integration tests (tests/integration/conftest.py):
 
 1. attempt 1: both inits' SFTs run side by side, then the flow runs until the first RL checkpoint is in S3, and
-   the RL verl process tree is killed (SIGKILL, as an OOM killer would): the flow fails;
-2. attempt 2: the same flow again: the finished SFTs are skipped, the killed RL resumes from its last
-   checkpoint in S3, the second init's RL trains, every checkpoint is evaluated, the report is written;
+   the RL verl process tree is killed (SIGKILL, as an OOM killer would): the second init's RL still trains, then
+   the flow fails, naming both outcomes;
+2. attempt 2: the same flow again: the finished SFTs and RL are skipped, the killed RL resumes from its last
+   checkpoint in S3, every checkpoint is evaluated, the report is written;
 3. attempt 3: the same flow again: everything is complete, nothing runs.
 
 Every S3 request of the three attempts goes through a fault-injecting proxy (tests/faults/s3_proxy.py) at the

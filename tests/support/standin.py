@@ -2,7 +2,7 @@
 
 It resumes from ``latest_checkpointed_iteration.txt``, writes ``global_step_N/`` then the tracker (RL order: save,
 then log), logs ``{"step", "data"}`` lines to ``$VERL_FILE_LOGGER_PATH`` opened with "wb" as verl does, prints verl's
-step lines, and kills itself with SIGKILL at step ``die_at`` (0: never).
+step lines, sleeps ``sleep_s`` a step (argv[4], default 0), and kills itself with SIGKILL at step ``die_at`` (0: never).
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from stable_verl.train.lifecycle import VerlJob
 TRAINER = """
 import json, os, pathlib, sys, time
 root, total, die_at = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+sleep_s = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0  # per step: a stage that takes a while, using no CPU
 tracker = root / "latest_checkpointed_iteration.txt"
 start = int(tracker.read_text()) if tracker.exists() else 0
 log = open(os.environ["VERL_FILE_LOGGER_PATH"], "wb", buffering=0)
 for step in range(start + 1, total + 1):
+    time.sleep(sleep_s)
     if step == die_at:
         os.kill(os.getpid(), 9)
     ckpt = root / f"global_step_{step}"

@@ -129,3 +129,18 @@ def test_the_local_launcher_records_its_leader_while_it_runs(tmp_path):
     assert record["pid"] == launcher.proc.pid and record["start_time"] == procs.start_time(launcher.proc.pid)
     launcher.stop()
     assert not (tmp_path / procs.LEADER_FILE).exists()
+
+
+def test_stops_come_before_the_trees_so_no_queued_stage_starts_in_a_freed_thread():
+    leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    order = []
+    procs.register(leader.pid, "verl rl")
+    procs.register_stop("grid: queued cells", lambda: order.append(("queued cells stopped", _alive(leader.pid))))
+    try:
+        assert procs.kill_active(grace_s=1) == ["grid: queued cells", leader.pid]
+        assert order == [("queued cells stopped", True)]  # while the running stage's tree was still alive
+        leader.wait(timeout=10)
+        assert procs.active() == {}
+    finally:
+        procs.kill_tree(leader.pid, grace_s=0)
+        leader.wait()

@@ -83,30 +83,6 @@ def test_every_arm_of_the_paper_is_a_recipe():
     assert dppo.loss_mode == "dppo_tv" and "actor_rollout_ref.actor.clip_ratio_c=20" in dppo.overrides()
 
 
-# ------------------------------------------------------------------------------------------ progress
-def test_progress_counts_cells_and_estimates_from_cells_that_ran():
-    p = grid.GridProgress(total=4)
-    p.finish(3.0, skipped=True)  # a complete cell: no time estimate from it
-    assert p.eta_s is None and "1/4 cells done" in p.line("a") and "unknown" in p.line("a")
-    p.finish(100.0, skipped=False)
-    p.finish(200.0, skipped=False)
-    assert p.eta_s == pytest.approx(150.0)  # mean 150 s x 1 cell left
-    assert "3/4 cells done (last: b); estimated time left 2.5 min" in p.line("b")
-
-
-def test_progress_counts_only_the_cells_left_to_run():
-    # 6 cells, 4 complete at the start (skipped in a second each): after one of the 2 to run, one is left
-    p = grid.GridProgress(total=6, to_run=2)
-    p.finish(1.0, skipped=True)
-    p.finish(120.0, skipped=False)
-    assert p.eta_s == pytest.approx(120.0)  # not 120 x 4 cells left
-    for _ in range(3):
-        p.finish(1.0, skipped=True)
-    assert p.eta_s == pytest.approx(120.0)
-    p.finish(80.0, skipped=False)
-    assert p.eta_s == 0.0 and p.done == 6
-
-
 # ------------------------------------------------------------------------------------------ report
 def _grid_runs() -> list[grid.GridRun]:
     """2 arms x N in {1, 2} x 2 seeds; minirl_r2 is absent at N=1; one run raises the entropy+KL warning at step 3
