@@ -116,7 +116,7 @@ def test_a_failed_cell_leaves_the_others_running(prefect_harness, moto_s3, clust
     message = str(failed.value)
     assert message.startswith("1 of 3 standin-grid cell(s) failed"), message
     assert "rl-cell0-00000000: failed (verl rl Ray job " in message and "FAILED" in message
-    assert "rl-cell1-00000000: complete; rl-cell2-00000000: complete" in message
+    assert "rl-cell1-00000001: complete; rl-cell2-00000002: complete" in message
     store = grid.store.open()
     statuses = [RunLayout(store, c.run_id).read_run()["status"] for c in grid.cells]
     assert statuses == ["failed", "complete", "complete"]
@@ -138,17 +138,16 @@ def test_a_killed_flow_resumes_every_unfinished_cell(prefect_harness, moto_s3, c
     runs = [RunLayout(store, c.run_id) for c in grid.cells]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     argv = [sys.executable, "-m", "tests.support.standin_cells", grid.model_dump_json()]
-    child = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
+    log = tmp_path / "flow.log"
+    with open(log, "w") as out:
+        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
         while not all(r.checkpoint_steps() for r in runs[:2]):  # the first two cells: a checkpoint each in S3
-            assert child.poll() is None and time.monotonic() < deadline, child.stdout.read()[-3000:]
+            assert child.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         child.send_signal(signal.SIGTERM)  # Prefect's cancellation
-        output, _ = child.communicate(timeout=180)
-        assert child.returncode != 0, output[-3000:]
+        assert child.wait(timeout=180) != 0, log.read_text()[-3000:]
     finally:
         procs.kill_tree(child.pid, grace_s=0)
         child.wait()
