@@ -35,7 +35,7 @@ def coldstart_comparison_flow(params: ColdstartParams) -> dict:
     """N cold-start inits -> SFT of each (or the import of an already-trained one) -> the same RL recipe ->
     checkpoint evaluation -> comparison report."""
     preflight(params)
-    pairs = [(teacher, seed) for teacher in params.teachers for seed in params.seeds]
+    pairs = params.sft_pairs()
     # verl SFT keeps one core busy, so the inits' SFTs run side by side; their RL stages then run
     # launcher.max_concurrent at once (locally one: RL uses every core). A failed init leaves the others running.
     sft_runs = [_sft_side_by_side.submit(params.sft_params(t, s)) for t, s in pairs]

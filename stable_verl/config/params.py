@@ -423,6 +423,11 @@ class ColdstartParams(_StageParams):
     def sft_params(self, teacher: str, seed: int) -> SFTFlowParams:
         return SFTFlowParams(**self._common(), sft=dataclasses.replace(self.sft, teacher=teacher), sft_seed=seed)
 
+    def sft_pairs(self) -> list[tuple[str, int]]:
+        """(teacher, seed) of the inits trained here by SFT, in run order; the flow runs them and the plan prints
+        them from this one declaration."""
+        return [(teacher, seed) for teacher in self.teachers for seed in self.seeds]
+
     def init_pairs(self) -> list[tuple[str, int]]:
         """(init name, seed) of the checkpoint inits, in run order (after the teachers')."""
         return [(name, seed) for name in self.init_checkpoints for seed in self.seeds]

@@ -87,14 +87,15 @@ def plan_coldstart(p: ColdstartParams) -> list[PlannedStage]:
     """Per init: its SFT, then the RL stage from the SFT's last checkpoint; per already-trained init, its import,
     then the RL stage from it (step 0)."""
     stages = []
-    for teacher in p.teachers:
-        for seed in p.seeds:
-            sft = plan_sft(p.sft_params(teacher, seed))
-            stages += [sft, plan_rl(p.rl_params(sft.run_id, seed), init_steps=p.sft.steps)]
-    for name in p.init_checkpoints:
-        imported = plan_import(p, name)
-        stages.append(imported)
-        stages += [plan_rl(p.rl_params(imported.run_id, seed), init_steps=IMPORT_STEP) for seed in p.seeds]
+    for teacher, seed in p.sft_pairs():
+        sft = plan_sft(p.sft_params(teacher, seed))
+        stages += [sft, plan_rl(p.rl_params(sft.run_id, seed), init_steps=p.sft.steps)]
+    imported: dict[str, PlannedStage] = {}
+    for name, seed in p.init_pairs():
+        if name not in imported:
+            imported[name] = plan_import(p, name)
+            stages.append(imported[name])
+        stages.append(plan_rl(p.rl_params(imported[name].run_id, seed), init_steps=IMPORT_STEP))
     return stages
 
 
