@@ -10,20 +10,15 @@ import) and at its last RL step (real vLLM), and both are in the report.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from stable_verl.artifacts import ArtifactStore, RunLayout
+from stable_verl.artifacts import RunLayout
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+from tests.support.user_inputs import run_coldstart_cli
 
 pytestmark = pytest.mark.slow
-
-CLI = str(Path(sys.executable).parent / "stable-verl")
 
 
 def test_a_cold_start_comparison_of_two_already_trained_checkpoints(tokenizer, moto_s3, tmp_path):
@@ -48,18 +43,8 @@ def test_a_cold_start_comparison_of_two_already_trained_checkpoints(tokenizer, m
         },
         "eval": {"k": 2, "steps": [2], "benchmarks": ["bench_id"], "n_prompts": 8},
     }
-    (tmp_path / "ours.yaml").write_text(json.dumps(config))  # JSON is YAML
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
-    done = subprocess.run(
-        [CLI, "run", "coldstart", "--config", str(tmp_path / "ours.yaml")], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    store = ArtifactStore(str(tmp_path / "store"))
-    runs = store.ls("runs")
-    imports = sorted(r for r in runs if r.startswith("sft-"))
-    rl_runs = sorted(r for r in runs if r.startswith("rl-"))
-    assert [r.rsplit("-", 1)[0] for r in imports] == ["sft-ours-v1", "sft-ours-v2"] and len(rl_runs) == 2, runs
+    store, imports, rl_runs = run_coldstart_cli(tmp_path, config)
+    assert [r.rsplit("-", 1)[0] for r in imports] == ["sft-ours-v1", "sft-ours-v2"] and len(rl_runs) == 2
     sources = {}
     for run_id in imports:  # imported, never trained: one complete checkpoint, step 0, the HF folder
         run = RunLayout(store, run_id)

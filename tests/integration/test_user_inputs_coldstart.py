@@ -13,21 +13,16 @@ Real verl SFT (both inits side by side), real verl RL with vLLM-CPU rollouts, re
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from stable_verl.artifacts import ArtifactStore, RunLayout
+from stable_verl.artifacts import RunLayout
 from stable_verl.tasks.datasets import TaskSpec, write_task_data
-from tests.support.user_inputs import as_gsm8k, save_user_model, write_reward
+from tests.support.user_inputs import as_gsm8k, run_coldstart_cli, save_user_model, write_reward
 
 pytestmark = pytest.mark.slow
-
-CLI = str(Path(sys.executable).parent / "stable-verl")
 
 
 def _user_files(root: Path, tokenizer) -> dict:
@@ -73,23 +68,14 @@ def _user_files(root: Path, tokenizer) -> dict:
 def test_a_cold_start_comparison_on_the_users_model_data_reward_and_benchmark(tokenizer, tmp_path):
     mlflow = pytest.importorskip("mlflow", reason="mlflow-skinny is in infra/requirements-cpu.lock: reinstall it")
     config = _user_files(tmp_path, tokenizer)
-    (tmp_path / "byo.yaml").write_text(json.dumps(config))  # JSON is YAML
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "TENSORBOARD_DIR": str(tmp_path / "tb"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
-    done = subprocess.run(
-        [CLI, "run", "coldstart", "--config", str(tmp_path / "byo.yaml")], env=env, capture_output=True, text=True
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store, sft_runs, rl_runs = run_coldstart_cli(
+        tmp_path,
+        config,
+        TENSORBOARD_DIR=str(tmp_path / "tb"),
+        MLFLOW_TRACKING_URI=mlflow_uri,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    store = ArtifactStore(str(tmp_path / "store"))
-    runs = store.ls("runs")
-    sft_runs = sorted(r for r in runs if r.startswith("sft-"))
-    rl_runs = sorted(r for r in runs if r.startswith("rl-"))
-    assert len(sft_runs) == 2 and len(rl_runs) == 2, runs
+    assert len(sft_runs) == 2 and len(rl_runs) == 2, sft_runs + rl_runs
     for run_id in sft_runs + rl_runs:
         run = RunLayout(store, run_id)
         assert run.read_run()["status"] == "complete"
@@ -115,7 +101,7 @@ def test_a_cold_start_comparison_on_the_users_model_data_reward_and_benchmark(to
 
     # The trackers beside the store: TensorBoard event files and MLflow runs for every stage.
     assert all(list((tmp_path / "tb" / "stable-verl" / r).glob("events.out.tfevents.*")) for r in sft_runs + rl_runs)
-    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient(tracking_uri=mlflow_uri)
     experiment = client.get_experiment_by_name("stable-verl")
     names = {r.info.run_name for r in client.search_runs([experiment.experiment_id])}
     assert set(sft_runs + rl_runs) <= names

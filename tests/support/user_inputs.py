@@ -9,10 +9,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 
+from stable_verl.artifacts import ArtifactStore
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 
 REWARD = '''
@@ -42,3 +47,20 @@ def write_reward(folder: Path) -> Path:
     path = folder / "my_reward.py"
     path.write_text(REWARD)
     return path
+
+
+CLI = str(Path(sys.executable).parent / "stable-verl")
+
+
+def run_coldstart_cli(tmp_path: Path, config: dict, **env: str) -> tuple[ArtifactStore, list[str], list[str]]:
+    """``stable-verl run coldstart`` on ``config`` (written as YAML under ``tmp_path``, its store at
+    ``tmp_path/store``), as a user runs it; asserts exit 0 and returns the store with its SFT and RL run ids."""
+    (tmp_path / "coldstart.yaml").write_text(json.dumps(config))  # JSON is YAML
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), **env}
+    done = subprocess.run(
+        [CLI, "run", "coldstart", "--config", str(tmp_path / "coldstart.yaml")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    store = ArtifactStore(str(tmp_path / "store"))
+    runs = store.ls("runs")
+    return store, sorted(r for r in runs if r.startswith("sft-")), sorted(r for r in runs if r.startswith("rl-"))
