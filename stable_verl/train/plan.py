@@ -5,6 +5,7 @@ local paths they will have. An RL stage that starts from an SFT stage of the sam
 last checkpoint; one that starts from an existing run (``init_run``) names that run's last checkpoint, which only
 the store knows, as ``global_step_<last>`` (and its own run id, which hashes it, as ``<rl run from ...>``).
 An already-trained init (``init_checkpoints``) is an import stage (its source and store folder), then RL from it.
+A comparison's stages are its stage graph (:mod:`.experiment`), the one its flow runs.
 With ``launcher.kind=ray_job`` each stage is the ``ray job submit`` command of its first attempt instead.
 """
 
@@ -17,7 +18,8 @@ from stable_verl.artifacts import RunLayout, checkpoint_path, step_dir
 from stable_verl.config.params import ColdstartParams, RLFlowParams, SFTFlowParams, StabilityGridParams
 from stable_verl.launch.ray_job import job_submit_argv, resolve_address
 from stable_verl.train.assets import planned_assets
-from stable_verl.train.checkpoint_import import IMPORT_STEP, checkpoint_prefix, import_run_id
+from stable_verl.train.checkpoint_import import checkpoint_prefix
+from stable_verl.train.experiment import Experiment, InitStage, coldstart_graph, grid_graph
 from stable_verl.train.lifecycle import VerlJob, launch_spec
 from stable_verl.train.stages import local_run_dir, rl_job, rl_run_id, sft_job, sft_run_id
 
@@ -75,33 +77,33 @@ def plan_rl_flow(p: RLFlowParams) -> list[PlannedStage]:
     return [plan_rl(p)]
 
 
-def plan_import(p: ColdstartParams, name: str) -> PlannedStage:
-    """The import of the already-trained init ``name``: its source and where the store will hold it."""
-    checkpoint = p.init_checkpoints[name]
-    run = import_run_id(name, checkpoint, p.store.endpoint_url)
+def plan_import(init: InitStage) -> PlannedStage:
+    """The import of the already-trained init ``init``: its source and where the store will hold it."""
+    checkpoint = init.params
     source = checkpoint.path + (f"@{checkpoint.revision}" if checkpoint.revision else "")
-    return PlannedStage("import", run, [source, "->", checkpoint_prefix(run)])
+    return PlannedStage("import", init.run_id, [source, "->", checkpoint_prefix(init.run_id)])
+
+
+def plan_experiment(graph: Experiment) -> list[PlannedStage]:
+    """The stages of ``graph`` in the order the plan prints them: each init's stage before its first cell, then
+    every cell's RL stage from its init's last checkpoint."""
+    stages: list[PlannedStage] = []
+    planned: set[str] = set()
+    for cell in graph.cells:
+        init = cell.init
+        if init is not None and init.run_id not in planned:
+            planned.add(init.run_id)
+            stages.append(plan_sft(init.params) if isinstance(init.params, SFTFlowParams) else plan_import(init))
+        stages.append(plan_rl(cell.params, init_steps=None if init is None else init.last_step))
+    return stages
 
 
 def plan_coldstart(p: ColdstartParams) -> list[PlannedStage]:
     """Per init: its SFT, then the RL stage from the SFT's last checkpoint; per already-trained init, its import,
     then the RL stage from it (step 0)."""
-    stages = []
-    for teacher, seed in p.sft_pairs():
-        sft = plan_sft(p.sft_params(teacher, seed))
-        stages += [sft, plan_rl(p.rl_params(sft.run_id, seed), init_steps=p.sft.steps)]
-    imported: dict[str, PlannedStage] = {}
-    for name, seed in p.init_pairs():
-        if name not in imported:
-            imported[name] = plan_import(p, name)
-            stages.append(imported[name])
-        stages.append(plan_rl(p.rl_params(imported[name].run_id, seed), init_steps=IMPORT_STEP))
-    return stages
+    return plan_experiment(coldstart_graph(p))
 
 
 def plan_stability_grid(p: StabilityGridParams) -> list[PlannedStage]:
     """The init's SFT (unless ``init_run`` names one), then every cell's RL stage."""
-    if p.init_run is not None:
-        return [plan_rl(p.rl_params(cell, p.init_run)) for cell in p.cells()]
-    sft = plan_sft(p.sft_params())
-    return [sft, *(plan_rl(p.rl_params(cell, sft.run_id), init_steps=p.sft.steps) for cell in p.cells())]
+    return plan_experiment(grid_graph(p))
