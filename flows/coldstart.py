@@ -27,6 +27,7 @@ from flows.sft import sft_flow
 from flows.tasks import comparison_report, import_stage, kill_verl, preflight
 from stable_verl.config.params import ColdstartParams
 from stable_verl.reports.coldstart import InitRuns
+from stable_verl.train.experiment import coldstart_graph
 
 
 # on_failure too: when one init's SFT fails, the others still run side by side, and they must die with the flow.
@@ -35,29 +36,30 @@ def coldstart_comparison_flow(params: ColdstartParams) -> dict:
     """N cold-start inits -> SFT of each (or the import of an already-trained one) -> the same RL recipe ->
     checkpoint evaluation -> comparison report."""
     preflight(params)
-    pairs = params.sft_pairs()
+    graph = coldstart_graph(params)
+    sft_inits = [init for init in graph.inits if init.kind == "sft"]
     # verl SFT keeps one core busy, so the inits' SFTs run side by side; their RL stages then run
     # launcher.max_concurrent at once (locally one: RL uses every core). A failed init leaves the others running.
-    sft_runs = [_sft_side_by_side.submit(params.sft_params(t, s)) for t, s in pairs]
+    sft_runs = [_sft_side_by_side.submit(init.params) for init in sft_inits]
     # Already-trained inits: imported (while the SFTs run), then trained with the same recipe after the SFT inits.
-    imports = {name: _timed_task(import_stage, params, name) for name in params.init_checkpoints}
-    sfts, failed = {}, []
-    for (name, seed), sft_run in zip(pairs, sft_runs, strict=True):
+    imports = {i.run_id: _timed_task(import_stage, params, i.name) for i in graph.inits if i.kind == "import"}
+    done, failed = dict(imports), []
+    for init, sft_run in zip(sft_inits, sft_runs, strict=True):
         try:
-            sfts[name, seed] = sft_run.result()
+            done[init.run_id] = sft_run.result()
         except Exception as e:
-            failed.append(CellOutcome(f"{name}/seed{seed} (sft)", error=one_line(e)))
-    sfts.update({(name, seed): imports[name] for name, seed in params.init_pairs()})
-    order = [pair for pair in [*pairs, *params.init_pairs()] if pair in sfts]
+            failed.append(CellOutcome(f"{init.label} (sft)", error=one_line(e)))
+    for run_id, result in done.items():
+        _check_declared(run_id, result)
+    ready = [cell for cell in graph.cells if cell.init.run_id in done]
     concurrency = max_concurrent(params.launcher, params.rl.nnodes * params.rl.n_gpus_per_node)
-    cells = [Cell(f"{n}/seed{s}", rl_flow, params.rl_params(sfts[n, s]["run_id"], s)) for n, s in order]
-    outcomes = run_cells("coldstart", cells, concurrency)
+    outcomes = run_cells("coldstart", [Cell(c.label, rl_flow, c.params) for c in ready], concurrency)
     raise_if_failed("coldstart", [*failed, *outcomes])
     inits, stages = [], list(imports.values())
-    for (name, seed), outcome in zip(order, outcomes, strict=True):
-        sft, rl = sfts[name, seed], outcome.result
-        inits.append(InitRuns(name, seed, sft["run_id"], rl["run_id"]))
-        stages += [rl] if name in params.init_checkpoints else [sft, rl]
+    for cell, outcome in zip(ready, outcomes, strict=True):
+        init, rl = cell.init, outcome.result
+        inits.append(InitRuns(init.name, cell.params.rl_seed, init.run_id, rl["run_id"]))
+        stages += [rl] if init.kind == "import" else [done[init.run_id], rl]
     runs = list(dict.fromkeys(run for init in inits for run in (init.sft_run, init.rl_run)))  # an import: once
     scores = evaluate_flow(params.evaluate_params(runs))
     report = comparison_report(params, inits, scores)
@@ -69,6 +71,12 @@ def coldstart_comparison_flow(params: ColdstartParams) -> dict:
 def _sft_side_by_side(params) -> dict:
     """The SFT subflow of one init, in a task so that the flow can start every init's SFT at once."""
     return _timed(sft_flow, params)
+
+
+def _check_declared(run_id: str, result: dict) -> None:
+    """A stage's result is the run its experiment declares (the run id its RL cells start from)."""
+    if result["run_id"] != run_id:
+        raise RuntimeError(f"stage ran {result['run_id']}, its experiment declares {run_id}")
 
 
 def _timed(subflow, params) -> dict:

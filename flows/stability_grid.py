@@ -21,12 +21,13 @@ import sys
 from prefect import flow
 
 from flows.cells import Cell, max_concurrent, raise_if_failed, run_cells
-from flows.coldstart import _timed
+from flows.coldstart import _check_declared, _timed
 from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
 from flows.sft import sft_flow
 from flows.tasks import grid_report, kill_verl, preflight
 from stable_verl.config.params import StabilityGridParams
+from stable_verl.train.experiment import grid_graph
 from stable_verl.train.stages import rl_run_complete
 
 
@@ -36,15 +37,18 @@ def stability_grid_flow(params: StabilityGridParams) -> dict:
     checkpoint evaluation -> claims report. A failed cell leaves the others running; the flow then fails, naming
     every cell's outcome, and a rerun resumes what is unfinished."""
     preflight(params)
-    stages = [] if params.init_run else [_timed(sft_flow, params.sft_params())]
-    init_run = params.init_run or stages[0]["run_id"]
+    graph = grid_graph(params)
+    stages = [_timed(sft_flow, init.params) for init in graph.inits]  # none when init_run names the init
+    for init, stage in zip(graph.inits, stages, strict=True):
+        _check_declared(init.run_id, stage)
+    (init_run,) = graph.init_runs()
     concurrency = max_concurrent(params.launcher, params.rl.nnodes * params.rl.n_gpus_per_node)
-    grid_cells = [Cell(c.label, rl_flow, params.rl_params(c, init_run)) for c in params.cells()]
+    grid_cells = [Cell(c.label, rl_flow, c.params) for c in graph.cells]
     store = params.store.open()
     to_run = sum(not rl_run_complete(cell.params, store) for cell in grid_cells)
     outcomes = run_cells("grid", grid_cells, concurrency, to_run)
     raise_if_failed("grid", outcomes)
-    cells = [(cell, outcome.result) for cell, outcome in zip(params.cells(), outcomes, strict=True)]
+    cells = [(cell.grid_cell, outcome.result) for cell, outcome in zip(graph.cells, outcomes, strict=True)]
     scores = _timed(evaluate_flow, params.evaluate_params([init_run, *(s["run_id"] for _, s in cells)]))
     evaluation = {k: v for k, v in scores.items() if k != "rows"}
     report = grid_report(params, init_run, cells, scores, {"stages": stages, "eval": evaluation})

@@ -424,8 +424,8 @@ class ColdstartParams(_StageParams):
         return SFTFlowParams(**self._common(), sft=dataclasses.replace(self.sft, teacher=teacher), sft_seed=seed)
 
     def sft_pairs(self) -> list[tuple[str, int]]:
-        """(teacher, seed) of the inits trained here by SFT, in run order; the flow runs them and the plan prints
-        them from this one declaration."""
+        """(teacher, seed) of the inits trained here by SFT, in run order: an input of the comparison's stage graph
+        (:func:`stable_verl.train.experiment.coldstart_graph`), which the flow runs and the plan prints."""
         return [(teacher, seed) for teacher in self.teachers for seed in self.seeds]
 
     def init_pairs(self) -> list[tuple[str, int]]:

@@ -93,7 +93,10 @@ def coldstart_graph(p: ColdstartParams) -> Experiment:
 
 def grid_graph(p: StabilityGridParams) -> Experiment:
     """The grid's one init (its SFT, unless ``init_run`` names an existing run), then every cell from it."""
-    init = None if p.init_run is not None else sft_init(p.sft_params(), f"{p.sft.teacher}/seed{p.seed}")
-    init_run = p.init_run if init is None else init.run_id
+    if p.init_run:  # an empty init_run names no run: the init is built, as when it is None
+        init, init_run = None, p.init_run
+    else:
+        init = sft_init(p.sft_params(), f"{p.sft.teacher}/seed{p.seed}")
+        init_run = init.run_id
     cells = tuple(RLCell(c.label, p.rl_params(c, init_run), init, c) for c in p.cells())
     return Experiment(() if init is None else (init,), cells)
