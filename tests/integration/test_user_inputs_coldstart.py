@@ -164,6 +164,8 @@ def test_sft_trains_the_users_folder_with_its_chat_template_file(user_run):
         assert f"model.path={user_run.model}" in command  # SFT starts from the user's folder
         assert "model.custom_chat_template=${oc.env:" in command and "model.trust_remote_code=True" in command
         assert LOGGER in command
+        hf = user_run.root / "store" / "runs" / run_id / "checkpoints" / f"global_step_{SFT_STEPS}" / "huggingface"
+        assert "my template" in (hf / "chat_template.jinja").read_text()  # verl saved the user's template
 
 
 def test_already_trained_checkpoints_are_imported_as_complete_sft_runs_at_step_0(user_run):
