@@ -1,6 +1,7 @@
 """verl trains a user's own model: a Qwen3-MoE folder written with ``save_pretrained`` (weights, tokenizer, chat
 template), given as ``model.path`` with ``trust_remote_code`` and a chat template file, trained by one tracked RL
-stage (verl + vLLM on CPU, 2 steps) and read back through the store."""
+stage (verl + vLLM on CPU, 2 steps) and read back through the store. SFT of a user's folder with its chat
+template file is checked on the cold-start run of tests/integration/test_user_inputs_coldstart.py."""
 
 from __future__ import annotations
 
@@ -59,38 +60,3 @@ def test_rl_trains_a_user_model_folder(tmp_path, tokenizer):
     assert not list((tmp_path / "work" / "assets").glob("*/models"))  # no tiny model (nor tokenizer) was built
     saved = "".join(p.read_text() for p in hf.glob("*") if p.name in ("chat_template.jinja", "tokenizer_config.json"))
     assert "my template" in saved  # verl trained with the user's template and saved it with the weights
-
-
-def test_sft_trains_a_user_model_folder(tmp_path, tokenizer):
-    """verl SFT of the user's folder on a teacher's conversations, with its chat template from a file."""
-    from stable_verl.config.params import SFTFlowParams
-    from stable_verl.train.stages import run_sft_stage, sft_run_id
-    from tests.integration.conftest import SFT_SETTINGS
-
-    model = save_tiny_model(tmp_path / "my-model", TinyModelSpec(), tokenizer, seed=5)
-    template = tmp_path / "chatml.jinja"
-    template.write_text("{# my template #}" + CHAT_TEMPLATE)
-    task = [s for s in COMMON_SETTINGS if not s.startswith("model.")]
-    sft = [s for s in SFT_SETTINGS if not s.startswith("sft.steps=")]
-    params = SFTFlowParams.from_config(
-        None,
-        [
-            f"workdir={tmp_path / 'work'}",
-            f"store.root={tmp_path / 'store'}",
-            *task,
-            *sft,
-            f"sft.steps={STEPS}",
-            f"model.path={model}",
-            f"model.chat_template={template}",
-        ],
-    )
-    store = ArtifactStore(str(tmp_path / "store"))
-
-    result = run_sft_stage(params, store)
-
-    assert result.run_id == sft_run_id(params)
-    run = RunLayout(store, result.run_id)
-    assert [r["step"] for r in run.read_metrics()] == list(range(1, STEPS + 1))
-    command = store.read_text(run.command_json)
-    assert f"model.path={model}" in command and "model.custom_chat_template=${oc.env:" in command
-    assert run.latest_checkpoint() == STEPS

@@ -3,7 +3,7 @@ their credentials only in the environment.
 
 The argv and environment are checked here; verl's own ``Tracking`` then logs through the backends with exactly
 that environment (TensorBoard event files, an MLflow SQLite store, W&B offline). The real SFT and RL stages with
-trackers on are tests/integration/test_loggers_run.py.
+trackers on are those of the cold-start run in tests/integration/test_user_inputs_coldstart.py.
 """
 
 from __future__ import annotations
