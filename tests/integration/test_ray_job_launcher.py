@@ -10,7 +10,9 @@ restores its checkpoint from S3 there. A stand-in trainer (verl's file contract,
 failure paths; one real SFT stage and one real RL stage from its checkpoint cover the inputs, ``ray job stop`` and
 the resume; a SIGTERM to a flow process covers cancellation. A user's RL stage (their Qwen3-MoE folder in S3 with
 its manifest, GSM8K-form prompts as an ``s3://`` parquet, a reward given as a ``.py`` file) runs there too: the worker
-node takes the model and the reward file from the store, the flow's machine never downloads the weights.
+node takes the model and the reward file from the store, the flow's machine never downloads the weights. The SFT
+stage's checkpoint is evaluated there as a Ray Job as well (no training run of its own): the worker node fetches its
+HF folder alone and writes results.json to the store.
 """
 
 from __future__ import annotations
