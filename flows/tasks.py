@@ -148,7 +148,8 @@ def import_stage(params: ColdstartParams, name: str) -> dict:
 
 @task(name="evaluate-checkpoints", cache_policy=NO_CACHE, **STAGE)
 def evaluate_runs(params: EvaluateFlowParams) -> dict:
-    """Evaluate the selected checkpoints (one vLLM process), publish a score table; returns flat score rows."""
+    """Evaluate the selected checkpoints (one vLLM process: here, or a Ray Job with ``launcher.kind=ray_job``),
+    publish a score table; returns flat score rows."""
     log = get_run_logger()
     store = params.store.open()
     workdir = Path(params.workdir).resolve()
@@ -171,6 +172,7 @@ def evaluate_runs(params: EvaluateFlowParams) -> dict:
         lease_wait_s=wait_s,
         reward=checkpoint_eval.eval_reward(params.task),
         engine=params.eval.engine,
+        launcher=params.launcher,
     )
     metric = f"avg@{settings.k}"
     rows = outcome.rows(metric)

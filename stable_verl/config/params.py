@@ -313,6 +313,9 @@ class EvaluateFlowParams(_Model):
     select: RunSelector | None = None
     """Runs picked from the store as well (``{}``: every complete checkpoint with no evaluation yet)."""
     eval: EvalParams = Field(default_factory=EvalParams)
+    launcher: LauncherParams = Field(default_factory=LauncherParams)
+    """Where the evaluation runs: here (default), or as a Ray Job on a cluster's GPU node that fetches the
+    checkpoints' HF folders from the store and writes the results there (``launcher.kind=ray_job``)."""
 
     @model_validator(mode="after")
     def _benchmarks(self) -> Self:
@@ -436,7 +439,9 @@ class ColdstartParams(_StageParams):
         return RLFlowParams(**self._common(), rl=self.rl, init_run=init_run, rl_seed=seed)
 
     def evaluate_params(self, runs: list[str]) -> EvaluateFlowParams:
-        return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)
+        return EvaluateFlowParams(
+            store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval, launcher=self.launcher
+        )
 
 
 GRID_MINIBATCHES = (1, 2, 4, 8)  # the paper's N: mini-batches per rollout batch at the same global batch
@@ -531,4 +536,6 @@ class StabilityGridParams(_StageParams):
         return RLFlowParams(**self._common(), rl=self.cell_rl(cell), init_run=init_run, rl_seed=cell.seed)
 
     def evaluate_params(self, runs: list[str]) -> EvaluateFlowParams:
-        return EvaluateFlowParams(store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval)
+        return EvaluateFlowParams(
+            store=self.store, workdir=self.workdir, task=self.task, runs=runs, eval=self.eval, launcher=self.launcher
+        )

@@ -3,8 +3,14 @@
     runs/<run_id>/eval/global_step_N/<benchmark>/{results.json, samples.jsonl, _MANIFEST.json}
 
 Every pending checkpoint goes through one evaluation process (one vLLM engine, weights reloaded per
-checkpoint, see :mod:`.evaluate`). A result already in the store with the same sampling settings and
+checkpoint, see :mod:`.worker`). A result already in the store with the same sampling settings and
 prompt count is reused, so reruns only evaluate what is missing.
+
+Where it runs follows the stages' launcher: locally, the flow downloads each checkpoint's HF folder and runs the
+worker as a subprocess; with ``launcher.kind=ray_job``, as a Ray Job (:mod:`stable_verl.launch.ray_job`) whose
+entrypoint (:mod:`.node_eval`) fetches the HF folders and the benchmark files from the store on its node, runs the
+worker there and uploads the results, to the same paths, from there. The flow keeps the leases and reads the results
+back from the store.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
 import pandas as pd
 import pyarrow as pa
@@ -25,21 +31,24 @@ import yaml
 from stable_verl import site
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash, step_dir
 from stable_verl.artifacts.lease import Lease, LeaseHeld
+from stable_verl.config import cpu_env
+from stable_verl.config.params import LauncherParams
 from stable_verl.config.selector import RunSelector, Steps, choose_steps
-from stable_verl.eval.worker import EvalEngine, EvalSettings, eval_argv, eval_env
-from stable_verl.launch.runner import run_streaming
+from stable_verl.eval import node_eval
+from stable_verl.eval.results import EvalTarget, upload_result
+from stable_verl.eval.worker import EvalEngine, EvalSettings, eval_args, eval_argv, eval_env
+from stable_verl.launch.ray_job import RayJobLauncher
+from stable_verl.launch.runner import LaunchSpec, launch, python_module, run_streaming
 from stable_verl.tasks.datasets import write_task_data
 from stable_verl.tasks.reward_fn import RewardFn
 from stable_verl.tasks.user_task import Task, TaskData, digest, normalised_benchmark
 from stable_verl.train.model_source import ensure_hf_model
-from stable_verl.train.node_inputs import checkpoint_model
+from stable_verl.train.node_inputs import NodeInputs, checkpoint_model
 from stable_verl.train.stages import fetch_checkpoint, local_run_dir
+from stable_verl.verl_ext.inputs import NODE_DIR_EXPR
+from stable_verl.verl_ext.store_sync import store_env
 
-
-@dataclass(frozen=True)
-class EvalTarget:
-    run_id: str
-    step: int
+__all__ = ["EvalTarget", "evaluate_checkpoints", "select_targets"]
 
 
 @dataclass
@@ -191,12 +200,14 @@ def evaluate_checkpoints(
     lease_wait_s: float = 0.0,
     reward: RewardFn | None = None,
     engine: EvalEngine | None = None,
+    launcher: LauncherParams | None = None,
 ) -> EvalOutcome:
     """Evaluate the targets missing from the store in one process, upload them, return every target's scores.
 
     Each run with checkpoints to evaluate is leased (``leases/eval/<run_id>.json``) until its results are uploaded;
     a run whose lease another owner holds for longer than ``lease_wait_s`` is left out (``outcome.busy``).
-    ``reward`` scores the samples (None: the built-in task's; see :func:`eval_reward`); ``engine`` lays out vLLM.
+    ``reward`` scores the samples (None: the built-in task's; see :func:`eval_reward`); ``engine`` lays out vLLM;
+    ``launcher`` says where the process runs (None or 'local': here; 'ray_job': a Ray Job on the cluster).
     """
     settings = resolve_dtype(store, targets, settings)
     sizes = {name: len(pd.read_parquet(path)) for name, path in benchmarks.items()}
@@ -229,7 +240,7 @@ def evaluate_checkpoints(
         outcome = EvalOutcome(results, evaluated=pending, busy=busy)
         if pending:
             _evaluate_pending(
-                store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome, reward, engine
+                store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome, reward, engine, launcher
             )
         else:
             echo(f"[eval] nothing to evaluate: {len(results)} of {len(targets)} checkpoint(s) already evaluated")
@@ -257,19 +268,45 @@ def _evaluate_pending(
     outcome: EvalOutcome,
     reward: RewardFn | None = None,
     engine: EvalEngine | None = None,
+    launcher: LauncherParams | None = None,
 ) -> None:
-    """One evaluation process over ``pending``; results uploaded and added to ``outcome``."""
-    results = outcome.results
+    """One evaluation process over ``pending`` (here, or as a Ray Job); results uploaded and added to ``outcome``."""
     scored_by = {} if reward is None else {"reward": reward.identity()}  # the built-in's folder as before
     out_root = workdir / "eval" / config_hash({"settings": dataclasses.asdict(settings), "sizes": sizes, **scored_by})
+    echo(f"[eval] {len(pending)} checkpoint(s) x {len(benchmarks)} benchmark(s), avg@{settings.k}, one vLLM engine")
+    trust = any(trusts_remote_code(RunLayout(store, rid)) for rid in dict.fromkeys(t.run_id for t in pending))
+    if launcher is not None and launcher.on_cluster:
+        _evaluate_on_cluster(
+            store, pending, benchmarks, settings, out_root, timeout_s, echo, outcome, reward, engine, trust, launcher
+        )
+    else:
+        _evaluate_here(
+            store, pending, benchmarks, settings, out_root, workdir, timeout_s, outcome, reward, engine, trust
+        )
+    for rid in dict.fromkeys(t.run_id for t in pending):
+        site.refresh_run(RunLayout(store, rid))  # site hook: the run pages show the new evaluations
+
+
+def _evaluate_here(
+    store: ArtifactStore,
+    pending: list[EvalTarget],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    out_root: Path,
+    workdir: Path,
+    timeout_s: float,
+    outcome: EvalOutcome,
+    reward: RewardFn | None,
+    engine: EvalEngine | None,
+    trust: bool,
+) -> None:
+    """The HF folders downloaded into ``workdir``, the worker as a local subprocess, its results uploaded from here."""
     t0 = time.monotonic()
     jobs = []
     for t in pending:
         model_dir = fetch_hf_model(RunLayout(store, t.run_id), t.step, workdir)
         jobs.append((model_dir, out_root / t.run_id / f"global_step_{t.step}"))
     outcome.download_s = time.monotonic() - t0
-    echo(f"[eval] {len(pending)} checkpoint(s) x {len(benchmarks)} benchmark(s), avg@{settings.k}, one vLLM engine")
-    trust = any(trusts_remote_code(RunLayout(store, rid)) for rid in dict.fromkeys(t.run_id for t in pending))
     run_result = run_streaming(
         eval_argv(jobs, benchmarks, settings, reward, engine, trust_remote_code=trust),
         out_root / "eval.log",
@@ -280,15 +317,72 @@ def _evaluate_pending(
     outcome.eval_s = run_result.seconds
     t0 = time.monotonic()
     for t, (_, out_dir) in zip(pending, jobs, strict=True):
-        run = RunLayout(store, t.run_id)
-        results[t] = {}
-        for bench in benchmarks:
-            local = out_dir / bench / "results.json"
-            scored = json.loads(local.read_text())
-            scored["model"] = run.uri(run.checkpoint(t.step))  # the store's checkpoint, not this machine's folder
-            local.write_text(json.dumps(scored, indent=1))
-            store.put_dir(out_dir / bench, run.eval_dir(t.step, bench), metadata={"run_id": t.run_id, "step": t.step})
-            results[t][bench] = scored
+        outcome.results[t] = {bench: upload_result(store, t, bench, out_dir / bench) for bench in benchmarks}
     outcome.upload_s = time.monotonic() - t0
-    for rid in dict.fromkeys(t.run_id for t in pending):
-        site.refresh_run(RunLayout(store, rid))  # site hook: the run pages show the new evaluations
+
+
+def _evaluate_on_cluster(
+    store: ArtifactStore,
+    pending: list[EvalTarget],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    out_root: Path,
+    timeout_s: float,
+    echo: Callable[[str], None],
+    outcome: EvalOutcome,
+    reward: RewardFn | None,
+    engine: EvalEngine | None,
+    trust: bool,
+    launcher: LauncherParams,
+) -> None:
+    """The worker as a Ray Job (:mod:`.node_eval`): its node fetches each checkpoint's HF folder, the benchmark files
+    and a user's reward file from the store, evaluates and uploads; the flow reads the results back from the store.
+
+    The job's environment holds the CPU settings, the inputs' store prefixes and the store's root and endpoint, no
+    credentials (the node's own). It asks for ``engine.tensor_parallel_size`` GPUs, so it runs on a GPU node."""
+    engine = engine or EvalEngine()
+    nodes = NodeInputs()
+    node_out = PurePosixPath(NODE_DIR_EXPR, "eval", out_root.name)
+    jobs: list[tuple[PurePath, PurePath]] = []
+    for t in pending:
+        prefix, folder = checkpoint_model(RunLayout(store, t.run_id), t.step)  # the HF folder only
+        jobs.append((nodes.checkpoint(prefix, folder), node_out / t.run_id / f"global_step_{t.step}"))
+    node_bench = nodes.benchmarks(benchmarks)
+    node_reward = reward
+    if reward is not None and reward.file is not None:  # the node's copy; its identity (the file's bytes) is the same
+        node_reward = reward.model_copy(update={"path": str(nodes.code(reward.file))})
+    for prefix in nodes.publish(store):
+        echo(f"[eval] uploaded the evaluation's inputs to {store.uri(prefix)}")
+    results = [(str(out), t) for (_, out), t in zip(jobs, pending, strict=True)]
+    argv = python_module(
+        node_eval.__name__,
+        *node_eval.result_args(results),
+        "--",
+        *eval_args(jobs, node_bench, settings, node_reward, engine, trust_remote_code=trust),
+    )
+    env = {**eval_env(cpu_env.cluster_env(launcher.cpu)), **nodes.env(), **store_env(store)}
+    key = "eval-" + config_hash({"store": store.uri(), "targets": [dataclasses.asdict(t) for t in pending]})
+    spec = LaunchSpec(
+        argv,
+        env,
+        name="evaluation",
+        key=key,
+        num_gpus=engine.tensor_parallel_size,
+        metadata={"kind": "eval", "runs": " ".join(dict.fromkeys(t.run_id for t in pending)), "store": store.uri()},
+    )
+    job = RayJobLauncher(launcher.ray_address, python=launcher.python)
+
+    def progress(line: str) -> None:  # the worker's own lines (a checkpoint's scores, its upload), not vLLM's
+        if "[eval]" in line:
+            echo(line)
+
+    started = lambda where: echo(f"[eval] evaluation started: {where}")  # noqa: E731
+    outcome.eval_s = launch(job, spec, out_root / "eval.log", timeout_s, on_line=progress, on_start=started).seconds
+    for t in pending:
+        run = RunLayout(store, t.run_id)
+        missing = [b for b in benchmarks if not store.is_complete(run.eval_dir(t.step, b))]
+        if missing:
+            raise RuntimeError(
+                f"Ray job {job.job_id} succeeded but left no results of {run.uri(run.eval_dir(t.step, missing[0]))}"
+            )
+        outcome.results[t] = {b: store.read_json(run.eval_results(t.step, b)) for b in benchmarks}

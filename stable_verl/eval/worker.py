@@ -27,8 +27,9 @@ import json
 import math
 import statistics
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import pandas as pd
@@ -213,19 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def eval_argv(
-    jobs: list[tuple[Path, Path]],
-    benchmarks: dict[str, Path],
+def eval_args(
+    jobs: Sequence[tuple[PurePath, PurePath]],
+    benchmarks: Mapping[str, PurePath],
     settings: EvalSettings,
     reward: RewardFn | None = None,
     engine: EvalEngine | None = None,
     trust_remote_code: bool = False,
 ) -> list[str]:
-    """argv that runs :func:`main` in a fresh interpreter over ``(model_dir, out_dir)`` jobs."""
+    """The arguments of :func:`main` over ``(model_dir, out_dir)`` jobs (this machine's paths, or a node's)."""
     models = [a for model, out in jobs for a in ("--model", str(model), "--out", str(out))]
     bench = [a for name, path in benchmarks.items() for a in ("--bench", f"{name}={path}")]
-    return python_module(
-        "stable_verl.eval.worker",
+    return [
         *models,
         *bench,
         "--k",
@@ -241,12 +241,27 @@ def eval_argv(
         *(["--engine", json.dumps(asdict(engine))] if engine is not None else []),
         *(["--reward", reward.model_dump_json()] if reward is not None else []),
         *(["--trust-remote-code"] if trust_remote_code else []),
+    ]
+
+
+def eval_argv(
+    jobs: list[tuple[Path, Path]],
+    benchmarks: dict[str, Path],
+    settings: EvalSettings,
+    reward: RewardFn | None = None,
+    engine: EvalEngine | None = None,
+    trust_remote_code: bool = False,
+) -> list[str]:
+    """argv that runs :func:`main` in a fresh interpreter over ``(model_dir, out_dir)`` jobs."""
+    return python_module(
+        "stable_verl.eval.worker", *eval_args(jobs, benchmarks, settings, reward, engine, trust_remote_code)
     )
 
 
-def eval_env() -> dict[str, str]:
-    """Environment of the evaluation process: verl's, with vLLM's engine in-process (seconds, not ~20 s, to start)."""
-    return {**cpu_env.verl_env(), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+def eval_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment of the evaluation process: ``base`` (default: a local verl subprocess's, :func:`~.cpu_env.verl_env`;
+    a Ray Job's: :func:`~.cpu_env.cluster_env`), with vLLM's engine in-process (seconds, not ~20 s, to start)."""
+    return {**(cpu_env.verl_env() if base is None else base), "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ materialises (:mod:`stable_verl.verl_ext.inputs`). This module decides both from
 * a user's reward file to ``inputs/code/<content key>/<file name>``, once per store: that one file, not its folder
   (verl imports it by path, as a module of its own, so its sibling files were never importable by it);
 * an SFT checkpoint is in the store already (``runs/<id>/checkpoints/global_step_N``); only its HF folder is
-  materialised (:func:`checkpoint_model`).
+  materialised (:func:`checkpoint_model`), as for each checkpoint an evaluation job scores;
+* an evaluation's benchmark files to ``inputs/benchmarks/<content key>``, once per store.
 
 A local run (``launcher.kind=local``) names the flow's own files directly: verl runs on this machine, where they are
 already, so copying them would only cost time and disk.
@@ -26,19 +27,19 @@ from pathlib import Path, PurePosixPath
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.train.assets import Assets
-from stable_verl.verl_ext.inputs import StoreInput, inputs_env, node_expr, publish
-from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
+from stable_verl.verl_ext.inputs import NODE_DIR_EXPR, StoreInput, inputs_env, node_expr, publish
 
 ASSETS_PREFIX = "inputs/assets"
 MODELS_PREFIX = "inputs/models"  # a user's model folder, by content address: uploaded once per store
 CODE_PREFIX = "inputs/code"  # a user's reward file, by content address: uploaded once per store
+BENCHMARKS_PREFIX = "inputs/benchmarks"  # an evaluation's benchmark files, by content address: once per store
 ASSETS_MARKER = "assets.json"  # the local build's marker: names this machine's paths, so it stays here
 HF_FOLDERS = ("huggingface", "actor/huggingface")  # an SFT checkpoint's HF weights; an RL checkpoint's
 
 
 def node_checkpoint_root(run_id: str) -> PurePosixPath:
     """verl's checkpoint root of run ``run_id`` on whichever node saves it (as ``store_sync.node_path`` puts it)."""
-    return PurePosixPath("${oc.env:" + ENV_NODE_DIR + "}", run_id, "checkpoints")
+    return PurePosixPath(NODE_DIR_EXPR, run_id, "checkpoints")
 
 
 def assets_root(assets: Assets) -> Path:
@@ -92,6 +93,21 @@ class NodeInputs:
             self.inputs.append(inp)
             self.uploads[inp.prefix] = (file.resolve().parent, [file.name])
         return PurePosixPath(node_expr(inp, file.name))
+
+    def benchmarks(self, files: dict[str, Path]) -> dict[str, PurePosixPath]:
+        """The node paths of benchmark files (name -> parquet file, all in one folder), one input
+        ``inputs/benchmarks/<key>`` holding them under their own names (``key``: a hash of their names and bytes)."""
+        folders = {f.parent for f in files.values()}
+        if len(folders) != 1:
+            raise ValueError(f"benchmark files must share one folder, got {sorted(map(str, folders))}")
+        digest = hashlib.sha256()
+        for f in sorted(files.values()):
+            digest.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+        inp = StoreInput(f"{BENCHMARKS_PREFIX}/{digest.hexdigest()[:16]}")
+        if inp not in self.inputs:
+            self.inputs.append(inp)
+            self.uploads[inp.prefix] = (folders.pop(), sorted({f.name for f in files.values()}))
+        return {name: PurePosixPath(node_expr(inp, f.name)) for name, f in files.items()}
 
     def checkpoint(self, prefix: str, folder: str) -> PurePosixPath:
         """The node path of ``folder`` of the checkpoint at ``prefix`` in the store (its HF model)."""

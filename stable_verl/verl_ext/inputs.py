@@ -34,6 +34,8 @@ from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
 ENV_INPUTS = INPUTS.name
 NODE_INPUTS = "store"  # under $STABLE_VERL_NODE_DIR: a mirror of the store prefixes the node has materialised
 MARK = ".stable-verl-input.json"  # in a materialised folder: the manifest entries it was checked against
+NODE_DIR_EXPR = "${oc.env:" + ENV_NODE_DIR + "}"
+"""How a command line names this node's ``STABLE_VERL_NODE_DIR`` (OmegaConf's syntax, resolved where it is read)."""
 
 
 class MissingNodeDir(RuntimeError):
@@ -59,7 +61,13 @@ class StoreInput:
 
 def node_expr(inp: StoreInput, *rel: str) -> str:
     """``inp`` (or the file ``rel`` in it) as a command line names it: resolved on the node that reads it."""
-    return "/".join(["${oc.env:" + ENV_NODE_DIR + "}", inp.node_rel, *rel])
+    return "/".join([NODE_DIR_EXPR, inp.node_rel, *rel])
+
+
+def resolve_node_paths(args: Iterable[str], node_dir: str | os.PathLike[str]) -> list[str]:
+    """``args`` with every :data:`NODE_DIR_EXPR` replaced by ``node_dir``: a command's node paths on this node, for a
+    program that reads no OmegaConf config (the evaluation worker)."""
+    return [a.replace(NODE_DIR_EXPR, os.fspath(node_dir)) for a in args]
 
 
 def inputs_env(inputs: Iterable[StoreInput]) -> dict[str, str]:

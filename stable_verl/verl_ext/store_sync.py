@@ -56,12 +56,14 @@ def parse_restored(line: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
+def store_env(store: ArtifactStore) -> dict[str, str]:
+    """The variables that point a job's processes at ``store``: its root and endpoint (no credentials)."""
+    return {ENV_ROOT: store.uri(), **({ENV_ENDPOINT: store.endpoint_url} if store.endpoint_url else {})}
+
+
 def sync_env(run: RunLayout) -> dict[str, str]:
     """The variables that point verl's processes at ``run`` in its store (no credentials)."""
-    env = {ENV_ROOT: run.store.uri(), ENV_RUN: run.run_id}
-    if run.store.endpoint_url:
-        env[ENV_ENDPOINT] = run.store.endpoint_url
-    return env
+    return {**store_env(run.store), ENV_RUN: run.run_id}
 
 
 def node_run_dir(run_id: str, environ: Mapping[str, str] | None = None) -> str | None:

@@ -9,6 +9,7 @@
 * ``minirl_run``: the MiniRL off-policy run on that model (``minirl_rows``, ``rl_checkpoint``).
 * ``tiny_grid``: the stability-grid flow from that SFT run, with two cells (CISPO at N = 1, MiniRL + R2 at N = 2)
   whose runs the CISPO and R2 tests read back; one verl run serves the grid test and a method test.
+* ``cluster``: a two-node Ray cluster of the module's own (tests/support/ray_cluster.py), for the Ray Jobs tests.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flows.stability_grid import stability_grid_flow, summary
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.config.params import RLFlowParams, SFTFlowParams, StabilityGridParams
 from stable_verl.config.stages import RLStage
+from stable_verl.launch import procs
 from stable_verl.tasks.datasets import TaskSpec
 from stable_verl.train.assets import planned_assets
 from stable_verl.train.model_source import ensure_hf_model
@@ -32,6 +34,7 @@ from stable_verl.train.stages import fetch_checkpoint, run_rl_stage, run_sft_sta
 from stable_verl.verl_ext.expert_audit import ENV as AUDIT_ENV
 from tests.faults.s3_proxy import CLEAN, S3FaultProxy
 from tests.support.coldstart_e2e import CI_FAULTS, E2E, run_e2e
+from tests.support.ray_cluster import LocalRayCluster, start_cluster
 
 E2E_TEACHER = "stepwise"  # the e2e init whose clean RL stage ``e2e_report`` summarises
 
@@ -257,3 +260,18 @@ def tiny_grid(prefect_harness, small_regime, sft_run, tmp_path_factory) -> TinyG
             grid.seconds.append(time.monotonic() - t0)
     print(f"\ntiny grid attempts: {[round(s) for s in grid.seconds]} s\n{summary(grid.results[0])}")
     return grid
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, moto_s3) -> Iterator[LocalRayCluster]:
+    """A real two-node Ray cluster for the module (a cluster per module: its jobs and nodes' folders are its own).
+
+    After ``moto_s3``: its fake AWS credentials are in the environment each node starts with. Stopping it must leave
+    none of its processes behind."""
+    started = start_cluster(tmp_path_factory.mktemp("ray-cluster-logs"))
+    try:
+        yield started
+    finally:
+        started.stop()
+        leftover = {pid for node in started.nodes for pid in procs.tree(node.pid)}
+        assert not leftover, f"cluster processes outlived the cluster: {leftover}"

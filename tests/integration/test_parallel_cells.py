@@ -27,7 +27,7 @@ from stable_verl.config.params import LauncherParams, StoreParams
 from stable_verl.launch import procs
 from stable_verl.launch.ray_job import cluster_gpus
 from stable_verl.train.lifecycle import run_key
-from tests.support.ray_cluster import LocalRayCluster, start_cluster
+from tests.support.ray_cluster import LocalRayCluster
 from tests.support.standin_cells import StandinCell, StandinGrid, standin_grid
 
 pytestmark = pytest.mark.slow
@@ -35,15 +35,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, SLEEP_S = 4, 4.0  # 16 s asleep per cell: the jobs' own time dominates submission and bookkeeping
 RATIO_MAX = 0.75  # 2 at once: about half the serial wall time (0.5 + start-up costs); 1 would give about 1
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory, moto_s3) -> LocalRayCluster:
-    started = start_cluster(tmp_path_factory.mktemp("ray-cluster-logs"))
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def _grid(moto_s3, cluster: LocalRayCluster, tmp_path: Path, concurrency: int, cells: list[StandinCell]):

@@ -10,7 +10,9 @@ restores its checkpoint from S3 there. A stand-in trainer (verl's file contract,
 failure paths; one real SFT stage and one real RL stage from its checkpoint cover the inputs, ``ray job stop`` and
 the resume; a SIGTERM to a flow process covers cancellation. A user's RL stage (their Qwen3-MoE folder in S3 with
 its manifest, GSM8K-form prompts as an ``s3://`` parquet, a reward given as a ``.py`` file) runs there too: the worker
-node takes the model and the reward file from the store, the flow's machine never downloads the weights.
+node takes the model and the reward file from the store, the flow's machine never downloads the weights. The SFT
+stage's checkpoint is evaluated there as a Ray Job as well (no training run of its own): the worker node fetches its
+HF folder alone and writes results.json to the store.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ import pandas as pd
 import pytest
 
 from flows._main import run_flow_main
+from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
 from flows.sft import sft_flow
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.artifacts.manifest import sha256_file
-from stable_verl.config.params import RLFlowParams, SFTFlowParams
+from stable_verl.config.params import EvaluateFlowParams, RLFlowParams, SFTFlowParams
 from stable_verl.launch import procs
 from stable_verl.launch.ray_job import JobAlreadyRunning, RayJobLauncher
 from stable_verl.launch.runner import LaunchSpec, VerlRunError, launch
@@ -44,7 +47,7 @@ from stable_verl.train.node_inputs import code_key
 from stable_verl.train.stages import rl_run_id, sft_run_id
 from stable_verl.verl_ext.inputs import MARK
 from tests.support.interrupted import run_while_killing
-from tests.support.ray_cluster import LocalRayCluster, start_cluster
+from tests.support.ray_cluster import LocalRayCluster
 from tests.support.standin import standin_job
 from tests.support.user_inputs import as_gsm8k, save_user_model, write_reward
 
@@ -53,18 +56,6 @@ pytestmark = pytest.mark.slow
 RL_STEPS = 4  # the first checkpoint in S3 triggers the stop; the margin keeps the run from ending before it lands
 SFT_STEPS = 2
 TASK = ["task.n_sft=32"]  # SFT and RL share one task, so one set of built assets (one store prefix)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory, moto_s3) -> LocalRayCluster:
-    # After moto_s3: its fake AWS credentials are in the environment each node starts with.
-    started = start_cluster(tmp_path_factory.mktemp("ray-cluster-logs"))
-    try:
-        yield started
-    finally:
-        started.stop()
-        leftover = {pid for node in started.nodes for pid in procs.tree(node.pid)}
-        assert not leftover, f"cluster processes outlived the cluster: {leftover}"
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +198,63 @@ def test_sft_stage_on_the_cluster_syncs_from_its_node_and_reads_its_inputs_from_
     [assets] = list((cluster.node_dir("worker") / "store" / "inputs" / "assets").glob("*[!k]"))
     assert _materialised(run.store, assets, f"inputs/assets/{assets.name}") >= 3
     assert not (cluster.node_dir("head") / "store").exists()
+
+
+def test_evaluation_on_the_cluster_is_a_ray_job_whose_node_fetches_the_hf_folder_alone(
+    prefect_harness, moto_s3, cluster, workdir, sft_run, sft_store, monkeypatch
+):
+    """Issue 28's evaluation on the cluster: the SFT run's checkpoint scored by a Ray Job on the worker node, the
+    results in the store where a local evaluation puts them; a job that fails says so in one line naming it."""
+    from ray.job_submission import JobSubmissionClient
+
+    secret = f"flow-only-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # the flow's own credentials (moto takes any): never sent
+    sft, _ = sft_run
+    bench = "bench_id"
+    argv = [*_on_cluster(moto_s3, workdir, cluster, sft_store), f"runs=[{sft.run_id}]", *TASK]
+    argv += [f"eval.benchmarks=[{bench}]", "eval.k=2", "eval.n_prompts=4", "eval.timeout_s=600"]
+    client = JobSubmissionClient(cluster.dashboard_url)
+
+    def eval_jobs() -> list:
+        return [j for j in client.list_jobs() if (j.metadata or {}).get("kind") == "eval"]
+
+    # No interpreter at that path on the node: the job fails, and the flow's error says so first, naming the job.
+    with pytest.raises(VerlRunError) as failed:
+        evaluate_flow(EvaluateFlowParams.from_config(None, [*argv, "launcher.python=/nonexistent/python"]))
+    first = str(failed.value).splitlines()[0]
+    assert re.match(r"evaluation Ray job eval-\w{8}-a1 FAILED: .*; full log: ", first), first
+    assert not sft.store.exists(sft.eval_results(SFT_STEPS, bench))
+
+    params = EvaluateFlowParams.from_config(None, argv)
+    result = evaluate_flow(params)
+
+    assert result["evaluated"] == 1 and [r["step"] for r in result["rows"]] == [SFT_STEPS]
+    # Ray's records: the second job succeeded, its entrypoint (asking for the engine's GPU) ran on the worker node.
+    job = next(j for j in eval_jobs() if str(j.status) == "SUCCEEDED")
+    assert len(eval_jobs()) == 2 and job.submission_id.endswith("-a1-r2")
+    _, worker = cluster.head_and_worker_ids()
+    assert job.driver_node_id == worker
+    assert job.entrypoint.startswith("python -m stable_verl.eval.node_eval --result ")
+    # results.json where a local evaluation puts it, naming the store's checkpoint; written from the node.
+    results = sft.store.read_json(sft.eval_results(SFT_STEPS, bench))
+    assert sft.store.is_complete(sft.eval_dir(SFT_STEPS, bench))
+    assert results["model"] == sft.uri(sft.checkpoint(SFT_STEPS)) and results["num_prompts"] == 4
+    assert results["avg@2"] == result["rows"][0]["avg@2"]
+    # The worker node fetched the checkpoint's HF folder alone; the flow's machine and the head, nothing of it.
+    hf = cluster.node_dir("worker") / "store" / sft.checkpoint(SFT_STEPS) / "huggingface"
+    assert _materialised(sft.store, hf, sft.checkpoint(SFT_STEPS), "huggingface") >= 2
+    assert {p.name for p in hf.parent.iterdir()} == {"huggingface", "huggingface.lock"}
+    assert not list((workdir / "runs" / sft.run_id).glob("checkpoints/global_step_*"))
+    assert not (cluster.node_dir("head") / "store").exists()
+    # No credentials in what Ray recorded of the jobs (entrypoint, environment, metadata), nor in the results.
+    for j in eval_jobs():
+        recorded = json.dumps([j.entrypoint, j.runtime_env, j.metadata])
+        assert secret not in recorded and "AWS_" not in recorded and str(workdir) not in recorded, recorded
+    assert secret not in json.dumps(results)
+    assert _active(cluster) == {}
+
+    # A rerun finds the results in the store: nothing evaluated, no job submitted.
+    assert evaluate_flow(params)["evaluated"] == 0 and len(eval_jobs()) == 2
 
 
 def _stop_after_first_checkpoint(cluster: LocalRayCluster, run: RunLayout, stopped: list, stop: threading.Event):

@@ -275,3 +275,28 @@ def test_a_local_run_names_the_reward_file_where_it_is(tmp_path):
     job = rl_job(p, planned_assets(tmp_path / "w", p.model, p.task, p.seed), None, None)
     assert f"reward.custom_reward_function.path={tmp_path / 'r.py'}" in job.argv(tmp_path / "c")
     assert job.node_inputs is None
+
+
+def test_an_evaluations_benchmark_files_reach_a_node_once_and_its_worker_reads_them_there(tmp_path):
+    from stable_verl.train.node_inputs import BENCHMARKS_PREFIX, NodeInputs
+
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    files = {"bench_id": folder / "bench_id-first4.parquet", "bench_hard": folder / "bench_hard-first4.parquet"}
+    for name, path in files.items():
+        pd.DataFrame({"prompt": [name]}).to_parquet(path)
+    store = ArtifactStore(str(tmp_path / "store"))
+    nodes = NodeInputs()
+    named = nodes.benchmarks(files)
+    [inp] = nodes.inputs
+    assert inp.prefix.startswith(f"{BENCHMARKS_PREFIX}/")
+    assert named == {n: Path(inputs.node_expr(inp, p.name)) for n, p in files.items()}
+    assert nodes.publish(store) == [inp.prefix] and NodeInputs().benchmarks(files) == named  # content-addressed
+    assert nodes.publish(store) == []  # once per store
+
+    node = tmp_path / "node"
+    inputs.materialise(store, inp, node)
+    on_node = inputs.resolve_node_paths([f"bench_id={named['bench_id']}"], node)[0].split("=", 1)[1]
+    assert pd.read_parquet(on_node)["prompt"].tolist() == ["bench_id"]
+    with pytest.raises(ValueError, match="share one folder"):
+        NodeInputs().benchmarks({"a": files["bench_id"], "b": tmp_path / "elsewhere.parquet"})
