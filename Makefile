@@ -36,7 +36,7 @@ test-extended: setup browser  ## the real-stack integration tests marked extende
 
 test-all: test test-extended  ## every test: run it before resolving an issue that touches an extended test
 
-test-fast: setup       ## unit tests only (seconds)
+test-fast: setup       ## unit tests only (about 5 min on 2 cores)
 	$(PY) -m pytest -q tests/unit
 
 # The reference pages are generated from the code first; -W: a warning (a broken link, file or anchor, a page in
