@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 
 @pytest.fixture(scope="module")

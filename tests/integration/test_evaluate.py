@@ -18,7 +18,7 @@ from stable_verl.launch.runner import run_streaming
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from stable_verl.train.model_source import ensure_hf_model
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from stable_verl.verl_ext.minirl_loss import METRIC_KEYS
 from tests.integration.conftest import MINIRL_TIS_CAP
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 # The loss's own keys (pinned by name in tests/unit/verl_ext/test_minirl_verl.py) plus the trainer's and verl's.
 MINIRL_METRICS = (

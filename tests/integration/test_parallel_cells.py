@@ -30,7 +30,7 @@ from stable_verl.train.lifecycle import run_key
 from tests.support.ray_cluster import LocalRayCluster
 from tests.support.standin_cells import StandinCell, StandinGrid, standin_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, SLEEP_S = 4, 4.0  # 16 s asleep per cell: the jobs' own time dominates submission and bookkeeping

@@ -27,7 +27,7 @@ from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
 from tests.support.s3 import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))

@@ -51,7 +51,7 @@ from tests.support.ray_cluster import LocalRayCluster
 from tests.support.standin import standin_job
 from tests.support.user_inputs import as_gsm8k, save_user_model, write_reward
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 RL_STEPS = 4  # the first checkpoint in S3 triggers the stop; the margin keeps the run from ending before it lands
 SFT_STEPS = 2

@@ -25,7 +25,7 @@ from stable_verl.launch.runner import run_streaming
 from stable_verl.train.model_source import ensure_hf_model
 from stable_verl.train.stages import fetch_checkpoint, run_rl_stage, run_sft_stage
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 TEACHER = "terse"  # the demo init with the shortest responses (the fastest RL) and a gain far above the margin
 # Measured with this init and these settings (the demo, 2026-11-28): bench_id avg@8 0.423 -> 0.660, direct answers

@@ -27,7 +27,7 @@ import torch
 from stable_verl.verl_ext.expert_audit import ENV as AUDIT_ENV
 from tests.integration.conftest import run_rl
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 KL = "actor/train_infer_kl_k3"
 # Upper bound on the no-replay routing mismatch under fp8: measured 3.4e-2 (docs/results/, precision sweep). Routes

@@ -18,7 +18,7 @@ import pytest
 from stable_verl.artifacts import ComparisonLayout, RunLayout, list_runs
 from stable_verl.reports import claims
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 
 def test_every_cell_runs_once_from_the_given_init(tiny_grid, sft_run):

@@ -36,7 +36,7 @@ from stable_verl.tasks.datasets import TaskSpec, write_task_data
 from stable_verl.train.experiment import Experiment, coldstart_graph
 from tests.support.user_inputs import as_gsm8k, run_coldstart_cli, save_user_model, write_reward
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 SECRET = "wandb-key-never-stored-0123456789"
 SFT_STEPS = 8

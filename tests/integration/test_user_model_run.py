@@ -17,7 +17,7 @@ from stable_verl.models.tokenizer import CHAT_TEMPLATE
 from stable_verl.train.stages import rl_run_id, run_rl_stage
 from tests.integration.conftest import COMMON_SETTINGS, RL_SETTINGS, read_rl_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 STEPS = 2
 
