@@ -212,7 +212,7 @@ def test_evaluation_on_the_cluster_is_a_ray_job_whose_node_fetches_the_hf_folder
     sft, _ = sft_run
     bench = "bench_id"
     argv = [*_on_cluster(moto_s3, workdir, cluster, sft_store), f"runs=[{sft.run_id}]", *TASK]
-    argv += [f"eval.benchmarks=[{bench}]", "eval.k=2", "eval.n_prompts=4", "eval.timeout_s=600"]
+    argv += [f"eval.benchmarks=[{bench}]", "eval.k=2", "eval.n_prompts=4"]
     client = JobSubmissionClient(cluster.dashboard_url)
 
     def eval_jobs() -> list:
