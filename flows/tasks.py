@@ -8,6 +8,7 @@ run on the flow's main thread, where a SIGTERM reaches them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def evaluate_runs(params: EvaluateFlowParams) -> dict:
     benchmarks = checkpoint_eval.benchmark_files(workdir, params.task, names, params.eval.n_prompts)
     settings = checkpoint_eval.resolve_dtype(store, targets, params.eval.settings())
     # Listed runs are waited for (a comparison needs their scores); a selector's scheduled run skips busy ones.
-    wait_s = params.eval.timeout_s if params.select is None else 0.0
+    wait_s = math.inf if params.select is None else 0.0
     outcome = checkpoint_eval.evaluate_checkpoints(
         store,
         targets,
@@ -173,6 +174,7 @@ def evaluate_runs(params: EvaluateFlowParams) -> dict:
         reward=checkpoint_eval.eval_reward(params.task),
         engine=params.eval.engine,
         launcher=params.launcher,
+        stall_s=params.eval.stall_s,
     )
     metric = f"avg@{settings.k}"
     rows = outcome.rows(metric)

@@ -34,6 +34,7 @@ from stable_verl.config.grid_cell import GridCell
 from stable_verl.config.selector import RunSelector
 from stable_verl.config.stages import Logging, RLStage, SFTStage
 from stable_verl.config.yaml_config import load_yaml
+from stable_verl.launch.stall import DEFAULT_STALL_S
 from stable_verl.models.hf import HFModel
 from stable_verl.models.spec import TinyModelSpec
 from stable_verl.tasks.spec import TaskSpec
@@ -85,8 +86,11 @@ class EvalParams(EvalSettings):
     """Score only the first n prompts of each benchmark (None: all)."""
     steps: Literal["last", "all"] | list[int] = "last"
     """Checkpoints of each RL run to evaluate ('last', 'all' or a list of steps); SFT runs: their last."""
-    timeout_s: int = Field(1200, ge=1)
-    """Wall-clock limit of the evaluation process."""
+    stall_s: int = Field(DEFAULT_STALL_S, ge=1)
+    """The evaluation process is killed and the evaluation fails when for this long it prints no new line and its
+    processes use no CPU (stable_verl/launch/stall.py); a Ray Job: no new line."""
+    timeout_s: int | None = Field(None, ge=1)
+    """Optional total wall-clock limit of the evaluation process (None: none; a slow machine is not a hung run)."""
     engine: EvalEngine = Field(default_factory=EvalEngine)
     """vLLM's layout (tensor parallelism, memory share, max model length): operational, in no id or stored result."""
 

@@ -39,6 +39,7 @@ from stable_verl.eval.results import EvalTarget, upload_result
 from stable_verl.eval.worker import EvalEngine, EvalSettings, eval_args, eval_argv, eval_env
 from stable_verl.launch.ray_job import RayJobLauncher
 from stable_verl.launch.runner import LaunchSpec, launch, python_module, run_streaming
+from stable_verl.launch.stall import DEFAULT_STALL_S, Limits
 from stable_verl.tasks.datasets import write_task_data
 from stable_verl.tasks.reward_fn import RewardFn
 from stable_verl.tasks.user_task import Task, TaskData, digest, normalised_benchmark
@@ -195,12 +196,13 @@ def evaluate_checkpoints(
     benchmarks: dict[str, Path],
     settings: EvalSettings,
     workdir: Path,
-    timeout_s: float,
+    timeout_s: float | None = None,
     echo: Callable[[str], None] = print,
     lease_wait_s: float = 0.0,
     reward: RewardFn | None = None,
     engine: EvalEngine | None = None,
     launcher: LauncherParams | None = None,
+    stall_s: float = DEFAULT_STALL_S,
 ) -> EvalOutcome:
     """Evaluate the targets missing from the store in one process, upload them, return every target's scores.
 
@@ -208,6 +210,8 @@ def evaluate_checkpoints(
     a run whose lease another owner holds for longer than ``lease_wait_s`` is left out (``outcome.busy``).
     ``reward`` scores the samples (None: the built-in task's; see :func:`eval_reward`); ``engine`` lays out vLLM;
     ``launcher`` says where the process runs (None or 'local': here; 'ray_job': a Ray Job on the cluster).
+    The process fails when it stops making progress for ``stall_s`` (:mod:`~.launch.stall`), or past the optional
+    total limit ``timeout_s``.
     """
     settings = resolve_dtype(store, targets, settings)
     sizes = {name: len(pd.read_parquet(path)) for name, path in benchmarks.items()}
@@ -240,7 +244,18 @@ def evaluate_checkpoints(
         outcome = EvalOutcome(results, evaluated=pending, busy=busy)
         if pending:
             _evaluate_pending(
-                store, pending, benchmarks, settings, sizes, workdir, timeout_s, echo, outcome, reward, engine, launcher
+                store,
+                pending,
+                benchmarks,
+                settings,
+                sizes,
+                workdir,
+                Limits(stall_s, timeout_s),
+                echo,
+                outcome,
+                reward,
+                engine,
+                launcher,
             )
         else:
             echo(f"[eval] nothing to evaluate: {len(results)} of {len(targets)} checkpoint(s) already evaluated")
@@ -263,7 +278,7 @@ def _evaluate_pending(
     settings: EvalSettings,
     sizes: dict[str, int],
     workdir: Path,
-    timeout_s: float,
+    limits: Limits,
     echo: Callable[[str], None],
     outcome: EvalOutcome,
     reward: RewardFn | None = None,
@@ -277,12 +292,10 @@ def _evaluate_pending(
     trust = any(trusts_remote_code(RunLayout(store, rid)) for rid in dict.fromkeys(t.run_id for t in pending))
     if launcher is not None and launcher.on_cluster:
         _evaluate_on_cluster(
-            store, pending, benchmarks, settings, out_root, timeout_s, echo, outcome, reward, engine, trust, launcher
+            store, pending, benchmarks, settings, out_root, limits, echo, outcome, reward, engine, trust, launcher
         )
     else:
-        _evaluate_here(
-            store, pending, benchmarks, settings, out_root, workdir, timeout_s, outcome, reward, engine, trust
-        )
+        _evaluate_here(store, pending, benchmarks, settings, out_root, workdir, limits, outcome, reward, engine, trust)
     for rid in dict.fromkeys(t.run_id for t in pending):
         site.refresh_run(RunLayout(store, rid))  # site hook: the run pages show the new evaluations
 
@@ -294,7 +307,7 @@ def _evaluate_here(
     settings: EvalSettings,
     out_root: Path,
     workdir: Path,
-    timeout_s: float,
+    limits: Limits,
     outcome: EvalOutcome,
     reward: RewardFn | None,
     engine: EvalEngine | None,
@@ -311,8 +324,9 @@ def _evaluate_here(
         eval_argv(jobs, benchmarks, settings, reward, engine, trust_remote_code=trust),
         out_root / "eval.log",
         eval_env(),
-        timeout_s,
+        limits.timeout_s,
         name="evaluation",
+        stall_s=limits.stall_s,
     )
     outcome.eval_s = run_result.seconds
     t0 = time.monotonic()
@@ -327,7 +341,7 @@ def _evaluate_on_cluster(
     benchmarks: dict[str, Path],
     settings: EvalSettings,
     out_root: Path,
-    timeout_s: float,
+    limits: Limits,
     echo: Callable[[str], None],
     outcome: EvalOutcome,
     reward: RewardFn | None,
@@ -377,7 +391,9 @@ def _evaluate_on_cluster(
             echo(line)
 
     started = lambda where: echo(f"[eval] evaluation started: {where}")  # noqa: E731
-    outcome.eval_s = launch(job, spec, out_root / "eval.log", timeout_s, on_line=progress, on_start=started).seconds
+    outcome.eval_s = launch(
+        job, spec, out_root / "eval.log", limits.timeout_s, on_line=progress, on_start=started, stall_s=limits.stall_s
+    ).seconds
     for t in pending:
         run = RunLayout(store, t.run_id)
         missing = [b for b in benchmarks if not store.is_complete(run.eval_dir(t.step, b))]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from stable_verl.launch.progress import is_step_line
 
@@ -47,6 +48,13 @@ RAY_DAEMONS = (
     "ray/_private/runtime_env/agent/",
 )
 """Pieces of the command lines of the local Ray's daemons: their CPU is Ray keeping itself alive, not the run's."""
+
+
+class Limits(NamedTuple):
+    """A process's time limits: the stall rule's, and the optional total one."""
+
+    stall_s: float = DEFAULT_STALL_S
+    timeout_s: float | None = None
 
 
 def is_ray_daemon(cmdline: list[str]) -> bool:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, config_hash, sha256_file
 from stable_verl.launch.runner import python_module, run_streaming
+from stable_verl.launch.stall import DEFAULT_STALL_S
 from stable_verl.models.hf import HFModel
 from stable_verl.models.spec import TinyModelSpec
 
@@ -217,8 +218,9 @@ def model_config(model: HFModel, endpoint_url: str | None = None) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
-    """The HF directory of a verl checkpoint (``global_step_N``), merging FSDP shards if needed."""
+def ensure_hf_model(checkpoint_dir: Path) -> Path:
+    """The HF directory of a verl checkpoint (``global_step_N``), merging FSDP shards if needed (the merge fails when
+    it stalls, :mod:`~.launch.stall`; no total limit)."""
     from stable_verl.config import cpu_env  # imports torch: only when a merge may run (the preflight stays free of it)
 
     for candidate in (checkpoint_dir / "actor" / "huggingface", checkpoint_dir / "huggingface", checkpoint_dir):
@@ -229,5 +231,7 @@ def ensure_hf_model(checkpoint_dir: Path, timeout_s: float = 600) -> Path:
     argv = python_module(
         "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir", str(actor), "--target_dir", str(target)
     )
-    run_streaming(argv, checkpoint_dir / "merge.log", cpu_env.verl_env(), timeout_s, name="verl model_merger")
+    run_streaming(
+        argv, checkpoint_dir / "merge.log", cpu_env.verl_env(), name="verl model_merger", stall_s=DEFAULT_STALL_S
+    )
     return target

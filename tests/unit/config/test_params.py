@@ -11,6 +11,7 @@ from stable_verl.artifacts import ArtifactStore
 from stable_verl.artifacts.retry import NO_RETRY
 from stable_verl.config.params import ColdstartParams, EvaluateFlowParams, RLFlowParams, SFTFlowParams
 from stable_verl.launch.runner import VerlRunError
+from stable_verl.launch.stall import DEFAULT_STALL_S
 from stable_verl.launch.transient import is_transient
 from stable_verl.train.preflight import InputError, check_jobs_api
 from tests.support.s3 import free_port
@@ -154,3 +155,14 @@ def test_sft_save_freq_is_a_resume_setting_outside_the_run_id():
     assert default.sft.save_freq == -1 and sft_run_id(default) == sft_run_id(periodic)
     with pytest.raises(ValueError, match=r"sft.save_freq must be > 0, or -1 \(the last step only\), got 0"):
         SFTFlowParams.from_config(None, ["sft.save_freq=0"])
+
+
+def test_every_process_limit_measures_progress_by_default():
+    # SFT, RL and evaluation processes fail on a stall (no step, no new line, no CPU), never on a wall-clock guess:
+    # a slow machine is not a hung run. The total limit stays available and validated.
+    p = ColdstartParams()
+    for where, stage in (("sft", p.sft), ("rl", p.rl), ("eval", p.eval)):
+        assert (stage.stall_s, stage.timeout_s) == (DEFAULT_STALL_S, None), where
+    assert EvaluateFlowParams.from_config(None, ["runs=[x]", "eval.timeout_s=900"]).eval.timeout_s == 900
+    with pytest.raises(ValueError, match="stall_s"):
+        EvaluateFlowParams.from_config(None, ["runs=[x]", "eval.stall_s=0"])

@@ -115,7 +115,7 @@ def test_a_run_another_evaluation_holds_is_skipped_and_said(store, tmp_path):
     other.acquire()
     targets = [EvalTarget(MINIRL, 3), EvalTarget(GRPO, 5)]
     said: list[str] = []
-    outcome = evaluate_checkpoints(store, targets, {"bench_id": bench}, settings, tmp_path, 60, echo=said.append)
+    outcome = evaluate_checkpoints(store, targets, {"bench_id": bench}, settings, tmp_path, echo=said.append)
     other.release()
     assert outcome.busy == [EvalTarget(MINIRL, 3)] and outcome.evaluated == []
     assert list(outcome.results) == [EvalTarget(GRPO, 5)] and outcome.rows("avg@2")[0]["avg@2"] == 0.5
@@ -135,7 +135,7 @@ def test_a_fully_evaluated_run_loses_the_lease_a_killed_evaluation_left(store, t
     _two_prompt_bench(store, tmp_path / "live", [(SFT, 20)])  # its results are in; it has not released yet
     said: list[str] = []
     targets = [EvalTarget(GRPO, 5), EvalTarget(SFT, 20)]
-    outcome = evaluate_checkpoints(store, targets, {"bench_id": bench}, settings, tmp_path, 60, echo=said.append)
+    outcome = evaluate_checkpoints(store, targets, {"bench_id": bench}, settings, tmp_path, echo=said.append)
     assert outcome.evaluated == [] and len(outcome.results) == 2
     assert not store.exists(lease_path("eval", GRPO))
     assert any(f"removing the stale eval lease on {GRPO} of killed flow run" in s for s in said)
