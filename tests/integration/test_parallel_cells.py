@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cells import CellsFailed, max_concurrent
+from flows.cells import CellsFailed, max_concurrent, sft_concurrency
 from stable_verl.artifacts import RunLayout
 from stable_verl.config.params import LauncherParams, StoreParams
 from stable_verl.launch import procs
@@ -66,7 +66,9 @@ def _timeline(cluster: LocalRayCluster, grid: StandinGrid) -> dict:
 def test_four_cells_two_at_a_time_take_about_half_the_wall_time(prefect_harness, moto_s3, cluster, tmp_path):
     # The test cluster's worker declares 1 GPU: by default, one stage at a time there.
     assert cluster_gpus(cluster.dashboard_url) == 1.0
-    assert max_concurrent(LauncherParams(kind="ray_job", ray_address=cluster.dashboard_url), gpus_per_stage=1) == 1
+    on_cluster = LauncherParams(kind="ray_job", ray_address=cluster.dashboard_url)
+    assert max_concurrent(on_cluster, gpus_per_stage=1) == 1
+    assert sft_concurrency(on_cluster, gpus_per_stage=1, stages=4) == 1  # the cold-start SFTs too (locally: 4)
 
     measured = {}
     for concurrency in (1, 2):
