@@ -12,7 +12,7 @@ the resume; a SIGTERM to a flow process covers cancellation. A user's RL stage (
 its manifest, GSM8K-form prompts as an ``s3://`` parquet, a reward given as a ``.py`` file) runs there too: the worker
 node takes the model and the reward file from the store, the flow's machine never downloads the weights. The SFT
 stage's checkpoint is evaluated there as a Ray Job as well (no training run of its own): the worker node fetches its
-HF folder alone and writes results.json to the store.
+HF folder alone and writes results.json, and its own log of the job, to the store.
 """
 
 from __future__ import annotations
@@ -224,6 +224,11 @@ def test_evaluation_on_the_cluster_is_a_ray_job_whose_node_fetches_the_hf_folder
     assert sft.store.is_complete(sft.eval_dir(SFT_STEPS, bench))
     assert results["model"] == sft.uri(sft.checkpoint(SFT_STEPS)) and results["num_prompts"] == 4
     assert results["avg@2"] == result["rows"][0]["avg@2"]
+    # The node's own log of the job (the worker's output and the uploads), uploaded from the node to the run's logs;
+    # the failed job never started the entrypoint, so it left none.
+    node_log = sft.store.read_text(f"{sft.prefix}/logs/{job.submission_id}-node.log")
+    assert f"avg@2={results['avg@2']:.3f}" in node_log and f"step {SFT_STEPS} {bench}: results uploaded" in node_log
+    assert [n for n in sft.store.ls(f"{sft.prefix}/logs") if n.startswith("eval-")] == [f"{job.submission_id}-node.log"]
     # The worker node fetched the checkpoint's HF folder alone; the flow's machine and the head, nothing of it.
     hf = cluster.node_dir("worker") / "store" / sft.checkpoint(SFT_STEPS) / "huggingface"
     assert _materialised(sft.store, hf, sft.checkpoint(SFT_STEPS), "huggingface") >= 2
