@@ -70,6 +70,14 @@ def max_concurrent(launcher: LauncherParams, gpus_per_stage: int) -> int:
     return max(1, int(cluster_gpus(launcher.ray_address) // gpus_per_stage))
 
 
+def sft_concurrency(launcher: LauncherParams, gpus_per_stage: int, stages: int) -> int:
+    """How many of ``stages`` SFT stages run at once: locally all of them (verl SFT keeps one core busy), on a
+    cluster :func:`max_concurrent` (``launcher.max_concurrent``, else its GPUs over one stage's), as the RL stages."""
+    if not launcher.on_cluster:
+        return max(stages, 1)
+    return max_concurrent(launcher, gpus_per_stage)
+
+
 def one_line(error: BaseException) -> str:
     """The first line of an exception's message (its type when there is none)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

@@ -20,7 +20,7 @@ import time
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.cells import Cell, CellOutcome, max_concurrent, one_line, raise_if_failed, run_cells
+from flows.cells import Cell, max_concurrent, raise_if_failed, run_cells, sft_concurrency
 from flows.evaluate import evaluate_flow
 from flows.rl import rl_flow
 from flows.sft import sft_flow
@@ -38,24 +38,23 @@ def coldstart_comparison_flow(params: ColdstartParams) -> dict:
     preflight(params)
     graph = coldstart_graph(params)
     sft_inits = [init for init in graph.inits if init.kind == "sft"]
-    # verl SFT keeps one core busy, so the inits' SFTs run side by side; their RL stages then run
-    # launcher.max_concurrent at once (locally one: RL uses every core). A failed init leaves the others running.
-    sft_runs = [_sft_side_by_side.submit(init.params) for init in sft_inits]
-    # Already-trained inits: imported (while the SFTs run), then trained with the same recipe after the SFT inits.
-    imports = {i.run_id: _timed_task(import_stage, params, i.name) for i in graph.inits if i.kind == "import"}
-    done, failed = dict(imports), []
-    for init, sft_run in zip(sft_inits, sft_runs, strict=True):
-        try:
-            done[init.run_id] = sft_run.result()
-        except Exception as e:
-            failed.append(CellOutcome(f"{init.label} (sft)", error=one_line(e)))
+    # Already-trained inits: imported while the SFTs run (a task on the flow's runner), trained after the SFT inits.
+    imports = {i.run_id: _import_side_by_side.submit(params, i.name) for i in graph.inits if i.kind == "import"}
+    # verl SFT keeps one core busy: locally every init's SFT runs at once, on a cluster launcher.max_concurrent at
+    # once (as the RL stages after them). A failed init leaves the others running.
+    sft_cells = [Cell(f"{init.label} (sft)", sft_flow, init.params) for init in sft_inits]
+    sft_at_once = sft_concurrency(params.launcher, params.sft.n_gpus_per_node, len(sft_cells))
+    sft = run_cells("coldstart-sft", sft_cells, sft_at_once) if sft_cells else []
+    imported = {run_id: future.result() for run_id, future in imports.items()}
+    done = {**imported, **{i.run_id: o.result for i, o in zip(sft_inits, sft, strict=True) if o.error is None}}
+    failed = [o for o in sft if o.error is not None]
     for run_id, result in done.items():
         _check_declared(run_id, result)
     ready = [cell for cell in graph.cells if cell.init.run_id in done]
     concurrency = max_concurrent(params.launcher, params.rl.nnodes * params.rl.n_gpus_per_node)
     outcomes = run_cells("coldstart", [Cell(c.label, rl_flow, c.params) for c in ready], concurrency)
     raise_if_failed("coldstart", [*failed, *outcomes])
-    inits, stages = [], list(imports.values())
+    inits, stages = [], list(imported.values())
     for cell, outcome in zip(ready, outcomes, strict=True):
         init, rl = cell.init, outcome.result
         inits.append(InitRuns(init.name, cell.params.rl_seed, init.run_id, rl["run_id"]))
@@ -67,10 +66,10 @@ def coldstart_comparison_flow(params: ColdstartParams) -> dict:
     return {**report, "inits": [dataclasses.asdict(i) for i in inits], "stages": stages, "eval": evaluation}
 
 
-@task(name="sft-init", task_run_name="sft-{params.sft.teacher}-seed{params.sft_seed}", cache_policy=NO_CACHE)
-def _sft_side_by_side(params) -> dict:
-    """The SFT subflow of one init, in a task so that the flow can start every init's SFT at once."""
-    return _timed(sft_flow, params)
+@task(name="import-init", task_run_name="import-{name}", cache_policy=NO_CACHE)
+def _import_side_by_side(params: ColdstartParams, name: str) -> dict:
+    """The import of one already-trained init, in a task so that it runs while the SFT inits train."""
+    return _timed_task(import_stage, params, name)
 
 
 def _check_declared(run_id: str, result: dict) -> None:

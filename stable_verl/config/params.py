@@ -122,8 +122,9 @@ class LauncherParams(_Model):
     settings). Set 'gpu' to drive a GPU cluster from a machine without one (a Prefect worker, a KubeRay head pod)."""
     max_concurrent: int | None = Field(None, ge=1)
     """Independent stages a multi-stage flow runs at once (the stability grid's cells, the cold-start comparison's
-    RL stages); None: 1 with 'local' (one RL stage keeps every core busy), with 'ray_job' the cluster's GPUs over
-    one stage's (``nnodes`` x ``n_gpus_per_node``). Operational: in no run id."""
+    RL stages, and on a cluster its SFTs); None: 1 with 'local' (one RL stage keeps every core busy; the local SFTs
+    all run at once), with 'ray_job' the cluster's GPUs over one stage's (``nnodes`` x ``n_gpus_per_node``).
+    Operational: in no run id."""
 
     @model_validator(mode="after")
     def _device_on_cluster(self) -> Self:

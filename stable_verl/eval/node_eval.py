@@ -7,10 +7,13 @@ that has the GPUs it asks for), which shares no filesystem with the flow. On tha
 
 1. materialises the job's inputs from the store (``STABLE_VERL_INPUTS``, :mod:`stable_verl.verl_ext.inputs`): each
    checkpoint's HF folder alone (not its FSDP shards and optimizer state), the benchmark files, a user's reward file;
-2. runs :func:`stable_verl.eval.worker.main` in this process over the worker arguments, their node paths
-   (``${oc.env:STABLE_VERL_NODE_DIR}/...``) resolved to this node's folder;
+2. runs :mod:`stable_verl.eval.worker` as a child over the worker arguments, their node paths
+   (``${oc.env:STABLE_VERL_NODE_DIR}/...``) resolved to this node's folder, its output teed to the job's and to a
+   log file on the node (:mod:`stable_verl.launch.teed`);
 3. uploads each ``--result`` (the worker's ``<out>/<benchmark>/``) to the run's ``eval/`` folder in the store, as a
-   local evaluation does (:func:`stable_verl.eval.results.upload_result`).
+   local evaluation does (:func:`stable_verl.eval.results.upload_result`);
+4. uploads the node's log, whatever the outcome, to ``logs/<Ray submission id>-node.log`` of every run evaluated
+   (the id the flow's error names when the job fails, e.g. ``eval-<hash>-a1``).
 
 The store is the job's ``STABLE_VERL_SYNC_ROOT`` and ``STABLE_VERL_S3_ENDPOINT``; credentials are the node's own.
 """
@@ -18,14 +21,21 @@ The store is the job's ``STABLE_VERL_SYNC_ROOT`` and ``STABLE_VERL_S3_ENDPOINT``
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
-from stable_verl.artifacts import ArtifactStore
+from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.env import NODE_DIR, S3_ENDPOINT, SYNC_ROOT
 from stable_verl.eval import worker
 from stable_verl.eval.results import EvalTarget, upload_result
+from stable_verl.launch.runner import python_module
+from stable_verl.launch.teed import run_teed
 from stable_verl.verl_ext import inputs
+
+RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+"""Set by Ray in a job's entrypoint: its config as JSON, ``metadata.job_submission_id`` its submission id."""
 
 
 def result_args(results: list[tuple[str, EvalTarget]]) -> list[str]:
@@ -33,8 +43,16 @@ def result_args(results: list[tuple[str, EvalTarget]]) -> list[str]:
     return [a for out, t in results for a in ("--result", out, t.run_id, str(t.step))]
 
 
+def job_name() -> str:
+    """The submission id of the Ray Job this entrypoint runs in (Ray's job config in its environment), else 'eval'."""
+    try:
+        return str(json.loads(os.environ[RAY_JOB_CONFIG])["metadata"]["job_submission_id"])
+    except (KeyError, TypeError, ValueError):
+        return "eval"
+
+
 def run(results: list[tuple[str, EvalTarget]], worker_args: list[str]) -> int:
-    """Steps 1-3 of the module docstring; returns the worker's exit code."""
+    """Steps 1-4 of the module docstring; returns the worker's exit code (SIGTERM: 143)."""
     node_dir = NODE_DIR.get()
     if not node_dir:
         raise inputs.MissingNodeDir(
@@ -43,16 +61,27 @@ def run(results: list[tuple[str, EvalTarget]], worker_args: list[str]) -> int:
     root = SYNC_ROOT.get()
     if root is None:
         raise SystemExit(f"node_eval: the job's environment names no store ({SYNC_ROOT.name})")
-    inputs.materialise_from_env()
-    code = worker.main(inputs.resolve_node_paths(worker_args, node_dir))
-    if code != 0:
-        return code
     store = ArtifactStore.from_env(root, endpoint_url=S3_ENDPOINT.get())
-    for out, target in results:
-        local = Path(inputs.resolve_node_paths([out], node_dir)[0])
-        for bench in sorted(p for p in local.iterdir() if (p / "results.json").is_file()):
-            upload_result(store, target, bench.name, bench)
-            print(f"[eval] {target.run_id} step {target.step} {bench.name}: results uploaded", flush=True)
+    log_path = Path(node_dir) / "eval" / "logs" / f"{job_name()}.log"
+    try:
+        inputs.materialise_from_env()
+        argv = python_module(worker.__name__, *inputs.resolve_node_paths(worker_args, node_dir))
+        teed = run_teed(argv, os.environ, log_path)
+        if teed.exit_code != 0:
+            return teed.exit_code
+        with open(log_path, "a", encoding="utf-8") as log:
+            for out, target in results:
+                local = Path(inputs.resolve_node_paths([out], node_dir)[0])
+                for bench in sorted(p for p in local.iterdir() if (p / "results.json").is_file()):
+                    upload_result(store, target, bench.name, bench)
+                    line = f"[eval] {target.run_id} step {target.step} {bench.name}: results uploaded"
+                    print(line, flush=True)
+                    log.write(line + "\n")
+    finally:  # the log as the node saw it, whatever the Jobs API's log stream delivered to the flow
+        if log_path.is_file():
+            text = log_path.read_text(errors="replace")
+            for run_id in dict.fromkeys(t.run_id for _, t in results):
+                store.write_text(f"{RunLayout(store, run_id).prefix}/logs/{log_path.stem}-node.log", text)
     return 0
 
 

@@ -22,13 +22,12 @@ uploads nothing more; the exit code is the child's.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from stable_verl.env import ATTEMPT, NODE_DIR
+from stable_verl.launch.teed import run_teed
 from stable_verl.train.checkpoint_sync import CheckpointSyncer, MetricsLog, restore_latest
 from stable_verl.verl_ext import inputs
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR, StoreSync, restored_line
@@ -67,32 +66,15 @@ def run(args: list[str]) -> int:
 
     env = {**os.environ, METRICS_ENV: str(metrics_file)}
     log_path = local / "logs" / f"attempt-{ATTEMPT.get() or '0'}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    child = subprocess.Popen(
-        [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    )
-    stopped: list[int] = []
-
-    def forward(signum: int, _frame) -> None:
-        stopped.append(signum)
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
-    try:
-        with open(log_path, "w", encoding="utf-8") as log:
-            for line in child.stdout:  # the job's output (the Jobs API streams it to the flow) and the node's log
-                sys.stdout.write(line)
-                sys.stdout.flush()
-                log.write(line)
-        code = child.wait()
-        syncer.stop(final_sync=not stopped)
-        if code == 0 and not stopped:
+    try:  # the job's output (the Jobs API streams it to the flow) and the node's log
+        teed = run_teed([sys.executable, *args], env, log_path)
+        syncer.stop(final_sync=teed.signal is None)
+        if teed.code == 0 and teed.signal is None:
             run_layout.write_metrics(metrics.rows())
     finally:  # the log as the node saw it, whatever the Jobs API's log stream delivered to the flow
-        run_layout.store.write_text(f"{run_layout.prefix}/logs/{log_path.stem}-node.log", log_path.read_text())
-    return 128 + stopped[0] if stopped else code
+        if log_path.is_file():
+            run_layout.store.write_text(f"{run_layout.prefix}/logs/{log_path.stem}-node.log", log_path.read_text())
+    return teed.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,8 @@
 * ``minirl_run``: the MiniRL off-policy run on that model (``minirl_rows``, ``rl_checkpoint``).
 * ``tiny_grid``: the stability-grid flow from that SFT run, with two cells (CISPO at N = 1, MiniRL + R2 at N = 2)
   whose runs the CISPO and R2 tests read back; one verl run serves the grid test and a method test.
-* ``cluster``: a two-node Ray cluster of the module's own (tests/support/ray_cluster.py), for the Ray Jobs tests.
+* ``cluster`` / ``two_gpu_cluster``: a two-node Ray cluster of the module's own (tests/support/ray_cluster.py), for
+  the Ray Jobs tests; its worker declares 1 logical GPU, or 2 (two RL stages at once).
 """
 
 from __future__ import annotations
@@ -262,16 +263,27 @@ def tiny_grid(prefect_harness, small_regime, sft_run, tmp_path_factory) -> TinyG
     return grid
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory, moto_s3) -> Iterator[LocalRayCluster]:
-    """A real two-node Ray cluster for the module (a cluster per module: its jobs and nodes' folders are its own).
-
-    After ``moto_s3``: its fake AWS credentials are in the environment each node starts with. Stopping it must leave
-    none of its processes behind."""
-    started = start_cluster(tmp_path_factory.mktemp("ray-cluster-logs"))
+def _cluster(tmp_path_factory, worker_gpus: int) -> Iterator[LocalRayCluster]:
+    """A started two-node cluster; stopping it must leave none of its processes behind."""
+    started = start_cluster(tmp_path_factory.mktemp("ray-cluster-logs"), worker_gpus=worker_gpus)
     try:
         yield started
     finally:
         started.stop()
         leftover = {pid for node in started.nodes for pid in procs.tree(node.pid)}
         assert not leftover, f"cluster processes outlived the cluster: {leftover}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, moto_s3) -> Iterator[LocalRayCluster]:
+    """A real two-node Ray cluster for the module (a cluster per module: its jobs and nodes' folders are its own),
+    its worker declaring 1 logical GPU: one RL stage at a time.
+
+    After ``moto_s3``: its fake AWS credentials are in the environment each node starts with."""
+    yield from _cluster(tmp_path_factory, worker_gpus=1)
+
+
+@pytest.fixture(scope="module")
+def two_gpu_cluster(tmp_path_factory, moto_s3) -> Iterator[LocalRayCluster]:
+    """``cluster`` with 2 logical GPUs on its worker: two RL stages (1 GPU each) at once."""
+    yield from _cluster(tmp_path_factory, worker_gpus=2)

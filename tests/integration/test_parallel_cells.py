@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.cells import CellsFailed, max_concurrent
+from flows.cells import CellsFailed, max_concurrent, sft_concurrency
 from stable_verl.artifacts import RunLayout
 from stable_verl.config.params import LauncherParams, StoreParams
 from stable_verl.launch import procs
 from stable_verl.launch.ray_job import cluster_gpus
-from stable_verl.train.lifecycle import run_key
+from tests.support.cluster_runs import run_jobs, timeline
 from tests.support.ray_cluster import LocalRayCluster
 from tests.support.standin_cells import StandinCell, StandinGrid, standin_grid
 
@@ -53,35 +53,22 @@ def _cells(n: int, steps: int = STEPS, sleep_s: float = SLEEP_S, die: int | None
 
 def _jobs(cluster: LocalRayCluster, grid: StandinGrid) -> dict[str, list]:
     """Ray's records of each cell's jobs (its attempts), by run id."""
-    from ray.job_submission import JobSubmissionClient
-
-    keys = {c.run_id: run_key(RunLayout(grid.store.open(), c.run_id)) for c in grid.cells}
-    jobs = JobSubmissionClient(cluster.dashboard_url).list_jobs()
-    return {
-        run: sorted((j for j in jobs if j.submission_id.startswith(f"{key}-a")), key=lambda j: j.start_time)
-        for run, key in keys.items()
-    }
+    return run_jobs(cluster, grid.store.open(), [c.run_id for c in grid.cells])
 
 
 def _timeline(cluster: LocalRayCluster, grid: StandinGrid) -> dict:
-    """From Ray's job records: wall time (first start to last end), most jobs at once, summed pairwise overlap."""
+    """The grid's timeline from Ray's job records (tests/support/cluster_runs.py); one successful job a cell."""
     jobs = [j for attempts in _jobs(cluster, grid).values() for j in attempts]
     assert len(jobs) == len(grid.cells) and all(str(j.status) == "SUCCEEDED" for j in jobs), jobs
-    spans = sorted((j.start_time / 1000, j.end_time / 1000) for j in jobs)
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])  # an end before a start at a tie
-    most, now = 0, 0
-    for _, delta in events:
-        now += delta
-        most = max(most, now)
-    overlap = sum(max(0.0, min(a[1], b[1]) - max(a[0], b[0])) for i, a in enumerate(spans) for b in spans[i + 1 :])
-    wall = spans[-1][1] - min(s for s, _ in spans)
-    return {"wall_s": wall, "most_at_once": most, "overlap_s": overlap, "job_s": [e - s for s, e in spans]}
+    return timeline(jobs)
 
 
 def test_four_cells_two_at_a_time_take_about_half_the_wall_time(prefect_harness, moto_s3, cluster, tmp_path):
     # The test cluster's worker declares 1 GPU: by default, one stage at a time there.
     assert cluster_gpus(cluster.dashboard_url) == 1.0
-    assert max_concurrent(LauncherParams(kind="ray_job", ray_address=cluster.dashboard_url), gpus_per_stage=1) == 1
+    on_cluster = LauncherParams(kind="ray_job", ray_address=cluster.dashboard_url)
+    assert max_concurrent(on_cluster, gpus_per_stage=1) == 1
+    assert sft_concurrency(on_cluster, gpus_per_stage=1, stages=4) == 1  # the cold-start SFTs too (locally: 4)
 
     measured = {}
     for concurrency in (1, 2):

@@ -12,7 +12,7 @@ the resume; a SIGTERM to a flow process covers cancellation. A user's RL stage (
 its manifest, GSM8K-form prompts as an ``s3://`` parquet, a reward given as a ``.py`` file) runs there too: the worker
 node takes the model and the reward file from the store, the flow's machine never downloads the weights. The SFT
 stage's checkpoint is evaluated there as a Ray Job as well (no training run of its own): the worker node fetches its
-HF folder alone and writes results.json to the store.
+HF folder alone and writes results.json, and its own log of the job, to the store.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from stable_verl.train.lifecycle import VerlJob, run_key, run_tracked
 from stable_verl.train.node_inputs import code_key
 from stable_verl.train.stages import rl_run_id, sft_run_id
 from stable_verl.verl_ext.inputs import MARK
+from tests.support.cluster_runs import SFT_SETTINGS, SFT_STEPS, TASK, on_cluster, store_root
 from tests.support.interrupted import run_while_killing
 from tests.support.ray_cluster import LocalRayCluster
 from tests.support.standin import standin_job
@@ -54,8 +55,6 @@ from tests.support.user_inputs import as_gsm8k, save_user_model, write_reward
 pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
 
 RL_STEPS = 4  # the first checkpoint in S3 triggers the stop; the margin keeps the run from ending before it lands
-SFT_STEPS = 2
-TASK = ["task.n_sft=32"]  # SFT and RL share one task, so one set of built assets (one store prefix)
 
 
 @pytest.fixture(scope="module")
@@ -114,25 +113,11 @@ def test_a_run_already_running_is_refused_and_the_timeout_stops_the_job(cluster,
     assert _active(cluster) == {}
 
 
-def _store_root(moto_s3, name: str) -> str:
-    return f"s3://{moto_s3.bucket}/{name}-{uuid.uuid4().hex[:8]}"
-
-
-def _on_cluster(moto_s3, workdir: Path, cluster: LocalRayCluster, store: str) -> list[str]:
-    return [
-        f"workdir={workdir}",
-        f"store.root={store}",
-        f"store.endpoint_url={moto_s3.endpoint_url}",
-        "launcher.kind=ray_job",
-        f"launcher.ray_address={cluster.dashboard_url}",
-    ]
-
-
 def _rl_params(moto_s3, workdir: Path, cluster: LocalRayCluster, store: str, *more: str) -> RLFlowParams:
     return RLFlowParams.from_config(
         None,
         [
-            *_on_cluster(moto_s3, workdir, cluster, store),
+            *on_cluster(moto_s3, workdir, cluster, store),
             f"rl.total_steps={RL_STEPS}",
             "rl.save_freq=1",
             "rl.format_bonus=0.1",
@@ -143,14 +128,13 @@ def _rl_params(moto_s3, workdir: Path, cluster: LocalRayCluster, store: str, *mo
 
 @pytest.fixture(scope="module")
 def sft_store(moto_s3) -> str:
-    return _store_root(moto_s3, "sft")
+    return store_root(moto_s3, "sft")
 
 
 @pytest.fixture(scope="module")
 def sft_run(prefect_harness, moto_s3, cluster, workdir, sft_store) -> tuple[RunLayout, dict]:
     """A short real SFT stage through the Ray Jobs launcher (the RL stage below starts from its checkpoint)."""
-    overrides = [f"sft.steps={SFT_STEPS}", "sft.batch_size=16", "sft.teacher=terse", "sft.timeout_s=400", *TASK]
-    params = SFTFlowParams.from_config(None, [*_on_cluster(moto_s3, workdir, cluster, sft_store), *overrides])
+    params = SFTFlowParams.from_config(None, [*on_cluster(moto_s3, workdir, cluster, sft_store), *SFT_SETTINGS, *TASK])
     run = RunLayout(params.store.open(), sft_run_id(params))
     return run, sft_flow(params)
 
@@ -211,7 +195,7 @@ def test_evaluation_on_the_cluster_is_a_ray_job_whose_node_fetches_the_hf_folder
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # the flow's own credentials (moto takes any): never sent
     sft, _ = sft_run
     bench = "bench_id"
-    argv = [*_on_cluster(moto_s3, workdir, cluster, sft_store), f"runs=[{sft.run_id}]", *TASK]
+    argv = [*on_cluster(moto_s3, workdir, cluster, sft_store), f"runs=[{sft.run_id}]", *TASK]
     argv += [f"eval.benchmarks=[{bench}]", "eval.k=2", "eval.n_prompts=4"]
     client = JobSubmissionClient(cluster.dashboard_url)
 
@@ -240,6 +224,11 @@ def test_evaluation_on_the_cluster_is_a_ray_job_whose_node_fetches_the_hf_folder
     assert sft.store.is_complete(sft.eval_dir(SFT_STEPS, bench))
     assert results["model"] == sft.uri(sft.checkpoint(SFT_STEPS)) and results["num_prompts"] == 4
     assert results["avg@2"] == result["rows"][0]["avg@2"]
+    # The node's own log of the job (the worker's output and the uploads), uploaded from the node to the run's logs;
+    # the failed job never started the entrypoint, so it left none.
+    node_log = sft.store.read_text(f"{sft.prefix}/logs/{job.submission_id}-node.log")
+    assert f"avg@2={results['avg@2']:.3f}" in node_log and f"step {SFT_STEPS} {bench}: results uploaded" in node_log
+    assert [n for n in sft.store.ls(f"{sft.prefix}/logs") if n.startswith("eval-")] == [f"{job.submission_id}-node.log"]
     # The worker node fetched the checkpoint's HF folder alone; the flow's machine and the head, nothing of it.
     hf = cluster.node_dir("worker") / "store" / sft.checkpoint(SFT_STEPS) / "huggingface"
     assert _materialised(sft.store, hf, sft.checkpoint(SFT_STEPS), "huggingface") >= 2
@@ -332,7 +321,7 @@ def test_a_cancelled_flow_leaves_no_job_running(prefect_harness, moto_s3, cluste
     """``python -m flows.rl`` on the cluster in a child process; SIGTERM (Prefect's cancellation) once its job runs."""
     from prefect.settings import PREFECT_API_URL
 
-    params = _rl_params(moto_s3, workdir, cluster, _store_root(moto_s3, "cancel"))
+    params = _rl_params(moto_s3, workdir, cluster, store_root(moto_s3, "cancel"))
     argv = [sys.executable, "-m", "flows.rl", f"workdir={workdir}", f"store.root={params.store.root}"]
     argv += [f"store.endpoint_url={moto_s3.endpoint_url}", "launcher.kind=ray_job"]
     argv += [f"launcher.ray_address={cluster.dashboard_url}", f"rl.total_steps={RL_STEPS}"]
@@ -373,7 +362,7 @@ def test_a_users_rl_stage_on_the_cluster_takes_its_model_from_s3_and_its_reward_
 ):
     """Issue 25's cluster case: the RL stage a user runs locally, as a Ray Job, with the model coming from S3."""
     monkeypatch.setenv("STABLE_VERL_S3_ENDPOINT", moto_s3.endpoint_url)  # where the user's s3:// data files are
-    root = _store_root(moto_s3, "byo")
+    root = store_root(moto_s3, "byo")
     store = ArtifactStore(root, moto_s3.options())
     store.put_dir(save_user_model(tmp_path / "my-moe", tokenizer), "users/my-moe")  # uploaded with its manifest
     made = write_task_data(tmp_path / "generated", TaskSpec(n_sft=16, n_rl_train=16, n_bench=8))
@@ -383,7 +372,7 @@ def test_a_users_rl_stage_on_the_cluster_takes_its_model_from_s3_and_its_reward_
     params = RLFlowParams.from_config(
         None,
         [
-            *_on_cluster(moto_s3, workdir, cluster, root),
+            *on_cluster(moto_s3, workdir, cluster, root),
             f"model.path={store.uri('users/my-moe')}",
             f"task.rl_train=[{store.uri('users/data/prompts.parquet')}]",
             f"task.reward.path={reward}",
@@ -436,9 +425,9 @@ def test_a_bad_reward_file_on_the_cluster_is_refused_before_anything_is_submitte
     write_reward(tmp_path)
     row = {"data_source": "openai/gsm8k", "prompt": [{"role": "user", "content": "1+1?"}]}
     pd.DataFrame([{**row, "reward_model": {"ground_truth": "2"}}]).to_parquet(tmp_path / "rl.parquet")
-    root = _store_root(moto_s3, "bad-reward")
+    root = store_root(moto_s3, "bad-reward")
     jobs = len(JobSubmissionClient(cluster.dashboard_url).list_jobs())
-    argv = [*_on_cluster(moto_s3, tmp_path / "work", cluster, root), f"task.rl_train=[{tmp_path / 'rl.parquet'}]"]
+    argv = [*on_cluster(moto_s3, tmp_path / "work", cluster, root), f"task.rl_train=[{tmp_path / 'rl.parquet'}]"]
 
     code = run_flow_main("flows.rl", argv + [r.format(tmp=tmp_path) for r in reward])
 

@@ -1,11 +1,11 @@
 """A real two-node Ray cluster on this machine, for the Ray Jobs launcher's tests.
 
 The head has no CPUs or GPUs for tasks (only the job drivers run there, at 0 CPU); the worker node declares the
-CPU path's logical resources (16 CPUs, 1 GPU: what ``cpu_env.local_ray_overrides`` gives a local run), so every
-verl actor is placed on the worker, another node than the job's driver. Each node runs ``ray start --block`` in a
-session of its own with its own temp dir and ports, so stopping the cluster kills exactly the processes started
-here (never ``ray stop``, which would also stop other Ray instances on the machine), and no ``ray.init()`` elsewhere
-on the machine finds it (its address file is in its own temp dir).
+CPU path's logical resources (16 CPUs and by default 1 GPU, what ``cpu_env.local_ray_overrides`` gives a local
+run; 2 GPUs hold two RL stages at once), so every verl actor is placed on the worker, another node than the job's
+driver. Each node runs ``ray start --block`` in a session of its own with its own temp dir and ports, so stopping
+the cluster kills exactly the processes started here (never ``ray stop``, which would also stop other Ray instances
+on the machine), and no ``ray.init()`` elsewhere on the machine finds it (its address file is in its own temp dir).
 
 Each node's environment is that of ``ray start``: this process's (the AWS credentials of the moto fixture, when it
 runs first: credentials reach verl's processes only this way) plus ``STABLE_VERL_NODE_DIR``, a scratch folder of
@@ -66,22 +66,23 @@ def _ports() -> list[str]:
     return [f"--{name}={free_port()}" for name in (*names, "metrics-export-port")]
 
 
-def start_cluster(log_dir: Path, timeout_s: float = 120, attempts: int = 2) -> LocalRayCluster:
-    """Start the head and one worker node; returns once both are alive and the Jobs API answers.
+def start_cluster(log_dir: Path, worker_gpus: int = 1, timeout_s: float = 120, attempts: int = 2) -> LocalRayCluster:
+    """Start the head and one worker node declaring ``worker_gpus`` logical GPUs; returns once both are alive and
+    the Jobs API answers.
 
     A start that fails is stopped (its processes killed, its temp dir removed) and tried again, up to ``attempts``
     times: ``ray start`` gives a node a fixed 30 s to register with the GCS (``ray/_private/node.py``), which a
     machine shared with other verl runs (load 25-30 on 2 cores, 2026-12-04) can exceed."""
     for attempt in range(1, attempts + 1):
         try:
-            return _start_once(log_dir, timeout_s)
+            return _start_once(log_dir, worker_gpus, timeout_s)
         except RuntimeError:
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start_once(log_dir: Path, timeout_s: float) -> LocalRayCluster:
+def _start_once(log_dir: Path, worker_gpus: int, timeout_s: float) -> LocalRayCluster:
     ray = str(Path(sys.executable).parent / "ray")
     temp_dir = Path(tempfile.mkdtemp(prefix="svray-"))  # short: Ray's unix socket paths must stay < 108 chars
     gcs, dashboard = free_port(), free_port()
@@ -100,7 +101,7 @@ def _start_once(log_dir: Path, timeout_s: float) -> LocalRayCluster:
     head = [ray, "start", "--head", f"--port={gcs}", "--include-dashboard=true", "--dashboard-host=127.0.0.1"]
     head += [f"--dashboard-port={dashboard}", f"--ray-client-server-port={free_port()}", "--num-cpus=0"]
     head += ["--num-gpus=0", f"--temp-dir={temp_dir / 'head'}", "--disable-usage-stats", *common, *_ports()]
-    worker = [ray, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=16", "--num-gpus=1"]
+    worker = [ray, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=16", f"--num-gpus={worker_gpus}"]
     worker += [f"--temp-dir={temp_dir / 'worker'}", *common, *_ports()]
     log_dir.mkdir(parents=True, exist_ok=True)
     cluster = LocalRayCluster(f"http://127.0.0.1:{dashboard}", f"127.0.0.1:{gcs}", temp_dir, [])

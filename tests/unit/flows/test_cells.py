@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from flows.cells import CellCounts, CellOutcome, CellsFailed, max_concurrent, one_line, raise_if_failed
+from flows.cells import (
+    CellCounts,
+    CellOutcome,
+    CellsFailed,
+    max_concurrent,
+    one_line,
+    raise_if_failed,
+    sft_concurrency,
+)
 from stable_verl.config.params import LauncherParams, StabilityGridParams
 
 
@@ -50,6 +58,16 @@ def test_one_at_a_time_locally_unless_asked():
     assert max_concurrent(on_cluster, gpus_per_stage=4) == 8  # given: the cluster is not asked
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         LauncherParams(max_concurrent=0)
+
+
+def test_sft_inits_run_all_at_once_locally_and_max_concurrent_at_once_on_a_cluster():
+    # Locally every init's SFT at once (verl SFT keeps one core busy), whatever bounds the RL stages.
+    assert sft_concurrency(LauncherParams(), gpus_per_stage=1, stages=3) == 3
+    assert sft_concurrency(LauncherParams(max_concurrent=1), gpus_per_stage=1, stages=3) == 3
+    assert sft_concurrency(LauncherParams(), gpus_per_stage=1, stages=0) == 1  # a thread pool of at least one
+    # On a cluster the RL stages' bound (the default, the cluster's GPUs: tests/integration/test_parallel_cells.py).
+    on_cluster = LauncherParams(kind="ray_job", ray_address="http://127.0.0.1:1", max_concurrent=2)
+    assert sft_concurrency(on_cluster, gpus_per_stage=1, stages=3) == 2 == max_concurrent(on_cluster, 1)
 
 
 def test_max_concurrent_is_a_grid_setting_outside_every_run_id():
