@@ -82,6 +82,23 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Seconds the threads of a live process have spent runnable but waiting for a CPU (Linux's
+    ``/proc/<pid>/task/<tid>/schedstat``, second field); 0.0 where the kernel does not say. A process starved of CPU
+    by other work waits here; a hung one sleeps and does not."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    waited_ns = 0
+    for tid in tids:
+        try:
+            waited_ns += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that just ended, or no schedstat in this kernel
+            continue
+    return waited_ns / 1e9
+
+
 def _processes() -> Iterator[tuple[int, tuple[str, int, int, int]]]:
     for entry in os.listdir("/proc"):
         if entry.isdigit() and (st := _stat(int(entry))) is not None:

@@ -75,7 +75,8 @@ class Launcher(ABC):
         ``halt()``, polled about every second, says why it must stop (returns None, the run still going)."""
 
     def cpu_times(self) -> dict[int, float] | None:
-        """CPU seconds used by each live process of the run (None: no local process tree to measure)."""
+        """CPU seconds each live process of the run used or waited for on a run queue (None: no local process tree
+        to measure)."""
         return None
 
     @abstractmethod
@@ -216,7 +217,7 @@ class LocalLauncher(Launcher):
                 t = process.cpu_times()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
-            times[pid] = t.user + t.system
+            times[pid] = t.user + t.system + procs.runqueue_wait_s(pid)  # starved of CPU is not hung
         return times
 
     def stop(self) -> None:

@@ -7,10 +7,13 @@ a new log line, or its process tree used CPU. What counts, precisely:
 * a **new log line**: a line whose text, with every digit run replaced by ``#``, was not printed before in this
   run. A process that repeats one message (a heartbeat, Ray's "resource request cannot be scheduled" warning,
   "waiting (12 s)") while doing nothing is stalled: it is killed after ``stall_s`` although it prints;
-* **CPU**: the tree (the leader's session and every descendant, :func:`~.procs.tree`) used at least
-  :data:`BUSY_CORES` of a core on average over a sample (:data:`SAMPLE_S`), Ray's own daemons left out (they poll
-  while a hung run waits); any trainer, compiler or loader working, even throttled to a slice of a core, is above
-  it. A Ray Job has no local tree: there, steps and new lines count alone.
+* **CPU**: the tree (the leader's session and every descendant, :func:`~.procs.tree`) used, or waited on a run
+  queue for, at least :data:`BUSY_CORES` of a core on average over a sample (:data:`SAMPLE_S`), Ray's own daemons
+  left out (they poll while a hung run waits); any trainer, compiler or loader working, even throttled to a slice
+  of a core, is above it. Waiting counts because a run starved of CPU by other work wants to work, and a hung one
+  sleeps (:func:`~.procs.runqueue_wait_s`): counting CPU used alone, a phase-1 cell at nice 19 beside a demo at
+  nice -20 and a test was killed as stalled at step 25 (2026-12-04).
+  A Ray Job has no local tree: there, steps and new lines count alone.
 
 A line that says part of the run is gone for good ends it at once: Ray's memory monitor killing workers
 (:data:`RAY_OOM_KILL`). verl does not restart them: it waits on the dead vLLM servers forever, and the actors left
@@ -72,7 +75,8 @@ _MAX_SEEN = 200_000  # distinct line shapes remembered (a long run's metric line
 class StallWatch:
     """Decides when a run has stalled (or passed its total limit); fed lines, polled with :meth:`check`.
 
-    ``cpu_times``: CPU seconds per live process of the run's tree (None: no local tree, e.g. a Ray Job).
+    ``cpu_times``: CPU seconds used or waited for on a run queue, per live process of the run's tree (None: no local
+    tree, e.g. a Ray Job).
     """
 
     def __init__(

@@ -1,12 +1,14 @@
 """The stall rule (stable_verl/launch/stall.py): real subprocesses, a stall limit of a few seconds.
 
-A run goes on while it reaches new steps, prints new lines, or its process tree uses CPU; it is killed when it does
-none of these for ``stall_s``, and the error names the limit and the last step. A repeated line is no progress.
+A run goes on while it reaches new steps, prints new lines, or its process tree uses (or waits for) CPU; it is
+killed when it does none of these for ``stall_s``, and the error names the limit and the last step. A repeated line
+is no progress.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -42,6 +44,21 @@ def test_cpu_of_a_child_process_counts(tmp_path):
     # The leader sleeps, silent, while a child computes (torchrun and its trainer, verl and its Ray workers).
     code = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {BURN.format(s=2 * STALL_S)!r}])\n"
     assert _run(tmp_path, code, stall_s=STALL_S) >= 2 * STALL_S
+
+
+def test_a_run_starved_of_cpu_by_other_work_is_waiting_not_stalled(tmp_path):
+    # One core, a busy loop at nice 0 on it, and the run at nice 19 beside it (a long experiment beside a demo): the
+    # run gets about 1.5% of the core, below BUSY_CORES, and spends the rest runnable on the run queue. Wanting CPU
+    # is progress (procs.runqueue_wait_s): the run is not killed. Counting CPU used alone, it was.
+    core = min(os.sched_getaffinity(0))
+    pin = f"import os\nos.sched_setaffinity(0, {{{core}}})\n"
+    competitor = subprocess.Popen([sys.executable, "-c", pin + BURN.format(s=120)])
+    try:
+        time.sleep(1.0)
+        assert _run(tmp_path, pin + "os.nice(19)\n" + BURN.format(s=2 * STALL_S), stall_s=STALL_S) >= 2 * STALL_S
+    finally:
+        competitor.kill()
+        competitor.wait()
 
 
 def test_a_slow_run_that_reaches_new_steps_is_never_stopped(tmp_path):
