@@ -25,7 +25,14 @@ from stable_verl.config.params import StabilityGridParams
 from stable_verl.train.plan import plan_stability_grid
 from tests.support.cluster_runs import SFT_SETTINGS, TASK, on_cluster, run_jobs, store_root, timeline
 
-pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.extended,  # make test-extended (Makefile)
+    pytest.mark.skip(
+        reason="the second of two verl jobs at once hung in verl's TransferQueue when the first ended "
+        "(docs/results/2026-12-04-parallel-cells.md); issue 28"
+    ),
+]
 
 STEPS = 3
 GRID = [
