@@ -145,6 +145,10 @@ class RunLayout:
     def checkpoint(self, step: int) -> str:
         return checkpoint_path(self.run_id, step)
 
+    def log(self, name: str) -> str:
+        """A log of the run: ``logs/<name>.log`` (``attempt-<k>``, a node's ``attempt-<k>-node``, ...)."""
+        return f"{self.prefix}/logs/{name}.log"
+
     def eval_dir(self, step: int, benchmark: str) -> str:
         return f"{self.prefix}/eval/{step_dir(step)}/{_check_id(benchmark, 'benchmark')}"
 

@@ -81,7 +81,7 @@ def run(results: list[tuple[str, EvalTarget]], worker_args: list[str]) -> int:
         if log_path.is_file():
             text = log_path.read_text(errors="replace")
             for run_id in dict.fromkeys(t.run_id for _, t in results):
-                store.write_text(f"{RunLayout(store, run_id).prefix}/logs/{log_path.stem}-node.log", text)
+                store.write_text(RunLayout(store, run_id).log(f"{log_path.stem}-node"), text)
     return 0
 
 

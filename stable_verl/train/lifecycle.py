@@ -271,7 +271,7 @@ def _run_verl(
         syncer.stop(True)
     finally:
         with contextlib.suppress(Exception):
-            run.store.write_text(f"{run.prefix}/logs/attempt-{attempt}.log", log_path.read_text(errors="replace"))
+            run.store.write_text(run.log(f"attempt-{attempt}"), log_path.read_text(errors="replace"))
     return result.seconds, syncer.upload_seconds, getattr(syncer, "download_seconds", 0.0)
 
 

@@ -73,7 +73,7 @@ def run(args: list[str]) -> int:
             run_layout.write_metrics(metrics.rows())
     finally:  # the log as the node saw it, whatever the Jobs API's log stream delivered to the flow
         if log_path.is_file():
-            run_layout.store.write_text(f"{run_layout.prefix}/logs/{log_path.stem}-node.log", log_path.read_text())
+            run_layout.store.write_text(run_layout.log(f"{log_path.stem}-node"), log_path.read_text())
     return teed.exit_code
 
 
