@@ -254,16 +254,21 @@ def _rate_text(runs: Sequence[RunSummary], arm: str, n: int, pred: Callable[[Run
 def rate_contrast(
     claim: str, runs: Sequence[RunSummary], pairs: Sequence[tuple[str, str, int]], pred: Callable[[RunSummary], bool]
 ) -> Verdict:
-    """Each (arm X, reference, N): X's runs meet ``pred`` (collapsed / unstable) more often than the reference's
-    (one-sided Fisher); held when every pair does (largest p)."""
-    groups = [
-        ([r for r in runs if r.arm == x and r.n == n], [r for r in runs if r.arm == ref and r.n == n])
-        for x, ref, n in pairs
-    ]
-    absent = [f"{x}/{ref}@N={n}" for (x, ref, n), (gx, gr) in zip(pairs, groups, strict=True) if not gx or not gr]
-    if not pairs or absent:
+    """Each (arm X, reference, N) that the grid ran: X's runs meet ``pred`` (collapsed / unstable) more often than
+    the reference's (one-sided Fisher); held when every such pair does (largest p). Pairs the grid did not run are
+    named in the evidence and judge nothing; with none run, the claim is inconclusive."""
+
+    def of(arm: str, n: int) -> list[RunSummary]:
+        return [r for r in runs if r.arm == arm and r.n == n]
+
+    absent = [f"{x}/{ref}@N={n}" for x, ref, n in pairs if not of(x, n) or not of(ref, n)]
+    pairs = [(x, ref, n) for x, ref, n in pairs if of(x, n) and of(ref, n)]
+    if not pairs:
         return Verdict(claim, INCONCLUSIVE, f"not in this grid: {', '.join(absent) or 'no such N'}")
+    groups = [(of(x, n), of(ref, n)) for x, ref, n in pairs]
     evidence = "; ".join(f"{_rate_text(runs, x, n, pred)} vs {_rate_text(runs, ref, n, pred)}" for x, ref, n in pairs)
+    if absent:
+        evidence += f" (not in this grid: {', '.join(absent)})"
     seeds = min(min(len(gx), len(gr)) for gx, gr in groups)
     mdds = [sig.fisher_min_detectable(len(gx), len(gr)) for gx, gr in groups]
     mdd = "unreachable with these seeds" if any(m is None for m in mdds) else f"rate {max(mdds):.2f} vs 0"  # type: ignore[type-var]

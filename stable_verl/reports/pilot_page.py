@@ -40,6 +40,8 @@ from stable_verl.core import collapse_tags as ct
 from stable_verl.core import collapse_verdict as cv
 from stable_verl.core import significance as sig
 from stable_verl.core.metric_keys import KL_K3_KEYS, LENGTH_KEYS, REWARD_KEYS
+from stable_verl.reports import claims
+from stable_verl.reports.grid_tables import claims_lines
 
 BENCHMARK = "bench_id"
 
@@ -56,6 +58,8 @@ class PilotRun:
     """Checkpoint step -> (avg@k, its SE across prompts)."""
     prompts: dict[int, dict[str, float]] = field(default_factory=dict)
     """Checkpoint step -> prompt -> mean accuracy of its samples (for paired differences)."""
+    config: dict = field(default_factory=dict)
+    """The run's config.yaml."""
 
 
 def load_run(store: ArtifactStore, label: str, run_id: str, benchmark: str = BENCHMARK) -> PilotRun:
@@ -63,7 +67,7 @@ def load_run(store: ArtifactStore, label: str, run_id: str, benchmark: str = BEN
     layout = RunLayout(store, run_id)
     config = yaml.safe_load(store.read_text(layout.config_yaml))
     w = cv.steps_per_pass(config["task"]["n_rl_train"], config["rl"]["train_batch_size"])
-    run = PilotRun(label, run_id, layout.read_metrics(), w, config["rl"].get("max_response_length"))
+    run = PilotRun(label, run_id, layout.read_metrics(), w, config["rl"].get("max_response_length"), config=config)
     init = config.get("init_run")
     if init:
         _load_evaluations(RunLayout(store, init), benchmark, run, as_step=0)
@@ -153,7 +157,9 @@ def results_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) ->
 def arm_tally_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) -> list[str]:
     """Per arm (the label before ``/``: ``pg_stale/s1``), its verdict counts and final held-out score, and a
     one-sided Fisher test that the first arm (the unprotected reference) collapses more often than each other arm,
-    with the smallest collapse rate of the reference that its seeds could show. Empty when no arm has two runs."""
+    with the smallest collapse rate of the reference that its seeds could show, and, for grid cells, the final
+    held-out difference from the reference (``claims.arm_difference``: seed SD pooled over the arms, t-interval).
+    Empty when no arm has two runs."""
     arms: dict[str, list[tuple[PilotRun, PilotVerdict]]] = {}
     for run, pv in zip(runs, verdicts, strict=True):
         arms.setdefault(run.label.split("/")[0], []).append((run, pv))
@@ -161,10 +167,11 @@ def arm_tally_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) 
         return []
     lines = [
         "| arm | runs | collapsed | recovered | censored | stable | final held-out (mean, SD over seeds) "
-        "| Fisher p: reference collapses more | reference rate detectable |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Fisher p: reference collapses more | reference rate detectable | final minus the reference's [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    ref_hits, ref_n = None, 0
+    summaries = [x for x in map(run_summary, runs, verdicts) if x is not None]
+    ref_hits, ref_n, ref_cell = None, 0, None
     for arm, members in arms.items():
         kinds = (cv.COLLAPSED, cv.RECOVERED, cv.CENSORED, cv.STABLE)
         counts = {k: sum(pv.verdict.verdict == k for _, pv in members) for k in kinds}
@@ -173,16 +180,74 @@ def arm_tally_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) 
         if finals:
             sd = f"{np.std(finals, ddof=1):.3f}" if len(finals) > 1 else "-"
             held = f"{np.mean(finals):.3f}, {sd} (n={len(finals)})"
-        fisher = mdd = "reference"
+        fisher = mdd = diff = "reference"
+        cell = grid_cell(members[0][0])
         if ref_hits is None:
-            ref_hits, ref_n = counts[cv.COLLAPSED], len(members)
+            ref_hits, ref_n, ref_cell = counts[cv.COLLAPSED], len(members), cell
         else:
+            d = (
+                "-"
+                if cell is None or ref_cell is None
+                else claims.arm_difference(summaries, cell[0], ref_cell[0], cell[1])
+            )
+            diff = d if isinstance(d, str) else f"{d.estimate:+.3f} [{d.ci()[0]:+.3f}, {d.ci()[1]:+.3f}]"
             fisher = f"{sig.fisher_one_sided(ref_hits, ref_n, counts[cv.COLLAPSED], len(members)):.3f}"
             rate = sig.fisher_min_detectable(ref_n, len(members))
             mdd = "none reachable" if rate is None else f"{rate:.2f}"
         n = len(members)
         row = f"| {arm} | {n} | {counts[cv.COLLAPSED]} | {counts[cv.RECOVERED]} | {counts[cv.CENSORED]} "
-        lines.append(row + f"| {counts[cv.STABLE]} | {held} | {fisher} | {mdd} |")
+        lines.append(row + f"| {counts[cv.STABLE]} | {held} | {fisher} | {mdd} | {diff} |")
+    return lines
+
+
+def grid_cell(run: PilotRun) -> tuple[str, int, int] | None:
+    """(arm, N, seed) of a stability-grid cell, from its config; None for a run the grid did not make."""
+    rl = run.config.get("rl", {})
+    ns = [int(o.split("=", 1)[1]) for o in rl.get("recipe_overrides") or [] if o.startswith("minibatches=")]
+    if not ns or "rl_seed" not in run.config:
+        return None
+    return rl["recipe"], ns[-1], int(run.config["rl_seed"])
+
+
+def run_summary(run: PilotRun, pv: PilotVerdict) -> claims.RunSummary | None:
+    """A grid cell as the claims read it: its RL checkpoints' held-out scores (the init left out), its outcome
+    verdict and tags, and the paired SE of its best-to-last fall; None for a run that is not a grid cell."""
+    cell = grid_cell(run)
+    if cell is None:
+        return None
+    steps = sorted(s for s in run.heldout if s > 0)
+    scores = [run.heldout[s][0] for s in steps]
+    fall_se = math.nan
+    if steps and all(s in run.prompts for s in steps):
+        best = steps[scores.index(max(scores))]
+        if best != steps[-1]:
+            fall_se = sig.paired_prompts(run.prompts[best], run.prompts[steps[-1]]).se
+    return claims.RunSummary(
+        *cell,
+        steps=tuple(steps),
+        scores=tuple(scores),
+        stderrs=tuple(run.heldout[s][1] for s in steps),
+        verdict=pv.verdict.verdict,
+        onset_step=pv.verdict.onset_step,
+        tags=tuple(str(t) for t in pv.tags),
+        fall_se=fall_se,
+        run_id=run.run_id,
+    )
+
+
+def claim_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) -> list[str]:
+    """The paper's claims (``reports.claims``, the stability grid's rules) judged on the grid cells among the runs;
+    the claims these cells cannot address are named in one line. Empty when no run is a grid cell."""
+    summaries = [s for s in map(run_summary, runs, verdicts) if s is not None]
+    if not summaries:
+        return []
+    judged = claims.judge(summaries)
+    absent = ("not in this grid", "no such N", "one init per grid")
+    shown = [v for v in judged if not v.evidence.startswith(absent)]
+    lines = claims_lines(shown) if shown else ["No claim of the paper can be addressed by these cells."]
+    others = [v.claim for v in judged if v not in shown]
+    if others:
+        lines += ["", "Not addressed by these cells (arms or N they do not run): " + "; ".join(others) + "."]
     return lines
 
 
@@ -237,6 +302,8 @@ def write_results(store: ArtifactStore, labelled: Sequence[tuple[str, str]], out
     tally = arm_tally_lines(runs, verdicts)
     lines = ["## Results", "", *results_lines(runs, verdicts), ""]
     lines += ["## Per arm", "", *tally, ""] if tally else []
+    judged = claim_lines(runs, verdicts)
+    lines += ["## Claims (final scores; rules of stable_verl/reports/claims.py)", "", *judged, ""] if judged else []
     lines += ["![pilot curves](plots/pilot.png)", ""]
     path = out_dir / "results.md"
     path.write_text("\n".join(lines))

@@ -138,3 +138,14 @@ def test_every_claim_is_judged_on_an_empty_grid():
     verdicts = judge([])
     assert [v.claim for v in verdicts] == [c.text for c in claims.CLAIMS]
     assert {v.verdict for v in verdicts} == {INCONCLUSIVE}
+
+
+def test_collapse_claim_judges_the_pairs_the_grid_ran():
+    """Phase 1 runs the no-clip twin of MiniRL at N=8, not R2's: the claim stands on the pair that ran."""
+    c, s = cv.COLLAPSED, cv.STABLE
+    pairs = [("minirl_no_is", "minirl", 1), ("minirl_r3_no_is", "minirl_r3", 1)]
+    v = claims.rate_contrast("c", _collapse_grid([c] * 4, [s] * 4), pairs, claims._collapsed)
+    assert v.p == pytest.approx(1 / 70) and v.seeds == 4
+    assert "(not in this grid: minirl_r3_no_is/minirl_r3@N=1)" in v.evidence
+    none = claims.rate_contrast("c", _collapse_grid([c] * 4, [s] * 4), pairs[1:], claims._collapsed)
+    assert none.verdict == INCONCLUSIVE and none.evidence == "not in this grid: minirl_r3_no_is/minirl_r3@N=1"

@@ -23,11 +23,18 @@ def _samples(means: dict[str, float]) -> list[dict]:
     return [{"prompt": p, "acc": float(i < round(2 * m))} for p, m in means.items() for i in range(2)]
 
 
-def _store(tmp_path, run_id: str = "rl-pg-stale-x", with_samples: bool = True, falls: bool = True) -> ArtifactStore:
+def _store(
+    tmp_path, run_id: str = "rl-pg-stale-x", with_samples: bool = True, falls: bool = True, cell: tuple | None = None
+) -> ArtifactStore:
+    """A run in a local store; ``cell`` = (recipe, N, seed) makes it a stability-grid cell."""
     store = ArtifactStore(str(tmp_path / "store"))
     layout = RunLayout(store, run_id)
     # W = 8 prompts / 4 per batch = 2 steps a pass; 16 steps = 8 passes
-    layout.write_config({"task": {"n_rl_train": 8}, "rl": {"train_batch_size": 4, "max_response_length": 48}})
+    config: dict = {"task": {"n_rl_train": 8}, "rl": {"train_batch_size": 4, "max_response_length": 48}}
+    if cell is not None:
+        config["rl"] |= {"recipe": cell[0], "recipe_overrides": [f"minibatches={cell[1]}"]}
+        config["rl_seed"] = cell[2]
+    layout.write_config(config)
     rows = [
         {
             "step": s,
@@ -113,8 +120,8 @@ def test_per_arm_tally_counts_verdicts_and_tests_the_reference_arm(tmp_path):
     runs = [pilot_page.load_run(store, label, run_id) for label, run_id in labelled]
     lines = pilot_page.arm_tally_lines(runs, [pilot_page.judge(r) for r in runs])
     # every run's last checkpoint (step 16) scores mean(PROMPTS[16]) = 0.125
-    assert lines[2] == "| ref | 2 | 2 | 0 | 0 | 0 | 0.125, 0.000 (n=2) | reference | reference |"
-    assert lines[3] == "| arm | 2 | 0 | 0 | 0 | 2 | 0.125, 0.000 (n=2) | 0.167 | none reachable |"
+    assert lines[2] == "| ref | 2 | 2 | 0 | 0 | 0 | 0.125, 0.000 (n=2) | reference | reference | reference |"
+    assert lines[3] == "| arm | 2 | 0 | 0 | 0 | 2 | 0.125, 0.000 (n=2) | 0.167 | none reachable | - |"
     assert pilot_page.arm_tally_lines(runs[:1], [pilot_page.judge(runs[0])]) == []  # one run an arm: no tally
 
 
@@ -139,3 +146,34 @@ def test_the_exported_record_gives_the_same_page_in_a_few_files(tmp_path):
     )
     # one row per prompt instead of k
     assert len(exported.read_jsonl(RunLayout(exported, "rl-pg-stale-x").eval_samples(8, "bench_id"))) == 4
+
+
+def test_grid_cells_get_the_claims_and_a_final_difference(tmp_path):
+    """Cells of a grid (recipe, N=8, seed in their config) are judged by the stability grid's claim rules: 2 seeds
+    of the no-clip arm against 2 of the clipped one. Every run's final score is mean(PROMPTS[16]) = 0.125, so the
+    difference from the reference is 0 with SD 0."""
+    cells = (
+        ("rl-a-1", True, ("minirl_offpolicy_noclip", 8, 1)),
+        ("rl-a-2", True, ("minirl_offpolicy_noclip", 8, 2)),
+        ("rl-b-1", False, ("minirl_offpolicy", 8, 1)),
+        ("rl-b-2", False, ("minirl_offpolicy", 8, 2)),
+    )
+    for run_id, falls, cell in cells:
+        store = _store(tmp_path, run_id, falls=falls, cell=cell)
+    runs = [pilot_page.load_run(store, f"{c[0]}/s{c[2]}", run_id) for run_id, _, c in cells]
+    verdicts = [pilot_page.judge(r) for r in runs]
+    summary = pilot_page.run_summary(runs[0], verdicts[0])
+    assert (summary.arm, summary.n, summary.seed, summary.steps) == ("minirl_offpolicy_noclip", 8, 1, (4, 8, 12, 16))
+    assert summary.verdict == "collapsed" and summary.final == pytest.approx(0.125)
+    # best checkpoint (step 8: a, b, c right, d half) to the last (c half): per-prompt differences 1, 1, 0.5, 0.5
+    assert summary.fall_se == pytest.approx(math.sqrt(1 / 12) / 2)
+    tally = pilot_page.arm_tally_lines(runs, verdicts)
+    assert tally[3].endswith("| +0.000 [+0.000, +0.000] |")
+    lines = pilot_page.claim_lines(runs, verdicts)
+    noclip = next(line for line in lines if line.startswith("| Off-policy (N>=2): the no-clip arms collapse"))
+    assert "minirl_offpolicy_noclip@N=8: 2/2 [collapsed, collapsed] vs minirl_offpolicy@N=8: 0/2" in noclip
+    assert "fewer than 4 seeds per arm" in noclip and "**inconclusive**" in noclip
+    assert lines[-1].startswith("Not addressed by these cells") and "On-policy (N=1): MiniRL >= +R3" in lines[-1]
+    plain = _store(tmp_path, "rl-plain")
+    run = pilot_page.load_run(plain, "P1", "rl-plain")
+    assert pilot_page.run_summary(run, pilot_page.judge(run)) is None  # not a grid cell: no claims
