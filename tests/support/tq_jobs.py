@@ -25,7 +25,7 @@ from typing import Any
 import ray
 
 PARTITION = "train"
-GET_TIMEOUT_S = 45.0  # a get from a live TransferQueue answers in well under a second
+GET_TIMEOUT_S = 20.0  # a get from a live TransferQueue answers in well under a second
 WAIT_S = 600.0
 
 
