@@ -28,10 +28,6 @@ from tests.support.cluster_runs import SFT_SETTINGS, TASK, on_cluster, run_jobs,
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.extended,  # make test-extended (Makefile)
-    pytest.mark.skip(
-        reason="the second of two verl jobs at once hung in verl's TransferQueue when the first ended "
-        "(docs/results/2026-12-04-parallel-cells.md); issue 28"
-    ),
 ]
 
 STEPS = 3

@@ -45,6 +45,8 @@ os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533", RANK="0", WORLD_
 from verl.utils.distributed import initialize_global_process_group
 initialize_global_process_group()
 facts["process_group"] = [dist.get_backend(), dist.get_world_size()]
+from stable_verl.verl_ext import tq_scope
+facts["tq_scoped"] = tq_scope.installed()
 print(json.dumps(facts))
 """
 
@@ -153,6 +155,11 @@ def test_platform_only_plugin_leaves_verls_builtins_in_place():
         "print(get_device_name(), ours, 'RoutingReplayFSDPEngine' in engines, loaded)"
     )
     assert _run(code, VERL_PLATFORM="cpu", **PLATFORM_ONLY_ENV) == "cpu False False []"
+
+
+def test_import_verl_scopes_transfer_queue_to_the_ray_job(verl_facts):
+    """Every verl process finds its own job's TransferQueue (tests/integration/test_tq_two_jobs.py: with Ray)."""
+    assert verl_facts["tq_scoped"] is True
 
 
 def test_the_entry_point_registers_our_loss_trainer_and_engine(verl_facts):
