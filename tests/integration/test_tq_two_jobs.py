@@ -27,7 +27,7 @@ import pytest
 from stable_verl.launch import procs
 from tests.support.ray_cluster import LocalRayCluster, start_cluster
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile): the Ray cluster tests
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
