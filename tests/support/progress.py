@@ -157,6 +157,8 @@ def wait_for(
                 watch.last_progress = watch.clock()
         why = watch.check()
         if why is None and watched and (now := pids()) and not any(procs.tree(pid) for pid in now):
+            if value := predicate():  # it came true as they ended
+                return value
             why = f"every watched process ended (pids {sorted(now)})"
         if why is not None:
             raise NoProgress(f"waiting for {what}: {why.replace(', last step 0', '')}")
