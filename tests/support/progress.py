@@ -8,6 +8,7 @@ stopped ``stall_s`` after it stopped working, with what it last printed.
 
 * :func:`run`: ``subprocess.run`` with captured output (text), failing when the child stops making progress.
 * :func:`wait_for`: poll a condition while a process tree, or a progress token, keeps moving.
+* :class:`Output`: a child's output drained in a thread (it never blocks on a full pipe), awaited line by line.
 
 Both take an optional total ``timeout_s``, off by default: use it only where the bound is what the test asserts.
 """
@@ -15,6 +16,7 @@ Both take an optional total ``timeout_s``, off by default: use it only where the
 from __future__ import annotations
 
 import collections
+import re
 import subprocess
 import threading
 import time
@@ -164,3 +166,42 @@ def wait_for(
             raise NoProgress(f"waiting for {what}: {why.replace(', last step 0', '')}")
         time.sleep(poll_s)
     return value
+
+
+class Output:
+    """A child's text output (``Popen(..., stdout=PIPE, text=True).stdout``), read to its end in a thread of its own
+    so the child never blocks on a full pipe; :meth:`wait_for` awaits a line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def tail(self, n: int = TAIL_LINES) -> str:
+        return "\n".join(self.lines[-n:])
+
+    def wait_for(self, pattern: str, *, what: str, **wait_kw: Any) -> re.Match[str]:
+        """The first line matching ``pattern``, waited for (:func:`wait_for`, with ``wait_kw``) while new lines come
+        or the watched trees work; fails naming ``what`` with the last lines, also when the output ends first."""
+        regex, checked = re.compile(pattern), [0]
+
+        def found() -> re.Match[str] | None:
+            ended = not self._thread.is_alive()  # read before the lines: none can come after it
+            for line in self.lines[checked[0] :]:
+                checked[0] += 1
+                if m := regex.search(line):
+                    return m
+            if ended:
+                raise NoProgress(f"waiting for {what}: the output ended; its last lines:\n{self.tail()}")
+            return None
+
+        try:
+            return wait_for(found, what=what, progress=lambda: len(self.lines), **wait_kw)
+        except NoProgress as err:
+            if "the output ended" in str(err):
+                raise
+            raise NoProgress(f"{err}; the last lines:\n{self.tail()}") from None
