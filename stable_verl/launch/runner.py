@@ -26,7 +26,7 @@ import psutil
 
 from stable_verl.launch import procs
 from stable_verl.launch.log_errors import failure_summary
-from stable_verl.launch.stall import StallWatch, is_ray_daemon
+from stable_verl.launch.stall import DEFAULT_STALL_S, StallWatch, is_ray_daemon
 
 
 class VerlRunError(RuntimeError):
@@ -95,13 +95,14 @@ def launch(
     timeout_s: float | None = None,
     on_line: Callable[[str], None] | None = None,
     on_start: Callable[[str], None] | None = None,
-    stall_s: float | None = None,
+    stall_s: float | None = DEFAULT_STALL_S,
 ) -> RunResult:
     """Run ``spec`` with ``launcher`` to completion, appending its output to ``log_path``.
 
     Raises ``VerlRunError`` (with the log's tail) on failure, a stall (no progress for ``stall_s``,
-    :mod:`~.launch.stall`) or past the total limit ``timeout_s``; on any exception the run is stopped first. None:
-    no such limit. ``on_line`` receives every output line and must be cheap; ``on_start`` the launcher's start line.
+    :mod:`~.launch.stall`; the stages' default unless told) or past the total limit ``timeout_s`` (off unless told);
+    on any exception the run is stopped first. None: no such limit. ``on_line`` receives every output line and must
+    be cheap; ``on_start`` the launcher's start line.
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,7 +251,7 @@ def run_streaming(
     on_line: Callable[[str], None] | None = None,
     name: str = "verl",
     on_start: Callable[[int], None] | None = None,
-    stall_s: float | None = None,
+    stall_s: float | None = DEFAULT_STALL_S,
 ) -> RunResult:
     """Run ``argv`` locally (:class:`LocalLauncher`) to completion; ``on_start`` receives the leader's pid. Limits
     as :func:`launch`."""

@@ -12,19 +12,20 @@ from pathlib import Path
 import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout, list_runs
+from tests.support import progress
 
 pytestmark = pytest.mark.slow
 
 CLI = str(Path(sys.executable).with_name("stable-verl"))
 
 
-def stable_verl(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def stable_verl(*args: str) -> subprocess.CompletedProcess:
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "COLUMNS": "200"}
     if PREFECT_API_URL.value():
         env["PREFECT_API_URL"] = PREFECT_API_URL.value()  # the test harness's server
-    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return progress.run([CLI, *args], env=env)  # until it stops making progress (tests/support/progress.py)
 
 
 def test_bad_parameters_exit_2_with_one_line_before_any_flow(tmp_path):
@@ -50,7 +51,7 @@ def test_rl_from_a_missing_init_run_exits_2_with_one_line(prefect_harness, tmp_p
 def test_run_sft_trains_and_records_the_run(prefect_harness, tmp_path):
     # The smallest real SFT: 2 verl steps on 32 conversations, checkpoint synced into a local store.
     store = tmp_path / "store"
-    settings = ["sft.steps=2", "sft.batch_size=16", "task.n_sft=32", "sft.teacher=terse", "sft.timeout_s=300"]
+    settings = ["sft.steps=2", "sft.batch_size=16", "task.n_sft=32", "sft.teacher=terse"]
     done = stable_verl("run", "sft", f"workdir={tmp_path / 'work'}", f"store.root={store}", *settings)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = list_runs(ArtifactStore(str(store)))

@@ -4,7 +4,6 @@ leave no verl process behind when cancelled (SIGTERM to a flow running in a chil
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from stable_verl.config.params import RLFlowParams, SFTFlowParams, StoreParams
 from stable_verl.launch import procs
 from stable_verl.launch.runner import VerlRunError
 from stable_verl.train.preflight import InputError
+from tests.support import progress
 from tests.support.s3 import free_port
 
 
@@ -91,25 +91,17 @@ def test_sigterm_to_a_flow_kills_the_verl_process_tree(prefect_harness, moto_s3,
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     try:
-        verl, seen = None, []
-        for line in child.stdout:  # Prefect's logger prints to the console
-            seen.append(line)
-            if m := re.search(r"verl started: pid (\d+)", line):
-                verl = int(m.group(1))
-                break
-        assert verl is not None, "the flow never started verl:\n" + "".join(seen[-30:])
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not _ray_workers(verl):
-            time.sleep(1)
-        assert _ray_workers(verl), "verl never started its Ray workers"
+        out = progress.Output(child.stdout)  # Prefect's logger prints to the console
+        verl = int(out.wait_for(r"verl started: pid (\d+)", what="the flow to start verl", watch_pids=[child.pid])[1])
+        progress.wait_for(lambda: _ray_workers(verl), what="verl's Ray workers", watch_pids=[verl])
         # The tree as it is now: once the leader is dead, a descendant that left its session (or was re-parented)
         # can no longer be found from the leader, so every process seen here is checked by its own pid.
         before = {pid: _start_time(pid) for pid in procs.tree(verl)}
         assert verl in before and len(before) > len(_ray_workers(verl))
         child.send_signal(signal.SIGTERM)
-        child.stdout.close()
-        assert child.wait(timeout=120) != 0
-        deadline = time.monotonic() + 30
+        progress.wait_for(lambda: child.poll() is not None, what="the flow to exit on SIGTERM", watch_pids=[child.pid])
+        assert child.returncode != 0
+        deadline = time.monotonic() + 30  # a bound that is the assertion: what the flow killed is gone soon after it
         while (_survivors(before) or procs.tree(verl)) and time.monotonic() < deadline:
             time.sleep(0.5)
         survivors = _survivors(before)

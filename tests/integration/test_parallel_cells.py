@@ -26,6 +26,7 @@ from stable_verl.artifacts import RunLayout
 from stable_verl.config.params import LauncherParams, StoreParams
 from stable_verl.launch import procs
 from stable_verl.launch.ray_job import cluster_gpus
+from tests.support import progress
 from tests.support.cluster_runs import run_jobs, timeline
 from tests.support.ray_cluster import LocalRayCluster
 from tests.support.standin_cells import StandinCell, StandinGrid, standin_grid
@@ -119,13 +120,21 @@ def test_a_killed_flow_resumes_every_unfinished_cell(prefect_harness, moto_s3, c
     log = tmp_path / "flow.log"
     with open(log, "w") as out:
         child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def two_checkpointed() -> bool:  # the first two cells: a checkpoint each in S3
+        assert child.poll() is None, log.read_text()[-3000:]
+        return all(r.checkpoint_steps() for r in runs[:2])
+
     try:
-        deadline = time.monotonic() + 240
-        while not all(r.checkpoint_steps() for r in runs[:2]):  # the first two cells: a checkpoint each in S3
-            assert child.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
+        # Progress: the flow's log grows (its cells' steps, one every 3 s while the trainers sleep) or its tree,
+        # or the nodes' (the jobs' drivers), works.
+        watch = [child.pid, *(node.pid for node in cluster.nodes)]
+        size = lambda: log.stat().st_size  # noqa: E731
+        progress.wait_for(two_checkpointed, what="two cells' first checkpoints", watch_pids=watch, progress=size)
         child.send_signal(signal.SIGTERM)  # Prefect's cancellation
-        assert child.wait(timeout=180) != 0, log.read_text()[-3000:]
+        exited = lambda: child.poll() is not None  # noqa: E731
+        progress.wait_for(exited, what="the flow to exit on SIGTERM", watch_pids=[child.pid], progress=size)
+        assert child.returncode != 0, log.read_text()[-3000:]
     finally:
         procs.kill_tree(child.pid, grace_s=0)
         child.wait()

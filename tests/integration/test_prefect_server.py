@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.models.tiny import TinyModelSpec, save_tiny_model
+from tests.support import progress
 from tests.support.s3 import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile)
@@ -41,6 +42,8 @@ class Server:
     api: str
     env: dict[str, str]
     logs: Path
+    pids: dict[str, int] = field(default_factory=dict)
+    """The leaders this test started ('server', 'worker'): their trees' CPU is what the waits call progress."""
 
     def call(self, method: str, path: str, body: object = None) -> object:
         data = None if body is None else json.dumps(body).encode()
@@ -48,7 +51,7 @@ class Server:
         req.add_header("Content-Type", "application/json")
         for attempt in range(5):
             try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
+                with urllib.request.urlopen(req, timeout=30) as resp:  # one request's bound; a starved server: retried
                     raw = resp.read()
                 break
             except urllib.error.HTTPError as err:
@@ -62,7 +65,7 @@ class Server:
         return json.loads(raw) if raw else None
 
     def cli(self, *args: str) -> str:
-        out = subprocess.run([PREFECT, *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=180)
+        out = progress.run([PREFECT, *args], cwd=ROOT, env=self.env)
         assert out.returncode == 0, f"prefect {' '.join(args)}: {out.stdout[-3000:]}\n{out.stderr[-3000:]}"
         return out.stdout
 
@@ -71,14 +74,25 @@ class Server:
             f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.logs.glob("*.log"))
         )
 
-    def wait_run(self, run_id: str, timeout_s: float) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            run = self.call("GET", f"/flow_runs/{run_id}")
-            if run["state"] and run["state"]["type"] in TERMINAL:
-                return run
-            time.sleep(2)
-        raise AssertionError(f"flow run {run_id} did not finish in {timeout_s} s\n{self.tails()}")
+    def wait_run(self, run_id: str) -> dict:
+        """The flow run once it has ended, waited for while it changes state or the worker's tree (the flow-run
+        process) works."""
+        seen: list[dict] = []
+
+        def ended() -> dict | None:
+            seen.append(self.call("GET", f"/flow_runs/{run_id}"))
+            state = seen[-1]["state"]
+            return seen[-1] if state and state["type"] in TERMINAL else None
+
+        def state() -> object:
+            return seen[-1]["state"] and seen[-1]["state"]["type"] if seen else None
+
+        try:
+            return progress.wait_for(
+                ended, what=f"flow run {run_id}", watch_pids=[self.pids["worker"]], progress=state, poll_s=2
+            )
+        except progress.NoProgress as err:
+            raise AssertionError(f"{err}\n{self.tails()}") from None
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -91,14 +105,14 @@ def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=5)  # a grace period, then SIGKILL: not a guess of how long anything takes
         except subprocess.TimeoutExpired:
             pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the group's other members (flow-run processes, server services)
     except ProcessLookupError:
         pass
-    proc.wait(timeout=10)
+    proc.wait(timeout=10)  # after SIGKILL: a bound on an instant operation
 
 
 @pytest.fixture(scope="module")
@@ -129,19 +143,21 @@ def server(tmp_path_factory) -> Iterator[Server]:
         started.append(
             _start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, logs / "server.log")
         )
-        deadline = time.monotonic() + 120
-        while True:
+        srv.pids["server"] = started[0].pid
+
+        def healthy() -> bool:
+            assert started[0].poll() is None, f"no Prefect server\n{srv.tails()}"
             try:
-                if srv.call("GET", "/health") is True:
-                    break
+                return srv.call("GET", "/health") is True
             except OSError:
-                pass
-            assert time.monotonic() < deadline and started[0].poll() is None, f"no Prefect server\n{srv.tails()}"
-            time.sleep(1)
+                return False
+
+        progress.wait_for(healthy, what="the Prefect server", watch_pids=[started[0].pid], poll_s=1)
         srv.cli("work-pool", "create", "--type", "process", POOL)
         srv.cli("--no-prompt", "deploy", "--name", "evaluate")
         worker = [PREFECT, "worker", "start", "--pool", POOL, "--type", "process", "--limit", "1"]
         started.append(_start(worker, env, logs / "worker.log"))
+        srv.pids["worker"] = started[-1].pid
         yield srv
     finally:
         for proc in reversed(started):
@@ -171,7 +187,7 @@ def test_evaluate_deployment_by_cli_and_by_schedule(server, tokenizer, tmp_path)
     _tiny_run(store, RUNS[0], tokenizer, 0, tmp_path)
     out = server.cli("deployment", "run", "evaluate/evaluate", "--param", f"params={json.dumps(params)}")
     run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
-    first = server.wait_run(run_id, 300)
+    first = server.wait_run(run_id)
     assert first["state"]["type"] == "COMPLETED", server.tails()
     a = RunLayout(store, RUNS[0])
     assert store.is_complete(a.eval_dir(1, "bench_id")) and store.read_json(a.eval_results(1, "bench_id"))["k"] == 1
@@ -186,19 +202,21 @@ def test_evaluate_deployment_by_cli_and_by_schedule(server, tokenizer, tmp_path)
         f"/deployments/{deployment['id']}/schedules",
         [{"schedule": schedule, "parameters": {"params": params}, "slug": "test-soon"}],
     )
-    deadline = time.monotonic() + 120
-    scheduled = []
-    while not scheduled:
+
+    def scheduled() -> list[dict]:
         runs = server.call("POST", "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
-        scheduled = [
-            r
-            for r in runs
-            if r["auto_scheduled"] and r["parameters"].get("params", {}).get("workdir") == params["workdir"]
-        ]
-        assert time.monotonic() < deadline, f"the schedule created no flow run\n{server.tails()}"
-        time.sleep(2)
+        mine = lambda r: r["parameters"].get("params", {}).get("workdir") == params["workdir"]  # noqa: E731
+        return [r for r in runs if r["auto_scheduled"] and mine(r)]
+
+    # The server's scheduler creates the runs: its tree's CPU is the progress.
+    try:
+        runs = progress.wait_for(
+            scheduled, what="the schedule's flow run", watch_pids=[server.pids["server"]], poll_s=2
+        )
+    except progress.NoProgress as err:
+        raise AssertionError(f"{err}\n{server.tails()}") from None
     # The scheduler creates the next few runs of the interval at once (+10 s, +1 h, ...): the first one is due now.
-    second = server.wait_run(min(scheduled, key=lambda r: r["expected_start_time"])["id"], 300)
+    second = server.wait_run(min(runs, key=lambda r: r["expected_start_time"])["id"])
     assert second["state"]["type"] == "COMPLETED", server.tails()
     b = RunLayout(store, RUNS[1])
     assert store.is_complete(b.eval_dir(1, "bench_id"))

@@ -68,7 +68,7 @@ def run_demo_init(workdir: Path, **rl_changes) -> DemoInit:
     per_pass = params.task.n_rl_train // params.rl.train_batch_size
     out = DemoInit(rl_run.read_metrics(), per_pass, workdir / "eval-sft", workdir / "eval-rl", params.eval.k)
     jobs = [(sft_model, out.sft_eval), (rl_model, out.rl_eval)]
-    run_streaming(eval_argv(jobs, bench, params.eval.settings()), workdir / "eval.log", eval_env(), 900)
+    run_streaming(eval_argv(jobs, bench, params.eval.settings()), workdir / "eval.log", eval_env())  # stall rule
     return out
 
 

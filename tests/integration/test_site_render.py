@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pytest
 
 from stable_verl.artifacts import ArtifactStore
 from stable_verl.site import build_site
+from tests.support import progress
 from tests.support.site_store import RL, populate
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def screenshot(page: Path | str, out: Path, profile: Path) -> np.ndarray:
         "--window-size=1300,1600",
         page.as_uri() if isinstance(page, Path) else page,
     ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    done = progress.run(argv)
     assert done.returncode == 0 and out.is_file(), done.stderr[-2000:]
     import matplotlib.image
 

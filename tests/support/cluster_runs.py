@@ -14,7 +14,7 @@ from tests.support.ray_cluster import LocalRayCluster
 from tests.support.s3 import MotoS3
 
 SFT_STEPS = 2
-SFT_SETTINGS = [f"sft.steps={SFT_STEPS}", "sft.batch_size=16", "sft.teacher=terse", "sft.timeout_s=400"]
+SFT_SETTINGS = [f"sft.steps={SFT_STEPS}", "sft.batch_size=16", "sft.teacher=terse"]
 """A short real SFT on the cluster (its checkpoint is what the RL stages and the evaluation start from)."""
 TASK = ["task.n_sft=32"]
 """SFT and RL share one task, so one set of built assets (one store prefix)."""

@@ -19,12 +19,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from stable_verl.launch import procs
 from stable_verl.verl_ext.store_sync import ENV_NODE_DIR
+from tests.support import progress
 from tests.support.s3 import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,23 +67,24 @@ def _ports() -> list[str]:
     return [f"--{name}={free_port()}" for name in (*names, "metrics-export-port")]
 
 
-def start_cluster(log_dir: Path, worker_gpus: int = 1, timeout_s: float = 120, attempts: int = 2) -> LocalRayCluster:
+def start_cluster(log_dir: Path, worker_gpus: int = 1, attempts: int = 2) -> LocalRayCluster:
     """Start the head and one worker node declaring ``worker_gpus`` logical GPUs; returns once both are alive and
-    the Jobs API answers.
+    the Jobs API answers. The wait goes on while the nodes' processes work (tests/support/progress.py); a node whose
+    ``ray start`` exits fails the start at once.
 
     A start that fails is stopped (its processes killed, its temp dir removed) and tried again, up to ``attempts``
     times: ``ray start`` gives a node a fixed 30 s to register with the GCS (``ray/_private/node.py``), which a
     machine shared with other verl runs (load 25-30 on 2 cores, 2026-12-04) can exceed."""
     for attempt in range(1, attempts + 1):
         try:
-            return _start_once(log_dir, worker_gpus, timeout_s)
+            return _start_once(log_dir, worker_gpus)
         except RuntimeError:
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
 
 
-def _start_once(log_dir: Path, worker_gpus: int, timeout_s: float) -> LocalRayCluster:
+def _start_once(log_dir: Path, worker_gpus: int) -> LocalRayCluster:
     ray = str(Path(sys.executable).parent / "ray")
     temp_dir = Path(tempfile.mkdtemp(prefix="svray-"))  # short: Ray's unix socket paths must stay < 108 chars
     gcs, dashboard = free_port(), free_port()
@@ -114,8 +116,8 @@ def _start_once(log_dir: Path, worker_gpus: int, timeout_s: float) -> LocalRayCl
                 )
             cluster.nodes.append(node)
             if name == "head":
-                _wait(lambda: _jobs_api_up(cluster.dashboard_url), timeout_s, "the head's Jobs API", log_dir)
-        _wait(lambda: _alive_nodes(cluster.dashboard_url) == 2, timeout_s, "the worker node", log_dir)
+                _wait(cluster, lambda: _jobs_api_up(cluster.dashboard_url), "the head's Jobs API", log_dir)
+        _wait(cluster, lambda: _alive_nodes(cluster.dashboard_url) == 2, "the worker node", log_dir)
     except BaseException:
         cluster.stop()
         raise
@@ -141,10 +143,20 @@ def _alive_nodes(url: str) -> int:
         return 0
 
 
-def _wait(ready, timeout_s: float, what: str, log_dir: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if time.monotonic() > deadline:
-            logs = "\n".join(p.read_text()[-2000:] for p in sorted(log_dir.glob("ray-*.log")))
-            raise RuntimeError(f"{what} did not come up in {timeout_s:.0f} s:\n{logs}")
-        time.sleep(0.5)
+def _wait(cluster: LocalRayCluster, ready: Callable[[], bool], what: str, log_dir: Path) -> None:
+    """Wait until ``ready()`` while the nodes' trees work or their ``ray start`` logs grow; a RuntimeError naming
+    ``what``, with the logs' tails, when a node exits or the start stops making progress."""
+
+    def logs() -> str:
+        return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(log_dir.glob("ray-*.log")))
+
+    def up() -> bool:
+        if gone := [n.args[1:3] for n in cluster.nodes if n.poll() is not None]:
+            raise RuntimeError(f"{what}: `ray start` exited ({gone}):\n{logs()}")
+        return ready()
+
+    log_size = lambda: sum(p.stat().st_size for p in log_dir.glob("ray-*.log"))  # noqa: E731
+    try:
+        progress.wait_for(up, what=what, watch_pids=[n.pid for n in cluster.nodes], progress=log_size)
+    except progress.NoProgress as err:
+        raise RuntimeError(f"{err}:\n{logs()}") from None

@@ -35,14 +35,14 @@ for step in range(start + 1, total + 1):
 
 def standin_job(total: int, die_at: int = 0, **fields: Any) -> VerlJob:
     """A tracked RL stage of ``total`` steps run by the stand-in, here; ``fields`` override the job's (``env``,
-    ``timeout_s``, ``launcher``)."""
+    ``launcher``)."""
     job: dict[str, Any] = dict(
         kind="rl",
         name="stand-in",
         total_steps=total,
         argv=lambda root: [sys.executable, "-c", TRAINER, str(root), str(total), str(die_at)],
         env=dict(os.environ),
-        timeout_s=60,
+        timeout_s=None,  # the stall rule's default applies (launch/stall.py)
         config={"total": total},
     )
     return VerlJob(**{**job, **fields})

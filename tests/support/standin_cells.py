@@ -65,7 +65,7 @@ def standin_stage(params: StandinStage) -> dict:
             str(cell.sleep_s),
         ],
         env={},
-        timeout_s=600,
+        timeout_s=None,  # the stall rule's default applies (launch/stall.py)
         config={"steps": cell.steps, "sleep_s": cell.sleep_s},
         launcher=lambda: RayJobLauncher(grid.ray_address),
     )

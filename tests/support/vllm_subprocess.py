@@ -4,8 +4,9 @@ dispatcher walks every imported module, which a pytest process fills with unrela
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
+
+from tests.support import progress
 
 
 def run_vllm_script(script: str, model_path, **env: str) -> str:
@@ -17,8 +18,6 @@ def run_vllm_script(script: str, model_path, **env: str) -> str:
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
         **env,
     }
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(model_path)], env=full_env, capture_output=True, text=True, timeout=300
-    )
+    out = progress.run([sys.executable, "-c", script, str(model_path)], env=full_env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.split("RESULT")[1]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import progress
+
 SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "slow_machine.sh"
 
 # Two child processes each burn 0.5 s of CPU time: 1 CPU-second in all, so 0.2 cores in all need >= 5 s of wall.
@@ -34,13 +36,7 @@ def _cgroup_writable() -> bool:
 @pytest.mark.skipif(not _cgroup_writable(), reason="needs root and a writable cgroup cpu controller")
 def test_quota_slows_the_command_and_its_children():
     start = time.monotonic()
-    done = subprocess.run(
-        ["bash", str(SCRIPT), sys.executable, "-c", BURN],
-        env={**os.environ, "SLOW_CPUS": "0.2"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = progress.run(["bash", str(SCRIPT), sys.executable, "-c", BURN], env={**os.environ, "SLOW_CPUS": "0.2"})
     wall = time.monotonic() - start
     assert done.returncode == 0, done.stderr
     assert wall >= 4.5, f"1 CPU-second at 0.2 cores took only {wall:.1f} s: the quota did not apply to the children"

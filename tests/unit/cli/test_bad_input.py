@@ -19,6 +19,7 @@ from flows._main import run_flow_main
 from stable_verl.artifacts import ArtifactStore, RunLayout, list_runs
 from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.cli import main as cli_main
+from tests.support import progress
 
 EXISTING = "sft-terse-0123abcd"  # a complete run already in the store: it must not change
 
@@ -229,12 +230,11 @@ print(code, sorted(m for m in {heavy!r} if m in sys.modules))
 def test_bad_input_fails_before_the_heavy_imports(module, tmp_path):
     """A fresh interpreter, as a user's shell starts one: the bad workdir is refused (exit 2) with none of torch,
     transformers, Prefect, verl, vLLM or Ray imported, so it fails in about a second, not after their imports."""
-    import subprocess
     import sys
 
     argv = ["x", *(["run", "coldstart"] if module == "stable_verl.cli" else []), "workdir=/proc/forbidden"]
     argv.append(f"store.root={tmp_path / 'store'}")
     code = _PROBE.format(argv=argv, module=module, heavy=_HEAVY)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = progress.run([sys.executable, "-c", code])
     assert done.stdout.strip() == "2 []", done.stdout + done.stderr[-2000:]
     assert "cannot create a file in /proc" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import progress
+
 ROOT = Path(__file__).resolve().parents[3]
 SOURCES = ("pyproject.toml", "README.md", "stable_verl", "flows", "configs")
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    done = progress.run(argv, cwd=cwd, env=env)
     assert done.returncode == 0, f"{argv}: {done.stdout[-2000:]}{done.stderr[-3000:]}"
     return done
 
@@ -69,7 +71,7 @@ def test_plan_cp_and_recipes_run_outside_the_checkout(installed, tmp_path):
     assert (tmp_path / "x.yaml").read_text() == (ROOT / "configs" / "coldstart.yaml").read_text()
     assert _run([cli, "plan", "coldstart", "--config", "x.yaml"], tmp_path, env).stdout == plan
 
-    unknown = subprocess.run([cli, "cp", "nope", "y.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    unknown = progress.run([cli, "cp", "nope", "y.yaml"], cwd=tmp_path, env=env)
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
     assert "unknown config 'nope'" in unknown.stderr and "recipes/minirl" in unknown.stderr
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import subprocess
 import sys
 
 import pytest
 
 from stable_verl.config.recipes import Recipe, available_recipes, load_recipe
 from stable_verl.core.loss_specs import LOSS_SPECS
+from tests.support import progress
 
 HEAVY = ("verl", "torch", "ray", "vllm")
 
@@ -40,7 +40,7 @@ def test_recipes_and_plan_import_no_verl(argv):
     Ray or vLLM imported. (On a torch built for CUDA, ``plan`` asks torch whether a GPU is there.)"""
     heavy = HEAVY if argv[0] == "recipes" or _torch_is_cpu_build() else ("verl", "ray", "vllm")
     code = _PROBE.format(argv=argv, heavy=heavy)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = progress.run([sys.executable, "-c", code])
     status, printed, loaded = done.stdout.split(maxsplit=2)
     assert (status, loaded.strip()) == ("0", "[]"), done.stdout + done.stderr[-2000:]
     assert int(printed) > 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
@@ -14,6 +13,7 @@ from stable_verl.launch.runner import VerlRunError
 from stable_verl.launch.stall import DEFAULT_STALL_S
 from stable_verl.launch.transient import is_transient
 from stable_verl.train.preflight import InputError, check_jobs_api
+from tests.support import progress
 from tests.support.s3 import free_port
 
 
@@ -71,9 +71,7 @@ def test_missing_config_file_and_required_runs():
 
 
 def test_flow_module_exits_2_with_one_line_on_bad_input():
-    out = subprocess.run(
-        [sys.executable, "-m", "flows.coldstart", "rl.recipe=nope"], capture_output=True, text=True, timeout=120
-    )
+    out = progress.run([sys.executable, "-m", "flows.coldstart", "rl.recipe=nope"])
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(

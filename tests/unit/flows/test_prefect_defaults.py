@@ -34,3 +34,13 @@ def test_a_server_that_did_not_start_is_one_line_naming_both_ways_out(monkeypatc
     assert "within 120 s" in hint and "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in hint
     assert "PREFECT_API_URL" in hint
     assert _server_hint(RuntimeError("verl sft failed")) is None
+
+
+def test_the_test_session_raises_prefects_startup_limit_for_itself_and_its_flow_processes():
+    # tests/conftest.py: the harness's server and a flow's own in a child process wait on Prefect's setting.
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as S
+
+    from tests.conftest import PREFECT_STARTUP_S
+
+    assert S.value() >= PREFECT_STARTUP_S
+    assert int(os.environ[S.name]) >= PREFECT_STARTUP_S  # what the flow processes tests start inherit

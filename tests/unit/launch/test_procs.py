@@ -10,6 +10,7 @@ import sys
 import time
 
 from stable_verl.launch import procs
+from tests.support import progress
 
 # A leader (own session) whose children mimic Ray (own process group, same session) and torchrun's trainer
 # (own session, child of the leader); it prints their pids and sleeps.
@@ -47,7 +48,7 @@ def test_tree_finds_other_groups_and_sessions_below_the_leader():
 def test_kill_tree_leaves_nothing_running():
     leader, children = _spawn_tree()
     procs.kill_tree(leader.pid, grace_s=5)
-    leader.wait(timeout=10)
+    leader.wait(timeout=10)  # bounds on a kill, which is prompt: what the test asserts
     deadline = time.monotonic() + 10
     while any(_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -63,7 +64,7 @@ def test_sigterm_handler_kills_registered_trees_then_runs_the_previous_handler()
         procs.install_sigterm_handler()
         procs.install_sigterm_handler()  # idempotent: does not wrap itself
         os.kill(os.getpid(), signal.SIGTERM)
-        leader.wait(timeout=10)
+        leader.wait(timeout=10)  # the handler kills at once: a bound on an instant operation
         assert seen == [signal.SIGTERM] and procs.active() == {}
         time.sleep(0.5)
         assert not any(_alive(c) for c in children)
@@ -87,9 +88,8 @@ def test_a_tree_left_by_a_flow_killed_outright_is_killed_by_the_next_attempt(tmp
     flow = subprocess.Popen([sys.executable, "-c", FLOW, str(tmp_path), TREE], stdout=subprocess.PIPE, text=True)
     assert flow.stdout.readline().strip() == "started"
     leader = json.loads((tmp_path / procs.LEADER_FILE).read_text())["pid"]
-    deadline = time.monotonic() + 30
-    while len(procs.tree(leader)) < 3 and time.monotonic() < deadline:  # the leader and its two children
-        time.sleep(0.1)
+    three = lambda: len(procs.tree(leader)) >= 3  # noqa: E731 - the leader and its two children
+    progress.wait_for(three, what="the leader's two children", watch_pids=[leader], poll_s=0.1)
     left = procs.tree(leader)
     try:
         flow.kill()  # SIGKILL, as the OOM killer would: no hook runs, the verl tree is orphaned
@@ -98,7 +98,7 @@ def test_a_tree_left_by_a_flow_killed_outright_is_killed_by_the_next_attempt(tmp
         assert len(left) == 3 and all(_alive(pid) for pid in left)
         killed = procs.kill_recorded_leader(tmp_path, grace_s=5)
         assert killed is not None and f"pid {leader}" in killed
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 10  # a bound on the kill, which is prompt: what the test asserts
         while any(_alive(pid) for pid in left) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(_alive(pid) for pid in left)
@@ -139,7 +139,7 @@ def test_stops_come_before_the_trees_so_no_queued_stage_starts_in_a_freed_thread
     try:
         assert procs.kill_active(grace_s=1) == ["grid: queued cells", leader.pid]
         assert order == [("queued cells stopped", True)]  # while the running stage's tree was still alive
-        leader.wait(timeout=10)
+        leader.wait(timeout=10)  # killed with a 1 s grace: a bound on an instant operation
         assert procs.active() == {}
     finally:
         procs.kill_tree(leader.pid, grace_s=0)

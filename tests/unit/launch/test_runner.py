@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import time
 
 import pytest
 
-from stable_verl.launch.runner import VerlRunError, run_streaming
+from stable_verl.launch.runner import VerlRunError, launch, run_streaming
+from stable_verl.launch.stall import DEFAULT_STALL_S
 
 
 def test_streams_output_to_log_and_callback(tmp_path):
@@ -53,3 +55,9 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
+
+
+def test_a_caller_that_names_no_stall_limit_gets_the_stages_default():
+    # Every run is stopped when it stops making progress unless its caller turns the rule off (stall_s=None).
+    for run in (launch, run_streaming):
+        assert inspect.signature(run).parameters["stall_s"].default == DEFAULT_STALL_S

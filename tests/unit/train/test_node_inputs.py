@@ -107,7 +107,7 @@ def test_concurrent_callers_download_once_and_all_find_it(tmp_path):
     for child in children:
         child.start()
     for child in children:
-        child.join(timeout=60)
+        child.join(timeout=60)  # forked, four copies of a few local bytes: a bound on an instant operation
     assert [c.exitcode for c in children] == [0, 0, 0, 0]
     assert counter.value == 1
     assert (tmp_path / "node/store/inputs/assets/abc/data/train.parquet").read_bytes() == b"rows"

@@ -40,7 +40,7 @@ def _job(node: Path, total: int, die_at: int = 0) -> VerlJob:
             str(die_at),
         ],
         env={**os.environ, ENV_NODE_DIR: str(node)},
-        timeout_s=60,
+        timeout_s=None,  # the stall rule's default applies (launch/stall.py)
         config={"total": total},
         store_sync=True,
         node_inputs=NodeInputs(),  # a cluster job (with no inputs to fetch here)

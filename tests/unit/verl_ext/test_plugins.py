@@ -5,17 +5,18 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
+from tests.support import progress
+
 
 def _run(code: str, **env: str) -> str:
     """Run ``code`` in a fresh interpreter (plugins load at import time, once per process)."""
     full_env = {**os.environ, **env}
-    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True, timeout=120)
+    out = progress.run([sys.executable, "-c", code], env=full_env)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.strip().splitlines()[-1]
 
@@ -74,7 +75,7 @@ def test_import_verl_registers_and_selects_the_cpu_platform(verl_facts):
             "print(get_device_name(), get_nccl_backend(), get_resource_name(), get_device_id())"
         )
         env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        out = progress.run([sys.executable, "-c", code], env=env)
         assert out.stdout.strip().splitlines()[-1] == "cpu gloo GPU cpu"
 
 

@@ -4,20 +4,18 @@ subclasses make is listed, and a changed upstream symbol is named."""
 from __future__ import annotations
 
 import inspect
-import subprocess
 import sys
 
 import pytest
 
 from stable_verl.verl_ext import seam
+from tests.support import progress
 
 
 def test_every_seam_entry_matches_the_installed_verl_vllm_and_transformers():
     """In a fresh interpreter (no runtime patch of ours installed yet), every upstream symbol resolves with the call
     shape, statement and body hash it was written against."""
-    done = subprocess.run(
-        [sys.executable, "-m", "stable_verl.verl_ext.seam", "--check"], capture_output=True, text=True, timeout=600
-    )
+    done = progress.run([sys.executable, "-m", "stable_verl.verl_ext.seam", "--check"])
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert done.stdout.strip() == f"all {len(seam.SEAMS)} seam entries match"
 
