@@ -22,11 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from stable_verl.launch import procs
 from stable_verl.launch.log_errors import failure_summary
-from stable_verl.launch.stall import DEFAULT_STALL_S, StallWatch, is_ray_daemon
+from stable_verl.launch.stall import DEFAULT_STALL_S, StallWatch, tree_cpu_times
 
 
 class VerlRunError(RuntimeError):
@@ -207,19 +205,7 @@ class LocalLauncher(Launcher):
         return None if halted.is_set() else proc.returncode
 
     def cpu_times(self) -> dict[int, float] | None:
-        if self.proc is None:
-            return None
-        times = {}
-        for pid in procs.tree(self.proc.pid):
-            try:
-                process = psutil.Process(pid)
-                if is_ray_daemon(process.cmdline()):
-                    continue
-                t = process.cpu_times()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            times[pid] = t.user + t.system + procs.runqueue_wait_s(pid)  # starved of CPU is not hung
-        return times
+        return None if self.proc is None else tree_cpu_times([self.proc.pid])
 
     def stop(self) -> None:
         if self.proc is not None:

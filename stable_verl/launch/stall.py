@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+import psutil
+
+from stable_verl.launch import procs
 from stable_verl.launch.progress import is_step_line
 
 DEFAULT_STALL_S = 300
@@ -64,6 +67,22 @@ def is_ray_daemon(cmdline: list[str]) -> bool:
     """Whether a process of the tree is one of Ray's daemons (:data:`RAY_DAEMONS`), by its command line."""
     text = " ".join(cmdline[:3])
     return any(piece in text for piece in RAY_DAEMONS)
+
+
+def tree_cpu_times(leaders: Iterable[int]) -> dict[int, float]:
+    """CPU seconds used or waited for on a run queue, per live process of the leaders' trees (:func:`procs.tree`),
+    Ray's own daemons left out: what the stall rule reads of a local run (a starved process is not a hung one)."""
+    times: dict[int, float] = {}
+    for pid in set().union(*(procs.tree(leader) for leader in leaders)):
+        try:
+            process = psutil.Process(pid)
+            if is_ray_daemon(process.cmdline()):
+                continue
+            t = process.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        times[pid] = t.user + t.system + procs.runqueue_wait_s(pid)
+    return times
 
 
 RAY_OOM_KILL = re.compile(r"(\d+) Workers \(tasks / actors\) killed due to memory pressure \(OOM\)")

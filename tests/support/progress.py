@@ -23,11 +23,9 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import IO, Any, TypeVar
 
-import psutil
-
 from stable_verl.launch import procs
 from stable_verl.launch.runner import kill_process_group
-from stable_verl.launch.stall import DEFAULT_STALL_S, StallWatch, is_ray_daemon
+from stable_verl.launch.stall import DEFAULT_STALL_S, StallWatch, tree_cpu_times
 
 T = TypeVar("T")
 
@@ -41,22 +39,6 @@ TAIL_LINES = 40
 
 class NoProgress(RuntimeError):
     """The child process or the awaited condition stopped making progress (or passed its optional total limit)."""
-
-
-def tree_cpu_times(leaders: Iterable[int]) -> dict[int, float]:
-    """CPU seconds used or waited for on a run queue, per live process of the leaders' trees (:func:`procs.tree`),
-    Ray's own daemons left out: what a local stage's stall rule reads (``LocalLauncher.cpu_times``)."""
-    times: dict[int, float] = {}
-    for pid in set().union(*(procs.tree(leader) for leader in leaders)):
-        try:
-            process = psutil.Process(pid)
-            if is_ray_daemon(process.cmdline()):
-                continue
-            t = process.cpu_times()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        times[pid] = t.user + t.system + procs.runqueue_wait_s(pid)
-    return times
 
 
 def run(
