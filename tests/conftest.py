@@ -4,21 +4,16 @@ server on 127.0.0.1 (tests/support/s3.py), and Prefect's test harness (a tempora
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from stable_verl.models.tokenizer import train_tokenizer
 from stable_verl.tasks.datasets import TaskSpec, tokenizer_corpus
+from tests.support.prefect_startup import raise_startup_limit
 from tests.support.s3 import BUCKET, MotoS3, moto_server
 
-# Prefect's temporary-server start-up wait is a fixed limit of Prefect's own that cannot see progress (20 s by
-# default, 120 s in flows/__init__.py and the Makefile). The test session, and every flow process it starts (each
-# starts a server of its own), get 600 s: set before Prefect is imported (it reads its settings once; nothing above
-# imports it), a higher value kept.
-STARTUP_KEY, PREFECT_STARTUP_S = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 600
-os.environ[STARTUP_KEY] = str(max(PREFECT_STARTUP_S, int(os.environ.get(STARTUP_KEY) or 0)))
+raise_startup_limit()  # before anything imports Prefect (tests/support/prefect_startup.py)
 
 
 @pytest.fixture(scope="session")

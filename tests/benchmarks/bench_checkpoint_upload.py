@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 from stable_verl.artifacts import ArtifactStore, RunLayout
 from stable_verl.verl_ext.store_sync import StoreSync
 from tests.benchmarks.common import Figure, block_ratio
+from tests.support import progress
 
 MIB = 1024**2
 FILES = {  # path in global_step_N -> bytes: a 12.6M-parameter model's fp32 weights and Adam's two moments
@@ -64,16 +64,20 @@ def _moto_server() -> tuple[subprocess.Popen, str]:
         port = sock.getsockname()[1]
     argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
+
+    def listening() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"http://127.0.0.1:{port}"
+            return True
         except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("the moto server did not start") from None
-            time.sleep(0.2)
+            return False
+
+    try:  # while its process starts (imports, binds): no guessed number of seconds
+        progress.wait_for(listening, what="the moto server to listen", watch_pids=[server.pid], poll_s=0.2)
+    except progress.NoProgress:
+        server.kill()
+        raise
+    return server, f"http://127.0.0.1:{port}"
 
 
 def run() -> list[Figure]:

@@ -39,7 +39,11 @@ from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, Manifest, RunLayout, list_runs
 from stable_verl.launch import procs
+from stable_verl.launch.stall import DEFAULT_STALL_S, StallWatch, tree_cpu_times
 from tests.soak.common import Count
+from tests.support.prefect_startup import raise_startup_limit
+
+raise_startup_limit()  # before Prefect is imported: its temporary server may start slowly on a busy machine
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "soak-kill9"
@@ -47,7 +51,6 @@ POINTS = int(os.environ.get("SOAK_KILL_POINTS", "10"))
 SEED = int(os.environ.get("SOAK_KILL_SEED", "13"))
 MID_UPLOAD_EVERY = 5
 """Every fifth kill point (the first included) waits for a checkpoint caught mid-upload instead of a time."""
-FLOW_TIMEOUT_S = 900.0
 
 OVERRIDES = [
     "teachers=[terse]",
@@ -107,7 +110,7 @@ def _prefect() -> Iterator[str]:
     from prefect.testing.utilities import prefect_test_harness
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from a loopback-only test
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=None):
         yield str(PREFECT_API_URL.value())
 
 
@@ -157,6 +160,20 @@ class Flow:
                 argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.seen: dict[int, str] = {}
+        self.watch = StallWatch(DEFAULT_STALL_S, cpu_times=lambda: tree_cpu_times([self.proc.pid]))
+        self._log_offset = 0
+
+    def check_progress(self) -> None:
+        """Kill the flow and raise when it stopped making progress: the stages' stall rule over its tree's CPU and
+        its log's new lines (a slow machine is not a hung flow)."""
+        with open(self.log_path, errors="replace") as log:
+            log.seek(self._log_offset)
+            for line in log:
+                self.watch.on_line(line)
+            self._log_offset = log.tell()
+        if (why := self.watch.check()) is not None:
+            self.kill()
+            raise RuntimeError(f"flow {why}; log: {self.log_path}")
 
     def poll_tree(self) -> None:
         """Record the flow's live descendants (verl, Ray, the evaluator) with their start times."""
@@ -176,15 +193,13 @@ class Flow:
         self.proc.wait()
         return True
 
-    def wait(self, during: Callable[[], None] | None = None, timeout_s: float = FLOW_TIMEOUT_S) -> int:
-        """Wait for the flow to end (``during()`` called every half second); its exit code."""
+    def wait(self, during: Callable[[], None] | None = None) -> int:
+        """Wait for the flow to end while it makes progress (``during()`` called every half second); its exit code."""
         while self.proc.poll() is None:
             self.poll_tree()
             if during is not None:
                 during()
-            if self.elapsed() > timeout_s:
-                self.kill()
-                raise RuntimeError(f"flow did not finish in {timeout_s:.0f} s; log: {self.log_path}")
+            self.check_progress()
             time.sleep(0.5)
         return self.proc.returncode
 
@@ -300,7 +315,8 @@ def _kill_point(i: int, at_s: float | None, endpoint: str, api_url: str, tmp: Pa
     store, workdir = _open(root, endpoint), tmp / f"point-{i}" / "work"
     workdir.mkdir(parents=True)
     flow = Flow(root, endpoint, api_url, workdir, tmp / f"point-{i}" / "killed.log")
-    while flow.proc.poll() is None and flow.elapsed() < FLOW_TIMEOUT_S:
+    while flow.proc.poll() is None:
+        flow.check_progress()
         flow.poll_tree()
         if at_s is not None and flow.elapsed() >= at_s:
             break

@@ -24,6 +24,9 @@ from tests.faults.audit import audit_store
 from tests.faults.s3_proxy import CLEAN, FaultRates, S3FaultProxy
 from tests.soak.common import Count
 from tests.support.coldstart_e2e import OVERRIDES as E2E_OVERRIDES
+from tests.support.prefect_startup import raise_startup_limit
+
+raise_startup_limit()  # before Prefect is imported: its temporary server may start slowly on a busy machine
 
 SOAK_FAULTS = FaultRates(error=0.10, drop=0.03, slow=0.05, delay_s=0.5)
 OVERRIDES = [  # the CI e2e's small regime, one init, one benchmark
@@ -98,7 +101,7 @@ def run() -> list[Count]:
         s3fs.S3FileSystem(
             skip_instance_cache=True, key="test", secret="test", client_kwargs={"endpoint_url": upstream}
         ).mkdir(BUCKET)
-        with prefect_test_harness(server_startup_timeout=120), S3FaultProxy(upstream, CLEAN, seed=0) as proxy:
+        with prefect_test_harness(server_startup_timeout=None), S3FaultProxy(upstream, CLEAN, seed=0) as proxy:
             work = Path(tempfile.mkdtemp(prefix="soak-s3-faults-"))
             t0 = time.monotonic()
             clean_store, clean = _flow(work / "clean", proxy.endpoint_url, BUCKET)

@@ -40,7 +40,7 @@ def test_the_test_session_raises_prefects_startup_limit_for_itself_and_its_flow_
     # tests/conftest.py: the harness's server and a flow's own in a child process wait on Prefect's setting.
     from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as S
 
-    from tests.conftest import PREFECT_STARTUP_S
+    from tests.support.prefect_startup import PREFECT_STARTUP_S
 
     assert S.value() >= PREFECT_STARTUP_S
     assert int(os.environ[S.name]) >= PREFECT_STARTUP_S  # what the flow processes tests start inherit
