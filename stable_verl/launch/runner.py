@@ -94,19 +94,22 @@ def launch(
     on_line: Callable[[str], None] | None = None,
     on_start: Callable[[str], None] | None = None,
     stall_s: float | None = DEFAULT_STALL_S,
+    silent_s: float | None = None,
 ) -> RunResult:
     """Run ``spec`` with ``launcher`` to completion, appending its output to ``log_path``.
 
     Raises ``VerlRunError`` (with the log's tail) on failure, a stall (no progress for ``stall_s``,
     :mod:`~.launch.stall`; the stages' default unless told) or past the total limit ``timeout_s`` (off unless told);
-    on any exception the run is stopped first. None: no such limit. ``on_line`` receives every output line and must
-    be cheap; ``on_start`` the launcher's start line.
+    on any exception the run is stopped first. None: no such limit. ``silent_s``: CPU use alone keeps the run
+    alive at most this long without a new step or line (verl's stages: :data:`~.launch.stall.DEFAULT_SILENT_S`;
+    None: no limit). ``on_line`` receives every output line and must be cheap; ``on_start`` the launcher's start
+    line.
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: collections.deque[str] = collections.deque(maxlen=40)
     start = time.monotonic()
-    watch = StallWatch(stall_s or float("inf"), timeout_s, cpu_times=launcher.cpu_times)
+    watch = StallWatch(stall_s or float("inf"), timeout_s, cpu_times=launcher.cpu_times, silent_s=silent_s)
     halted: list[str] = []
 
     def halt() -> str | None:

@@ -15,6 +15,11 @@ a new log line, or its process tree used CPU. What counts, precisely:
   nice -20 and a test was killed as stalled at step 25 (2026-12-04).
   A Ray Job has no local tree: there, steps and new lines count alone.
 
+With ``silent_s`` (verl's training stages: :data:`DEFAULT_SILENT_S`), CPU alone keeps a run alive for at most that
+long without a new step or line: a hung verl tree's actors poll (0.3-0.5 cores measured), and a healthy training
+run prints a step or a start-up phase far more often. Evaluation has no such limit: one benchmark's generation is one
+silent call, which on a large model can take long.
+
 A line that says part of the run is gone for good ends it at once: Ray's memory monitor killing workers
 (:data:`RAY_OOM_KILL`). verl does not restart them: it waits on the dead vLLM servers forever, and the actors left
 poll just above :data:`BUSY_CORES` (0.06 cores in all, measured on a phase-1 cell that hung so for 80 minutes), so
@@ -40,6 +45,11 @@ DEFAULT_STALL_S = 300
 verl's default Ray actors, 113 s with ours; docs/results/2026-12-03-cpu-path-checks.md), and that phase prints
 lines and keeps a core busy throughout; 300 s leaves about two minutes beyond it for a silent, idle wait (a slow
 file system, a contended lock) before a run is called stalled."""
+DEFAULT_SILENT_S = 1800
+"""Longest a run may go without a new step or log line even while its processes use CPU. A hung verl tree is not
+idle: its Ray actors and vLLM workers poll, 0.3-0.5 cores in all on 2 cores (two local verl runs deadlocked in
+verl's weight sync, 2026-12-04), so CPU alone would keep it alive for ever. The slowest silent phase measured is far
+shorter (a start-up phase, about 80 s here; 5x that on a machine 5x slower)."""
 SAMPLE_S = 5.0
 """Seconds between CPU samples of the process tree."""
 BUSY_CORES = 0.05
@@ -104,11 +114,13 @@ class StallWatch:
         timeout_s: float | None = None,
         cpu_times: Callable[[], dict[int, float] | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        silent_s: float | None = None,
     ) -> None:
         if stall_s <= 0:
             raise ValueError(f"stall_s must be > 0, got {stall_s}")
         self.stall_s, self.timeout_s, self.cpu_times, self.clock = stall_s, timeout_s, cpu_times, clock
-        self.start = self.last_progress = clock()
+        self.silent_s = None if silent_s is None else max(silent_s, stall_s)
+        self.start = self.last_progress = self.last_output = clock()
         self.last_step = 0
         self._seen: set[str] = set()
         self._cpu: dict[int, float] = {}
@@ -136,7 +148,7 @@ class StallWatch:
                 self._seen.clear()
             self._seen.add(shape)
         if new_step or new_line:
-            self.last_progress = self.clock()
+            self.last_progress = self.last_output = self.clock()
 
     def _sample_cpu(self, now: float) -> None:
         if self.cpu_times is None or now < self._next_sample:
@@ -163,5 +175,10 @@ class StallWatch:
             return (
                 f"stalled: no new step, log line or CPU use for {self.stall_s:.0f} s (stall_s), "
                 f"last step {self.last_step}"
+            )
+        if self.silent_s is not None and now - self.last_output >= self.silent_s:
+            return (
+                f"stalled: no new step or log line for {self.silent_s:.0f} s though its processes poll the CPU "
+                f"(hung, not slow), last step {self.last_step}"
             )
         return None

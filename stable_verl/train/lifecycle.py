@@ -38,7 +38,7 @@ from stable_verl.artifacts.run_record import RunRecord
 from stable_verl.config.stages import Logging
 from stable_verl.launch import tracking
 from stable_verl.launch.runner import Launcher, LaunchSpec, LocalLauncher, launch
-from stable_verl.launch.stall import DEFAULT_STALL_S
+from stable_verl.launch.stall import DEFAULT_SILENT_S, DEFAULT_STALL_S
 from stable_verl.train.checkpoint_sync import (
     CheckpointSyncer,
     CheckpointWatch,
@@ -259,7 +259,16 @@ def _run_verl(
         echo(f"[{job.kind}] verl started: {where}")
 
     try:
-        result = launch(launcher, spec, log_path, job.timeout_s, on_line=on_line, on_start=started, stall_s=job.stall_s)
+        result = launch(
+            launcher,
+            spec,
+            log_path,
+            job.timeout_s,
+            on_line=on_line,
+            on_start=started,
+            stall_s=job.stall_s,
+            silent_s=DEFAULT_SILENT_S,  # a hung verl tree polls the CPU: its lines decide (launch/stall.py)
+        )
     except Exception:
         with contextlib.suppress(Exception):  # keep what verl completed before failing; its error comes first
             syncer.stop(True)

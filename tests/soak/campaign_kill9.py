@@ -39,7 +39,7 @@ from pathlib import Path
 
 from stable_verl.artifacts import MANIFEST_NAME, ArtifactStore, Manifest, RunLayout, list_runs
 from stable_verl.launch import procs
-from stable_verl.launch.stall import DEFAULT_STALL_S, StallWatch, tree_cpu_times
+from stable_verl.launch.stall import DEFAULT_SILENT_S, DEFAULT_STALL_S, StallWatch, tree_cpu_times
 from tests.soak.common import Count
 from tests.support.prefect_startup import raise_startup_limit
 
@@ -160,7 +160,9 @@ class Flow:
                 argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         self.seen: dict[int, str] = {}
-        self.watch = StallWatch(DEFAULT_STALL_S, cpu_times=lambda: tree_cpu_times([self.proc.pid]))
+        self.watch = StallWatch(
+            DEFAULT_STALL_S, cpu_times=lambda: tree_cpu_times([self.proc.pid]), silent_s=DEFAULT_SILENT_S
+        )
         self._log_offset = 0
 
     def check_progress(self) -> None:

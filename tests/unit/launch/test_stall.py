@@ -114,6 +114,23 @@ def test_cpu_threshold_of_a_sample():
     assert watch.check() == "stalled: no new step, log line or CPU use for 10 s (stall_s), last step 0"
 
 
+def test_cpu_alone_keeps_a_silent_run_alive_only_up_to_silent_s():
+    # A hung verl tree polls (0.3-0.5 cores): busy in every sample, but no new step or line. Fake clock, one core busy.
+    now, cpu = [0.0], {1: 0.0}
+    watch = StallWatch(10, cpu_times=lambda: dict(cpu), clock=lambda: now[0], silent_s=30)
+    watch.on_line("step:1 - loss:0.5")  # t=0
+    for t in range(5, 65, 5):
+        now[0], cpu[1] = float(t), t * 0.4
+        if t == 25:
+            watch.on_line("[rl] starting: vLLM loading weights")  # a new line at t=25: silent from there
+        verdict = watch.check()
+        assert (verdict is None) == (t < 55), t
+    assert verdict == (
+        "stalled: no new step or log line for 30 s though its processes poll the CPU (hung, not slow), last step 1"
+    )
+    assert StallWatch(10, silent_s=3).silent_s == 10  # never shorter than the stall limit
+
+
 def test_a_launcher_with_no_tree_to_read_is_judged_by_lines_and_steps():
     # A Ray Job's launcher reads no process tree (cpu_times() gives None): no CPU sample, no crash.
     now = [0.0]
