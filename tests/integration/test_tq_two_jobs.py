@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from stable_verl.launch import procs
-from tests.support.ray_cluster import LocalRayCluster, start_cluster
+from tests.integration.conftest import _cluster
+from tests.support import progress
+from tests.support.ray_cluster import LocalRayCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.extended]  # make test-extended (Makefile): the Ray cluster tests
 
@@ -35,23 +35,21 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 @pytest.fixture(scope="module")
 def tq_cluster(tmp_path_factory) -> Iterator[LocalRayCluster]:
     """The two-node test cluster (no S3): TransferQueue's storage unit goes to its worker, the node with a GPU."""
-    started = start_cluster(tmp_path_factory.mktemp("ray-cluster-logs"), worker_gpus=1)
+    yield from _cluster(tmp_path_factory, worker_gpus=1)
+
+
+def _wait(ready, what: str, client, jobs: list[str], cluster: LocalRayCluster):
+    """``ready()`` while the cluster's nodes (the jobs' drivers and actors among them) work or the jobs' logs grow."""
     try:
-        yield started
-    finally:
-        started.stop()
-        leftover = {pid for node in started.nodes for pid in procs.tree(node.pid)}
-        assert not leftover, f"cluster processes outlived the cluster: {leftover}"
-
-
-def _wait(ready, what: str, client, jobs: list[str], timeout_s: float = 420.0):
-    deadline = time.monotonic() + timeout_s
-    while not (found := ready()):
-        if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {j}\n{client.get_job_logs(j)[-3000:]}" for j in jobs)
-            raise AssertionError(f"{what}: not within {timeout_s:.0f} s\n{logs}")
-        time.sleep(1.0)
-    return found
+        return progress.wait_for(
+            ready,
+            what=what,
+            watch_pids=[node.pid for node in cluster.nodes],
+            progress=lambda: sum(len(client.get_job_logs(j)) for j in jobs),
+        )
+    except progress.NoProgress as e:
+        logs = "\n".join(f"--- {j}\n{client.get_job_logs(j)[-3000:]}" for j in jobs)
+        raise AssertionError(f"{e}\n{logs}") from None
 
 
 def _two_jobs(cluster: LocalRayCluster, folder: Path, scoped: bool) -> dict:
@@ -76,10 +74,10 @@ def _two_jobs(cluster: LocalRayCluster, folder: Path, scoped: bool) -> dict:
         done = [j for j in jobs if status(j) == "FAILED"]
         return done and f"job failed: {done}"
 
-    _wait(lambda: read("second") or failed(), "the second job's report", client, jobs)
-    _wait(lambda: status(jobs[0]) in TERMINAL, "the first job's end", client, jobs)
+    _wait(lambda: read("second") or failed(), "the second job's report", client, jobs, cluster)
+    _wait(lambda: status(jobs[0]) in TERMINAL, "the first job's end", client, jobs, cluster)
     (folder / "first.ended").touch()
-    _wait(lambda: status(jobs[1]) in TERMINAL, "the second job's end", client, jobs)
+    _wait(lambda: status(jobs[1]) in TERMINAL, "the second job's end", client, jobs, cluster)
     statuses = [status(j) for j in jobs]
     logs = {j: client.get_job_logs(j)[-3000:] for j in jobs}
     assert read("first") and read("second") and read("second-after"), (statuses, logs)

@@ -26,7 +26,7 @@ import ray
 
 PARTITION = "train"
 GET_TIMEOUT_S = 20.0  # a get from a live TransferQueue answers in well under a second
-WAIT_S = 600.0
+WAIT_S = 600.0  # a guard that ends a job the test left behind; the test itself waits by progress
 
 
 def _tq(scoped: bool) -> Any:
