@@ -3,7 +3,8 @@
 Order matters: the CPU platform is registered before anything that asks verl for its platform
 (verl caches the answer), so the trainer and loss modules are imported only afterwards. verl swallows
 plugin import errors at debug level; this module logs them at ERROR before re-raising. It also scopes verl's
-TransferQueue to the process's Ray job (:mod:`.tq_scope`): two verl runs on one Ray cluster share none.
+TransferQueue to the process's Ray job (:mod:`.tq_scope`): two verl runs on one Ray cluster share none; and verl's
+weight-sync socket to the process's Ray cluster (:mod:`.weight_sync_scope`): two local runs on one machine share none.
 
 Then, in a Ray worker of a job whose environment lists stage inputs (``STABLE_VERL_INPUTS``, a Ray Job without a
 shared filesystem), the inputs are materialised on this node from the store (:mod:`.inputs`): every verl actor
@@ -34,6 +35,10 @@ try:
     from stable_verl.verl_ext import tq_scope
 
     tq_scope.install()  # a TransferQueue per Ray job: two verl jobs on one cluster share none (issue 28)
+
+    from stable_verl.verl_ext import weight_sync_scope
+
+    weight_sync_scope.install()  # a weight-sync socket per local Ray cluster: two local runs share none
 except Exception:
     logging.getLogger("stable_verl").exception("stable-verl: the verl plugin failed to load")
     raise

@@ -165,3 +165,23 @@ def test_import_verl_scopes_transfer_queue_to_the_ray_job(verl_facts):
 
 def test_the_entry_point_registers_our_loss_trainer_and_engine(verl_facts):
     assert verl_facts["registered"] == [True, True, True]
+
+
+WEIGHT_SYNC_ENDS = """
+import json
+import verl
+from verl.workers.rollout.vllm_rollout import bucketed_weight_transfer as ends
+handle = "ipc:///tmp/rl-colocate-zmq-01000000-replica-0-rank-0.sock"
+sender = ends.BucketedWeightSender(zmq_handle=handle, use_shm=True)
+receiver = ends.BucketedWeightReceiver(handle, device=None, use_shm=True)
+other = ends.BucketedWeightSender(zmq_handle="ipc:///tmp/elsewhere.sock")
+print(json.dumps([sender.zmq_handle, receiver.zmq_handle, other.zmq_handle]))
+"""
+
+
+def test_import_verl_scopes_the_weight_sync_socket_to_the_ray_cluster():
+    """Both ends of verl's weight-sync socket name the node's raylet, set by Ray in its workers (and the children
+    they start); tests/integration/test_weight_sync_two_clusters.py: two local clusters at once."""
+    scoped = "ipc:///tmp/rl-colocate-zmq-raylet4242-01000000-replica-0-rank-0.sock"
+    got = json.loads(_run(WEIGHT_SYNC_ENDS, VERL_PLATFORM="cpu", RAY_RAYLET_PID="4242"))
+    assert got == [scoped, scoped, "ipc:///tmp/elsewhere.sock"]
