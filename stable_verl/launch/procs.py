@@ -105,9 +105,27 @@ def _processes() -> Iterator[tuple[int, tuple[str, int, int, int]]]:
             yield int(entry), st
 
 
+def _exiting(pid: int) -> bool:
+    """Whether a process whose main thread shows as ended (``Z``) still has live threads: it is still exiting (or
+    running), cannot be waited for yet, and counts as live. Read only for the rare zombie."""
+    try:
+        tids = [tid for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            state = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):  # the thread has just ended
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
+
+
 def tree(leader: int) -> set[int]:
-    """Live (non-zombie) processes of ``leader``'s session or process group, plus all their descendants."""
-    procs = {pid: st for pid, st in _processes() if st[0] not in ("Z", "X")}
+    """Live processes of ``leader``'s session or process group, plus all their descendants. Not live: a zombie, or a
+    process being reaped; live: one whose main thread has ended while others still run (:func:`_exiting`)."""
+    procs = {pid: st for pid, st in _processes() if st[0] not in ("Z", "X") or (st[0] == "Z" and _exiting(pid))}
     members = {pid for pid, (_, _, pgid, sid) in procs.items() if leader in (pgid, sid)}
     if leader in procs:
         members.add(leader)

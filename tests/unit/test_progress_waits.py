@@ -117,6 +117,33 @@ def test_wait_for_fails_at_once_when_every_watched_process_has_ended():
         wait_for(lambda: False, what="anything")
 
 
+# The main thread ends first; the process is still running (another thread) and cannot be waited for until it exits.
+MAIN_THREAD_ENDS_FIRST = """
+import ctypes, os, threading, time
+threading.Thread(target=lambda: (time.sleep(2), os._exit(0))).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_process_whose_main_thread_ended_first_is_live_until_it_exits():
+    """Its main thread shows as a zombie while it exits (seen: a flow on SIGTERM in make test, 2026-12-05)."""
+    child = subprocess.Popen(_python(MAIN_THREAD_ENDS_FIRST))
+    wait_for(
+        lambda: procs.tree(child.pid) and _state(child.pid) == "Z",
+        what="the main thread's end",
+        stall_s=60,
+        watch_pids=[child.pid],
+    )
+    assert child.poll() is None and procs.tree(child.pid) == {child.pid}
+    assert wait_for(lambda: child.poll() is not None, what="its exit", stall_s=60, watch_pids=[child.pid])
+    assert child.returncode == 0 and procs.tree(child.pid) == set()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_output_awaits_a_line_while_lines_come_and_fails_with_the_last_ones():
     # Idle throughout, one new line a second for twice the limit, then the line awaited; then silence.
     code = "import time\nfor i in range(5):\n    print(f'phase {i}', flush=True)\n    time.sleep(1.0)\n"
