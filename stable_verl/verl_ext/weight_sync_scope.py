@@ -19,7 +19,7 @@ that ``import verl`` loads in every verl process (:mod:`stable_verl.verl_ext.ver
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import wrapt
@@ -33,10 +33,8 @@ PREFIX = "ipc:///tmp/rl-colocate-zmq-"
 RAYLET_PID = "RAY_RAYLET_PID"
 """The environment variable in which Ray gives each of its workers its node's raylet process id."""
 
-_hook_registered = False
 
-
-def scoped(handle: str, env: dict[str, str] | os._Environ = os.environ) -> str:
+def scoped(handle: str, env: Mapping[str, str] = os.environ) -> str:
     """``handle`` with this node's raylet after verl's prefix; unchanged outside Ray, for another path, or if done."""
     raylet = env.get(RAYLET_PID)
     if not raylet or not handle.startswith(PREFIX):
@@ -62,11 +60,8 @@ def patch(module: Any) -> None:
 
 
 def install() -> None:
-    """Patch :data:`MODULE` when it is imported (now, if it has been); idempotent."""
-    global _hook_registered
-    if not _hook_registered:
-        wrapt.register_post_import_hook(patch, MODULE)
-        _hook_registered = True
+    """Patch :data:`MODULE` when it is imported (now, if it has been); :func:`patch` makes a second call harmless."""
+    wrapt.register_post_import_hook(patch, MODULE)
 
 
 def installed(module: Any) -> bool:
