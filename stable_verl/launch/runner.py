@@ -200,8 +200,9 @@ class LocalLauncher(Launcher):
         thread = threading.Thread(target=_watchdog, name="verl-watchdog", daemon=True)
         thread.start()
         try:
-            for text in proc.stdout:
-                on_line(text.rstrip("\n"))
+            with proc.stdout:
+                for text in proc.stdout:
+                    on_line(text.rstrip("\n"))
             proc.wait()
         finally:
             done.set()

@@ -45,7 +45,7 @@ def run_teed(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> Tee
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with open(log_path, "w", encoding="utf-8") as log:
+        with child.stdout, open(log_path, "w", encoding="utf-8") as log:
             for line in child.stdout:
                 sys.stdout.write(line)
                 sys.stdout.flush()

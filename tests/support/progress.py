@@ -74,11 +74,12 @@ def run(
     err: list[str] = []
 
     def pump(stream: IO[str], sink: list[str]) -> None:
-        for line in stream:
-            sink.append(line)
-            with lock:
-                tail.append(line.rstrip("\n"))
-                watch.on_line(line)
+        with stream:
+            for line in stream:
+                sink.append(line)
+                with lock:
+                    tail.append(line.rstrip("\n"))
+                    watch.on_line(line)
 
     pipes = ((proc.stdout, out), (proc.stderr, err))
     readers = [threading.Thread(target=pump, args=pipe, daemon=True) for pipe in pipes]

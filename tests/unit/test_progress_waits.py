@@ -148,15 +148,14 @@ def test_output_awaits_a_line_while_lines_come_and_fails_with_the_last_ones():
     # Idle throughout, one new line a second for twice the limit, then the line awaited; then silence.
     code = "import time\nfor i in range(5):\n    print(f'phase {i}', flush=True)\n    time.sleep(1.0)\n"
     code += "print('verl started: pid 42', flush=True)\ntime.sleep(600)\n"
-    child = subprocess.Popen(_python(code), stdout=subprocess.PIPE, text=True)
-    try:
-        out = Output(child.stdout)
-        assert out.wait_for(r"verl started: pid (\d+)", what="verl to start", stall_s=STALL_S)[1] == "42"
-        with pytest.raises(NoProgress, match=r"(?s)^waiting for a line never printed: stalled: .*pid 42$"):
-            out.wait_for("never", what="a line never printed", stall_s=STALL_S, watch_pids=[child.pid])
-        child.kill()
-        with pytest.raises(NoProgress, match=r"waiting for another line: the output ended"):
-            out.wait_for("never", what="another line", stall_s=60)
-    finally:
-        child.kill()
-        child.wait()
+    with subprocess.Popen(_python(code), stdout=subprocess.PIPE, text=True) as child:  # the exit closes the pipe
+        try:
+            out = Output(child.stdout)
+            assert out.wait_for(r"verl started: pid (\d+)", what="verl to start", stall_s=STALL_S)[1] == "42"
+            with pytest.raises(NoProgress, match=r"(?s)^waiting for a line never printed: stalled: .*pid 42$"):
+                out.wait_for("never", what="a line never printed", stall_s=STALL_S, watch_pids=[child.pid])
+            child.kill()
+            with pytest.raises(NoProgress, match=r"waiting for another line: the output ended"):
+                out.wait_for("never", what="another line", stall_s=60)
+        finally:
+            child.kill()

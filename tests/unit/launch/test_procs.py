@@ -31,7 +31,8 @@ def _alive(pid: int) -> bool:
 
 def _spawn_tree() -> tuple[subprocess.Popen, list[int]]:
     leader = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True, start_new_session=True)
-    children = [int(p) for p in leader.stdout.readline().split()]
+    with leader.stdout:  # the pids are all it prints
+        children = [int(p) for p in leader.stdout.readline().split()]
     return leader, children
 
 
@@ -86,7 +87,8 @@ time.sleep(600)
 
 def test_a_tree_left_by_a_flow_killed_outright_is_killed_by_the_next_attempt(tmp_path):
     flow = subprocess.Popen([sys.executable, "-c", FLOW, str(tmp_path), TREE], stdout=subprocess.PIPE, text=True)
-    assert flow.stdout.readline().strip() == "started"
+    with flow.stdout:  # "started" is all it prints
+        assert flow.stdout.readline().strip() == "started"
     leader = json.loads((tmp_path / procs.LEADER_FILE).read_text())["pid"]
     three = lambda: len(procs.tree(leader)) >= 3  # noqa: E731 - the leader and its two children
     progress.wait_for(three, what="the leader's two children", watch_pids=[leader], poll_s=0.1)
@@ -128,6 +130,7 @@ def test_the_local_launcher_records_its_leader_while_it_runs(tmp_path):
     record = json.loads((tmp_path / procs.LEADER_FILE).read_text())
     assert record["pid"] == launcher.proc.pid and record["start_time"] == procs.start_time(launcher.proc.pid)
     launcher.stop()
+    launcher.proc.stdout.close()  # never streamed: stream() closes it in a run
     assert not (tmp_path / procs.LEADER_FILE).exists()
 
 
