@@ -235,12 +235,22 @@ def run_summary(run: PilotRun, pv: PilotVerdict) -> claims.RunSummary | None:
     )
 
 
+def rollout_precision(run: PilotRun) -> str:
+    """The precision vLLM's weights were rounded to for sampling (``rl.rollout_precision``): cells at different
+    precisions are different regimes, so no claim compares them."""
+    return str(run.config.get("rl", {}).get("rollout_precision") or "native")
+
+
 def claim_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) -> list[str]:
-    """The paper's claims (``reports.claims``, the stability grid's rules) judged on the grid cells among the runs;
-    the claims these cells cannot address are named in one line. Empty when no run is a grid cell."""
-    summaries = [s for s in map(run_summary, runs, verdicts) if s is not None]
-    if not summaries:
+    """The paper's claims (``reports.claims``, the stability grid's rules) judged on the grid cells among the runs
+    that share the first grid cell's rollout precision (the others are named, not judged); the claims these cells
+    cannot address are named in one line. Empty when no run is a grid cell."""
+    cells = [(run, s) for run, s in zip(runs, map(run_summary, runs, verdicts), strict=True) if s is not None]
+    if not cells:
         return []
+    regime = rollout_precision(cells[0][0])
+    summaries = [s for run, s in cells if rollout_precision(run) == regime]
+    apart = [f"{run.label} ({rollout_precision(run)})" for run, _ in cells if rollout_precision(run) != regime]
     judged = claims.judge(summaries)
     absent = ("not in this grid", "no such N", "one init per grid")
     shown = [v for v in judged if not v.evidence.startswith(absent)]
@@ -248,6 +258,11 @@ def claim_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) -> l
     others = [v.claim for v in judged if v not in shown]
     if others:
         lines += ["", "Not addressed by these cells (arms or N they do not run): " + "; ".join(others) + "."]
+    if apart:
+        lines += [
+            "",
+            f"Not in the claims (another rollout precision than the first cell's {regime}): " + ", ".join(apart) + ".",
+        ]
     return lines
 
 

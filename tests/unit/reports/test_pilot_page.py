@@ -24,9 +24,15 @@ def _samples(means: dict[str, float]) -> list[dict]:
 
 
 def _store(
-    tmp_path, run_id: str = "rl-pg-stale-x", with_samples: bool = True, falls: bool = True, cell: tuple | None = None
+    tmp_path,
+    run_id: str = "rl-pg-stale-x",
+    with_samples: bool = True,
+    falls: bool = True,
+    cell: tuple | None = None,
+    precision: str | None = None,
 ) -> ArtifactStore:
-    """A run in a local store; ``cell`` = (recipe, N, seed) makes it a stability-grid cell."""
+    """A run in a local store; ``cell`` = (recipe, N, seed) makes it a stability-grid cell, sampled at ``precision``
+    (``rl.rollout_precision``; unset: native)."""
     store = ArtifactStore(str(tmp_path / "store"))
     layout = RunLayout(store, run_id)
     # W = 8 prompts / 4 per batch = 2 steps a pass; 16 steps = 8 passes
@@ -34,6 +40,8 @@ def _store(
     if cell is not None:
         config["rl"] |= {"recipe": cell[0], "recipe_overrides": [f"minibatches={cell[1]}"]}
         config["rl_seed"] = cell[2]
+    if precision is not None:
+        config["rl"]["rollout_precision"] = precision
     layout.write_config(config)
     rows = [
         {
@@ -177,3 +185,28 @@ def test_grid_cells_get_the_claims_and_a_final_difference(tmp_path):
     plain = _store(tmp_path, "rl-plain")
     run = pilot_page.load_run(plain, "P1", "rl-plain")
     assert pilot_page.run_summary(run, pilot_page.judge(run)) is None  # not a grid cell: no claims
+
+
+def test_claims_compare_only_cells_at_the_first_cells_rollout_precision(tmp_path):
+    """The same arm, N and seeds at fp8 and at native precision are two regimes: the claims read the first cell's
+    (fp8: 2 no-clip seeds against 2 clipped ones) and name the native cells without judging them."""
+    cells = (
+        ("rl-a-1", True, ("minirl_offpolicy_noclip", 8, 1), "fp8"),
+        ("rl-a-2", True, ("minirl_offpolicy_noclip", 8, 2), "fp8"),
+        ("rl-b-1", False, ("minirl_offpolicy", 8, 1), "fp8"),
+        ("rl-b-2", False, ("minirl_offpolicy", 8, 2), "fp8"),
+        ("rl-c-1", False, ("minirl_offpolicy_noclip", 8, 1), None),
+        ("rl-c-2", False, ("minirl_offpolicy_noclip", 8, 2), None),
+    )
+    for run_id, falls, cell, precision in cells:
+        store = _store(tmp_path, run_id, falls=falls, cell=cell, precision=precision)
+    labels = ["noclip/s1", "noclip/s2", "clip/s1", "clip/s2", "noclip@native/s1", "noclip@native/s2"]
+    runs = [pilot_page.load_run(store, label, c[0]) for label, c in zip(labels, cells, strict=True)]
+    lines = pilot_page.claim_lines(runs, [pilot_page.judge(r) for r in runs])
+    noclip = next(line for line in lines if line.startswith("| Off-policy (N>=2): the no-clip arms collapse"))
+    # with the native cells counted the no-clip arm would read 2/4 [collapsed, collapsed, stable, stable]
+    assert "minirl_offpolicy_noclip@N=8: 2/2 [collapsed, collapsed] vs minirl_offpolicy@N=8: 0/2" in noclip
+    assert lines[-1] == (
+        "Not in the claims (another rollout precision than the first cell's fp8): "
+        "noclip@native/s1 (native), noclip@native/s2 (native)."
+    )
