@@ -318,9 +318,10 @@ def _pairs(items: list) -> list[tuple]:
 
 
 def arm_difference_cells(runs: Sequence[RunSummary], a: tuple[str, int], b: tuple[str, int]) -> sig.Difference | str:
+    """Final score of cell ``a`` (arm, N) minus cell ``b`` (pooled seed SD), or why there is none."""
     fa, fb = final_scores(runs, *a), final_scores(runs, *b)
     if min(len(fa), len(fb)) < MIN_SEEDS:
-        return f"{a} or {b}: fewer than {MIN_SEEDS} seeds"
+        return f"{a[0]}@N={a[1]} ({len(fa)} seeds) vs {b[0]}@N={b[1]} ({len(fb)} seeds): fewer than {MIN_SEEDS} seeds"
     sd, df = pooled_final_sd(runs)
     return sig.pooled_difference(fa, fb, sd, df)
 

@@ -24,7 +24,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib
@@ -170,8 +170,12 @@ def arm_tally_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) 
         "| Fisher p: reference collapses more | reference rate detectable | final minus the reference's [95% CI] |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    summaries = [x for x in map(run_summary, runs, verdicts) if x is not None]
-    ref_hits, ref_n, ref_cell = None, 0, None
+    summaries = [  # the arm of a label, not the recipe: `pg_stale@native` is not `pg_stale`
+        replace(x, arm=run.label.split("/")[0])
+        for run, x in zip(runs, map(run_summary, runs, verdicts), strict=True)
+        if x is not None
+    ]
+    ref_hits, ref_n, ref_cell, ref_arm = None, 0, None, ""
     for arm, members in arms.items():
         kinds = (cv.COLLAPSED, cv.RECOVERED, cv.CENSORED, cv.STABLE)
         counts = {k: sum(pv.verdict.verdict == k for _, pv in members) for k in kinds}
@@ -183,12 +187,12 @@ def arm_tally_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) 
         fisher = mdd = diff = "reference"
         cell = grid_cell(members[0][0])
         if ref_hits is None:
-            ref_hits, ref_n, ref_cell = counts[cv.COLLAPSED], len(members), cell
+            ref_hits, ref_n, ref_cell, ref_arm = counts[cv.COLLAPSED], len(members), cell, arm
         else:
             d = (
                 "-"
                 if cell is None or ref_cell is None
-                else claims.arm_difference(summaries, cell[0], ref_cell[0], cell[1])
+                else claims.arm_difference_cells(summaries, (arm, cell[1]), (ref_arm, ref_cell[1]))
             )
             diff = d if isinstance(d, str) else f"{d.estimate:+.3f} [{d.ci()[0]:+.3f}, {d.ci()[1]:+.3f}]"
             fisher = f"{sig.fisher_one_sided(ref_hits, ref_n, counts[cv.COLLAPSED], len(members)):.3f}"

@@ -210,3 +210,22 @@ def test_claims_compare_only_cells_at_the_first_cells_rollout_precision(tmp_path
         "Not in the claims (another rollout precision than the first cell's fp8): "
         "noclip@native/s1 (native), noclip@native/s2 (native)."
     )
+
+
+def test_an_arm_is_its_label_so_a_control_of_the_same_recipe_is_compared_with_the_reference(tmp_path):
+    """`pg_stale@native` runs the reference's recipe at another precision: its final score is set against the
+    reference's, not against its own recipe's cells. The native runs score 0.625 at step 16 (5 of 8 samples right),
+    the reference's 0.125 (every run: SD 0), so the difference is exactly +0.500."""
+    cells = (("rl-a-1", 1, "fp8"), ("rl-a-2", 2, "fp8"), ("rl-c-1", 1, None), ("rl-c-2", 2, None))
+    for run_id, seed, precision in cells:
+        store = _store(tmp_path, run_id, cell=("pg_stale", 8, seed), precision=precision)
+        if precision is None:
+            layout = RunLayout(store, run_id)
+            better = {"a": 1.0, "b": 1.0, "c": 0.5, "d": 0.0}
+            store.write_json(layout.eval_results(16, "bench_id"), {"avg@2": 0.625, "avg@2_stderr": 0.24})
+            store.write_jsonl(layout.eval_samples(16, "bench_id"), _samples(better))
+    labels = ["pg_stale/s1", "pg_stale/s2", "pg_stale@native/s1", "pg_stale@native/s2"]
+    runs = [pilot_page.load_run(store, label, c[0]) for label, c in zip(labels, cells, strict=True)]
+    tally = pilot_page.arm_tally_lines(runs, [pilot_page.judge(r) for r in runs])
+    assert tally[3].startswith("| pg_stale@native | 2 |")
+    assert tally[3].endswith("| +0.500 [+0.500, +0.500] |")
