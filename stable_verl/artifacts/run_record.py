@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stable_verl.artifacts.layout import RunLayout
@@ -115,8 +116,13 @@ class RunRecord:
         return RunRecord.read(run)  # type: ignore[return-value]
 
     @staticmethod
-    def stopped(run: RunLayout, exc: BaseException) -> None:
-        """An attempt stopped on ``exc``: ``failed`` (an error) or ``interrupted`` (cancelled, Ctrl-C), and why."""
+    def stopped(run: RunLayout, exc: BaseException, local_dir: str | Path | None = None) -> None:
+        """An attempt stopped on ``exc``: ``failed`` (an error) or ``interrupted`` (cancelled, Ctrl-C), and why.
+
+        A path under the run's ``local_dir`` (its log, this machine's scratch) is recorded as the same path under the
+        run's prefix in the store, where the stage uploads it: no machine's path enters the record."""
         status = FAILED if isinstance(exc, Exception) else INTERRUPTED
         first_line = str(exc).splitlines()[0] if str(exc) else ""
+        if local_dir is not None:
+            first_line = first_line.replace(str(local_dir), run.prefix)
         run.update_run(status=status, error=f"{type(exc).__name__}: {first_line}"[:500])  # the store scrubs secrets

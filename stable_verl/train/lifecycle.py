@@ -193,7 +193,7 @@ def run_tracked(
         site.refresh_run(run)  # site hook: complete
     except BaseException as exc:
         with contextlib.suppress(Exception):  # best effort, never ``complete``; the store itself may have failed
-            RunRecord.stopped(run, exc)
+            RunRecord.stopped(run, exc, local_dir)
         site.refresh_run(run)  # site hook: failed / interrupted (never raises)
         raise
     finally:

@@ -32,6 +32,8 @@ def test_killed_stage_resumes_from_the_store_and_merges_metrics(run, tmp_path):
         run_tracked(run, standin_job(total=5, die_at=3), tmp_path / "attempt1", echo=quiet)
     record = run.read_run()
     assert record["status"] == "failed" and "code -9" in record["error"]
+    # the error names the log where the store keeps it, not this machine's scratch folder
+    assert f"full log: {run.prefix}/logs/attempt-1.log" in record["error"] and str(tmp_path) not in record["error"]
     assert run.checkpoint_steps() == [1, 2]  # synced before the kill (or by the final sync after it)
 
     # A fresh machine (new local dir): everything comes from the store.
