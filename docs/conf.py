@@ -10,7 +10,7 @@ copyright = "the stable-verl authors, Apache-2.0"
 extensions = ["myst_parser"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "results/*/record"]  # a run record (pilot_page --export) is data, not pages
 myst_heading_anchors = 4  # `page.md#a-heading` links resolve, and a wrong anchor is a warning
 myst_enable_extensions = ["colon_fence", "deflist"]
 # Heading levels are not checked: results/stress-pilot/results.md is a fragment that pilot_page.py writes at H2.

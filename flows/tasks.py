@@ -222,8 +222,7 @@ def grid_report(
     store: ArtifactStore = params.store.open()
     runs = grid.build_runs(store, cells, init_run, scores["rows"], scores["metric"])
     comparison = grid.comparison_id(params.name, [r.run_id for r in runs])
-    title = f"Stability grid: {params.rl.total_steps} RL steps, rollouts {params.rl.rollout_precision}"
-    settings = {"params": params.model_dump(mode="json"), "init_run": init_run, "timings": timings}
+    title, settings = grid.report_title(params), grid.report_settings(params, init_run, timings)
     layout = publish_report(
         store,
         comparison,

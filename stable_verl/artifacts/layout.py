@@ -185,6 +185,15 @@ class RunLayout:
     def write_config(self, config: Any) -> str:
         return self.store.write_yaml(self.config_yaml, config)
 
+    def read_config(self) -> dict[str, Any] | None:
+        """The run's config.yaml; None when it has none."""
+        import yaml
+
+        try:
+            return yaml.safe_load(self.store.read_text(self.config_yaml))
+        except FileNotFoundError:
+            return None
+
     def write_command(self, overrides: Sequence[str], **extra: Any) -> str:
         return self.store.write_json(self.command_json, {"overrides": list(overrides), **extra})
 

@@ -12,6 +12,9 @@
     stable-verl comparisons list|show ID        cross-run comparison reports
     stable-verl comparisons publish ID [--out docs/results]
                                                 a finished stability grid as docs/results/stability-grid.md
+    stable-verl comparisons from-record --config PATH RUN_ID [...] [--set key=value ...]
+                                                a stability grid's report from a run record
+                                                (pilot_page --export: configs, metrics, evaluations)
     stable-verl comparisons republish FOLDER [--out docs/results]
                                                 re-judge a published grid page from its own CSV under the
                                                 current rules (no store, no runs)
@@ -37,6 +40,7 @@ from flows.registry import FLOWS, FlowImportError, plannable
 from stable_verl.artifacts import ArtifactStoreError
 from stable_verl.artifacts.redact import env_secrets, scrub
 from stable_verl.cli.browse_cmds import (
+    cmd_comparisons_from_record,
     cmd_comparisons_list,
     cmd_comparisons_publish,
     cmd_comparisons_republish,
@@ -123,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     publish = "a finished stability grid as a results page in the repository"
     cmp_pub = _store_command(cmp_sub, "publish", publish, cmd_comparisons_publish, "comparison_id")
     cmp_pub.add_argument("--out", type=Path, default=Path("docs/results"), help="folder of the page")
+    from_record = "a stability grid's comparison report from a run record (pilot_page --export): no checkpoints"
+    cmp_rec = _store_command(cmp_sub, "from-record", from_record, cmd_comparisons_from_record)
+    cmp_rec.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="the grid cells' runs in the record")
+    cmp_rec.add_argument(
+        "--config", type=Path, required=True, help="the grid's YAML, e.g. configs/stability_stress.yaml"
+    )
+    cmp_rec.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override (repeat)")
     republish = "re-judge a published stability-grid page from its own table.csv and grid.json (no store, no runs)"
     cmp_rep = cmp_sub.add_parser("republish", help=republish)
     cmp_rep.add_argument("folder", type=Path, help="the page's data folder, e.g. docs/results/stability-grid")

@@ -119,6 +119,21 @@ def cmd_comparisons_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_comparisons_from_record(args: argparse.Namespace) -> int:
+    from stable_verl.config.params import StabilityGridParams
+    from stable_verl.reports.grid_from_record import report_from_record
+    from stable_verl.train.experiment import grid_graph
+
+    params = StabilityGridParams.from_config(args.config, args.set)
+    (init_run,) = grid_graph(params).init_runs()
+    store = _store(args)
+    layout = report_from_record(store, params, args.run_ids, init_run)
+    console.print(Text(f"comparison {layout.comparison_id}: {layout.uri()}"), soft_wrap=True)
+    store_arg = f" --store {args.store}" if args.store else ""
+    console.print(Text(f"next: stable-verl comparisons publish {layout.comparison_id}{store_arg} --out FOLDER"))
+    return 0
+
+
 def cmd_comparisons_republish(args: argparse.Namespace) -> int:
     from stable_verl.reports.grid_page import republish
 

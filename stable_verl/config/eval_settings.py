@@ -3,6 +3,8 @@ parameters hold them and are validated before the heavy imports."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import ConfigDict, Field
@@ -26,6 +28,35 @@ class EvalSettings:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """vLLM's weights/activations dtype. 'auto': float32 for the built-in tiny model, bfloat16 for your own model
     (resolved before evaluating: results.json records the dtype used, and a stored result is reused only at it)."""
+
+    def resolved(self, run_configs: Iterable[dict | None]) -> EvalSettings:
+        """These settings with dtype 'auto' made concrete for the runs of ``run_configs`` (their config.yaml, None
+        where absent): float32 when every run trained the built-in tiny model (its ``model`` has no ``path``),
+        bfloat16 when one trained your own model (one engine: the larger model's)."""
+        if self.dtype != "auto":
+            return self
+        models = [(config or {}).get("model") for config in run_configs]
+        own = any(isinstance(model, dict) and bool(model.get("path")) for model in models)
+        return dataclasses.replace(self, dtype="bfloat16" if own else "float32")
+
+    def recorded_in(self, results: dict) -> bool:
+        """Whether a checkpoint's results.json was sampled with these settings (results from before ``eval.dtype``
+        record none: they were float32)."""
+        return {"dtype": "float32", **(results.get("settings") or {})} == dataclasses.asdict(self)
+
+
+def score_row(run_id: str, step: int, benchmark: str, results: dict, metric: str) -> dict:
+    """One flat score row (what the evaluate flow returns and the reports read) from a checkpoint's results.json:
+    the score ``metric`` (``avg@k``), its standard error ``<metric>_stderr``, the format rate."""
+    stderr = f"{metric}_stderr"
+    return {
+        "run_id": run_id,
+        "step": step,
+        "benchmark": benchmark,
+        metric: results[metric],
+        stderr: results[stderr],
+        "format_rate": results["format_rate"],
+    }
 
 
 @dataclass(frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True))

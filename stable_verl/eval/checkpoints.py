@@ -32,6 +32,7 @@ from stable_verl import site
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash, step_dir
 from stable_verl.artifacts.lease import Lease, LeaseHeld
 from stable_verl.config import cpu_env
+from stable_verl.config.eval_settings import score_row
 from stable_verl.config.params import LauncherParams
 from stable_verl.config.selector import RunSelector, Steps, choose_steps
 from stable_verl.eval import node_eval
@@ -69,16 +70,8 @@ class EvalOutcome:
 
     def rows(self, metric: str) -> list[dict]:
         """One flat row per (run, step, benchmark), for tables: the score, its standard error, the format rate."""
-        stderr = f"{metric}_stderr"
         return [
-            {
-                "run_id": t.run_id,
-                "step": t.step,
-                "benchmark": b,
-                metric: r[metric],
-                stderr: r[stderr],
-                "format_rate": r["format_rate"],
-            }
+            score_row(t.run_id, t.step, b, r, metric)
             for t, by_bench in self.results.items()
             for b, r in by_bench.items()
         ]
@@ -157,13 +150,7 @@ def resolve_dtype(store: ArtifactStore, targets: list[EvalTarget], settings: Eva
     config.yaml's ``model`` has no ``path``), bfloat16 when one trained your own model."""
     if settings.dtype != "auto":
         return settings
-    own = False
-    for rid in dict.fromkeys(t.run_id for t in targets):
-        run = RunLayout(store, rid)
-        config = yaml.safe_load(store.read_text(run.config_yaml)) if store.exists(run.config_yaml) else None
-        model = (config or {}).get("model")
-        own = own or (isinstance(model, dict) and bool(model.get("path")))
-    return dataclasses.replace(settings, dtype="bfloat16" if own else "float32")
+    return settings.resolved(RunLayout(store, rid).read_config() for rid in dict.fromkeys(t.run_id for t in targets))
 
 
 def eval_reward(task: Task) -> RewardFn | None:
@@ -184,8 +171,7 @@ def _stored_result(
     if not run.store.is_complete(prefix):
         return None
     results = run.store.read_json(run.eval_results(step, bench))
-    recorded = {"dtype": "float32", **(results.get("settings") or {})}  # results before eval.dtype were float32
-    same = recorded == dataclasses.asdict(settings) and results.get("num_prompts") == n
+    same = settings.recorded_in(results) and results.get("num_prompts") == n
     same = same and results.get("reward") == (reward.identity() if reward is not None else None)
     return results if same and f"avg@{settings.k}_stderr" in results else None
 

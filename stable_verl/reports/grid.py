@@ -25,6 +25,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -33,13 +34,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from stable_verl.artifacts import ArtifactStore, RunLayout, config_hash
-from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.artifacts.run_record import RunRecord, cpu_label
 from stable_verl.config.grid_cell import GridCell
 from stable_verl.core import collapse_tags, collapse_verdict
 from stable_verl.core.metric_keys import COLLAPSE_WARNING_KEYS, PAPER_CURVES, REWARD_KEYS
 from stable_verl.core.significance import paired_prompts, per_prompt_means
 from stable_verl.reports import claims, grid_tables
 from stable_verl.reports.compare import NO_DATA, SCORE_PANEL, RunSeries, combined_stderr
+
+if TYPE_CHECKING:
+    from stable_verl.config.params import StabilityGridParams
 
 STEP_TIME_KEY = "timing_s/step"
 PANELS = (SCORE_PANEL, *PAPER_CURVES)  # the paper's four: score, train-infer KL (log), reward, per-token entropy
@@ -126,6 +130,16 @@ def comparison_id(name: str, run_ids: Sequence[str]) -> str:
     return f"{name}-{config_hash(list(run_ids))}"
 
 
+def report_title(params: StabilityGridParams) -> str:
+    """The report's title: the grid's step count and rollout precision."""
+    return f"Stability grid: {params.rl.total_steps} RL steps, rollouts {params.rl.rollout_precision}"
+
+
+def report_settings(params: StabilityGridParams, init_run: str, timings: dict) -> dict:
+    """What grid.json records: every parameter of the grid, its init and the flow's timings."""
+    return {"params": params.model_dump(mode="json"), "init_run": init_run, "timings": timings}
+
+
 def build_runs(
     store: ArtifactStore, cells: Sequence[tuple[GridCell, dict]], init_run: str, scores: list[dict], metric: str
 ) -> list[GridRun]:
@@ -140,7 +154,8 @@ def build_runs(
                 evals.setdefault(step, {})[row["benchmark"]] = row[metric]
                 stderr.setdefault(step, {})[row["benchmark"]] = row.get(f"{metric}_stderr")
         layout = RunLayout(store, stage["run_id"])
-        cpu = (RunRecord.read(layout) or RunRecord(stage["run_id"])).cpu
+        record = RunRecord.read(layout)
+        cpu = record.cpu if record is not None else _config_cpu(layout)
         series = RunSeries(cell.arm, cell.seed, layout.read_metrics(), evals, layout.uri(), stderr, cpu=cpu)
         prompts: dict[int, dict[str, dict[str, float]]] = {}
         for step, benches in evals.items():
@@ -150,10 +165,15 @@ def build_runs(
                     prompts.setdefault(step, {})[bench] = per_prompt_means(store.read_jsonl(rel))
         timing = dict(stage)
         if stage.get("skipped"):  # nothing ran now: the time of the attempt that completed it, as recorded
-            record = RunRecord.read(layout)
             timing["verl_s"] = record.verl_s if record is not None else 0.0
         runs.append(GridRun(cell, stage["run_id"], series, prompts, timing=timing))
     return runs
+
+
+def _config_cpu(layout: RunLayout) -> str:
+    """The CPU of a run without run.json (a record: ``pilot_page --export``), from its config.yaml's ``platform``,
+    which each attempt writes there as in run.json; 'unknown' without one."""
+    return cpu_label((layout.read_config() or {}).get("platform"))
 
 
 # ------------------------------------------------------------------------------------------------ curves

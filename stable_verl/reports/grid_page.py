@@ -31,19 +31,29 @@ PAGE = "stability-grid"
 PAGE_FOLDER = f"docs/results/{PAGE}"
 FIRST_CLAIMS = "claims_first_publication.csv"
 ASSETS = ("table.csv", "claims.csv", "grid.json")
+RECORD = "from_record"
+"""grid.json's key (true) for a report rebuilt from a run record (:mod:`.grid_from_record`), not made by the flow."""
 
 
 def _budget(table: pd.DataFrame, settings: dict) -> list[str]:
     params = settings["params"]
     ran = table[~table["skipped"].astype(bool)] if "skipped" in table else table
     verl_h = table["verl_s"].sum() / 3600
+    steps_h = table["steps_s"].sum() / 3600
     ev = settings.get("timings", {}).get("eval", {})
+    cells = f"- cells: {len(table)} runs = {table['arm'].nunique()} arms x N in {sorted(table['N'].unique().tolist())} "
+    if settings.get(RECORD):  # rebuilt from a run record: no flow call, and no run.json to time the runs by
+        return [
+            cells + f"x seeds {params['seeds']} (all from the grid's run record)",
+            f"- steps per run: {params['rl']['total_steps']}; checkpoints scored: {params['eval']['steps']}",
+            f"- wall time: not in the record (no run.json); the runs' logged step times sum to {steps_h:.2f} h",
+            f"- SFT init: `{settings['init_run']}`",
+        ]
     return [
-        f"- cells: {len(table)} runs = {table['arm'].nunique()} arms x N in {sorted(table['N'].unique().tolist())} "
-        f"x seeds {params['seeds']} ({len(ran)} ran in the last flow call, the rest were complete)",
+        cells + f"x seeds {params['seeds']} ({len(ran)} ran in the last flow call, the rest were complete)",
         f"- steps per run: {params['rl']['total_steps']}; checkpoints scored: {params['eval']['steps']}",
         f"- verl wall time summed over runs: {verl_h:.2f} h (start-up {table['startup_s'].sum() / 3600:.2f} h, "
-        f"steps {table['steps_s'].sum() / 3600:.2f} h); evaluation in the last flow call "
+        f"steps {steps_h:.2f} h); evaluation in the last flow call "
         f"{ev.get('eval_s', float('nan')):.0f} s ({ev.get('evaluated', '?')} checkpoints; earlier ones were kept)",
         f"- SFT init: `{settings['init_run']}`",
     ]
@@ -77,10 +87,16 @@ def write_page(store: ArtifactStore, comparison: str, out_dir: Path) -> Path:
     title, _, body = report.partition("\n")
     body = body.replace("](plots/", f"]({PAGE}/plots/")
     params = settings["params"]
+    made = (
+        "Rebuilt from the grid's run record (configs, metrics, evaluations; no checkpoints) by `stable-verl "
+        "comparisons from-record`"
+        if settings.get(RECORD)
+        else "Produced by `python -m flows.stability_grid`"
+    )
     lines = [
         title,
         "",
-        f"Produced by `python -m flows.stability_grid` (comparison `{comparison}`), page written by "
+        f"{made} (comparison `{comparison}`), page written by "
         f"`stable-verl comparisons publish {comparison}`. Data: [{PAGE}/table.csv]({PAGE}/table.csv) (one row per "
         f"run), [{PAGE}/claims.csv]({PAGE}/claims.csv), every setting in [{PAGE}/grid.json]({PAGE}/grid.json).",
         "",

@@ -15,7 +15,8 @@ train-inference KL, pass-mean response length). It only reads the store.
 ``--export DEST`` copies what the page reads, and no more, into the folder store DEST: each run's config.yaml and
 metrics.jsonl, and its (and its init's) held-out results.json with ``samples.jsonl`` cut to one row per prompt (the
 mean accuracy of its k samples, all that the paired differences use). A long experiment's record then survives the
-machine it ran on in a few hundred KB a run, and the page regenerates from it with ``--store DEST``.
+machine it ran on in a few hundred KB a run, and the page regenerates from it with ``--store DEST``; for grid cells,
+so does the stability grid's own report (``stable-verl comparisons from-record``, :mod:`.grid_from_record`).
 """
 
 from __future__ import annotations
@@ -206,11 +207,17 @@ def arm_tally_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) 
 
 def grid_cell(run: PilotRun) -> tuple[str, int, int] | None:
     """(arm, N, seed) of a stability-grid cell, from its config; None for a run the grid did not make."""
-    rl = run.config.get("rl", {})
+    return config_cell(run.config)
+
+
+def config_cell(config: dict) -> tuple[str, int, int] | None:
+    """(arm, N, seed) of the grid cell a run's ``config.yaml`` describes: its recipe, the N of its last
+    ``minibatches=`` recipe override, its ``rl_seed``; None for a run the grid did not make."""
+    rl = config.get("rl", {})
     ns = [int(o.split("=", 1)[1]) for o in rl.get("recipe_overrides") or [] if o.startswith("minibatches=")]
-    if not ns or "rl_seed" not in run.config:
+    if not ns or "rl_seed" not in config:
         return None
-    return rl["recipe"], ns[-1], int(run.config["rl_seed"])
+    return rl["recipe"], ns[-1], int(config["rl_seed"])
 
 
 def run_summary(run: PilotRun, pv: PilotVerdict) -> claims.RunSummary | None:
@@ -242,7 +249,12 @@ def run_summary(run: PilotRun, pv: PilotVerdict) -> claims.RunSummary | None:
 def rollout_precision(run: PilotRun) -> str:
     """The precision vLLM's weights were rounded to for sampling (``rl.rollout_precision``): cells at different
     precisions are different regimes, so no claim compares them."""
-    return str(run.config.get("rl", {}).get("rollout_precision") or "native")
+    return config_precision(run.config)
+
+
+def config_precision(config: dict) -> str:
+    """``rl.rollout_precision`` of a run's ``config.yaml`` (native when unset)."""
+    return str(config.get("rl", {}).get("rollout_precision") or "native")
 
 
 def claim_lines(runs: Sequence[PilotRun], verdicts: Sequence[PilotVerdict]) -> list[str]:

@@ -17,7 +17,8 @@ TOCTREE = re.compile(r"```\{toctree\}\n(.*?)```", re.S)
 
 
 def _pages() -> set[Path]:
-    skip = (DOCS / "_build", DOCS / "reference" / "generated")
+    records = DOCS.glob("results/*/record")  # run records are data: docs/conf.py excludes them too
+    skip = (DOCS / "_build", DOCS / "reference" / "generated", *records)
     return {p for p in DOCS.rglob("*.md") if not any(p.is_relative_to(s) for s in skip) and p.name != "README.md"}
 
 
