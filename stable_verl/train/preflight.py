@@ -6,7 +6,8 @@ the store answers and takes writes, the local scratch folder can be written, a R
 (``model.path``) has a ``config.json`` that the flow's recipes accept (routing replay needs a supported MoE family;
 that one file is read, never the weights), as has each already-trained init (``init_checkpoints``, with safetensors
 weights), and a user task's (:class:`~.user_task.TaskData`) files exist and have
-verl's columns and its reward imports and scores the first RL prompt. Each failure is one :class:`InputError` line
+verl's columns and its reward imports and scores the first RL prompt, and no ``rl.overrides`` asks vLLM-CPU for
+batch-invariant MoE kernels it lacks (``rollout.full_determinism``). Each failure is one :class:`InputError` line
 (the CLI exits 2 on it).
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from stable_verl.artifacts import ArtifactStore, ArtifactStoreError, RunLayout
 from stable_verl.artifacts.run_record import RunRecord
+from stable_verl.config.cpu_env import on_cpu
 from stable_verl.models.hf import HFModel
 from stable_verl.tasks.reward_fn import load_reward, score_one
 from stable_verl.tasks.user_task import TaskData, normalised_splits
@@ -49,6 +51,7 @@ def check_inputs(params: Any) -> None:
         _check_complete(store, run_id, what)
     _check_model(params)
     _check_init_checkpoints(params)
+    _check_full_determinism(params)
     task = getattr(params, "task", None)
     if isinstance(task, TaskData):
         check_task(task)
@@ -81,12 +84,45 @@ def _check_init_checkpoints(params: Any) -> None:
             raise InputError(str(e).splitlines()[0]) from e
 
 
-def _recipes(params: Any) -> list[Any]:
-    """The RL recipes a flow runs: each grid cell's, else its one ``rl`` stage's (none for SFT)."""
+def _rl_stages(params: Any) -> list[Any]:
+    """The RL stages a flow runs: each grid cell's, else its one ``rl`` stage (none for SFT)."""
     if hasattr(params, "cells"):
-        return [params.cell_rl(cell).recipe_config for cell in params.cells()]
+        return [params.cell_rl(cell) for cell in params.cells()]
     rl = getattr(params, "rl", None)
-    return [rl.recipe_config] if rl is not None else []
+    return [rl] if rl is not None else []
+
+
+def _recipes(params: Any) -> list[Any]:
+    """The RL recipes a flow runs."""
+    return [rl.recipe_config for rl in _rl_stages(params)]
+
+
+FULL_DETERMINISM = "actor_rollout_ref.rollout.full_determinism"
+
+
+def _check_full_determinism(params: Any) -> None:
+    """verl's ``rollout.full_determinism`` sets ``VLLM_BATCH_INVARIANT=1``, and vLLM-CPU's one MoE backend is not
+    batch-invariant: the engine fails at start, minutes in (measured: docs/results/stress-phase1.md). Refused for a
+    MoE model on CPU."""
+    overrides = [o.lstrip("+~").partition("=") for rl in _rl_stages(params) for o in rl.overrides]
+    if not any(key == FULL_DETERMINISM and value.strip().lower() in ("true", "1") for key, _, value in overrides):
+        return
+    launcher = getattr(params, "launcher", None)
+    cpu = launcher.cpu if launcher is not None else None
+    if not (on_cpu() if cpu is None else cpu):
+        return
+    model = getattr(params, "model", None)
+    if isinstance(model, HFModel):
+        from stable_verl.core.routing.families import config_is_moe
+
+        moe = config_is_moe(model_config(model, params.store.endpoint_url))
+    else:
+        moe = getattr(model, "kind", None) == "moe"
+    if moe:
+        raise InputError(
+            f"rl.overrides sets {FULL_DETERMINISM}=true, which turns on vLLM's batch-invariant kernels, and vLLM on "
+            "CPU has none for a MoE model (its engine would fail to start): drop the override, or run on GPUs"
+        )
 
 
 def check_task(task: TaskData) -> None:

@@ -92,6 +92,11 @@ def _no_routers_error(what: str) -> ValueError:
     return ValueError(f"{what}: model has no MoE routers; routing replay needs a MoE model (supported: {_supported()})")
 
 
+def config_is_moe(config: dict) -> bool:
+    """Whether a ``config.json`` (as a dict) declares more than one expert."""
+    return any((config.get(key) or 0) > 1 for key in _MOE_CONFIG_KEYS)
+
+
 def _looks_like_moe(model: nn.Module) -> bool:
     """Heuristic for the error message only: does an unsupported model look like a MoE at all?"""
     config = getattr(model, "config", None)
